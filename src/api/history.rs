@@ -1,0 +1,165 @@
+//! `GET /api/indicators/{id}/history?from=&to=&step=&village=`: an indicator
+//! over time, in buckets, from the persisted rollups.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, ApiState};
+use crate::indicators::HistoryPlan;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct HistoryQuery {
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+    village: Option<String>,
+}
+
+/// Largest number of buckets one request may ask for.
+const MAX_BUCKETS: i64 = 5000;
+
+fn parse_time(s: &str, name: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::bad(
+                "invalid_time",
+                format!("`{name}` phải là thời điểm RFC 3339, ví dụ 2026-11-01T00:00:00+07:00."),
+            )
+        })
+}
+
+/// Parse `15m`, `1h`, `1d` (minutes, hours, days).
+pub(crate) fn parse_step(s: &str) -> Option<i64> {
+    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
+    let secs = match unit {
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(secs)
+}
+
+pub(crate) async fn history(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let now = Utc::now();
+    let to = match q.to.as_deref() {
+        Some(t) => parse_time(t, "to")?,
+        None => now,
+    };
+    let from = match q.from.as_deref() {
+        Some(f) => parse_time(f, "from")?,
+        None => to - Duration::hours(24),
+    };
+    let step = match q.step.as_deref() {
+        None => 3600,
+        Some(st) => parse_step(st).ok_or_else(|| {
+            ApiError::bad("invalid_step", format!("Bước `{st}` không hợp lệ: dùng dạng 15m, 1h hoặc 1d."))
+        })?,
+    };
+    if step % 60 != 0 {
+        return Err(ApiError::bad("invalid_step", "Bước phải là bội số của 1 phút."));
+    }
+    if from >= to {
+        return Err(ApiError::bad("invalid_range", "`from` phải trước `to`."));
+    }
+    // Day buckets start at local midnight (+07:00).
+    let from = if step % 86_400 == 0 {
+        let local = from.timestamp() + 7 * 3600;
+        Utc.timestamp_opt(local - local.rem_euclid(86_400) - 7 * 3600, 0).single().unwrap_or(from)
+    } else {
+        let f = from.timestamp();
+        let unit = if step % 3600 == 0 { 3600 } else { 60 };
+        Utc.timestamp_opt(f - f.rem_euclid(unit), 0).single().unwrap_or(from)
+    };
+    let buckets = (to.timestamp() - from.timestamp() + step - 1) / step;
+    if buckets > MAX_BUCKETS {
+        return Err(ApiError::bad(
+            "too_many_buckets",
+            format!("Yêu cầu {buckets} khoảng, tối đa {MAX_BUCKETS}: tăng `step` hoặc thu hẹp khoảng thời gian."),
+        ));
+    }
+    let scope = match q.village.as_deref() {
+        None | Some("") | Some("commune") => "commune".to_string(),
+        Some(v) if s.shared.registry.has_village(v) => v.to_string(),
+        Some(v) => {
+            return Err(ApiError::NotFound {
+                code: "unknown_village",
+                message: format!("Không có thôn/bản `{v}` trong cấu hình."),
+            })
+        }
+    };
+    let (plan, name, unit, target) = {
+        let engine = s.shared.engine.read();
+        let Some(plan) = engine.history_counters(&id) else {
+            return Err(ApiError::NotFound {
+                code: "unknown_indicator",
+                message: format!("Không có chỉ tiêu `{id}`."),
+            });
+        };
+        let (name, unit, target) = engine.describe(&id).unwrap_or(("", "", None));
+        let plan = match plan {
+            HistoryPlan::Sum(c) => (c.to_string(), None),
+            HistoryPlan::Ratio(n, d) => (n.to_string(), Some(d.to_string())),
+            HistoryPlan::Unsupported => {
+                return Err(ApiError::bad(
+                    "history_unsupported",
+                    format!("Chỉ tiêu `{id}` không có lịch sử theo khoảng (chỉ có giá trị hiện tại)."),
+                ))
+            }
+        };
+        (plan, name.to_string(), unit.to_string(), target)
+    };
+    let reader = Arc::clone(&s.reader);
+    let scope_q = scope.clone();
+    let (num, den) = tokio::task::spawn_blocking(move || {
+        let store = reader.lock();
+        let num = store.history(&plan.0, &scope_q, from, to, step)?;
+        let den = match &plan.1 {
+            Some(d) => Some(store.history(d, &scope_q, from, to, step)?),
+            None => None,
+        };
+        Ok::<_, ApiError>((num, den))
+    })
+    .await
+    .map_err(|_| ApiError::Task)??;
+    let lookup = |rows: &[(i64, f64)], b: i64| rows.iter().find(|(i, _)| *i == b).map_or(0.0, |(_, v)| *v);
+    let mut out = Vec::with_capacity(buckets as usize);
+    for b in 0..buckets {
+        let start = from + Duration::seconds(b * step);
+        let end = (start + Duration::seconds(step)).min(to);
+        let n = lookup(&num, b);
+        let item = match &den {
+            None => json!({ "start": start, "end": end, "value": n }),
+            Some(den) => {
+                let d = lookup(den, b);
+                let value = (d > 0.0).then(|| 100.0 * n / d);
+                json!({ "start": start, "end": end, "value": value, "numerator": n, "denominator": d })
+            }
+        };
+        out.push(item);
+    }
+    Ok(Json(json!({
+        "id": id,
+        "name": name,
+        "unit": unit,
+        "target": target,
+        "scope": scope,
+        "from": from,
+        "to": to,
+        "step_secs": step,
+        "buckets": out,
+    }))
+    .into_response())
+}

@@ -1,0 +1,430 @@
+//! Typed configuration: the commune, its villages and devices, the MQTT
+//! connection, the store, ingest limits and indicator definitions.
+//!
+//! Loaded from a TOML file, then overridden by environment variables named
+//! `IOC__SECTION__KEY` (see [`load`]), then validated (see [`validate`]).
+
+mod load;
+mod validate;
+
+pub use load::{load, load_str, ConfigError, ConfigIssue};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::model::{DeviceClass, Source};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Which commune this instance serves.
+    pub commune: Commune,
+    /// MQTT broker connection (and optional embedded broker).
+    #[serde(default)]
+    pub mqtt: Mqtt,
+    /// HTTP API listener.
+    #[serde(default)]
+    pub http: Http,
+    /// Embedded store.
+    #[serde(default)]
+    pub store: Store,
+    /// Limits applied to incoming messages.
+    #[serde(default)]
+    pub ingest: Ingest,
+    /// Report period regime.
+    #[serde(default)]
+    pub report: Report,
+    /// Inactivity timeouts per device class.
+    #[serde(default)]
+    pub devices: DeviceTimeouts,
+    /// Villages (thôn/bản).
+    #[serde(default, rename = "village")]
+    pub villages: Vec<Village>,
+    /// Cameras.
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<Camera>,
+    /// Loudspeaker clusters.
+    #[serde(default, rename = "speaker")]
+    pub speakers: Vec<Speaker>,
+    /// Sensors.
+    #[serde(default, rename = "sensor")]
+    pub sensors: Vec<Sensor>,
+    /// The administrative-procedure system.
+    #[serde(default)]
+    pub procedure: Procedure,
+    /// Indicator definitions.
+    #[serde(default, rename = "indicator")]
+    pub indicators: Vec<IndicatorDef>,
+}
+
+/// The commune.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commune {
+    /// ASCII slug used in MQTT topics, e.g. `binh-lu`.
+    pub id: String,
+    /// Display name, e.g. `Xã Bình Lư`.
+    pub name: String,
+    /// Province, e.g. `Lai Châu`.
+    #[serde(default)]
+    pub province: String,
+}
+
+/// MQTT connection settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mqtt {
+    /// Run the embedded broker (feature `embedded-broker`) on `host:port`.
+    pub embedded: bool,
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Stable client id; defaults to `commune-ioc-{commune.id}`.
+    pub client_id: Option<String>,
+    /// Username for the broker.
+    pub username: Option<String>,
+    /// Password for the broker.
+    pub password: Option<String>,
+    /// Connect with TLS (rustls, system roots or `ca_file`).
+    pub tls: bool,
+    /// PEM file with the CA that signed the broker's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Keep-alive in seconds.
+    pub keep_alive_secs: u64,
+    /// First reconnect delay in milliseconds (doubles up to `backoff_max_ms`).
+    pub backoff_initial_ms: u64,
+    /// Cap of the reconnect delay in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Shared-subscription group (`$share/{group}/...`) for several replicas.
+    pub share_group: Option<String>,
+}
+
+impl Default for Mqtt {
+    fn default() -> Self {
+        Mqtt {
+            embedded: false,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: None,
+            username: None,
+            password: None,
+            tls: false,
+            ca_file: None,
+            keep_alive_secs: 30,
+            backoff_initial_ms: 200,
+            backoff_max_ms: 30_000,
+            share_group: None,
+        }
+    }
+}
+
+/// HTTP listener settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Address to listen on, e.g. `0.0.0.0:8080` (`:0` picks a free port).
+    pub listen: String,
+    /// Directory with the wall screen (served at `/`).
+    pub dashboard_dir: PathBuf,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: "127.0.0.1:8080".into(),
+            dashboard_dir: PathBuf::from("dashboards/ioc"),
+        }
+    }
+}
+
+/// Embedded store settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    /// Directory holding `journal.db`.
+    pub path: PathBuf,
+    /// Largest number of messages committed in one transaction.
+    pub batch_max: usize,
+    /// Capacity of the queue between MQTT and the journal (messages).
+    pub queue_capacity: usize,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            path: PathBuf::from("data"),
+            batch_max: 4096,
+            queue_capacity: 16_384,
+        }
+    }
+}
+
+/// Limits applied to every incoming message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    /// Payloads larger than this become `oversized` dead letters.
+    pub max_payload_bytes: usize,
+    /// Event times further ahead than this become `timestamp_in_future`.
+    pub max_future_skew_secs: i64,
+    /// Event times older than this become `timestamp_too_old`.
+    pub max_age_days: i64,
+    /// Bytes of payload kept as the excerpt shown with a dead letter.
+    pub excerpt_bytes: usize,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Ingest {
+            max_payload_bytes: 64 * 1024,
+            max_future_skew_secs: 300,
+            max_age_days: 35,
+            excerpt_bytes: 256,
+        }
+    }
+}
+
+/// How monthly report periods are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Regime {
+    /// Nghị định 09/2019/NĐ-CP Điều 12: 15th of the previous month to the
+    /// 15th of this month, 00:00 +07:00, half open.
+    #[default]
+    Nd09,
+    /// Calendar month, 00:00 +07:00.
+    Calendar,
+}
+
+/// Report settings.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Report {
+    /// The period regime for the `month` window.
+    pub regime: Regime,
+}
+
+/// Inactivity timeouts after which a silent device counts as offline.
+/// Zero disables the timeout for that class.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceTimeouts {
+    /// Cameras, seconds.
+    pub camera_secs: i64,
+    /// Loudspeaker clusters, seconds.
+    pub speaker_secs: i64,
+    /// Sensors, seconds.
+    pub sensor_secs: i64,
+}
+
+impl Default for DeviceTimeouts {
+    fn default() -> Self {
+        DeviceTimeouts {
+            camera_secs: 300,
+            speaker_secs: 900,
+            sensor_secs: 1800,
+        }
+    }
+}
+
+impl DeviceTimeouts {
+    /// The timeout for a class, in seconds (0 = none).
+    pub fn for_class(&self, class: DeviceClass) -> i64 {
+        match class {
+            DeviceClass::Camera => self.camera_secs,
+            DeviceClass::Speaker => self.speaker_secs,
+            DeviceClass::Sensor => self.sensor_secs,
+        }
+    }
+}
+
+/// A village (thôn/bản).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Village {
+    /// ASCII slug.
+    pub id: String,
+    /// Name as the documents give it.
+    pub name: String,
+    /// True when the name is not in the source documents and must be filled
+    /// in by the commune.
+    #[serde(default)]
+    pub placeholder: bool,
+    /// Mobile dead zone (vùng lõm sóng).
+    #[serde(default)]
+    pub dead_zone: bool,
+    /// Latitude (WGS84) for the map.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// Longitude (WGS84) for the map.
+    #[serde(default)]
+    pub lon: Option<f64>,
+}
+
+/// A camera.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    /// Id used in topics.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Village id.
+    pub village: Option<String>,
+    /// The camera's name in Frigate, when it is watched by Frigate.
+    #[serde(default)]
+    pub frigate_name: Option<String>,
+}
+
+/// Kind of loudspeaker cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SpeakerKind {
+    /// IP-addressable smart cluster that reports over MQTT.
+    #[default]
+    Smart,
+    /// Legacy FE radio station: in the inventory, not reachable over MQTT.
+    Fe,
+}
+
+/// A loudspeaker cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Speaker {
+    /// Id used in topics.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Village id.
+    pub village: Option<String>,
+    /// Smart or FE.
+    #[serde(default)]
+    pub kind: SpeakerKind,
+}
+
+/// A sensor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sensor {
+    /// Id used in topics.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Village id.
+    pub village: Option<String>,
+    /// What it measures, e.g. `rain`, `water_level`, `temperature`.
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// The procedure (dossier) system.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Procedure {
+    /// Display name of the system.
+    pub name: String,
+    /// Dossier events with a `village` not in the registry are kept at
+    /// commune scope; set this to reject them as dead letters instead.
+    pub reject_unknown_village: bool,
+}
+
+impl Default for Procedure {
+    fn default() -> Self {
+        Procedure {
+            name: "Hệ thống thông tin giải quyết thủ tục hành chính".into(),
+            reject_unknown_village: false,
+        }
+    }
+}
+
+/// What an indicator computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndicatorKind {
+    /// Number (or sum of a field) of matching events in the window.
+    Count,
+    /// 100 × numerator / denominator, each a count over the window.
+    Ratio,
+    /// Latest value of a numeric field.
+    Latest,
+    /// Percentage of registered devices of a class that are online now.
+    Availability,
+    /// Seconds since the last event from a source family.
+    Freshness,
+    /// Number of dead letters in the window.
+    DeadLetters,
+}
+
+/// A filter on events: every given condition must hold.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// Producer family (`camera`, `speaker`, `procedure`, `sensor`).
+    pub source: Option<String>,
+    /// Event kind, e.g. `received`.
+    pub event: Option<String>,
+    /// Attribute equalities, e.g. `{ channel = "online" }`; a list means any of.
+    #[serde(default, rename = "where")]
+    pub conditions: BTreeMap<String, toml::Value>,
+    /// Sum this numeric attribute instead of counting events.
+    pub sum: Option<String>,
+    /// Only these devices.
+    #[serde(default)]
+    pub devices: Vec<String>,
+}
+
+/// An indicator definition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndicatorDef {
+    /// Stable id (a contract with the screen and reports).
+    pub id: String,
+    /// Vietnamese display name.
+    pub name: String,
+    /// What it computes.
+    pub kind: IndicatorKind,
+    /// Unit shown with the value (`%`, `hồ sơ`, `s`...).
+    #[serde(default)]
+    pub unit: String,
+    /// Target, e.g. `"> 90"`, `">= 60"`, `"< 20"`.
+    pub target: Option<String>,
+    /// For `count` and `latest`.
+    #[serde(rename = "match")]
+    pub filter: Option<Filter>,
+    /// For `ratio`.
+    pub numerator: Option<Filter>,
+    /// For `ratio`.
+    pub denominator: Option<Filter>,
+    /// For `latest`: the numeric attribute.
+    pub field: Option<String>,
+    /// For `availability`: `camera`, `speaker` or `sensor`.
+    pub device_class: Option<String>,
+    /// For `freshness`: the producer family.
+    pub source: Option<String>,
+}
+
+impl Config {
+    /// The MQTT client id (stable per installation).
+    pub fn client_id(&self) -> String {
+        self.mqtt
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("commune-ioc-{}", self.commune.id))
+    }
+
+    /// Path of the SQLite journal.
+    pub fn journal_path(&self) -> PathBuf {
+        self.store.path.join("journal.db")
+    }
+
+    /// Source family parsed from a filter (validated at load time).
+    pub fn source_of(name: &str) -> Option<Source> {
+        Source::parse(name)
+    }
+}

@@ -1,0 +1,282 @@
+//! Semantic checks on a parsed [`Config`]: every problem is collected, so
+//! `commune-ioc check-config` can list them all at once.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use super::{Config, Filter, IndicatorKind};
+use crate::config::ConfigIssue;
+use crate::indicators::Target;
+use crate::model::{DeviceClass, Source};
+
+/// All problems found in `config` (empty when it is valid).
+pub fn validate(config: &Config, origin: &str) -> Vec<ConfigIssue> {
+    let mut v = Validator {
+        origin,
+        issues: Vec::new(),
+    };
+    v.check(config);
+    v.issues
+}
+
+struct Validator<'a> {
+    origin: &'a str,
+    issues: Vec<ConfigIssue>,
+}
+
+/// A slug usable as an MQTT topic level and a URL path segment.
+pub(crate) fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl Validator<'_> {
+    fn issue(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.issues.push(ConfigIssue {
+            origin: self.origin.to_string(),
+            key: key.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn check(&mut self, c: &Config) {
+        if !is_slug(&c.commune.id) {
+            self.issue(
+                "commune.id",
+                format!(
+                    "`{}` is not a slug: use lowercase ASCII letters, digits, '-' or '_' (it appears in MQTT topics)",
+                    c.commune.id
+                ),
+            );
+        }
+        if c.commune.name.trim().is_empty() {
+            self.issue("commune.name", "must not be empty");
+        }
+        self.check_mqtt(c);
+        if c.http.listen.parse::<SocketAddr>().is_err() {
+            self.issue(
+                "http.listen",
+                format!("`{}` is not an address like 127.0.0.1:8080", c.http.listen),
+            );
+        }
+        if c.store.batch_max == 0 {
+            self.issue("store.batch_max", "must be at least 1");
+        }
+        if c.store.queue_capacity == 0 {
+            self.issue("store.queue_capacity", "must be at least 1");
+        }
+        if c.ingest.max_payload_bytes == 0 {
+            self.issue("ingest.max_payload_bytes", "must be at least 1");
+        }
+        if c.ingest.max_future_skew_secs < 0 {
+            self.issue("ingest.max_future_skew_secs", "must not be negative");
+        }
+        if c.ingest.max_age_days <= 0 {
+            self.issue("ingest.max_age_days", "must be at least 1");
+        }
+        for (key, secs) in [
+            ("devices.camera_secs", c.devices.camera_secs),
+            ("devices.speaker_secs", c.devices.speaker_secs),
+            ("devices.sensor_secs", c.devices.sensor_secs),
+        ] {
+            if secs < 0 {
+                self.issue(key, "must not be negative (0 disables the timeout)");
+            }
+        }
+
+        let mut villages = HashSet::new();
+        for (i, v) in c.villages.iter().enumerate() {
+            if !is_slug(&v.id) {
+                self.issue(format!("village[{i}].id"), format!("`{}` is not a slug", v.id));
+            }
+            if !villages.insert(v.id.as_str()) {
+                self.issue(format!("village[{}].id", v.id), "duplicate village id");
+            }
+            if v.name.trim().is_empty() {
+                self.issue(format!("village[{}].name", v.id), "must not be empty");
+            }
+            if let Some(lat) = v.lat {
+                if !(-90.0..=90.0).contains(&lat) {
+                    self.issue(format!("village[{}].lat", v.id), "must be between -90 and 90");
+                }
+            }
+            if let Some(lon) = v.lon {
+                if !(-180.0..=180.0).contains(&lon) {
+                    self.issue(format!("village[{}].lon", v.id), "must be between -180 and 180");
+                }
+            }
+        }
+
+        let mut devices: HashSet<(DeviceClass, &str)> = HashSet::new();
+        let all = c
+            .cameras
+            .iter()
+            .map(|d| (DeviceClass::Camera, d.id.as_str(), d.village.as_deref()))
+            .chain(c.speakers.iter().map(|d| (DeviceClass::Speaker, d.id.as_str(), d.village.as_deref())))
+            .chain(c.sensors.iter().map(|d| (DeviceClass::Sensor, d.id.as_str(), d.village.as_deref())));
+        for (class, id, village) in all {
+            let section = class.as_str();
+            if !is_slug(id) {
+                self.issue(format!("{section}[{id}].id"), format!("`{id}` is not a slug"));
+            }
+            if !devices.insert((class, id)) {
+                self.issue(format!("{section}[{id}].id"), format!("duplicate {section} id"));
+            }
+            if let Some(v) = village {
+                if !villages.contains(v) {
+                    self.issue(
+                        format!("{section}[{id}].village"),
+                        format!("unknown village `{v}`: add it as a [[village]] first"),
+                    );
+                }
+            }
+        }
+        let mut frigate = HashSet::new();
+        for cam in &c.cameras {
+            if let Some(n) = &cam.frigate_name {
+                if !frigate.insert(n.as_str()) {
+                    self.issue(format!("camera[{}].frigate_name", cam.id), "duplicate Frigate camera name");
+                }
+            }
+        }
+
+        let mut ids = HashSet::new();
+        for ind in &c.indicators {
+            let key = format!("indicator[{}]", ind.id);
+            if !is_slug(&ind.id) {
+                self.issue(format!("{key}.id"), "not a slug");
+            }
+            if !ids.insert(ind.id.as_str()) {
+                self.issue(format!("{key}.id"), "duplicate indicator id");
+            }
+            if ind.name.trim().is_empty() {
+                self.issue(format!("{key}.name"), "must not be empty");
+            }
+            if let Some(t) = &ind.target {
+                if let Err(e) = Target::parse(t) {
+                    self.issue(format!("{key}.target"), e);
+                }
+            }
+            match ind.kind {
+                IndicatorKind::Count => self.need_filter(&key, "match", ind.filter.as_ref()),
+                IndicatorKind::Ratio => {
+                    self.need_filter(&key, "numerator", ind.numerator.as_ref());
+                    self.need_filter(&key, "denominator", ind.denominator.as_ref());
+                }
+                IndicatorKind::Latest => {
+                    if ind.field.is_none() {
+                        self.issue(format!("{key}.field"), "a `latest` indicator needs `field`");
+                    }
+                    if let Some(f) = &ind.filter {
+                        self.check_filter(&format!("{key}.match"), f);
+                    }
+                }
+                IndicatorKind::Availability => match ind.device_class.as_deref() {
+                    Some(dc) if DeviceClass::parse(dc).is_some() => {}
+                    Some(dc) => self.issue(
+                        format!("{key}.device_class"),
+                        format!("`{dc}` is not one of camera, speaker, sensor"),
+                    ),
+                    None => self.issue(
+                        format!("{key}.device_class"),
+                        "an `availability` indicator needs `device_class`",
+                    ),
+                },
+                IndicatorKind::Freshness => match ind.source.as_deref() {
+                    Some(s) if Source::parse(s).is_some() => {}
+                    Some(s) => self.issue(
+                        format!("{key}.source"),
+                        format!("`{s}` is not one of camera, speaker, procedure, sensor"),
+                    ),
+                    None => self.issue(format!("{key}.source"), "a `freshness` indicator needs `source`"),
+                },
+                IndicatorKind::DeadLetters => {}
+            }
+        }
+    }
+
+    fn check_mqtt(&mut self, c: &Config) {
+        let m = &c.mqtt;
+        if m.host.trim().is_empty() {
+            self.issue("mqtt.host", "must not be empty");
+        }
+        if m.port == 0 {
+            self.issue("mqtt.port", "must be a port between 1 and 65535");
+        }
+        if m.embedded && !cfg!(feature = "embedded-broker") {
+            self.issue(
+                "mqtt.embedded",
+                "this build has no embedded broker (cargo feature `embedded-broker`)",
+            );
+        }
+        if m.backoff_initial_ms == 0 || m.backoff_initial_ms > m.backoff_max_ms {
+            self.issue(
+                "mqtt.backoff_initial_ms",
+                "must be at least 1 and at most mqtt.backoff_max_ms",
+            );
+        }
+        if m.keep_alive_secs < 5 {
+            self.issue("mqtt.keep_alive_secs", "must be at least 5");
+        }
+        if m.password.is_some() && m.username.is_none() {
+            self.issue("mqtt.password", "a password needs mqtt.username too");
+        }
+        if let Some(ca) = &m.ca_file {
+            if !ca.exists() {
+                self.issue("mqtt.ca_file", format!("file {} does not exist", ca.display()));
+            }
+            if !m.tls {
+                self.issue("mqtt.ca_file", "set mqtt.tls = true to use a CA file");
+            }
+        }
+        if let Some(id) = &m.client_id {
+            if id.is_empty() || id.len() > 128 {
+                self.issue("mqtt.client_id", "must be 1 to 128 characters");
+            }
+        }
+        if let Some(g) = &m.share_group {
+            if !is_slug(g) {
+                self.issue("mqtt.share_group", "not a slug");
+            }
+        }
+    }
+
+    fn need_filter(&mut self, key: &str, name: &str, f: Option<&Filter>) {
+        match f {
+            None => self.issue(format!("{key}.{name}"), format!("this indicator kind needs `{name}`")),
+            Some(f) => self.check_filter(&format!("{key}.{name}"), f),
+        }
+    }
+
+    fn check_filter(&mut self, key: &str, f: &Filter) {
+        if let Some(s) = &f.source {
+            if Source::parse(s).is_none() {
+                self.issue(
+                    format!("{key}.source"),
+                    format!("`{s}` is not one of camera, speaker, procedure, sensor"),
+                );
+            }
+        }
+        for (attr, value) in &f.conditions {
+            let ok = match value {
+                toml::Value::Array(items) => !items.is_empty() && items.iter().all(is_scalar),
+                other => is_scalar(other),
+            };
+            if !ok {
+                self.issue(
+                    format!("{key}.where.{attr}"),
+                    "must be a string, number, boolean, or a non-empty list of them",
+                );
+            }
+        }
+    }
+}
+
+fn is_scalar(v: &toml::Value) -> bool {
+    matches!(
+        v,
+        toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+    )
+}

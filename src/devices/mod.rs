@@ -1,0 +1,200 @@
+//! Device health: the last state each device reported, when it was last
+//! heard, and whether it has gone silent for longer than its class's
+//! inactivity timeout. Devices that publish but are not in the registry are
+//! recorded too, flagged `registered: false`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::DeviceTimeouts;
+use crate::model::{DeviceClass, DeviceState, Event, Registry, Source};
+
+/// What the tracker remembers about a device (persisted by the journal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Health {
+    /// Last reported state.
+    pub state: DeviceState,
+    /// When the device was last heard (receive time).
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Last status detail (fault description...).
+    pub detail: Option<String>,
+}
+
+/// One device as answered by `GET /api/devices`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeviceView {
+    /// Device id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Class.
+    pub class: DeviceClass,
+    /// Village.
+    pub village: Option<String>,
+    /// In the registry?
+    pub registered: bool,
+    /// Reports over MQTT (false for legacy FE radio stations).
+    pub reporting: bool,
+    /// State after applying the inactivity timeout.
+    pub state: DeviceState,
+    /// State as last reported.
+    pub reported_state: DeviceState,
+    /// Silent for longer than the class timeout.
+    pub stale: bool,
+    /// When last heard.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Last status detail.
+    pub detail: Option<String>,
+}
+
+/// Tracks device health.
+#[derive(Debug)]
+pub struct DeviceTracker {
+    registry: Arc<Registry>,
+    timeouts: DeviceTimeouts,
+    health: HashMap<(DeviceClass, String), Health>,
+}
+
+/// The class of device an event's source stands for.
+pub fn class_of(source: Source) -> Option<DeviceClass> {
+    match source {
+        Source::Camera => Some(DeviceClass::Camera),
+        Source::Speaker => Some(DeviceClass::Speaker),
+        Source::Sensor => Some(DeviceClass::Sensor),
+        Source::Procedure => None,
+    }
+}
+
+impl DeviceTracker {
+    /// An empty tracker over a registry.
+    pub fn new(registry: Arc<Registry>, timeouts: DeviceTimeouts) -> Self {
+        DeviceTracker {
+            registry,
+            timeouts,
+            health: HashMap::new(),
+        }
+    }
+
+    /// Restore persisted health (startup).
+    pub fn load(&mut self, class: DeviceClass, id: String, health: Health) {
+        self.health.insert((class, id), health);
+    }
+
+    /// The health changes a batch of committed events makes, keyed by device.
+    /// Events with a device update `last_seen`; status events set the state;
+    /// any other event from a device that was not up marks it online (unless
+    /// it reported a fault).
+    pub fn updates(&self, events: &[Event]) -> HashMap<(DeviceClass, String), Health> {
+        let mut out: HashMap<(DeviceClass, String), Health> = HashMap::new();
+        for e in events {
+            let (Some(class), Some(id)) = (class_of(e.source), e.device.as_ref()) else { continue };
+            let key = (class, id.clone());
+            let current = out
+                .get(&key)
+                .or_else(|| self.health.get(&key))
+                .cloned()
+                .unwrap_or(Health {
+                    state: DeviceState::Unknown,
+                    last_seen: None,
+                    detail: None,
+                });
+            let mut next = current.clone();
+            if next.last_seen.is_none_or(|t| e.received_at > t) {
+                next.last_seen = Some(e.received_at);
+            }
+            if e.kind == "status" {
+                if let Some(s) = e.attr_str("state").and_then(DeviceState::parse) {
+                    next.state = s;
+                    next.detail = e.attr_str("detail").map(str::to_owned);
+                }
+            } else if matches!(e.kind.as_str(), "session_start") {
+                next.state = DeviceState::Broadcasting;
+            } else if matches!(e.kind.as_str(), "session_end") {
+                next.state = DeviceState::Online;
+            } else if !next.state.is_up() && next.state != DeviceState::Fault {
+                next.state = DeviceState::Online;
+            }
+            out.insert(key, next);
+        }
+        out
+    }
+
+    /// Record that an unregistered device published (from a dead letter).
+    pub fn unknown_update(&self, class: DeviceClass, id: &str, at: DateTime<Utc>) -> Health {
+        let prev = self.health.get(&(class, id.to_owned()));
+        Health {
+            state: DeviceState::Unknown,
+            last_seen: Some(prev.and_then(|h| h.last_seen).map_or(at, |t| t.max(at))),
+            detail: Some("not in the registry".into()),
+        }
+    }
+
+    /// Apply committed updates.
+    pub fn apply(&mut self, updates: HashMap<(DeviceClass, String), Health>) {
+        self.health.extend(updates);
+    }
+
+    fn view(&self, class: DeviceClass, id: &str, now: DateTime<Utc>) -> DeviceView {
+        let info = self.registry.device(class, id);
+        let h = self.health.get(&(class, id.to_owned()));
+        let reported = h.map_or(DeviceState::Unknown, |h| h.state);
+        let last_seen = h.and_then(|h| h.last_seen);
+        let timeout = self.timeouts.for_class(class);
+        let stale = timeout > 0
+            && last_seen.is_some_and(|t| now.signed_duration_since(t).num_seconds() > timeout);
+        let state = if stale && reported.is_up() { DeviceState::Offline } else { reported };
+        DeviceView {
+            id: id.to_owned(),
+            name: info.map(|i| i.name.clone()).unwrap_or_default(),
+            class,
+            village: info.and_then(|i| i.village.clone()),
+            registered: info.is_some(),
+            reporting: info.is_none_or(|i| i.reporting),
+            state,
+            reported_state: reported,
+            stale,
+            last_seen,
+            detail: h.and_then(|h| h.detail.clone()),
+        }
+    }
+
+    /// Every registered device, then every unregistered one that published.
+    pub fn list(&self, now: DateTime<Utc>) -> Vec<DeviceView> {
+        let mut out: Vec<DeviceView> = self
+            .registry
+            .devices()
+            .map(|d| self.view(d.class, &d.id, now))
+            .collect();
+        let mut unknown: Vec<&(DeviceClass, String)> = self
+            .health
+            .keys()
+            .filter(|(c, id)| self.registry.device(*c, id).is_none())
+            .collect();
+        unknown.sort();
+        out.extend(unknown.into_iter().map(|(c, id)| self.view(*c, id, now)));
+        out
+    }
+
+    /// (up, total) registered reporting devices of `class` in a village
+    /// (`None` = the whole commune).
+    pub fn availability(&self, class: DeviceClass, village: Option<&str>, now: DateTime<Utc>) -> (u32, u32) {
+        let mut up = 0;
+        let mut total = 0;
+        for d in self.registry.devices() {
+            if d.class != class || !d.reporting {
+                continue;
+            }
+            if village.is_some_and(|v| d.village.as_deref() != Some(v)) {
+                continue;
+            }
+            total += 1;
+            if self.view(class, &d.id, now).state.is_up() {
+                up += 1;
+            }
+        }
+        (up, total)
+    }
+}

@@ -1,0 +1,515 @@
+//! Live indicators, defined in config: counts, ratios, latest values,
+//! availability and data freshness, per village and for the commune, over
+//! the windows `today`, `24h` and `month`.
+//!
+//! Count and ratio indicators are sums over per-minute and per-hour buckets
+//! ("rollups") keyed by counter and scope. The journal persists the rollups
+//! in the same transaction as the events, so a restart reloads them instead
+//! of replaying every event; the engine keeps the recent buckets in memory.
+
+mod counter;
+mod target;
+pub mod window;
+
+pub use counter::{Counter, CounterKind, Matcher};
+pub use target::{Op, Target};
+pub use window::{bounds, period_of, Period, Window};
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::config::{Config, IndicatorDef, IndicatorKind, Regime};
+use crate::model::{DeviceClass, Event, Source};
+
+/// Scope index 0 is always the whole commune.
+pub const COMMUNE: &str = "commune";
+
+/// Minute buckets are kept in memory this long (the 24h window plus slack).
+const MINUTES_KEPT: i64 = 26 * 60;
+/// Hour buckets are kept in memory this long (a report period plus slack).
+const HOURS_KEPT: i64 = 70 * 24;
+
+/// How an indicator is computed, with config names resolved to indexes.
+#[derive(Debug, Clone)]
+enum SpecKind {
+    Count(usize),
+    Ratio(usize, usize),
+    Latest { matcher: Matcher, field: String },
+    Availability(DeviceClass),
+    Freshness(Source),
+    DeadLetters(usize),
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    id: String,
+    name: String,
+    unit: String,
+    target: Option<Target>,
+    kind: SpecKind,
+}
+
+/// Status of an indicator value against its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The value meets the target (or there is no target).
+    Met,
+    /// The value misses the target.
+    NotMet,
+    /// There is no data to compute a value from.
+    NoData,
+}
+
+/// One indicator value, as answered by `GET /api/indicators`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IndicatorValue {
+    /// Indicator id.
+    pub id: String,
+    /// Vietnamese name.
+    pub name: String,
+    /// Window.
+    pub window: Window,
+    /// `commune` or a village id.
+    pub scope: String,
+    /// The value; `null` when there is no data.
+    pub value: Option<f64>,
+    /// Unit.
+    pub unit: String,
+    /// Numerator (ratio) or count of up devices (availability).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub numerator: Option<f64>,
+    /// Denominator (ratio) or count of devices (availability).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denominator: Option<f64>,
+    /// Target, if any.
+    pub target: Option<Target>,
+    /// Status against the target.
+    pub status: Status,
+    /// Window start (inclusive).
+    pub from: DateTime<Utc>,
+    /// Window end (exclusive).
+    pub to: DateTime<Utc>,
+    /// Report period label for the `month` window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// When the data behind the value last changed.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// Buckets of one counter in one scope.
+#[derive(Debug, Default, Clone)]
+struct Series {
+    minutes: BTreeMap<i64, f64>,
+    hours: BTreeMap<i64, f64>,
+}
+
+/// Changes produced by one committed batch, persisted by the journal and
+/// then applied to the engine.
+#[derive(Debug, Default, Clone)]
+pub struct BatchDelta {
+    /// (counter, scope, minute since epoch) → amount.
+    pub rollups: HashMap<(usize, usize, i64), f64>,
+    /// (indicator, scope) → latest reading (event time, value).
+    pub latest: HashMap<(usize, usize), (DateTime<Utc>, f64)>,
+    /// (source, scope) → newest event time.
+    pub fresh: HashMap<(Source, usize), DateTime<Utc>>,
+}
+
+impl BatchDelta {
+    /// Whether the batch changed nothing.
+    pub fn is_empty(&self) -> bool {
+        self.rollups.is_empty() && self.latest.is_empty() && self.fresh.is_empty()
+    }
+}
+
+/// Which scopes to answer for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeSel<'a> {
+    /// The commune only.
+    Commune,
+    /// One village.
+    Village(&'a str),
+    /// The commune and every village.
+    All,
+}
+
+/// Device availability seen by the indicators: (up, total) for a class in a
+/// scope (`None` = commune).
+pub type AvailabilityFn<'a> = &'a dyn Fn(DeviceClass, Option<&str>) -> (u32, u32);
+
+/// The indicator engine.
+#[derive(Debug)]
+pub struct Engine {
+    regime: Regime,
+    specs: Vec<Spec>,
+    counters: Vec<Counter>,
+    scopes: Vec<String>,
+    scope_index: HashMap<String, usize>,
+    series: HashMap<(usize, usize), Series>,
+    changed: HashMap<(usize, usize), DateTime<Utc>>,
+    latest: HashMap<(usize, usize), (DateTime<Utc>, f64)>,
+    fresh: HashMap<(Source, usize), DateTime<Utc>>,
+    dead_counter: usize,
+}
+
+impl Engine {
+    /// Compile the indicator definitions of a validated config.
+    pub fn new(config: &Config) -> Engine {
+        let mut counters: Vec<Counter> = vec![Counter::dead_letters()];
+        let mut intern = |c: Counter| -> usize {
+            if let Some(i) = counters.iter().position(|x| x.key == c.key) {
+                i
+            } else {
+                counters.push(c);
+                counters.len() - 1
+            }
+        };
+        let mut specs = Vec::new();
+        for def in &config.indicators {
+            if let Some(kind) = compile(def, &mut intern) {
+                specs.push(Spec {
+                    id: def.id.clone(),
+                    name: def.name.clone(),
+                    unit: def.unit.clone(),
+                    target: def.target.as_deref().and_then(|t| Target::parse(t).ok()),
+                    kind,
+                });
+            }
+        }
+        let mut scopes = vec![COMMUNE.to_string()];
+        scopes.extend(config.villages.iter().map(|v| v.id.clone()));
+        let scope_index = scopes.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect();
+        Engine {
+            regime: config.report.regime,
+            specs,
+            counters,
+            scopes,
+            scope_index,
+            series: HashMap::new(),
+            changed: HashMap::new(),
+            latest: HashMap::new(),
+            fresh: HashMap::new(),
+            dead_counter: 0,
+        }
+    }
+
+    /// The report regime.
+    pub fn regime(&self) -> Regime {
+        self.regime
+    }
+
+    /// All counters (index = position).
+    pub fn counters(&self) -> &[Counter] {
+        &self.counters
+    }
+
+    /// Scope names (index 0 = commune).
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// Index of a scope name.
+    pub fn scope_index(&self, name: &str) -> Option<usize> {
+        self.scope_index.get(name).copied()
+    }
+
+    /// Indicator ids, in config order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.specs.iter().map(|s| s.id.as_str())
+    }
+
+    /// The counters behind an indicator, for history queries:
+    /// (numerator, optional denominator).
+    pub fn history_counters(&self, id: &str) -> Option<HistoryPlan<'_>> {
+        let spec = self.specs.iter().find(|s| s.id == id)?;
+        let plan = match spec.kind {
+            SpecKind::Count(c) | SpecKind::DeadLetters(c) => HistoryPlan::Sum(&self.counters[c].key),
+            SpecKind::Ratio(n, d) => HistoryPlan::Ratio(&self.counters[n].key, &self.counters[d].key),
+            _ => HistoryPlan::Unsupported,
+        };
+        Some(plan)
+    }
+
+    /// Name, unit and target of an indicator.
+    pub fn describe(&self, id: &str) -> Option<(&str, &str, Option<Target>)> {
+        self.specs
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| (s.name.as_str(), s.unit.as_str(), s.target))
+    }
+
+    /// A stable signature of all counters: when it differs from the one the
+    /// rollups were built with, the journal rebuilds them from the events.
+    pub fn signature(&self) -> String {
+        let mut keys: Vec<&str> = self.counters.iter().map(|c| c.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.join(",")
+    }
+
+    fn scopes_of(&self, village: Option<&str>) -> [Option<usize>; 2] {
+        [Some(0), village.and_then(|v| self.scope_index.get(v).copied())]
+    }
+
+    /// Work out what a batch of newly committed events (and the receive
+    /// times of new dead letters) changes.
+    pub fn delta(&self, events: &[Event], dead_letters: &[DateTime<Utc>]) -> BatchDelta {
+        let mut d = BatchDelta::default();
+        for e in events {
+            let minute = e.ts.timestamp().div_euclid(60);
+            let scopes = self.scopes_of(e.village.as_deref());
+            for (ci, c) in self.counters.iter().enumerate() {
+                if let CounterKind::Events(m) = &c.kind {
+                    if let Some(amount) = m.amount(e) {
+                        for s in scopes.iter().flatten() {
+                            *d.rollups.entry((ci, *s, minute)).or_insert(0.0) += amount;
+                        }
+                    }
+                }
+            }
+            for (si, spec) in self.specs.iter().enumerate() {
+                if let SpecKind::Latest { matcher, field } = &spec.kind {
+                    if !matcher.matches(e) {
+                        continue;
+                    }
+                    if let Some(v) = e.attr_f64(field) {
+                        for s in scopes.iter().flatten() {
+                            let slot = d.latest.entry((si, *s)).or_insert((e.ts, v));
+                            if e.ts >= slot.0 {
+                                *slot = (e.ts, v);
+                            }
+                        }
+                    }
+                }
+            }
+            for s in scopes.iter().flatten() {
+                let slot = d.fresh.entry((e.source, *s)).or_insert(e.received_at);
+                if e.received_at > *slot {
+                    *slot = e.received_at;
+                }
+            }
+        }
+        for t in dead_letters {
+            let minute = t.timestamp().div_euclid(60);
+            *d.rollups.entry((self.dead_counter, 0, minute)).or_insert(0.0) += 1.0;
+        }
+        d
+    }
+
+    /// Apply a committed delta.
+    pub fn apply(&mut self, d: &BatchDelta, now: DateTime<Utc>) {
+        for (&(c, s, minute), &amount) in &d.rollups {
+            self.add_bucket(c, s, minute, amount);
+            self.changed.insert((c, s), now);
+        }
+        for (&k, &(ts, v)) in &d.latest {
+            let slot = self.latest.entry(k).or_insert((ts, v));
+            if ts >= slot.0 {
+                *slot = (ts, v);
+            }
+        }
+        for (&k, &ts) in &d.fresh {
+            let slot = self.fresh.entry(k).or_insert(ts);
+            if ts > *slot {
+                *slot = ts;
+            }
+        }
+    }
+
+    fn add_bucket(&mut self, c: usize, s: usize, minute: i64, amount: f64) {
+        let series = self.series.entry((c, s)).or_default();
+        *series.minutes.entry(minute).or_insert(0.0) += amount;
+        *series.hours.entry(minute.div_euclid(60)).or_insert(0.0) += amount;
+    }
+
+    /// Load a persisted minute bucket (startup).
+    pub fn load_minute(&mut self, counter: &str, scope: &str, minute: i64, value: f64) {
+        if let (Some(c), Some(s)) = (self.counter_index(counter), self.scope_index(scope)) {
+            *self.series.entry((c, s)).or_default().minutes.entry(minute).or_insert(0.0) += value;
+        }
+    }
+
+    /// Load a persisted hour bucket (startup).
+    pub fn load_hour(&mut self, counter: &str, scope: &str, hour: i64, value: f64) {
+        if let (Some(c), Some(s)) = (self.counter_index(counter), self.scope_index(scope)) {
+            *self.series.entry((c, s)).or_default().hours.entry(hour).or_insert(0.0) += value;
+        }
+    }
+
+    /// Load a persisted latest reading (startup).
+    pub fn load_latest(&mut self, indicator: &str, scope: &str, ts: DateTime<Utc>, value: f64) {
+        let i = self.specs.iter().position(|s| s.id == indicator);
+        if let (Some(i), Some(s)) = (i, self.scope_index(scope)) {
+            self.latest.insert((i, s), (ts, value));
+        }
+    }
+
+    /// Load a persisted freshness time (startup).
+    pub fn load_fresh(&mut self, source: Source, scope: &str, ts: DateTime<Utc>) {
+        if let Some(s) = self.scope_index(scope) {
+            self.fresh.insert((source, s), ts);
+        }
+    }
+
+    /// Index of a counter key.
+    pub fn counter_index(&self, key: &str) -> Option<usize> {
+        self.counters.iter().position(|c| c.key == key)
+    }
+
+    /// Id of an indicator by index.
+    pub fn indicator_id(&self, i: usize) -> &str {
+        &self.specs[i].id
+    }
+
+    /// Drop buckets that no window can reach any more.
+    pub fn prune(&mut self, now: DateTime<Utc>) {
+        let min_minute = now.timestamp().div_euclid(60) - MINUTES_KEPT;
+        let min_hour = now.timestamp().div_euclid(3600) - HOURS_KEPT;
+        for s in self.series.values_mut() {
+            s.minutes = s.minutes.split_off(&min_minute);
+            s.hours = s.hours.split_off(&min_hour);
+        }
+    }
+
+    fn sum(&self, counter: usize, scope: usize, window: Window, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+        let Some(series) = self.series.get(&(counter, scope)) else { return 0.0 };
+        match window {
+            Window::Last24h => {
+                let a = from.timestamp().div_euclid(60);
+                let b = to.timestamp().div_euclid(60);
+                series.minutes.range(a..b).map(|(_, v)| v).sum()
+            }
+            Window::Today | Window::Month => {
+                let a = from.timestamp().div_euclid(3600);
+                let b = to.timestamp().div_euclid(3600);
+                series.hours.range(a..b).map(|(_, v)| v).sum()
+            }
+        }
+    }
+
+    /// Compute indicator values.
+    pub fn values(
+        &self,
+        window: Window,
+        sel: ScopeSel<'_>,
+        now: DateTime<Utc>,
+        availability: AvailabilityFn<'_>,
+        only: Option<&str>,
+    ) -> Vec<IndicatorValue> {
+        let (from, to) = bounds(window, now, self.regime);
+        let period = (window == Window::Month).then(|| period_of(now, self.regime).label);
+        let scopes: Vec<usize> = match sel {
+            ScopeSel::Commune => vec![0],
+            ScopeSel::Village(v) => self.scope_index(v).into_iter().collect(),
+            ScopeSel::All => (0..self.scopes.len()).collect(),
+        };
+        let mut out = Vec::new();
+        for scope in scopes {
+            for (si, spec) in self.specs.iter().enumerate() {
+                if only.is_some_and(|id| id != spec.id) {
+                    continue;
+                }
+                let mut v = IndicatorValue {
+                    id: spec.id.clone(),
+                    name: spec.name.clone(),
+                    window,
+                    scope: self.scopes[scope].clone(),
+                    value: None,
+                    unit: spec.unit.clone(),
+                    numerator: None,
+                    denominator: None,
+                    target: spec.target,
+                    status: Status::NoData,
+                    from,
+                    to,
+                    period: period.clone(),
+                    updated_at: None,
+                };
+                match &spec.kind {
+                    SpecKind::Count(c) | SpecKind::DeadLetters(c) => {
+                        v.value = Some(self.sum(*c, scope, window, from, to));
+                        v.updated_at = self.changed.get(&(*c, scope)).copied();
+                    }
+                    SpecKind::Ratio(n, d) => {
+                        let num = self.sum(*n, scope, window, from, to);
+                        let den = self.sum(*d, scope, window, from, to);
+                        v.numerator = Some(num);
+                        v.denominator = Some(den);
+                        if den > 0.0 {
+                            v.value = Some(100.0 * num / den);
+                        }
+                        v.updated_at = [self.changed.get(&(*n, scope)), self.changed.get(&(*d, scope))]
+                            .into_iter()
+                            .flatten()
+                            .max()
+                            .copied();
+                    }
+                    SpecKind::Latest { .. } => {
+                        if let Some(&(ts, value)) = self.latest.get(&(si, scope)) {
+                            v.value = Some(value);
+                            v.updated_at = Some(ts);
+                        }
+                    }
+                    SpecKind::Availability(class) => {
+                        let village = (scope != 0).then(|| self.scopes[scope].as_str());
+                        let (up, total) = availability(*class, village);
+                        v.numerator = Some(f64::from(up));
+                        v.denominator = Some(f64::from(total));
+                        if total > 0 {
+                            v.value = Some(100.0 * f64::from(up) / f64::from(total));
+                        }
+                        v.updated_at = Some(now);
+                    }
+                    SpecKind::Freshness(source) => {
+                        if let Some(&ts) = self.fresh.get(&(*source, scope)) {
+                            let age = now.signed_duration_since(ts).max(Duration::zero());
+                            v.value = Some(age.num_milliseconds() as f64 / 1000.0);
+                            v.updated_at = Some(ts);
+                        }
+                    }
+                }
+                v.status = match (v.value, spec.target) {
+                    (None, _) => Status::NoData,
+                    (Some(_), None) => Status::Met,
+                    (Some(x), Some(t)) if t.met(x) => Status::Met,
+                    (Some(_), Some(_)) => Status::NotMet,
+                };
+                out.push(v);
+            }
+        }
+        out
+    }
+}
+
+/// How the history of an indicator is computed from rollups.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryPlan<'a> {
+    /// Sum of one counter.
+    Sum(&'a str),
+    /// 100 × numerator / denominator.
+    Ratio(&'a str, &'a str),
+    /// Not a rollup-based indicator.
+    Unsupported,
+}
+
+fn compile(def: &IndicatorDef, intern: &mut impl FnMut(Counter) -> usize) -> Option<SpecKind> {
+    Some(match def.kind {
+        IndicatorKind::Count => SpecKind::Count(intern(Counter::from_filter(def.filter.as_ref()?))),
+        IndicatorKind::Ratio => SpecKind::Ratio(
+            intern(Counter::from_filter(def.numerator.as_ref()?)),
+            intern(Counter::from_filter(def.denominator.as_ref()?)),
+        ),
+        IndicatorKind::Latest => {
+            let filter = def.filter.clone().unwrap_or_default();
+            SpecKind::Latest {
+                matcher: Matcher::compile(&filter).0,
+                field: def.field.clone()?,
+            }
+        }
+        IndicatorKind::Availability => SpecKind::Availability(DeviceClass::parse(def.device_class.as_deref()?)?),
+        IndicatorKind::Freshness => SpecKind::Freshness(Source::parse(def.source.as_deref()?)?),
+        IndicatorKind::DeadLetters => SpecKind::DeadLetters(0),
+    })
+}

@@ -1,0 +1,6 @@
+//! Ingest: the MQTT supervisor that feeds the journal, and the optional
+//! embedded broker.
+
+#[cfg(feature = "embedded-broker")]
+pub mod broker;
+pub mod mqtt;

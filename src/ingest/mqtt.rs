@@ -1,0 +1,252 @@
+//! The MQTT supervisor over rumqttc.
+//!
+//! rumqttc keeps a connection only while its event loop is polled, and does
+//! none of the following by itself, so this loop does:
+//!
+//! - a stable client id and a persistent session (`clean_session = false`),
+//!   so the broker keeps QoS 1 messages while we are away;
+//! - subscribe again on every ConnAck (rumqttc #250);
+//! - reconnect with capped exponential backoff and jitter (rumqttc #918);
+//! - manual acknowledgements: a message is acknowledged only after its
+//!   event (or dead letter) is committed to the journal. Acks from a previous
+//!   connection are dropped: the broker redelivers those messages and the
+//!   journal recognises them as duplicates.
+//!
+//! The poll loop only polls and forwards: it hands each message to the
+//! journal's bounded queue, and waits when the queue is full (backpressure
+//! reaches the broker through TCP, and the broker queues for us).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::journal::writer::Inbound;
+use crate::model::Raw;
+use crate::state::Shared;
+
+/// Errors setting up the MQTT client.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    /// The CA file could not be read.
+    #[error("cannot read MQTT CA file {path}: {source}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Capped exponential backoff with full jitter.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    /// A backoff starting at `initial`, doubling up to `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max,
+            current: initial,
+        }
+    }
+
+    /// The next delay: uniformly random in [current/2, current], then double.
+    pub fn next_delay(&mut self) -> Duration {
+        let cur = self.current;
+        self.current = (self.current * 2).min(self.max);
+        let lo = cur.as_millis() as u64 / 2;
+        let hi = (cur.as_millis() as u64).max(lo + 1);
+        Duration::from_millis(rand::rng().random_range(lo..=hi))
+    }
+
+    /// Back to the initial delay (after a successful connect).
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+}
+
+/// Build rumqttc options from config.
+pub fn options(config: &Config) -> Result<MqttOptions, MqttError> {
+    let m = &config.mqtt;
+    let mut opts = MqttOptions::new(config.client_id(), m.host.clone(), m.port);
+    opts.set_keep_alive(Duration::from_secs(m.keep_alive_secs));
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    // Accept anything the broker delivers: oversized payloads must reach the
+    // decoder to become dead letters, not kill the connection in a loop.
+    opts.set_max_packet_size(256 * 1024 * 1024, 1024 * 1024);
+    opts.set_request_channel_capacity(4096);
+    if let (Some(u), Some(p)) = (&m.username, &m.password) {
+        opts.set_credentials(u.clone(), p.clone());
+    } else if let Some(u) = &m.username {
+        opts.set_credentials(u.clone(), String::new());
+    }
+    if m.tls {
+        let transport = match &m.ca_file {
+            Some(path) => {
+                let ca = std::fs::read(path).map_err(|source| MqttError::CaFile {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Transport::tls_with_config(TlsConfiguration::Simple {
+                    ca,
+                    alpn: None,
+                    client_auth: None,
+                })
+            }
+            None => Transport::tls_with_default_config(),
+        };
+        opts.set_transport(transport);
+    }
+    Ok(opts)
+}
+
+/// Topic filters, wrapped in `$share/{group}/` when a share group is set.
+pub fn filters(config: &Config, base: Vec<String>) -> Vec<String> {
+    match &config.mqtt.share_group {
+        Some(g) => base.into_iter().map(|f| format!("$share/{g}/{f}")).collect(),
+        None => base,
+    }
+}
+
+/// Run the supervisor until `cancel` fires. Messages go to `tx`.
+pub async fn run(
+    shared: Arc<Shared>,
+    topic_filters: Vec<String>,
+    tx: mpsc::Sender<Inbound>,
+    cancel: CancellationToken,
+) -> Result<(), MqttError> {
+    let config = &shared.config;
+    let opts = options(config)?;
+    let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    let epoch = Arc::new(AtomicU64::new(0));
+    let mut backoff = Backoff::new(
+        Duration::from_millis(config.mqtt.backoff_initial_ms),
+        Duration::from_millis(config.mqtt.backoff_max_ms),
+    );
+    let broker = format!("{}:{}", config.mqtt.host, config.mqtt.port);
+    loop {
+        let event = tokio::select! {
+            _ = cancel.cancelled() => break,
+            ev = eventloop.poll() => ev,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                let gen = epoch.fetch_add(1, Ordering::AcqRel) + 1;
+                backoff.reset();
+                shared.metrics.mqtt_connects.inc();
+                shared.metrics.mqtt_connected.set(1);
+                shared.mqtt_connected.store(true, Ordering::Relaxed);
+                tracing::info!(%broker, session_present = ack.session_present, epoch = gen, "connected to MQTT broker");
+                let subs: Vec<rumqttc::SubscribeFilter> = topic_filters
+                    .iter()
+                    .map(|f| rumqttc::SubscribeFilter::new(f.clone(), QoS::AtLeastOnce))
+                    .collect();
+                // Never await a request inside the poll loop (rumqttc #263).
+                let c = client.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = c.subscribe_many(subs).await {
+                        tracing::warn!(error = %e, "subscribe request failed");
+                    }
+                });
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let raw = Raw {
+                    topic: String::from_utf8_lossy(p.topic.as_ref()).into_owned(),
+                    payload: p.payload.to_vec(),
+                    received_at: Utc::now(),
+                };
+                let ack = if p.qos == QoS::AtMostOnce {
+                    None
+                } else {
+                    let c = client.clone();
+                    let epoch = Arc::clone(&epoch);
+                    let gen = epoch.load(Ordering::Acquire);
+                    let ack: crate::journal::writer::AckFn = Box::new(move || {
+                        if epoch.load(Ordering::Acquire) != gen {
+                            // The connection this message came on is gone;
+                            // the broker will redeliver it.
+                            return;
+                        }
+                        if c.try_ack(&p).is_err() {
+                            let c = c.clone();
+                            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                                handle.spawn(async move {
+                                    let _ = c.ack(&p).await;
+                                });
+                            }
+                        }
+                    });
+                    Some(ack)
+                };
+                let msg = Inbound { raw, ack };
+                let sent = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    r = tx.send(msg) => r,
+                };
+                if sent.is_err() {
+                    tracing::warn!("journal queue closed; stopping MQTT ingest");
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let was = shared.mqtt_connected.swap(false, Ordering::Relaxed);
+                shared.metrics.mqtt_connected.set(0);
+                shared.metrics.mqtt_connection_errors.inc();
+                epoch.fetch_add(1, Ordering::AcqRel);
+                let delay = backoff.next_delay();
+                if was {
+                    tracing::warn!(%broker, error = %e, retry_in_ms = delay.as_millis() as u64, "lost MQTT connection");
+                } else {
+                    tracing::debug!(%broker, error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connect failed");
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+    shared.mqtt_connected.store(false, Ordering::Relaxed);
+    shared.metrics.mqtt_connected.set(0);
+    // Best effort: a clean DISCONNECT keeps the persistent session.
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        while let Ok(ev) = eventloop.poll().await {
+            if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_capped_and_jittered() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
+        let delays: Vec<u128> = (0..10).map(|_| b.next_delay().as_millis()).collect();
+        assert!(delays[0] >= 50 && delays[0] <= 100, "{delays:?}");
+        assert!(delays.iter().all(|d| *d <= 1000), "{delays:?}");
+        assert!(delays[9] >= 500, "{delays:?}");
+        b.reset();
+        assert!(b.next_delay().as_millis() <= 100);
+    }
+}

@@ -1,0 +1,587 @@
+//! The embedded store (SQLite in WAL mode): the system of record.
+//!
+//! - `events` and `dead_letters` are append-only; a unique `dedup_key` makes
+//!   redelivered and repeated messages count once;
+//! - `rollup_minute` / `rollup_hour` hold indicator buckets, written in the
+//!   same transaction as the events they count;
+//! - `state` holds latest readings and freshness times, `devices` the last
+//!   known device health.
+//!
+//! [`writer`] runs the batching writer thread that feeds it.
+
+pub mod writer;
+
+use std::path::Path;
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::devices::Health;
+use crate::indicators::{BatchDelta, Engine};
+use crate::model::{DeadLetter, DeviceClass, DeviceState, Event, Reason, Source};
+
+/// Journal errors.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// SQLite failed.
+    #[error("journal database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The store directory could not be created.
+    #[error("cannot create store directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A stored row could not be read back.
+    #[error("corrupt journal row: {0}")]
+    Corrupt(String),
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    dedup_key TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    device TEXT,
+    village TEXT,
+    ts INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    seq INTEGER,
+    attrs TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY,
+    dedup_key TEXT NOT NULL UNIQUE,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    source TEXT,
+    device TEXT,
+    size INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollup_minute (
+    counter TEXT NOT NULL, scope TEXT NOT NULL, bucket INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (counter, scope, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_hour (
+    counter TEXT NOT NULL, scope TEXT NOT NULL, bucket INTEGER NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (counter, scope, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY, ts INTEGER NOT NULL, value REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (
+    class TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, last_seen INTEGER, detail TEXT,
+    PRIMARY KEY (class, id)
+) WITHOUT ROWID;
+"#;
+
+/// Largest payload stored with a dead letter when it is over the ingest
+/// limit (the rest is counted in `size`).
+pub const OVERSIZE_KEEP: usize = 4096;
+
+/// A dead letter about to be written.
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter<'a> {
+    /// Dedup key (content hash).
+    pub dedup_key: String,
+    /// Reason.
+    pub reason: Reason,
+    /// Detail.
+    pub detail: &'a str,
+    /// Topic.
+    pub topic: &'a str,
+    /// Source family, when known.
+    pub source: Option<Source>,
+    /// Device named by the topic, when any.
+    pub device: Option<&'a str>,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// Receive time.
+    pub received_at: DateTime<Utc>,
+}
+
+/// An event about to be written, with its raw message.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    /// The decoded event.
+    pub event: &'a Event,
+    /// Topic.
+    pub topic: &'a str,
+    /// Raw payload (kept: extra fields are never lost).
+    pub payload: &'a [u8],
+}
+
+/// What one committed batch inserted.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Index (in the input) of every event that was new.
+    pub new_events: Vec<usize>,
+    /// Index of every dead letter that was new.
+    pub new_dead: Vec<usize>,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+/// The embedded store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    /// Open (and create) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Store, JournalError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        conn.pragma_update(None, "cache_size", -32_000)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn })
+    }
+
+    /// Open a second, read-only connection for queries (the API).
+    pub fn open_reader(path: &Path) -> Result<Store, JournalError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        Ok(Store { conn })
+    }
+
+    /// A meta value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, JournalError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Set a meta value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Write one batch in one transaction: events and dead letters (ignoring
+    /// duplicates), then the rollups, latest values and device health that
+    /// `derive` computes from the rows that were actually new.
+    pub fn write_batch<F>(
+        &mut self,
+        events: &[NewEvent<'_>],
+        dead: &[NewDeadLetter<'_>],
+        derive: F,
+    ) -> Result<(BatchOutcome, Derived), JournalError>
+    where
+        F: FnOnce(&BatchOutcome) -> Derived,
+    {
+        let tx = self.conn.transaction()?;
+        let mut outcome = BatchOutcome::default();
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR IGNORE INTO events (dedup_key, source, kind, device, village, ts, received_at, seq, attrs, topic, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for (i, ne) in events.iter().enumerate() {
+                let e = ne.event;
+                let attrs = serde_json::Value::Object(e.attrs.clone()).to_string();
+                let n = ins.execute(params![
+                    e.dedup_key,
+                    e.source.as_str(),
+                    e.kind,
+                    e.device,
+                    e.village,
+                    ms(e.ts),
+                    ms(e.received_at),
+                    e.seq.map(|s| s as i64),
+                    attrs,
+                    ne.topic,
+                    ne.payload,
+                ])?;
+                if n == 1 {
+                    outcome.new_events.push(i);
+                }
+            }
+            let mut ins = tx.prepare_cached(
+                "INSERT OR IGNORE INTO dead_letters (dedup_key, reason, detail, topic, source, device, size, received_at, payload)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for (i, d) in dead.iter().enumerate() {
+                let kept = if d.reason == Reason::Oversized {
+                    &d.payload[..d.payload.len().min(OVERSIZE_KEEP)]
+                } else {
+                    d.payload
+                };
+                let n = ins.execute(params![
+                    d.dedup_key,
+                    d.reason.code(),
+                    d.detail,
+                    d.topic,
+                    d.source.map(Source::as_str),
+                    d.device,
+                    d.payload.len() as i64,
+                    ms(d.received_at),
+                    kept,
+                ])?;
+                if n == 1 {
+                    outcome.new_dead.push(i);
+                }
+            }
+        }
+        let derived = derive(&outcome);
+        write_derived(&tx, &derived)?;
+        tx.commit()?;
+        Ok((outcome, derived))
+    }
+
+    /// Dead letters, newest first.
+    pub fn dead_letters(
+        &self,
+        limit: usize,
+        before_id: Option<i64>,
+        reason: Option<Reason>,
+        excerpt_bytes: usize,
+    ) -> Result<Vec<DeadLetter>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, reason, detail, topic, device, size, received_at, substr(payload, 1, ?1)
+             FROM dead_letters
+             WHERE (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR reason = ?3)
+             ORDER BY id DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![excerpt_bytes as i64 + 4, before_id, reason.map(Reason::code), limit as i64],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Vec<u8>>(7)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, reason, detail, topic, device, size, received, payload) = row?;
+            let reason = Reason::parse(&reason).ok_or_else(|| JournalError::Corrupt(format!("reason {reason}")))?;
+            out.push(DeadLetter {
+                id,
+                reason,
+                detail,
+                topic,
+                device,
+                excerpt: excerpt(&payload, excerpt_bytes),
+                size: size.max(0) as usize,
+                received_at: from_ms(received),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Dead letters per reason (all time).
+    pub fn dead_letter_counts(&self) -> Result<Vec<(Reason, u64)>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason ORDER BY reason")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (reason, n) = row?;
+            if let Some(r) = Reason::parse(&reason) {
+                out.push((r, n.max(0) as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of events in the journal.
+    pub fn event_count(&self) -> Result<u64, JournalError> {
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Sums of a counter per bucket of `step_secs`, from `from` (inclusive)
+    /// to `to` (exclusive). Uses hour rollups when the step and the start are
+    /// whole hours, else minute rollups.
+    pub fn history(
+        &self,
+        counter: &str,
+        scope: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step_secs: i64,
+    ) -> Result<Vec<(i64, f64)>, JournalError> {
+        let (table, unit) = if step_secs % 3600 == 0 && from.timestamp() % 3600 == 0 {
+            ("rollup_hour", 3600)
+        } else {
+            ("rollup_minute", 60)
+        };
+        let sql = format!(
+            "SELECT (bucket * ?1 - ?2) / ?3 AS b, SUM(value) FROM {table}
+             WHERE counter = ?4 AND scope = ?5 AND bucket >= ?6 AND bucket < ?7
+             GROUP BY b ORDER BY b"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let f = from.timestamp();
+        let t = to.timestamp();
+        let lo = f.div_euclid(unit);
+        let hi = (t + unit - 1).div_euclid(unit);
+        let rows = stmt.query_map(params![unit, f, step_secs, counter, scope, lo, hi], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?);
+        }
+        Ok(out)
+    }
+
+    /// Load persisted indicator state into `engine`; when the counters in the
+    /// config changed since the rollups were built, rebuild them from the
+    /// events first. Returns whether a rebuild happened.
+    pub fn restore_indicators(&mut self, engine: &mut Engine, now: DateTime<Utc>) -> Result<bool, JournalError> {
+        let signature = engine.signature();
+        let rebuilt = if self.meta("counters")?.as_deref() != Some(signature.as_str()) {
+            self.rebuild_rollups(engine)?;
+            self.set_meta("counters", &signature)?;
+            true
+        } else {
+            false
+        };
+        let min_minute = now.timestamp().div_euclid(60) - 26 * 60;
+        let min_hour = now.timestamp().div_euclid(3600) - 70 * 24;
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT counter, scope, bucket, value FROM rollup_minute WHERE bucket >= ?1")?;
+            let mut rows = stmt.query([min_minute])?;
+            while let Some(r) = rows.next()? {
+                engine.load_minute(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?, r.get(3)?);
+            }
+            let mut stmt = self
+                .conn
+                .prepare("SELECT counter, scope, bucket, value FROM rollup_hour WHERE bucket >= ?1")?;
+            let mut rows = stmt.query([min_hour])?;
+            while let Some(r) = rows.next()? {
+                engine.load_hour(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?, r.get(3)?);
+            }
+            let mut stmt = self.conn.prepare("SELECT key, ts, value FROM state")?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let key: String = r.get(0)?;
+                let ts = from_ms(r.get(1)?);
+                let value: f64 = r.get(2)?;
+                let mut parts = key.splitn(3, ':');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("latest"), Some(ind), Some(scope)) => engine.load_latest(ind, scope, ts, value),
+                    (Some("fresh"), Some(src), Some(scope)) => {
+                        if let Some(s) = Source::parse(src) {
+                            engine.load_fresh(s, scope, ts);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(rebuilt)
+    }
+
+    fn rebuild_rollups(&mut self, engine: &Engine) -> Result<(), JournalError> {
+        tracing::info!("indicator definitions changed: rebuilding rollups from the journal");
+        let tx = self.conn.transaction()?;
+        tx.execute_batch("DELETE FROM rollup_minute; DELETE FROM rollup_hour; DELETE FROM state WHERE key LIKE 'latest:%';")?;
+        {
+            let mut stmt = tx.prepare(
+                "SELECT source, kind, device, village, ts, received_at, seq, attrs, dedup_key FROM events ORDER BY id",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut chunk: Vec<Event> = Vec::with_capacity(4096);
+            while let Some(r) = rows.next()? {
+                let source: String = r.get(0)?;
+                let attrs: String = r.get(7)?;
+                let attrs = match serde_json::from_str::<serde_json::Value>(&attrs) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => return Err(JournalError::Corrupt(format!("attrs {attrs}"))),
+                };
+                chunk.push(Event {
+                    source: Source::parse(&source).ok_or_else(|| JournalError::Corrupt(format!("source {source}")))?,
+                    kind: r.get(1)?,
+                    device: r.get(2)?,
+                    village: r.get(3)?,
+                    ts: from_ms(r.get(4)?),
+                    received_at: from_ms(r.get(5)?),
+                    seq: r.get::<_, Option<i64>>(6)?.map(|s| s as u64),
+                    attrs,
+                    dedup_key: r.get(8)?,
+                });
+                if chunk.len() >= 4096 {
+                    write_rollups(&tx, engine, &engine.delta(&chunk, &[]))?;
+                    chunk.clear();
+                }
+            }
+            write_rollups(&tx, engine, &engine.delta(&chunk, &[]))?;
+            let mut stmt = tx.prepare("SELECT received_at FROM dead_letters")?;
+            let times: Vec<DateTime<Utc>> = stmt
+                .query_map([], |r| r.get::<_, i64>(0))?
+                .filter_map(Result::ok)
+                .map(from_ms)
+                .collect();
+            let delta = engine.delta(&[], &times);
+            write_rollups(&tx, engine, &delta)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Persisted device health.
+    pub fn devices(&self) -> Result<Vec<(DeviceClass, String, Health)>, JournalError> {
+        let mut stmt = self.conn.prepare("SELECT class, id, state, last_seen, detail FROM devices")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (class, id, state, last_seen, detail) = row?;
+            if let (Some(c), Some(s)) = (DeviceClass::parse(&class), DeviceState::parse(&state)) {
+                out.push((
+                    c,
+                    id,
+                    Health {
+                        state: s,
+                        last_seen: last_seen.map(from_ms),
+                        detail,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Check the store is writable (readiness).
+    pub fn probe(&self) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('probe', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [Utc::now().to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Delete minute rollups no window needs any more.
+    pub fn prune(&self, now: DateTime<Utc>) -> Result<usize, JournalError> {
+        let min_minute = now.timestamp().div_euclid(60) - 26 * 60;
+        Ok(self
+            .conn
+            .execute("DELETE FROM rollup_minute WHERE bucket < ?1", [min_minute])?)
+    }
+}
+
+/// Everything derived from the new rows of a batch, written in its
+/// transaction.
+#[derive(Debug, Default)]
+pub struct Derived {
+    /// Indicator changes.
+    pub delta: BatchDelta,
+    /// Counter keys (by index) and scope names (by index), to name rows.
+    pub counter_keys: Vec<String>,
+    /// Scope names by index.
+    pub scope_names: Vec<String>,
+    /// Indicator ids by index (for latest values).
+    pub indicator_ids: Vec<String>,
+    /// Device health changes.
+    pub devices: Vec<((DeviceClass, String), Health)>,
+}
+
+fn write_derived(tx: &rusqlite::Transaction<'_>, d: &Derived) -> Result<(), JournalError> {
+    let mut minute = tx.prepare_cached(
+        "INSERT INTO rollup_minute (counter, scope, bucket, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(counter, scope, bucket) DO UPDATE SET value = value + excluded.value",
+    )?;
+    let mut hours: std::collections::HashMap<(usize, usize, i64), f64> = std::collections::HashMap::new();
+    for (&(c, s, m), &v) in &d.delta.rollups {
+        minute.execute(params![d.counter_keys[c], d.scope_names[s], m, v])?;
+        *hours.entry((c, s, m.div_euclid(60))).or_insert(0.0) += v;
+    }
+    let mut hour = tx.prepare_cached(
+        "INSERT INTO rollup_hour (counter, scope, bucket, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(counter, scope, bucket) DO UPDATE SET value = value + excluded.value",
+    )?;
+    for ((c, s, h), v) in hours {
+        hour.execute(params![d.counter_keys[c], d.scope_names[s], h, v])?;
+    }
+    let mut state = tx.prepare_cached(
+        "INSERT INTO state (key, ts, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT(key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= state.ts",
+    )?;
+    for (&(i, s), &(ts, v)) in &d.delta.latest {
+        state.execute(params![format!("latest:{}:{}", d.indicator_ids[i], d.scope_names[s]), ms(ts), v])?;
+    }
+    for (&(src, s), &ts) in &d.delta.fresh {
+        state.execute(params![format!("fresh:{}:{}", src.as_str(), d.scope_names[s]), ms(ts), 0.0])?;
+    }
+    let mut dev = tx.prepare_cached(
+        "INSERT INTO devices (class, id, state, last_seen, detail) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(class, id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen, detail = excluded.detail",
+    )?;
+    for ((class, id), h) in &d.devices {
+        dev.execute(params![class.as_str(), id, h.state.as_str(), h.last_seen.map(ms), h.detail])?;
+    }
+    Ok(())
+}
+
+fn write_rollups(tx: &rusqlite::Transaction<'_>, engine: &Engine, delta: &BatchDelta) -> Result<(), JournalError> {
+    let derived = Derived {
+        delta: delta.clone(),
+        counter_keys: engine.counters().iter().map(|c| c.key.clone()).collect(),
+        scope_names: engine.scopes().to_vec(),
+        indicator_ids: engine.ids().map(str::to_owned).collect(),
+        devices: Vec::new(),
+    };
+    write_derived(tx, &derived)
+}
+
+/// A bounded, lossy UTF-8 excerpt of a payload.
+pub fn excerpt(payload: &[u8], max: usize) -> String {
+    let cut = &payload[..payload.len().min(max)];
+    let mut s = String::from_utf8_lossy(cut).into_owned();
+    if payload.len() > max {
+        s.push('…');
+    }
+    s
+}

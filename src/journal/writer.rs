@@ -1,0 +1,194 @@
+//! The journal writer: a dedicated thread that takes messages from the
+//! ingest queue in batches, decodes them, commits events and dead letters
+//! with their derived rollups in one transaction, and only then
+//! acknowledges the MQTT messages and updates the live state.
+//!
+//! Batching is natural: the thread takes whatever is queued (up to
+//! `store.batch_max`) after the first message, so a quiet commune commits
+//! every message at once and a busy one amortises each commit over many.
+//! When a commit fails (disk full, I/O error), the same batch is retried
+//! with backoff and nothing is acknowledged: the broker keeps the messages.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use super::{Derived, NewDeadLetter, NewEvent, Store};
+use crate::devices::class_of;
+use crate::metrics::{ReasonLabel, SourceLabel};
+use crate::model::{Event, Raw, Reason, Rejection};
+use crate::sources::{content_key, Decoder};
+use crate::state::{Committed, Shared};
+
+/// Called once the message is committed: sends the MQTT acknowledgement.
+pub type AckFn = Box<dyn FnOnce() + Send>;
+
+/// One message on its way to the journal.
+pub struct Inbound {
+    /// The message.
+    pub raw: Raw,
+    /// Acknowledgement to send after commit (none for QoS 0).
+    pub ack: Option<AckFn>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("topic", &self.raw.topic)
+            .field("bytes", &self.raw.payload.len())
+            .field("ack", &self.ack.is_some())
+            .finish()
+    }
+}
+
+/// Start the writer thread. It ends when every sender of `rx` is dropped
+/// and the queue is drained.
+pub fn spawn(
+    mut store: Store,
+    decoder: Decoder,
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Inbound>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let batch_max = shared.config.store.batch_max.max(1);
+    std::thread::Builder::new()
+        .name("journal-writer".into())
+        .spawn(move || {
+            let mut last_prune = Instant::now();
+            let mut batch: Vec<Inbound> = Vec::with_capacity(batch_max);
+            while let Some(first) = rx.blocking_recv() {
+                batch.push(first);
+                while batch.len() < batch_max {
+                    match rx.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+                commit_batch(&mut store, &decoder, &shared, &mut batch);
+                if last_prune.elapsed() > Duration::from_secs(60) {
+                    last_prune = Instant::now();
+                    let now = Utc::now();
+                    shared.engine.write().prune(now);
+                    if let Err(e) = store.prune(now) {
+                        tracing::warn!(error = %e, "pruning old minute rollups failed");
+                    }
+                }
+            }
+            tracing::info!("journal writer stopped: ingest queue closed and drained");
+        })
+}
+
+fn commit_batch(store: &mut Store, decoder: &Decoder, shared: &Shared, batch: &mut Vec<Inbound>) {
+    let started = Instant::now();
+    shared.metrics.messages_received.inc_by(batch.len() as u64);
+    let acks: Vec<AckFn> = batch.iter_mut().filter_map(|m| m.ack.take()).collect();
+    let decoded: Vec<Result<Event, Rejection>> = batch.iter().map(|m| decoder.decode(&m.raw)).collect();
+    let mut events: Vec<NewEvent<'_>> = Vec::new();
+    let mut dead: Vec<NewDeadLetter<'_>> = Vec::new();
+    for (m, d) in batch.iter().zip(&decoded) {
+        match d {
+            Ok(e) => events.push(NewEvent {
+                event: e,
+                topic: &m.raw.topic,
+                payload: &m.raw.payload,
+            }),
+            Err(r) => dead.push(NewDeadLetter {
+                dedup_key: content_key(&m.raw, false),
+                reason: r.reason,
+                detail: &r.detail,
+                topic: &m.raw.topic,
+                source: r.source,
+                device: r.device.as_deref(),
+                payload: &m.raw.payload,
+                received_at: m.raw.received_at,
+            }),
+        }
+    }
+
+    let mut backoff = Duration::from_millis(100);
+    let (outcome, derived) = loop {
+        let result = store.write_batch(&events, &dead, |outcome| {
+            let new_events: Vec<Event> = outcome.new_events.iter().map(|&i| events[i].event.clone()).collect();
+            let dead_times: Vec<_> = outcome.new_dead.iter().map(|&i| dead[i].received_at).collect();
+            let engine = shared.engine.read();
+            let tracker = shared.devices.read();
+            let mut devices: Vec<_> = tracker.updates(&new_events).into_iter().collect();
+            for &i in &outcome.new_dead {
+                let d = &dead[i];
+                if d.reason == Reason::UnknownDevice {
+                    if let (Some(class), Some(id)) = (d.source.and_then(class_of), d.device) {
+                        devices.push(((class, id.to_owned()), tracker.unknown_update(class, id, d.received_at)));
+                    }
+                }
+            }
+            Derived {
+                delta: engine.delta(&new_events, &dead_times),
+                counter_keys: engine.counters().iter().map(|c| c.key.clone()).collect(),
+                scope_names: engine.scopes().to_vec(),
+                indicator_ids: engine.ids().map(str::to_owned).collect(),
+                devices,
+            }
+        });
+        match result {
+            Ok(r) => break r,
+            Err(e) => {
+                shared.metrics.journal_errors.inc();
+                shared.store_writable.store(false, Ordering::Relaxed);
+                tracing::error!(error = %e, messages = batch.len(), retry_in_ms = backoff.as_millis() as u64,
+                    "journal commit failed; nothing acknowledged, retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    shared.store_writable.store(true, Ordering::Relaxed);
+
+    // Committed: acknowledge every message, new or duplicate.
+    for ack in acks {
+        ack();
+    }
+
+    let now = Utc::now();
+    let duplicates = events.len() - outcome.new_events.len() + dead.len() - outcome.new_dead.len();
+    let new_events: Vec<Event> = outcome.new_events.iter().map(|&i| events[i].event.clone()).collect();
+    {
+        let mut engine = shared.engine.write();
+        engine.apply(&derived.delta, now);
+    }
+    shared.devices.write().apply(derived.devices.into_iter().collect());
+
+    let m = &shared.metrics;
+    m.duplicates.inc_by(duplicates as u64);
+    for e in &new_events {
+        m.events_committed
+            .get_or_create(&SourceLabel {
+                source: e.source.as_str().to_owned(),
+            })
+            .inc();
+    }
+    for &i in &outcome.new_dead {
+        let d = &dead[i];
+        m.dead_letters
+            .get_or_create(&ReasonLabel {
+                reason: d.reason.code().to_owned(),
+            })
+            .inc();
+        tracing::debug!(reason = d.reason.code(), topic = d.topic, detail = d.detail, "dead letter");
+    }
+    m.journal_batches.inc();
+    m.journal_batch_seconds.observe(started.elapsed().as_secs_f64());
+    shared.batches.fetch_add(1, Ordering::Release);
+    if shared.updates.receiver_count() > 0 {
+        let _ = shared.updates.send(Arc::new(Committed {
+            events: new_events,
+            dead_letters: outcome.new_dead.len(),
+            duplicates,
+            at: now,
+        }));
+    }
+    drop(events);
+    drop(dead);
+    batch.clear();
+}

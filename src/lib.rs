@@ -1,0 +1,21 @@
+//! commune-ioc: the backend of a Vietnamese commune's Intelligent Operations
+//! Center (Trung tâm giám sát và điều hành thông minh).
+//!
+//! Data flows MQTT → [`sources`] (decode) → [`journal`] (commit, then ack) →
+//! [`indicators`] and [`devices`] → [`api`]. [`server::run`] wires it all on
+//! an already-bound listener, so tests can use port 0. See docs/ARCHITECTURE.md.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod config;
+pub mod devices;
+pub mod indicators;
+pub mod ingest;
+pub mod journal;
+pub mod metrics;
+pub mod model;
+pub mod server;
+pub mod sim;
+pub mod sources;
+pub mod state;

@@ -1,0 +1,112 @@
+//! The device and village registry, built from config: a read-only lookup
+//! shared by the decoders, the device tracker and the indicators.
+
+use std::collections::HashMap;
+
+use crate::config::{Config, SpeakerKind};
+use crate::model::DeviceClass;
+
+/// What the registry knows about one device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceInfo {
+    /// Device id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Class.
+    pub class: DeviceClass,
+    /// Village id.
+    pub village: Option<String>,
+    /// Whether the device reports over MQTT (legacy FE radio stations do not)
+    /// and so counts in availability.
+    pub reporting: bool,
+}
+
+/// Read-only registry of villages and devices.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    /// Commune id (topic level).
+    pub commune: String,
+    villages: Vec<(String, String)>,
+    devices: HashMap<(DeviceClass, String), DeviceInfo>,
+    ordered: Vec<(DeviceClass, String)>,
+    frigate: HashMap<String, String>,
+}
+
+impl Registry {
+    /// Build from a validated config.
+    pub fn from_config(c: &Config) -> Registry {
+        let mut r = Registry {
+            commune: c.commune.id.clone(),
+            villages: c.villages.iter().map(|v| (v.id.clone(), v.name.clone())).collect(),
+            ..Registry::default()
+        };
+        for cam in &c.cameras {
+            r.insert(DeviceInfo {
+                id: cam.id.clone(),
+                name: cam.name.clone(),
+                class: DeviceClass::Camera,
+                village: cam.village.clone(),
+                reporting: true,
+            });
+            if let Some(n) = &cam.frigate_name {
+                r.frigate.insert(n.clone(), cam.id.clone());
+            }
+        }
+        for s in &c.speakers {
+            r.insert(DeviceInfo {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                class: DeviceClass::Speaker,
+                village: s.village.clone(),
+                reporting: s.kind == SpeakerKind::Smart,
+            });
+        }
+        for s in &c.sensors {
+            r.insert(DeviceInfo {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                class: DeviceClass::Sensor,
+                village: s.village.clone(),
+                reporting: true,
+            });
+        }
+        r
+    }
+
+    fn insert(&mut self, d: DeviceInfo) {
+        let key = (d.class, d.id.clone());
+        self.ordered.push(key.clone());
+        self.devices.insert(key, d);
+    }
+
+    /// Look a device up.
+    pub fn device(&self, class: DeviceClass, id: &str) -> Option<&DeviceInfo> {
+        // Avoid allocating on the hot path for the common small ids.
+        self.devices.get(&(class, id.to_owned()))
+    }
+
+    /// All devices, in config order.
+    pub fn devices(&self) -> impl Iterator<Item = &DeviceInfo> {
+        self.ordered.iter().filter_map(|k| self.devices.get(k))
+    }
+
+    /// Camera id for a Frigate camera name (the name itself when a camera
+    /// with that id exists).
+    pub fn frigate_camera(&self, name: &str) -> Option<&DeviceInfo> {
+        match self.frigate.get(name) {
+            Some(id) => self.device(DeviceClass::Camera, id),
+            None => self.device(DeviceClass::Camera, name),
+        }
+    }
+
+    /// Whether a village id exists.
+    pub fn has_village(&self, id: &str) -> bool {
+        self.villages.iter().any(|(v, _)| v == id)
+    }
+
+    /// Village ids and names, in config order.
+    pub fn villages(&self) -> &[(String, String)] {
+        &self.villages
+    }
+}

@@ -1,0 +1,243 @@
+//! Decoders: one per producer family, each a pure function from a raw MQTT
+//! message to an [`Event`] or a [`Rejection`] (which becomes a dead letter).
+//!
+//! Topics (see docs/PROTOCOL.md for payload examples):
+//!
+//! | topic | decoder |
+//! |---|---|
+//! | `ioc/{commune}/camera/{id}/event` | [`camera`] |
+//! | `ioc/{commune}/camera/{id}/status` | [`status`] |
+//! | `frigate/events`, `frigate/reviews`, `frigate/available` | [`frigate`] |
+//! | `ioc/{commune}/speaker/{id}/status` | [`status`] |
+//! | `ioc/{commune}/speaker/{id}/session` | [`speaker`] |
+//! | `ioc/{commune}/procedure/dossier` | [`procedure`] |
+//! | `ioc/{commune}/sensor/{id}/telemetry` | [`sensor`] |
+//! | `ioc/{commune}/sensor/{id}/status` | [`status`] |
+
+mod camera;
+pub mod fields;
+mod frigate;
+mod procedure;
+mod sensor;
+mod speaker;
+mod status;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Ingest;
+use crate::model::{DeviceClass, DeviceInfo, Event, Raw, Reason, Registry, Rejection, Source};
+
+/// Everything a decoder needs besides the message: the registry and limits.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    registry: Arc<Registry>,
+    limits: Ingest,
+    reject_unknown_village: bool,
+}
+
+/// What the topic says about a message, before its payload is read.
+pub(crate) struct Ctx<'a> {
+    pub raw: &'a Raw,
+    pub limits: &'a Ingest,
+    pub registry: &'a Registry,
+    pub reject_unknown_village: bool,
+}
+
+impl Decoder {
+    /// A decoder for one commune.
+    pub fn new(registry: Arc<Registry>, limits: Ingest, reject_unknown_village: bool) -> Self {
+        Decoder {
+            registry,
+            limits,
+            reject_unknown_village,
+        }
+    }
+
+    /// The registry this decoder resolves devices against.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The MQTT topic filters to subscribe to.
+    pub fn topic_filters(&self) -> Vec<String> {
+        vec![
+            format!("ioc/{}/#", self.registry.commune),
+            "frigate/events".into(),
+            "frigate/reviews".into(),
+            "frigate/available".into(),
+        ]
+    }
+
+    /// Decode one message. Never panics, whatever the bytes.
+    pub fn decode(&self, raw: &Raw) -> Result<Event, Rejection> {
+        if raw.payload.len() > self.limits.max_payload_bytes {
+            return Err(Rejection::new(
+                Reason::Oversized,
+                format!(
+                    "payload is {} bytes, the limit (ingest.max_payload_bytes) is {}",
+                    raw.payload.len(),
+                    self.limits.max_payload_bytes
+                ),
+            ));
+        }
+        let ctx = Ctx {
+            raw,
+            limits: &self.limits,
+            registry: &self.registry,
+            reject_unknown_village: self.reject_unknown_village,
+        };
+        let levels: Vec<&str> = raw.topic.split('/').collect();
+        match levels.as_slice() {
+            ["frigate", "events"] => frigate::event(&ctx),
+            ["frigate", "reviews"] => frigate::review(&ctx),
+            ["frigate", "available"] => frigate::available(&ctx),
+            ["ioc", commune, rest @ ..] => {
+                if *commune != self.registry.commune {
+                    return Err(Rejection::new(
+                        Reason::WrongCommune,
+                        format!(
+                            "topic names commune `{commune}`, this instance serves `{}`",
+                            self.registry.commune
+                        ),
+                    ));
+                }
+                match rest {
+                    ["camera", id, "event"] => camera::event(&ctx, known(&ctx, DeviceClass::Camera, Source::Camera, id)?),
+                    ["camera", id, "status"] => status::decode(&ctx, Source::Camera, known(&ctx, DeviceClass::Camera, Source::Camera, id)?),
+                    ["speaker", id, "status"] => status::decode(&ctx, Source::Speaker, known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?),
+                    ["speaker", id, "session"] => speaker::session(&ctx, known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?),
+                    ["procedure", "dossier"] => procedure::dossier(&ctx),
+                    ["sensor", id, "telemetry"] => sensor::telemetry(&ctx, known(&ctx, DeviceClass::Sensor, Source::Sensor, id)?),
+                    ["sensor", id, "status"] => status::decode(&ctx, Source::Sensor, known(&ctx, DeviceClass::Sensor, Source::Sensor, id)?),
+                    _ => Err(unknown_topic(raw)),
+                }
+            }
+            _ => Err(unknown_topic(raw)),
+        }
+    }
+}
+
+fn unknown_topic(raw: &Raw) -> Rejection {
+    let mut shown: String = raw.topic.chars().take(120).collect();
+    if shown.len() < raw.topic.len() {
+        shown.push('…');
+    }
+    Rejection::new(Reason::UnknownTopic, format!("no decoder for topic `{shown}`"))
+}
+
+fn known<'a>(ctx: &'a Ctx<'_>, class: DeviceClass, source: Source, id: &str) -> Result<&'a DeviceInfo, Rejection> {
+    ctx.registry.device(class, id).ok_or_else(|| {
+        Rejection::new(
+            Reason::UnknownDevice,
+            format!("{} `{id}` is not in the registry", class.as_str()),
+        )
+        .from_device(source, Some(id))
+    })
+}
+
+/// Check an event time against the configured skew and age limits.
+pub(crate) fn check_time(ts: DateTime<Utc>, ctx: &Ctx<'_>) -> Result<DateTime<Utc>, Rejection> {
+    let received = ctx.raw.received_at;
+    let ahead = ts.signed_duration_since(received).num_seconds();
+    if ahead > ctx.limits.max_future_skew_secs {
+        return Err(Rejection::new(
+            Reason::TimestampInFuture,
+            format!(
+                "event time {} is {ahead} s ahead of the receive time (limit ingest.max_future_skew_secs = {})",
+                ts.to_rfc3339(),
+                ctx.limits.max_future_skew_secs
+            ),
+        ));
+    }
+    let age_days = received.signed_duration_since(ts).num_days();
+    if age_days > ctx.limits.max_age_days {
+        return Err(Rejection::new(
+            Reason::TimestampTooOld,
+            format!(
+                "event time {} is {age_days} days old (limit ingest.max_age_days = {})",
+                ts.to_rfc3339(),
+                ctx.limits.max_age_days
+            ),
+        ));
+    }
+    Ok(ts)
+}
+
+/// Dedup key from the content: a hash of topic and payload. When the
+/// payload carries no time of its own, the receive hour is added so that a
+/// device repeating an identical message later is not merged with it.
+pub(crate) fn content_key(raw: &Raw, has_own_time: bool) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(raw.topic.as_bytes());
+    h.update(&[0]);
+    h.update(&raw.payload);
+    if !has_own_time {
+        h.update(&(raw.received_at.timestamp() / 3600).to_le_bytes());
+    }
+    let hex = h.finalize().to_hex();
+    format!("h:{}", &hex.as_str()[..32])
+}
+
+/// The parts of an event a decoder has worked out; [`Draft::finish`] checks
+/// the time and fills in defaults.
+pub(crate) struct Draft<'a> {
+    pub source: Source,
+    pub kind: String,
+    pub device: Option<&'a DeviceInfo>,
+    pub village: Option<String>,
+    pub ts: Option<DateTime<Utc>>,
+    pub seq: Option<u64>,
+    pub attrs: serde_json::Map<String, serde_json::Value>,
+    /// Explicit dedup key (dossier id, Frigate object id...). When `None`,
+    /// `{device}:{seq}` is used if there is a seq, else a content hash.
+    pub dedup: Option<String>,
+}
+
+impl<'a> Draft<'a> {
+    pub fn new(source: Source, kind: impl Into<String>, device: Option<&'a DeviceInfo>) -> Self {
+        Draft {
+            source,
+            kind: kind.into(),
+            device,
+            village: device.and_then(|d| d.village.clone()),
+            ts: None,
+            seq: None,
+            attrs: serde_json::Map::new(),
+            dedup: None,
+        }
+    }
+
+    pub fn finish(self, ctx: &Ctx<'_>) -> Result<Event, Rejection> {
+        let device_id = self.device.map(|d| d.id.clone());
+        let reject = |r: Rejection| r.from_device(self.source, device_id.as_deref());
+        let ts = match self.ts {
+            Some(t) => check_time(t, ctx).map_err(reject)?,
+            None => ctx.raw.received_at,
+        };
+        let dedup_key = match (self.dedup, self.seq, &device_id) {
+            (Some(k), _, _) => k,
+            (None, Some(seq), Some(dev)) => format!(
+                "{}:{}:{}:{}:{}",
+                self.source.as_str(),
+                dev,
+                self.kind,
+                seq,
+                if self.ts.is_some() { ts.timestamp_millis() } else { 0 }
+            ),
+            _ => content_key(ctx.raw, self.ts.is_some()),
+        };
+        Ok(Event {
+            source: self.source,
+            kind: self.kind,
+            device: device_id,
+            village: self.village,
+            ts,
+            received_at: ctx.raw.received_at,
+            seq: self.seq,
+            attrs: self.attrs,
+            dedup_key,
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! The shared handles that the journal writer updates and the API reads.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+use tokio::sync::broadcast;
+
+use crate::config::Config;
+use crate::devices::DeviceTracker;
+use crate::indicators::Engine;
+use crate::metrics::Metrics;
+use crate::model::{Event, Registry};
+
+/// What one committed journal batch changed; broadcast to live subscribers.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// Newly committed events (duplicates excluded).
+    pub events: Vec<Event>,
+    /// Newly committed dead letters.
+    pub dead_letters: usize,
+    /// Messages recognised as duplicates.
+    pub duplicates: usize,
+    /// Commit time.
+    pub at: DateTime<Utc>,
+}
+
+/// State shared by the pipeline and the API.
+#[derive(Debug)]
+pub struct Shared {
+    /// The validated config.
+    pub config: Config,
+    /// Devices and villages.
+    pub registry: Arc<Registry>,
+    /// Live indicators.
+    pub engine: RwLock<Engine>,
+    /// Device health.
+    pub devices: RwLock<DeviceTracker>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Connected to the MQTT broker.
+    pub mqtt_connected: AtomicBool,
+    /// The last journal write succeeded.
+    pub store_writable: AtomicBool,
+    /// Journal batches committed since start.
+    pub batches: AtomicU64,
+    /// Committed batches, for live subscribers.
+    pub updates: broadcast::Sender<Arc<Committed>>,
+}
+
+impl Shared {
+    /// Build from a validated config (indicator state is empty until the
+    /// journal restores it).
+    pub fn new(config: Config) -> Shared {
+        let registry = Arc::new(Registry::from_config(&config));
+        let engine = Engine::new(&config);
+        let devices = DeviceTracker::new(Arc::clone(&registry), config.devices.clone());
+        let (updates, _) = broadcast::channel(1024);
+        Shared {
+            config,
+            registry,
+            engine: RwLock::new(engine),
+            devices: RwLock::new(devices),
+            metrics: Metrics::new(),
+            mqtt_connected: AtomicBool::new(false),
+            store_writable: AtomicBool::new(true),
+            batches: AtomicU64::new(0),
+            updates,
+        }
+    }
+
+    /// Broker connected and store writable.
+    pub fn ready(&self) -> bool {
+        self.mqtt_connected.load(Ordering::Relaxed) && self.store_writable.load(Ordering::Relaxed)
+    }
+}
