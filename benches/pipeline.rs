@@ -1,1 +1,1461 @@
-fn main() {}
+//! End-to-end ingest benchmark: mosquitto → `commune-ioc serve` (the real
+//! release binary) → decode → SQLite journal → indicators → HTTP.
+//!
+//! ```text
+//! cargo bench --bench pipeline
+//! ```
+//!
+//! Phase 1 ("burst") publishes `BENCH_EVENTS` pre-generated, unique simulator
+//! messages with QoS 1 from two connections as fast as the broker takes them,
+//! and measures the time from the first publish until `/metrics` shows every
+//! message committed (as an event, a dead letter or a duplicate). Phase 2
+//! ("steady") publishes at `BENCH_RATE` messages/s for `BENCH_STEADY_SECS`
+//! and samples the backlog (published − received by the journal) each second.
+//!
+//! Environment:
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `BENCH_EVENTS` | 300000 | messages in the burst phase |
+//! | `BENCH_RATE` | 20000 | messages/s in the steady phase (0 skips it) |
+//! | `BENCH_STEADY_SECS` | 10 | length of the steady phase |
+//! | `BENCH_SEED` | 2026 | simulator seed |
+//! | `BENCH_BROKER_INFLIGHT` | 1000 | mosquitto `max_inflight_messages` (0 = unlimited) |
+//! | `BENCH_TIMEOUT_SECS` | 300 | give up waiting for the journal after this long |
+//! | `BENCH_DIR` | system temp | where the temp dir (broker config, store) is made |
+//! | `BENCH_KEEP` | unset | `1` keeps the temp dir (server and broker logs, journal) |
+//! | `BENCH_SERVER_LOG` | `warn` | `RUST_LOG` of the server |
+//! | `IOC__*` | | passed to the server, e.g. `IOC__STORE__BATCH_MAX=8192` |
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::Utc;
+use commune_ioc::config::{self, Config};
+use commune_ioc::sim::{Message, Traffic};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::task::JoinHandle;
+
+const COMMAND: &str = "cargo bench --bench pipeline";
+const COMMUNE: &str = "bench";
+
+// ---------------------------------------------------------------- settings
+
+#[derive(Debug, Clone)]
+struct Settings {
+    events: usize,
+    rate: u64,
+    steady_secs: u64,
+    seed: u64,
+    broker_inflight: u32,
+    timeout: Duration,
+    base_dir: Option<PathBuf>,
+    keep: bool,
+    server_log: String,
+}
+
+fn env_num<T: FromStr>(name: &str, default: T) -> Result<T> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => {
+            let cleaned: String = v.trim().chars().filter(|c| *c != '_').collect();
+            cleaned
+                .parse()
+                .map_err(|_| anyhow!("{name}={v:?} is not a valid non-negative number"))
+        }
+        _ => Ok(default),
+    }
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings> {
+        let events: usize = env_num("BENCH_EVENTS", 300_000)?;
+        if events == 0 {
+            bail!("BENCH_EVENTS must be at least 1");
+        }
+        Ok(Settings {
+            events,
+            rate: env_num("BENCH_RATE", 20_000)?,
+            steady_secs: env_num("BENCH_STEADY_SECS", 10)?,
+            seed: env_num("BENCH_SEED", 2026)?,
+            broker_inflight: env_num("BENCH_BROKER_INFLIGHT", 1000)?,
+            timeout: Duration::from_secs(env_num("BENCH_TIMEOUT_SECS", 300)?),
+            base_dir: std::env::var_os("BENCH_DIR").map(PathBuf::from),
+            keep: std::env::var("BENCH_KEEP").is_ok_and(|v| v == "1" || v == "true"),
+            server_log: std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        })
+    }
+
+    fn steady_total(&self) -> usize {
+        (self.rate * self.steady_secs) as usize
+    }
+}
+
+// ---------------------------------------------------------------- processes
+
+/// A child process that is killed (by its own handle) when dropped.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let err = out
+            .try_clone()
+            .with_context(|| format!("duplicating the handle of {}", log.display()))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        Ok(Proc { name, child, log })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Fail with the log tail when the process has exited.
+    fn ensure_running(&mut self) -> Result<()> {
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => bail!(
+                "{} exited unexpectedly ({status}); last lines of {}:\n{}",
+                self.name,
+                self.log.display(),
+                log_tail(&self.log, 30)
+            ),
+            Err(e) => Err(anyhow!(
+                "cannot check whether {} is running: {e}",
+                self.name
+            )),
+        }
+    }
+
+    /// SIGTERM (through `kill PID`), then SIGKILL after `grace`.
+    fn terminate(&mut self, grace: Duration) -> Result<Option<Duration>> {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if sent {
+            while started.elapsed() < grace {
+                if self.child.try_wait().ok().flatten().is_some() {
+                    return Ok(Some(started.elapsed()));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.child
+            .kill()
+            .with_context(|| format!("killing {} (pid {})", self.name, self.pid()))?;
+        let _ = self.child.wait();
+        Ok(None)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            let from = all.len().saturating_sub(lines);
+            all[from..]
+                .iter()
+                .map(|l| format!("    {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        Err(e) => format!("    (cannot read the log: {e})"),
+    }
+}
+
+fn find_mosquitto() -> Option<PathBuf> {
+    let fixed = Path::new("/usr/sbin/mosquitto");
+    if fixed.is_file() {
+        return Some(fixed.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("mosquitto"))
+        .find(|candidate| candidate.is_file())
+}
+
+fn free_port() -> Result<u16> {
+    let l =
+        TcpListener::bind(("127.0.0.1", 0)).context("binding 127.0.0.1:0 to find a free port")?;
+    Ok(l.local_addr()
+        .context("reading the address of a bound socket")?
+        .port())
+}
+
+fn start_mosquitto(exe: &Path, dir: &Path, inflight: u32) -> Result<(Proc, u16)> {
+    let port = free_port()?;
+    let conf = dir.join("mosquitto.conf");
+    // mosquitto.conf(5): max_inflight_messages bounds the QoS 1 messages sent
+    // to a client and not yet acknowledged (default 20, 0 = no maximum); the
+    // backend acknowledges only after commit, so this also caps its batches.
+    // max_queued_messages is the per-client queue beyond that (default 1000;
+    // messages over it are dropped), so it must hold a whole burst.
+    let text = format!(
+        "listener {port} 127.0.0.1\n\
+         allow_anonymous true\n\
+         persistence false\n\
+         max_inflight_messages {inflight}\n\
+         max_queued_messages 10000000\n\
+         log_dest stderr\n\
+         log_type error\n\
+         log_type warning\n"
+    );
+    std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("-c").arg(&conf);
+    let mut proc = Proc::spawn("mosquitto", cmd, dir.join("mosquitto.log"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        proc.ensure_running()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok((proc, port));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "mosquitto did not listen on 127.0.0.1:{port} within 10 s; log:\n{}",
+                log_tail(&proc.log, 30)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn mosquitto_version(exe: &Path) -> String {
+    Command::new(exe)
+        .arg("-h")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned()
+                + &String::from_utf8_lossy(&o.stderr);
+            text.lines()
+                .find(|l| l.contains("version"))
+                .map(|l| l.trim().to_string())
+        })
+        .unwrap_or_else(|| "mosquitto (version unknown)".into())
+}
+
+// ---------------------------------------------------------------- /proc
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: &str) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the command name (which may contain spaces) start at
+    // field 3 (state); utime and stime are fields 14 and 15.
+    let rest = text
+        .rfind(')')
+        .map(|i| &text[i + 1..])
+        .ok_or_else(|| anyhow!("unexpected format of {path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| anyhow!("unexpected format of {path}"))
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// VmHWM (peak resident set) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no VmHWM in {path}"))
+}
+
+/// CPU ticks of the server, the broker and this process.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    server: u64,
+    broker: u64,
+    bench: u64,
+}
+
+impl Cpu {
+    fn sample(server: u32, broker: u32) -> Result<Cpu> {
+        Ok(Cpu {
+            server: cpu_ticks(&server.to_string())?,
+            broker: cpu_ticks(&broker.to_string())?,
+            bench: cpu_ticks("self")?,
+        })
+    }
+
+    fn since(&self, start: &Cpu, tck: f64) -> (f64, f64, f64) {
+        (
+            (self.server - start.server) as f64 / tck,
+            (self.broker - start.broker) as f64 / tck,
+            (self.bench - start.bench) as f64 / tck,
+        )
+    }
+}
+
+/// The filesystem type holding `path` (longest mount point prefix).
+fn filesystem_of(path: &Path) -> String {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return "unknown".into();
+    };
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_dev, mount, fstype) = (f.next()?, f.next()?, f.next()?);
+            path.starts_with(mount)
+                .then(|| (mount.len(), fstype.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, t)| t)
+        .unwrap_or_else(|| "unknown".into())
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// One scrape of `/metrics`: every sample by its full series name.
+#[derive(Debug, Clone, Default)]
+struct Scrape {
+    samples: BTreeMap<String, f64>,
+}
+
+impl Scrape {
+    fn parse(text: &str) -> Scrape {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.to_string(), value.parse::<f64>().ok()?))
+            })
+            .collect();
+        Scrape { samples }
+    }
+
+    /// Sum over every label set of a metric.
+    fn sum(&self, name: &str) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(k, _)| k.split('{').next() == Some(name))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Each label set of a metric with its value.
+    fn by_label(&self, name: &str) -> Vec<(String, f64)> {
+        self.samples
+            .iter()
+            .filter_map(|(k, v)| {
+                let (n, labels) = k.split_once('{')?;
+                (n == name).then(|| (labels.trim_end_matches('}').to_string(), *v))
+            })
+            .collect()
+    }
+
+    /// This scrape minus an earlier one, per series.
+    fn minus(&self, base: &Scrape) -> Scrape {
+        let samples = self
+            .samples
+            .iter()
+            .map(|(k, v)| (k.clone(), v - base.samples.get(k).copied().unwrap_or(0.0)))
+            .collect();
+        Scrape { samples }
+    }
+
+    fn received(&self) -> u64 {
+        self.sum("ioc_messages_received_total") as u64
+    }
+
+    fn committed(&self) -> u64 {
+        self.sum("ioc_events_committed_total") as u64
+    }
+
+    fn dead(&self) -> u64 {
+        self.sum("ioc_dead_letters_total") as u64
+    }
+
+    fn duplicates(&self) -> u64 {
+        self.sum("ioc_duplicates_total") as u64
+    }
+
+    /// Messages whose commit finished (received is counted before commit).
+    fn accounted(&self) -> u64 {
+        self.committed() + self.dead() + self.duplicates()
+    }
+
+    fn batches(&self) -> u64 {
+        self.sum("ioc_journal_batches_total") as u64
+    }
+
+    /// Upper bound (seconds) of the bucket holding quantile `q` of the batch
+    /// durations (cumulative `le` buckets).
+    fn batch_seconds_quantile(&self, q: f64) -> Option<f64> {
+        let mut buckets: Vec<(f64, f64)> = self
+            .by_label("ioc_journal_batch_seconds_bucket")
+            .into_iter()
+            .filter_map(|(labels, count)| {
+                let le = labels.strip_prefix("le=\"")?.trim_end_matches('"');
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let total = buckets.last()?.1;
+        if total <= 0.0 {
+            return None;
+        }
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= q * total)
+            .map(|(le, _)| *le)
+    }
+}
+
+struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Http {
+    fn new(addr: SocketAddr) -> Result<Http> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Http {
+            client,
+            base: format!("http://{addr}"),
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<(reqwest::StatusCode, String)> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = resp.status();
+        let body = resp
+            .text()
+            .await
+            .with_context(|| format!("reading the body of GET {url}"))?;
+        Ok((status, body))
+    }
+
+    async fn scrape(&self) -> Result<Scrape> {
+        let (status, body) = self.get("/metrics").await?;
+        if !status.is_success() {
+            bail!("GET /metrics answered {status}: {body}");
+        }
+        Ok(Scrape::parse(&body))
+    }
+}
+
+// ---------------------------------------------------------------- config
+
+fn village_ids() -> Vec<String> {
+    (1..=6).map(|i| format!("ban-{i:02}")).collect()
+}
+
+fn backend_config(store: &Path) -> String {
+    let villages = village_ids();
+    let mut t = String::new();
+    t.push_str(&format!(
+        "[commune]\nid = \"{COMMUNE}\"\nname = \"Xã Benchmark\"\nprovince = \"Lai Châu\"\n\n\
+         [mqtt]\nhost = \"127.0.0.1\"\nport = 1883 # IOC__MQTT__PORT\nkeep_alive_secs = 30\n\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n\n\
+         [store]\npath = {store:?}\n\n"
+    ));
+    for (i, v) in villages.iter().enumerate() {
+        t.push_str(&format!(
+            "[[village]]\nid = \"{v}\"\nname = \"Bản {}\"\ndead_zone = {}\n\n",
+            i + 1,
+            i == 5
+        ));
+    }
+    for i in 1..=16 {
+        let v = &villages[(i - 1) % villages.len()];
+        t.push_str(&format!(
+            "[[camera]]\nid = \"cam-{i:02}\"\nname = \"Camera {i:02}\"\nvillage = \"{v}\"\n\n"
+        ));
+    }
+    for i in 1..=10 {
+        let v = &villages[(i - 1) % villages.len()];
+        t.push_str(&format!(
+            "[[speaker]]\nid = \"spk-{i:02}\"\nname = \"Cụm loa {i:02}\"\nvillage = \"{v}\"\nkind = \"smart\"\n\n"
+        ));
+    }
+    t.push_str("[[speaker]]\nid = \"fe-01\"\nname = \"Đài FM\"\nkind = \"fe\"\n\n");
+    for (id, kind, v) in [
+        ("rain-01", "rain", 0),
+        ("rain-02", "rain", 3),
+        ("water-01", "water_level", 1),
+        ("water-02", "water_level", 4),
+        ("temp-01", "temperature", 2),
+    ] {
+        t.push_str(&format!(
+            "[[sensor]]\nid = \"{id}\"\nvillage = \"{}\"\nkind = \"{kind}\"\n\n",
+            villages[v]
+        ));
+    }
+    t.push_str(
+        r#"[[indicator]]
+id = "dossier_online_ratio"
+name = "Tỷ lệ hồ sơ tiếp nhận trực tuyến"
+kind = "ratio"
+unit = "%"
+target = ">= 60"
+numerator = { source = "procedure", event = "received", where = { channel = "online" } }
+denominator = { source = "procedure", event = "received" }
+
+[[indicator]]
+id = "dossier_on_time_ratio"
+name = "Tỷ lệ hồ sơ giải quyết đúng hạn"
+kind = "ratio"
+unit = "%"
+target = "> 90"
+numerator = { source = "procedure", event = "resolved", where = { outcome = ["early", "on_time"] } }
+denominator = { source = "procedure", event = "resolved" }
+
+[[indicator]]
+id = "dossier_paid_online_ratio"
+name = "Tỷ lệ thanh toán trực tuyến"
+kind = "ratio"
+unit = "%"
+numerator = { source = "procedure", event = "paid", where = { payment = "online" } }
+denominator = { source = "procedure", event = "paid" }
+
+# `count` events carry `count`; `detection` events get count = 1.
+[[indicator]]
+id = "people_detected"
+name = "Số lượt người được phát hiện"
+kind = "count"
+unit = "lượt"
+match = { source = "camera", event = ["detection", "count"], where = { label = "person" }, sum = "count" }
+
+[[indicator]]
+id = "broadcasts"
+name = "Số buổi phát thanh"
+kind = "count"
+match = { source = "speaker", event = "session_start" }
+
+[[indicator]]
+id = "water_level"
+name = "Mực nước"
+kind = "latest"
+unit = "cm"
+field = "water_level_cm"
+match = { source = "sensor" }
+
+[[indicator]]
+id = "camera_availability"
+name = "Camera hoạt động"
+kind = "availability"
+unit = "%"
+device_class = "camera"
+
+[[indicator]]
+id = "procedure_freshness"
+name = "Dữ liệu thủ tục hành chính"
+kind = "freshness"
+unit = "s"
+source = "procedure"
+
+[[indicator]]
+id = "dead_letters"
+name = "Bản tin lỗi"
+kind = "dead_letters"
+target = "< 20"
+"#,
+    );
+    t
+}
+
+// ---------------------------------------------------------------- traffic
+
+/// What the backend will use as the dedup key (see src/sources): messages
+/// with equal keys would count once, so the benchmark keeps only the first.
+fn dedup_key(m: &Message) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_slice(&m.payload)
+        .with_context(|| format!("the simulator produced a non-JSON payload on {}", m.topic))?;
+    let field = |k: &str| v.get(k).map(|x| x.to_string()).unwrap_or_default();
+    Ok(if m.topic.ends_with("/procedure/dossier") {
+        format!("dossier:{}:{}", field("dossier_id"), field("event"))
+    } else if m.topic.ends_with("/session") {
+        format!("{}:{}:{}", m.topic, field("session_id"), field("event"))
+    } else {
+        format!(
+            "{}:{}:{}:{}",
+            m.topic,
+            field("kind"),
+            field("seq"),
+            field("ts")
+        )
+    })
+}
+
+/// `n` messages whose dedup keys were never seen before.
+fn generate(
+    traffic: &mut Traffic,
+    seen: &mut HashSet<String>,
+    n: usize,
+) -> Result<(Vec<Message>, usize)> {
+    let mut out = Vec::with_capacity(n);
+    let mut skipped = 0usize;
+    while out.len() < n {
+        let m = traffic.next(Utc::now());
+        if seen.insert(dedup_key(&m)?) {
+            out.push(m);
+        } else {
+            skipped += 1;
+            if skipped > n {
+                bail!("the simulator repeats itself: {skipped} duplicate messages while generating {n}");
+            }
+        }
+    }
+    Ok((out, skipped))
+}
+
+fn mix(messages: &[Message]) -> String {
+    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in messages {
+        let kind = m.topic.split('/').nth(2).unwrap_or("?");
+        *by.entry(kind).or_default() += 1;
+    }
+    let bytes: usize = messages
+        .iter()
+        .map(|m| m.payload.len() + m.topic.len())
+        .sum();
+    let parts: Vec<String> = by.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(
+        "{} (mean topic+payload {} B)",
+        parts.join(", "),
+        bytes / messages.len().max(1)
+    )
+}
+
+// ---------------------------------------------------------------- publishers
+
+/// One MQTT publisher connection with its event loop polled in a task.
+struct Publisher {
+    client: AsyncClient,
+    acked: Arc<AtomicU64>,
+    error: Arc<Mutex<Option<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl Publisher {
+    async fn connect(index: usize, port: u16) -> Result<Publisher> {
+        let mut opts = MqttOptions::new(
+            format!("ioc-bench-pub-{index}-{}", std::process::id()),
+            "127.0.0.1",
+            port,
+        );
+        opts.set_keep_alive(Duration::from_secs(60));
+        opts.set_clean_session(true);
+        opts.set_inflight(1000);
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+        let acked = Arc::new(AtomicU64::new(0));
+        let error = Arc::new(Mutex::new(None));
+        let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
+        let task = {
+            let acked = Arc::clone(&acked);
+            let error = Arc::clone(&error);
+            tokio::spawn(async move {
+                let mut connected_tx = Some(connected_tx);
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            if let Some(tx) = connected_tx.take() {
+                                let _ = tx.send(());
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            if let Ok(mut slot) = error.lock() {
+                                *slot = Some(e.to_string());
+                            }
+                            break;
+                        }
+                    }
+                }
+            })
+        };
+        match tokio::time::timeout(Duration::from_secs(10), connected_rx).await {
+            Ok(Ok(())) => {}
+            _ => {
+                let why = error
+                    .lock()
+                    .ok()
+                    .and_then(|e| e.clone())
+                    .unwrap_or_else(|| "no CONNACK".into());
+                bail!("publisher {index} could not connect to mosquitto on port {port}: {why}");
+            }
+        }
+        Ok(Publisher {
+            client,
+            acked,
+            error,
+            task,
+        })
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    fn check(&self, index: usize) -> Result<()> {
+        match self.error.lock().ok().and_then(|e| e.clone()) {
+            Some(e) => bail!("publisher {index} lost its MQTT connection: {e}"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn check_publishers(pubs: &[Publisher]) -> Result<()> {
+    pubs.iter().enumerate().try_for_each(|(i, p)| p.check(i))
+}
+
+fn total_acked(pubs: &[Publisher]) -> u64 {
+    pubs.iter().map(Publisher::acked).sum()
+}
+
+// ---------------------------------------------------------------- phases
+
+struct Env<'a> {
+    http: &'a Http,
+    pubs: &'a [Publisher],
+    server: &'a mut Proc,
+    broker: &'a mut Proc,
+    tck: f64,
+    timeout: Duration,
+}
+
+impl Env<'_> {
+    fn alive(&mut self) -> Result<()> {
+        self.server.ensure_running()?;
+        self.broker.ensure_running()?;
+        check_publishers(self.pubs)
+    }
+
+    fn cpu(&self) -> Result<Cpu> {
+        Cpu::sample(self.server.pid(), self.broker.pid())
+    }
+
+    fn stuck(&self, what: &str, expected: u64, delta: &Scrape, acked: u64) -> anyhow::Error {
+        anyhow!(
+            "TIMEOUT after {:?} waiting for {what}: expected {expected} messages; broker acknowledged {acked} \
+             publishes; server received {}, committed {} events, {} dead letters, {} duplicates.\n\
+             Last lines of the server log ({}):\n{}",
+            self.timeout,
+            delta.received(),
+            delta.committed(),
+            delta.dead(),
+            delta.duplicates(),
+            self.server.log.display(),
+            log_tail(&self.server.log, 30)
+        )
+    }
+}
+
+/// Publish probes until the backend's subscription is live, then wait until
+/// it has committed everything it received. Returns the baseline scrape.
+async fn wait_subscribed(env: &mut Env<'_>) -> Result<Scrape> {
+    let start = Instant::now();
+    let before = env.http.scrape().await?.received();
+    let mut probes = 0u64;
+    'probe: loop {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("the backend never received a probe message within 30 s: is it subscribed to ioc/{COMMUNE}/#?");
+        }
+        env.alive()?;
+        probes += 1;
+        env.pubs[0]
+            .client
+            .publish(
+                format!("ioc/{COMMUNE}/camera/cam-01/status"),
+                QoS::AtLeastOnce,
+                false,
+                b"online".to_vec(),
+            )
+            .await
+            .context("publishing a probe message")?;
+        let waited = Instant::now();
+        while waited.elapsed() < Duration::from_millis(500) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if env.http.scrape().await?.received() > before {
+                break 'probe;
+            }
+        }
+    }
+    // Settle: nothing in flight, every received message committed.
+    let mut last = env.http.scrape().await?;
+    let mut stable_since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = env.http.scrape().await?;
+        if now.received() != last.received() || now.accounted() != now.received() {
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() > Duration::from_millis(300)
+            && total_acked(env.pubs) >= probes
+        {
+            return Ok(now);
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("the backend did not settle after the probe messages");
+        }
+        last = now;
+    }
+}
+
+struct BurstResult {
+    events: usize,
+    wall: f64,
+    publish_secs: f64,
+    server_cpu: f64,
+    broker_cpu: f64,
+    bench_cpu: f64,
+    delta: Scrape,
+}
+
+async fn burst(env: &mut Env<'_>, base: &Scrape, messages: Vec<Message>) -> Result<BurstResult> {
+    let n = messages.len();
+    let mut parts: Vec<Vec<Message>> = (0..env.pubs.len())
+        .map(|_| Vec::with_capacity(n / 2 + 1))
+        .collect();
+    for (i, m) in messages.into_iter().enumerate() {
+        parts[i % env.pubs.len()].push(m);
+    }
+    let acked_base = total_acked(env.pubs);
+    let cpu0 = env.cpu()?;
+    let t0 = Instant::now();
+    let mut senders = Vec::new();
+    for (p, part) in env.pubs.iter().zip(parts) {
+        let client = p.client.clone();
+        senders.push(tokio::spawn(async move {
+            for m in part {
+                client
+                    .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+                    .await?;
+            }
+            Ok::<(), rumqttc::ClientError>(())
+        }));
+    }
+
+    let mut publish_done: Option<f64> = None;
+    let mut next_scrape = t0;
+    let (wall, last) = loop {
+        if publish_done.is_none() && total_acked(env.pubs) - acked_base >= n as u64 {
+            publish_done = Some(t0.elapsed().as_secs_f64());
+        }
+        if Instant::now() >= next_scrape {
+            next_scrape += Duration::from_millis(50);
+            let s = env.http.scrape().await?;
+            let d = s.minus(base);
+            if d.received() >= n as u64 && d.accounted() >= d.received() {
+                break (t0.elapsed().as_secs_f64(), s);
+            }
+            if t0.elapsed() > env.timeout {
+                return Err(env.stuck(
+                    "the burst to be committed",
+                    n as u64,
+                    &d,
+                    total_acked(env.pubs) - acked_base,
+                ));
+            }
+            env.alive()?;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let cpu1 = env.cpu()?;
+    for s in senders {
+        s.await
+            .context("a publishing task panicked")?
+            .context("publishing a message")?;
+    }
+    // Committed before the last PUBACK reached us (possible within a scrape
+    // interval): wait for it.
+    while publish_done.is_none() {
+        if total_acked(env.pubs) - acked_base >= n as u64 {
+            publish_done = Some(t0.elapsed().as_secs_f64());
+        } else if t0.elapsed() > env.timeout {
+            bail!("the broker never acknowledged every publish");
+        } else {
+            env.alive()?;
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let (server_cpu, broker_cpu, bench_cpu) = cpu1.since(&cpu0, env.tck);
+    Ok(BurstResult {
+        events: n,
+        wall,
+        publish_secs: publish_done.unwrap_or(wall),
+        server_cpu,
+        broker_cpu,
+        bench_cpu,
+        delta: last.minus(base),
+    })
+}
+
+struct Sample {
+    at: f64,
+    published: u64,
+    received: u64,
+    committed: u64,
+}
+
+struct SteadyResult {
+    target_rate: u64,
+    total: usize,
+    publish_secs: f64,
+    samples: Vec<Sample>,
+    drain_secs: f64,
+    server_cpu: f64,
+    broker_cpu: f64,
+    wall: f64,
+    delta: Scrape,
+}
+
+async fn steady(
+    env: &mut Env<'_>,
+    base: &Scrape,
+    rate: u64,
+    messages: Vec<Message>,
+) -> Result<SteadyResult> {
+    let total = messages.len();
+    let published = Arc::new(AtomicU64::new(0));
+    let clients: Vec<AsyncClient> = env.pubs.iter().map(|p| p.client.clone()).collect();
+    let cpu0 = env.cpu()?;
+    let t0 = Instant::now();
+    let pacer = {
+        let published = Arc::clone(&published);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(5));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut sent = 0usize;
+            let mut it = messages.into_iter();
+            while sent < total {
+                tick.tick().await;
+                let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize).min(total);
+                while sent < due {
+                    let Some(m) = it.next() else { break };
+                    clients[sent % clients.len()]
+                        .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+                        .await?;
+                    sent += 1;
+                    published.store(sent as u64, Ordering::Relaxed);
+                }
+            }
+            Ok::<f64, rumqttc::ClientError>(start.elapsed().as_secs_f64())
+        })
+    };
+
+    let mut samples = Vec::new();
+    let mut next_sample = t0 + Duration::from_secs(1);
+    let mut publish_secs: Option<f64> = None;
+    let mut pacer = Some(pacer);
+    let (wall, last) = loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Some(p) = pacer.as_ref() {
+            if p.is_finished() {
+                let p = pacer.take().context("the pacer task vanished")?;
+                let secs = p
+                    .await
+                    .context("the pacing task panicked")?
+                    .context("publishing a message")?;
+                publish_secs = Some(secs);
+            }
+        }
+        let sample_due = Instant::now() >= next_sample;
+        if sample_due || publish_secs.is_some() {
+            let s = env.http.scrape().await?;
+            let d = s.minus(base);
+            if sample_due {
+                next_sample += Duration::from_secs(1);
+                samples.push(Sample {
+                    at: t0.elapsed().as_secs_f64(),
+                    published: published.load(Ordering::Relaxed),
+                    received: d.received(),
+                    committed: d.accounted(),
+                });
+            }
+            if publish_secs.is_some()
+                && d.received() >= total as u64
+                && d.accounted() >= d.received()
+            {
+                break (t0.elapsed().as_secs_f64(), s);
+            }
+            if t0.elapsed() > env.timeout {
+                let acked = total_acked(env.pubs);
+                return Err(env.stuck("the steady phase to be committed", total as u64, &d, acked));
+            }
+            env.alive()?;
+        }
+    };
+    let cpu1 = env.cpu()?;
+    let (server_cpu, broker_cpu, _) = cpu1.since(&cpu0, env.tck);
+    let publish_secs = publish_secs.unwrap_or(wall);
+    Ok(SteadyResult {
+        target_rate: rate,
+        total,
+        publish_secs,
+        samples,
+        drain_secs: (wall - publish_secs).max(0.0),
+        server_cpu,
+        broker_cpu,
+        wall,
+        delta: last.minus(base),
+    })
+}
+
+// ---------------------------------------------------------------- report
+
+fn by_label_line(d: &Scrape, name: &str) -> String {
+    let parts: Vec<String> = d
+        .by_label(name)
+        .into_iter()
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(l, v)| format!("{l} {v}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn ms(secs: Option<f64>) -> String {
+    match secs {
+        Some(s) if s.is_finite() => format!("{:.1} ms", s * 1000.0),
+        Some(_) => "> 3.3 s".into(),
+        None => "n/a".into(),
+    }
+}
+
+fn thousands(n: f64) -> String {
+    let s = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push('_');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn print_batches(d: &Scrape, messages: u64) {
+    let batches = d.batches();
+    let secs_sum = d.sum("ioc_journal_batch_seconds_sum");
+    let mean_size = messages as f64 / batches.max(1) as f64;
+    println!(
+        "  journal batches          {} (mean {:.0} messages/batch; mean commit {}, p50 ≤ {}, p99 ≤ {}; {:.2} s in commits)",
+        thousands(batches as f64),
+        mean_size,
+        ms(Some(secs_sum / batches.max(1) as f64)),
+        ms(d.batch_seconds_quantile(0.5)),
+        ms(d.batch_seconds_quantile(0.99)),
+        secs_sum
+    );
+}
+
+fn print_outcome(d: &Scrape, sent: u64) {
+    println!(
+        "  outcome                  received {}, committed {} ({}), dead letters {} ({}), duplicates {}",
+        d.received(),
+        d.committed(),
+        by_label_line(d, "ioc_events_committed_total"),
+        d.dead(),
+        by_label_line(d, "ioc_dead_letters_total"),
+        d.duplicates()
+    );
+    if d.dead() > 0 || d.duplicates() > 0 || d.received() != sent {
+        println!(
+            "  WARNING                  expected {sent} new events and no dead letters or duplicates: the \
+             throughput figures include messages the backend did not treat as new events"
+        );
+    }
+}
+
+fn report_burst(r: &BurstResult, rss_kib: u64) {
+    let n = r.events as f64;
+    println!(
+        "phase 1: burst ({} messages, QoS 1, 2 publisher connections, as fast as possible)",
+        r.events
+    );
+    println!("  events                   {}", thousands(n));
+    println!(
+        "  wall time                {:.2} s (first publish → all committed)",
+        r.wall
+    );
+    println!(
+        "  end-to-end throughput    {} events/s",
+        thousands(n / r.wall)
+    );
+    println!(
+        "  publisher-side rate      {} msg/s (all PUBACKed after {:.2} s)",
+        thousands(n / r.publish_secs),
+        r.publish_secs
+    );
+    println!(
+        "  server CPU               {:.2} s ({:.2} CPU-s per million events, {:.2} cores busy on average)",
+        r.server_cpu,
+        r.server_cpu / n * 1e6,
+        r.server_cpu / r.wall
+    );
+    println!(
+        "  server peak RSS (VmHWM)  {:.1} MiB",
+        rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  mosquitto CPU            {:.2} s ({:.2} CPU-s per million)",
+        r.broker_cpu,
+        r.broker_cpu / n * 1e6
+    );
+    println!(
+        "  bench process CPU        {:.2} s (publishers, scraping)",
+        r.bench_cpu
+    );
+    print_batches(&r.delta, r.delta.received());
+    print_outcome(&r.delta, r.events as u64);
+}
+
+fn report_steady(r: &SteadyResult) -> bool {
+    let achieved = r.total as f64 / r.publish_secs.max(1e-9);
+    let final_backlog = r
+        .samples
+        .iter()
+        .rfind(|s| s.at <= r.publish_secs + 0.05)
+        .map(|s| s.published.saturating_sub(s.received))
+        .unwrap_or(0);
+    let max_backlog = r
+        .samples
+        .iter()
+        .map(|s| s.published.saturating_sub(s.received))
+        .max()
+        .unwrap_or(0);
+    let allowed = (r.target_rate / 2).max(1);
+    let kept_up =
+        achieved >= 0.98 * r.target_rate as f64 && final_backlog <= allowed && r.drain_secs < 1.0;
+    println!(
+        "phase 2: steady ({} msg/s for {:.0} s, paced every 5 ms over 2 connections)",
+        thousands(r.target_rate as f64),
+        r.total as f64 / r.target_rate.max(1) as f64
+    );
+    println!(
+        "  published                {} in {:.2} s ({} msg/s achieved)",
+        thousands(r.total as f64),
+        r.publish_secs,
+        thousands(achieved)
+    );
+    println!("  backlog each second      (published − received by the journal; committed lags received by ≤ 1 batch)");
+    for s in &r.samples {
+        println!(
+            "    t={:>5.1} s  published {:>9}  received {:>9}  committed {:>9}  backlog {:>7}",
+            s.at,
+            s.published,
+            s.received,
+            s.committed,
+            s.published.saturating_sub(s.received)
+        );
+    }
+    println!(
+        "  max backlog              {} messages; at the end of publishing {}; drained {:.2} s after the last publish",
+        max_backlog, final_backlog, r.drain_secs
+    );
+    println!(
+        "  server CPU               {:.2} s ({:.2} cores at {} msg/s; {:.2} CPU-s per million); mosquitto {:.2} s",
+        r.server_cpu,
+        r.server_cpu / r.wall,
+        thousands(r.target_rate as f64),
+        r.server_cpu / r.total.max(1) as f64 * 1e6,
+        r.broker_cpu
+    );
+    print_batches(&r.delta, r.delta.received());
+    print_outcome(&r.delta, r.total as u64);
+    println!(
+        "  kept up                  {}",
+        if kept_up {
+            "YES (rate achieved, backlog ≤ 0.5 s of traffic, drained within 1 s)".to_string()
+        } else {
+            format!(
+                "NO (needs ≥ 98 % of the rate, backlog ≤ {allowed} at the end and a drain < 1 s)"
+            )
+        }
+    );
+    kept_up
+}
+
+async fn print_indicators(http: &Http) -> Result<()> {
+    let (status, body) = http.get("/api/indicators?window=today").await?;
+    if !status.is_success() {
+        bail!("GET /api/indicators answered {status}: {body}");
+    }
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(&body).context("GET /api/indicators did not answer a JSON list")?;
+    let shown: Vec<String> = values
+        .iter()
+        .map(|v| {
+            let id = v.get("id").and_then(|x| x.as_str()).unwrap_or("?");
+            match v.get("value").and_then(|x| x.as_f64()) {
+                Some(x) => format!("{id}={x:.1}"),
+                None => format!("{id}=null"),
+            }
+        })
+        .collect();
+    println!("indicators (today)         {}", shown.join(", "));
+    Ok(())
+}
+
+// ---------------------------------------------------------------- main
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; any other argument is a filter that
+    // this single benchmark does not use.
+    let Some(mosquitto) = find_mosquitto() else {
+        eprintln!("mosquitto not found in /usr/sbin or PATH");
+        eprintln!("install mosquitto: apt-get install -y mosquitto");
+        std::process::exit(1);
+    };
+    if let Err(e) = run(&mosquitto).await {
+        eprintln!("pipeline benchmark FAILED: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(mosquitto: &Path) -> Result<()> {
+    let settings = Settings::from_env()?;
+    let tck = clock_ticks();
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("ioc-bench-").disable_cleanup(settings.keep);
+    let dir = match &settings.base_dir {
+        Some(base) => builder.tempdir_in(base),
+        None => builder.tempdir(),
+    }
+    .context("creating the benchmark's temp dir")?;
+    let store = dir.path().join("store");
+
+    // Broker.
+    let (mut broker, mqtt_port) = start_mosquitto(mosquitto, dir.path(), settings.broker_inflight)?;
+
+    // Backend config: a file, plus the overrides the server also gets.
+    let config_path = dir.path().join("commune.toml");
+    let config_text = backend_config(&store);
+    std::fs::write(&config_path, &config_text)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let mut overrides: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("IOC__"))
+        .collect();
+    overrides.push(("IOC__MQTT__PORT".into(), mqtt_port.to_string()));
+    overrides.push(("IOC__HTTP__LISTEN".into(), "127.0.0.1:0".into()));
+    overrides.push(("IOC__STORE__PATH".into(), store.display().to_string()));
+    let cfg: Config =
+        config::load_str(&config_text, &config_path.display().to_string(), &overrides)
+            .map_err(|e| anyhow!("the benchmark's backend config is invalid: {e}"))?;
+
+    // Traffic: unique messages, generated before anything is timed.
+    let gen_start = Instant::now();
+    let mut traffic = Traffic::new(&cfg, settings.seed);
+    let mut seen = HashSet::new();
+    let (burst_msgs, skipped1) = generate(&mut traffic, &mut seen, settings.events)?;
+    let (steady_msgs, skipped2) = generate(&mut traffic, &mut seen, settings.steady_total())?;
+    let burst_mix = mix(&burst_msgs);
+    let gen_secs = gen_start.elapsed().as_secs_f64();
+    drop(seen);
+
+    // Backend: the real binary.
+    let port_file = dir.path().join("http.addr");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_commune-ioc"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--port-file")
+        .arg(&port_file)
+        .env_remove("IOC_CONFIG")
+        .env_remove("IOC_PORT_FILE")
+        .env("RUST_LOG", &settings.server_log)
+        .envs(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let mut server = Proc::spawn("commune-ioc serve", cmd, dir.path().join("server.log"))?;
+    let started = Instant::now();
+    let addr: SocketAddr = loop {
+        server.ensure_running()?;
+        if let Ok(text) = std::fs::read_to_string(&port_file) {
+            if let Ok(a) = text.trim().parse() {
+                break a;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "the server wrote no port file ({}) within 30 s; log:\n{}",
+                port_file.display(),
+                log_tail(&server.log, 30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let http = Http::new(addr)?;
+    loop {
+        server.ensure_running()?;
+        if let Ok((status, _)) = http.get("/readyz").await {
+            if status == reqwest::StatusCode::OK {
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let body = http
+                .get("/readyz")
+                .await
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            bail!(
+                "the server was not ready within 30 s (/readyz: {body}); log:\n{}",
+                log_tail(&server.log, 30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready_secs = started.elapsed().as_secs_f64();
+
+    let mut pubs = Vec::new();
+    for i in 0..2 {
+        pubs.push(Publisher::connect(i, mqtt_port).await?);
+    }
+
+    let mut env = Env {
+        http: &http,
+        pubs: &pubs,
+        server: &mut server,
+        broker: &mut broker,
+        tck,
+        timeout: settings.timeout,
+    };
+    let base = wait_subscribed(&mut env).await?;
+
+    println!();
+    println!("==================== commune-ioc end-to-end ingest benchmark ====================");
+    println!("command                    {COMMAND}");
+    println!(
+        "machine                    {} CPUs; store on {} ({})",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        filesystem_of(dir.path()),
+        store.display()
+    );
+    println!(
+        "broker                     {} (max_inflight_messages {}, max_queued_messages 10000000, persistence false)",
+        mosquitto_version(mosquitto),
+        settings.broker_inflight
+    );
+    println!(
+        "backend                    {} (store.batch_max {}, store.queue_capacity {}; ready {:.2} s after spawn)",
+        env!("CARGO_BIN_EXE_commune-ioc"),
+        cfg.store.batch_max,
+        cfg.store.queue_capacity,
+        ready_secs
+    );
+    println!(
+        "traffic                    seed {}; {}; generated in {:.2} s, {} repeats dropped",
+        settings.seed,
+        burst_mix,
+        gen_secs,
+        skipped1 + skipped2
+    );
+    println!();
+
+    let burst_result = burst(&mut env, &base, burst_msgs).await?;
+    let rss = peak_rss_kib(env.server.pid())?;
+    report_burst(&burst_result, rss);
+    println!();
+
+    if !steady_msgs.is_empty() {
+        let base2 = env.http.scrape().await?;
+        let steady_result = steady(&mut env, &base2, settings.rate, steady_msgs).await?;
+        report_steady(&steady_result);
+        println!(
+            "  server peak RSS (VmHWM)  {:.1} MiB (whole run)",
+            peak_rss_kib(env.server.pid())? as f64 / 1024.0
+        );
+        println!();
+    }
+    print_indicators(&http).await?;
+    println!("=================================================================================");
+
+    for p in &pubs {
+        let _ = p.client.try_disconnect();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for p in pubs {
+        p.task.abort();
+    }
+    match server.terminate(Duration::from_secs(10))? {
+        Some(t) => println!("server stopped {:.2} s after SIGTERM", t.as_secs_f64()),
+        None => println!("server did not stop within 10 s of SIGTERM: killed"),
+    }
+    broker.terminate(Duration::from_secs(2))?;
+    if settings.keep {
+        println!("kept {}", dir.path().display());
+    }
+    Ok(())
+}

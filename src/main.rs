@@ -1,1 +1,276 @@
-fn main() {}
+//! The `commune-ioc` command: a thin shell over the library.
+//!
+//! ```text
+//! commune-ioc demo                       # embedded broker + simulator + backend, Bình Lư example
+//! commune-ioc serve --config FILE        # the backend against any MQTT broker
+//! commune-ioc check-config FILE          # validate a config, list every problem
+//! commune-ioc simulate --config FILE     # publish realistic commune traffic
+//! ```
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use commune_ioc::config::{self, Config};
+use commune_ioc::{server, sim};
+
+#[derive(Parser, Debug)]
+#[command(name = "commune-ioc", version, about = "Backend of a commune's Intelligent Operations Center (IOC)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the backend against the MQTT broker named in the config.
+    Serve {
+        /// Config file (TOML). Keys can be overridden by IOC__SECTION__KEY.
+        #[arg(long, env = "IOC_CONFIG", default_value = "config/commune.toml")]
+        config: PathBuf,
+        /// Write the bound HTTP address here once listening (for tests and scripts).
+        #[arg(long, env = "IOC_PORT_FILE")]
+        port_file: Option<PathBuf>,
+    },
+    /// Validate a config file and list every problem with its key and reason.
+    CheckConfig {
+        /// Config file (TOML).
+        file: PathBuf,
+    },
+    /// Publish realistic commune traffic to a broker.
+    Simulate {
+        /// Config file: the commune, its villages and devices.
+        #[arg(long, env = "IOC_CONFIG", default_value = "config/examples/binh-lu.toml")]
+        config: PathBuf,
+        /// Broker host (default: mqtt.host from the config).
+        #[arg(long, env = "IOC_SIM_HOST")]
+        host: Option<String>,
+        /// Broker port (default: mqtt.port from the config).
+        #[arg(long, env = "IOC_SIM_PORT")]
+        port: Option<u16>,
+        /// Messages per second.
+        #[arg(long, env = "IOC_SIM_RATE", default_value_t = 20.0)]
+        rate: f64,
+        /// Stop after this many messages.
+        #[arg(long, env = "IOC_SIM_COUNT")]
+        count: Option<u64>,
+        /// Random seed (same seed, same traffic).
+        #[arg(long, env = "IOC_SIM_SEED", default_value_t = 2026)]
+        seed: u64,
+    },
+    /// The demo: embedded broker, traffic simulator and backend on this box.
+    Demo {
+        /// Config file of the example commune.
+        #[arg(long, env = "IOC_CONFIG", default_value = "config/examples/binh-lu.toml")]
+        config: PathBuf,
+        /// HTTP address (port 0 picks a free one).
+        #[arg(long, env = "IOC_DEMO_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Port of the embedded MQTT broker (default: 1883 if free, else any free port).
+        #[arg(long, env = "IOC_DEMO_MQTT_PORT")]
+        mqtt_port: Option<u16>,
+        /// Store directory (default: the config's store.path).
+        #[arg(long, env = "IOC_DEMO_STORE")]
+        store: Option<PathBuf>,
+        /// Simulated messages per second.
+        #[arg(long, env = "IOC_DEMO_RATE", default_value_t = 20.0)]
+        rate: f64,
+        /// Write the bound HTTP address here once listening.
+        #[arg(long, env = "IOC_PORT_FILE")]
+        port_file: Option<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+fn load(path: &Path) -> Result<Config> {
+    config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn bind(addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (is another program using the port?)"))
+}
+
+fn write_port_file(path: Option<&Path>, addr: SocketAddr) -> Result<()> {
+    if let Some(p) = path {
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, addr.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    t.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}
+
+fn free_port(preferred: u16) -> Result<u16> {
+    if StdListener::bind(("127.0.0.1", preferred)).is_ok() {
+        return Ok(preferred);
+    }
+    let l = StdListener::bind(("127.0.0.1", 0)).context("no free port for the embedded broker")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        // One readable message for people, no backtrace.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::CheckConfig { file } => match config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: OK — {} ({}), {} villages, {} cameras, {} speakers, {} sensors, {} indicators",
+                    file.display(),
+                    c.commune.name,
+                    c.commune.id,
+                    c.villages.len(),
+                    c.cameras.len(),
+                    c.speakers.len(),
+                    c.sensors.len(),
+                    c.indicators.len()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(2);
+            }
+        },
+        Command::Serve { config, port_file } => {
+            init_logging();
+            let cfg = load(&config)?;
+            let listener = bind(&cfg.http.listen).await?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, commune = %cfg.commune.id, "HTTP listening");
+            write_port_file(port_file.as_deref(), addr)?;
+            let cancel = shutdown_signal();
+            server::run(cfg, listener, cancel, |_| {}).await?;
+            Ok(())
+        }
+        Command::Simulate {
+            config,
+            host,
+            port,
+            rate,
+            count,
+            seed,
+        } => {
+            init_logging();
+            let cfg = load(&config)?;
+            let host = host.unwrap_or_else(|| cfg.mqtt.host.clone());
+            let port = port.unwrap_or(cfg.mqtt.port);
+            let cancel = shutdown_signal();
+            tracing::info!(%host, port, rate, "publishing simulated traffic");
+            let sent = sim::publish(&cfg, &host, port, rate, count, seed, cancel).await?;
+            tracing::info!(sent, "simulator stopped");
+            Ok(())
+        }
+        Command::Demo {
+            config,
+            listen,
+            mqtt_port,
+            store,
+            rate,
+            port_file,
+        } => {
+            init_logging();
+            let mut cfg = load(&config)?;
+            if !cfg!(feature = "embedded-broker") {
+                bail!("this build has no embedded broker: rebuild with the default features");
+            }
+            cfg.mqtt.embedded = true;
+            cfg.mqtt.host = "127.0.0.1".into();
+            cfg.mqtt.port = match mqtt_port {
+                Some(p) => p,
+                None => free_port(1883)?,
+            };
+            cfg.mqtt.username = None;
+            cfg.mqtt.password = None;
+            cfg.mqtt.tls = false;
+            if let Some(s) = store {
+                cfg.store.path = s;
+            }
+            let listener = bind(&listen).await?;
+            let addr = listener.local_addr()?;
+            let cancel = shutdown_signal();
+            let sim_cfg = cfg.clone();
+            let sim_cancel = cancel.child_token();
+            let mqtt_port = cfg.mqtt.port;
+            let commune = cfg.commune.name.clone();
+            let port_file2 = port_file.clone();
+            server::run(cfg, listener, cancel, move |_| {
+                let shown = if addr.ip().is_unspecified() {
+                    format!("http://127.0.0.1:{}/", addr.port())
+                } else {
+                    format!("http://{addr}/")
+                };
+                println!();
+                println!("  Trung tâm giám sát và điều hành thông minh — {commune} (bản chạy thử)");
+                println!("  Mở trình duyệt tại: {shown}");
+                println!("  Chỉ tiêu (JSON):    {shown}api/indicators?window=month");
+                println!("  MQTT (nhúng):       127.0.0.1:{mqtt_port}");
+                println!("  Dừng: Ctrl+C");
+                println!();
+                if let Err(e) = write_port_file(port_file2.as_deref(), addr) {
+                    tracing::error!(error = %e, "cannot write port file");
+                }
+                tokio::spawn(async move {
+                    match sim::publish(&sim_cfg, "127.0.0.1", mqtt_port, rate, None, 2026, sim_cancel).await {
+                        Ok(n) => tracing::info!(sent = n, "simulator stopped"),
+                        Err(e) => tracing::error!(error = %e, "simulator failed"),
+                    }
+                });
+            })
+            .await?;
+            Ok(())
+        }
+    }
+}

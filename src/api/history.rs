@@ -58,21 +58,19 @@ pub(crate) async fn history(
         Some(t) => parse_time(t, "to")?,
         None => now,
     };
-    let from = match q.from.as_deref() {
-        Some(f) => parse_time(f, "from")?,
-        None => to - Duration::hours(24),
-    };
     let step = match q.step.as_deref() {
         None => 3600,
         Some(st) => parse_step(st).ok_or_else(|| {
             ApiError::bad("invalid_step", format!("Bước `{st}` không hợp lệ: dùng dạng 15m, 1h hoặc 1d."))
         })?,
     };
+    // Default: the last 24 hours, ending with the bucket that holds `to`.
+    let from = match q.from.as_deref() {
+        Some(f) => parse_time(f, "from")?,
+        None => to - Duration::hours(24) + Duration::seconds(step.min(86_400)),
+    };
     if step % 60 != 0 {
         return Err(ApiError::bad("invalid_step", "Bước phải là bội số của 1 phút."));
-    }
-    if from >= to {
-        return Err(ApiError::bad("invalid_range", "`from` phải trước `to`."));
     }
     // Day buckets start at local midnight (+07:00).
     let from = if step % 86_400 == 0 {
@@ -83,6 +81,9 @@ pub(crate) async fn history(
         let unit = if step % 3600 == 0 { 3600 } else { 60 };
         Utc.timestamp_opt(f - f.rem_euclid(unit), 0).single().unwrap_or(from)
     };
+    if from >= to {
+        return Err(ApiError::bad("invalid_range", "`from` phải trước `to`."));
+    }
     let buckets = (to.timestamp() - from.timestamp() + step - 1) / step;
     if buckets > MAX_BUCKETS {
         return Err(ApiError::bad(

@@ -367,8 +367,8 @@ pub enum IndicatorKind {
 pub struct Filter {
     /// Producer family (`camera`, `speaker`, `procedure`, `sensor`).
     pub source: Option<String>,
-    /// Event kind, e.g. `received`.
-    pub event: Option<String>,
+    /// Event kind, e.g. `received`, or a list of kinds (any of).
+    pub event: Option<OneOrMany>,
     /// Attribute equalities, e.g. `{ channel = "online" }`; a list means any of.
     #[serde(default, rename = "where")]
     pub conditions: BTreeMap<String, toml::Value>,
@@ -377,6 +377,26 @@ pub struct Filter {
     /// Only these devices.
     #[serde(default)]
     pub devices: Vec<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Any of these values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// An indicator definition.

@@ -50,6 +50,17 @@ pub struct DeviceView {
     pub detail: Option<String>,
 }
 
+/// Device counts behind an availability indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Availability {
+    /// Devices up now.
+    pub up: u32,
+    /// Registered reporting devices.
+    pub total: u32,
+    /// Devices heard from at least once.
+    pub heard: u32,
+}
+
 /// Tracks device health.
 #[derive(Debug)]
 pub struct DeviceTracker {
@@ -178,11 +189,13 @@ impl DeviceTracker {
         out
     }
 
-    /// (up, total) registered reporting devices of `class` in a village
-    /// (`None` = the whole commune).
-    pub fn availability(&self, class: DeviceClass, village: Option<&str>, now: DateTime<Utc>) -> (u32, u32) {
+    /// Registered reporting devices of `class` in a village (`None` = the
+    /// whole commune): how many are up, how many there are, and how many
+    /// have ever been heard from.
+    pub fn availability(&self, class: DeviceClass, village: Option<&str>, now: DateTime<Utc>) -> Availability {
         let mut up = 0;
         let mut total = 0;
+        let mut heard = 0;
         for d in self.registry.devices() {
             if d.class != class || !d.reporting {
                 continue;
@@ -191,10 +204,14 @@ impl DeviceTracker {
                 continue;
             }
             total += 1;
-            if self.view(class, &d.id, now).state.is_up() {
+            let v = self.view(class, &d.id, now);
+            if v.last_seen.is_some() {
+                heard += 1;
+            }
+            if v.state.is_up() {
                 up += 1;
             }
         }
-        (up, total)
+        Availability { up, total, heard }
     }
 }

@@ -12,7 +12,7 @@ use crate::model::{Event, Source};
 #[derive(Debug, Clone)]
 pub struct Matcher {
     source: Option<Source>,
-    event: Option<String>,
+    events: Vec<String>,
     conditions: Vec<(String, Vec<Value>)>,
     sum: Option<String>,
     devices: Vec<String>,
@@ -64,14 +64,19 @@ impl Matcher {
         devices.sort();
         let m = Matcher {
             source: f.source.as_deref().and_then(Source::parse),
-            event: f.event.clone(),
+            events: {
+                let mut e = f.event.as_ref().map(|e| e.to_vec()).unwrap_or_default();
+                e.sort();
+                e.dedup();
+                e
+            },
             conditions,
             sum: f.sum.clone(),
             devices,
         };
         let signature = serde_json::json!({
             "source": m.source.map(Source::as_str),
-            "event": m.event,
+            "event": m.events,
             "where": m.conditions,
             "sum": m.sum,
             "devices": m.devices,
@@ -130,7 +135,7 @@ impl Matcher {
         if self.source.is_some_and(|s| e.source != s) {
             return false;
         }
-        if self.event.as_ref().is_some_and(|k| &e.kind != k) {
+        if !self.events.is_empty() && !self.events.iter().any(|k| *k == e.kind) {
             return false;
         }
         if !self.devices.is_empty() {

@@ -21,6 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::config::{Config, IndicatorDef, IndicatorKind, Regime};
+use crate::devices::Availability;
 use crate::model::{DeviceClass, Event, Source};
 
 /// Scope index 0 is always the whole commune.
@@ -78,7 +79,7 @@ pub struct IndicatorValue {
     pub value: Option<f64>,
     /// Unit.
     pub unit: String,
-    /// Numerator (ratio) or count of up devices (availability).
+    /// Numerator (ratio) or number of devices up (availability).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub numerator: Option<f64>,
     /// Denominator (ratio) or count of devices (availability).
@@ -136,9 +137,9 @@ pub enum ScopeSel<'a> {
     All,
 }
 
-/// Device availability seen by the indicators: (up, total) for a class in a
-/// scope (`None` = commune).
-pub type AvailabilityFn<'a> = &'a dyn Fn(DeviceClass, Option<&str>) -> (u32, u32);
+/// Device availability seen by the indicators, for a class in a scope
+/// (`None` = commune).
+pub type AvailabilityFn<'a> = &'a dyn Fn(DeviceClass, Option<&str>) -> Availability;
 
 /// The indicator engine.
 #[derive(Debug)]
@@ -454,11 +455,12 @@ impl Engine {
                     }
                     SpecKind::Availability(class) => {
                         let village = (scope != 0).then(|| self.scopes[scope].as_str());
-                        let (up, total) = availability(*class, village);
-                        v.numerator = Some(f64::from(up));
-                        v.denominator = Some(f64::from(total));
-                        if total > 0 {
-                            v.value = Some(100.0 * f64::from(up) / f64::from(total));
+                        let a = availability(*class, village);
+                        v.numerator = Some(f64::from(a.up));
+                        v.denominator = Some(f64::from(a.total));
+                        // No device ever heard from: no data, not 0 %.
+                        if a.total > 0 && a.heard > 0 {
+                            v.value = Some(100.0 * f64::from(a.up) / f64::from(a.total));
                         }
                         v.updated_at = Some(now);
                     }
