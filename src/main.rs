@@ -19,7 +19,11 @@ use commune_ioc::config::{self, Config};
 use commune_ioc::{server, sim};
 
 #[derive(Parser, Debug)]
-#[command(name = "commune-ioc", version, about = "Backend of a commune's Intelligent Operations Center (IOC)")]
+#[command(
+    name = "commune-ioc",
+    version,
+    about = "Backend of a commune's Intelligent Operations Center (IOC)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,7 +48,11 @@ enum Command {
     /// Publish realistic commune traffic to a broker.
     Simulate {
         /// Config file: the commune, its villages and devices.
-        #[arg(long, env = "IOC_CONFIG", default_value = "config/examples/binh-lu.toml")]
+        #[arg(
+            long,
+            env = "IOC_CONFIG",
+            default_value = "config/examples/binh-lu.toml"
+        )]
         config: PathBuf,
         /// Broker host (default: mqtt.host from the config).
         #[arg(long, env = "IOC_SIM_HOST")]
@@ -65,7 +73,11 @@ enum Command {
     /// The demo: embedded broker, traffic simulator and backend on this box.
     Demo {
         /// Config file of the example commune.
-        #[arg(long, env = "IOC_CONFIG", default_value = "config/examples/binh-lu.toml")]
+        #[arg(
+            long,
+            env = "IOC_CONFIG",
+            default_value = "config/examples/binh-lu.toml"
+        )]
         config: PathBuf,
         /// HTTP address (port 0 picks a free one).
         #[arg(long, env = "IOC_DEMO_LISTEN", default_value = "127.0.0.1:8080")]
@@ -110,7 +122,8 @@ async fn bind(addr: &str) -> Result<TcpListener> {
 fn write_port_file(path: Option<&Path>, addr: SocketAddr) -> Result<()> {
     if let Some(p) = path {
         let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, addr.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::write(&tmp, addr.to_string())
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
@@ -123,14 +136,15 @@ fn shutdown_signal() -> CancellationToken {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    t.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {},
                 _ = term.recv() => {},
@@ -269,7 +283,17 @@ async fn run(cli: Cli) -> Result<()> {
                     tracing::error!(error = %e, "cannot write port file");
                 }
                 tokio::spawn(async move {
-                    match sim::publish(&sim_cfg, "127.0.0.1", mqtt_port, rate, None, 2026, sim_cancel).await {
+                    match sim::publish(
+                        &sim_cfg,
+                        "127.0.0.1",
+                        mqtt_port,
+                        rate,
+                        None,
+                        2026,
+                        sim_cancel,
+                    )
+                    .await
+                    {
                         Ok(n) => tracing::info!(sent = n, "simulator stopped"),
                         Err(e) => tracing::error!(error = %e, "simulator failed"),
                     }

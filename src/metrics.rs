@@ -72,16 +72,56 @@ impl Metrics {
             mqtt_connects: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("messages_received", "MQTT messages handed to the journal", m.messages_received.clone());
-        registry.register("events_committed", "Events committed to the journal (duplicates excluded)", m.events_committed.clone());
-        registry.register("dead_letters", "Dead letters committed, by reason", m.dead_letters.clone());
-        registry.register("duplicates", "Messages recognised as duplicates", m.duplicates.clone());
-        registry.register("journal_batches", "Journal transactions committed", m.journal_batches.clone());
-        registry.register("journal_errors", "Journal commit failures (the batch is retried)", m.journal_errors.clone());
-        registry.register("journal_batch_seconds", "Time to decode, write and commit one batch", m.journal_batch_seconds.clone());
-        registry.register("mqtt_connected", "1 while connected to the MQTT broker", m.mqtt_connected.clone());
-        registry.register("mqtt_connection_errors", "MQTT connection errors", m.mqtt_connection_errors.clone());
-        registry.register("mqtt_connects", "Successful MQTT (re)connections", m.mqtt_connects.clone());
+        registry.register(
+            "messages_received",
+            "MQTT messages handed to the journal",
+            m.messages_received.clone(),
+        );
+        registry.register(
+            "events_committed",
+            "Events committed to the journal (duplicates excluded)",
+            m.events_committed.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Dead letters committed, by reason",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "duplicates",
+            "Messages recognised as duplicates",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "journal_batches",
+            "Journal transactions committed",
+            m.journal_batches.clone(),
+        );
+        registry.register(
+            "journal_errors",
+            "Journal commit failures (the batch is retried)",
+            m.journal_errors.clone(),
+        );
+        registry.register(
+            "journal_batch_seconds",
+            "Time to decode, write and commit one batch",
+            m.journal_batch_seconds.clone(),
+        );
+        registry.register(
+            "mqtt_connected",
+            "1 while connected to the MQTT broker",
+            m.mqtt_connected.clone(),
+        );
+        registry.register(
+            "mqtt_connection_errors",
+            "MQTT connection errors",
+            m.mqtt_connection_errors.clone(),
+        );
+        registry.register(
+            "mqtt_connects",
+            "Successful MQTT (re)connections",
+            m.mqtt_connects.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -77,9 +77,9 @@ pub async fn run(
     #[cfg(feature = "embedded-broker")]
     if config.mqtt.embedded {
         let addr = format!("{}:{}", config.mqtt.host, config.mqtt.port);
-        let addr: std::net::SocketAddr = addr
-            .parse()
-            .map_err(|_| ServeError::Thread(format!("embedded broker address {addr} is not an IP:port")))?;
+        let addr: std::net::SocketAddr = addr.parse().map_err(|_| {
+            ServeError::Thread(format!("embedded broker address {addr} is not an IP:port"))
+        })?;
         let max = config.ingest.max_payload_bytes.saturating_mul(4);
         tokio::task::spawn_blocking(move || ingest::broker::start(addr, max))
             .await
@@ -96,13 +96,19 @@ pub async fn run(
     );
     let filters = ingest::mqtt::filters(&shared.config, decoder.topic_filters());
     let (tx, rx) = mpsc::channel(shared.config.store.queue_capacity.max(1));
-    let writer = writer::spawn(store, decoder, Arc::clone(&shared), rx).map_err(|e| ServeError::Thread(e.to_string()))?;
+    let writer = writer::spawn(store, decoder, Arc::clone(&shared), rx)
+        .map_err(|e| ServeError::Thread(e.to_string()))?;
 
     let backend = shutdown.child_token();
     let frontend = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let mqtt = tasks.spawn(ingest::mqtt::run(Arc::clone(&shared), filters, tx, backend.clone()));
+    let mqtt = tasks.spawn(ingest::mqtt::run(
+        Arc::clone(&shared),
+        filters,
+        tx,
+        backend.clone(),
+    ));
 
     let app = api::router(ApiState {
         shared: Arc::clone(&shared),

@@ -12,7 +12,10 @@ name = "Xã Bình Lư"
 "#;
 
 fn issues(text: &str, env: &[(&str, &str)]) -> Vec<String> {
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     match load_str(text, "test.toml", &env) {
         Ok(_) => Vec::new(),
         Err(ConfigError::Invalid(list)) => list.iter().map(|i| i.to_string()).collect(),
@@ -23,7 +26,11 @@ fn issues(text: &str, env: &[(&str, &str)]) -> Vec<String> {
 #[test]
 fn shipped_configs_validate_with_the_binary() {
     let root = env!("CARGO_MANIFEST_DIR");
-    for file in ["config/commune.toml", "config/examples/binh-lu.toml", "config/examples/lung-phinh.toml"] {
+    for file in [
+        "config/commune.toml",
+        "config/examples/binh-lu.toml",
+        "config/examples/lung-phinh.toml",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_commune-ioc"))
             .current_dir(root)
             .args(["check-config", file])
@@ -31,16 +38,24 @@ fn shipped_configs_validate_with_the_binary() {
             .output()
             .expect("run check-config");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("OK"), "{stdout}");
     }
-    let lp = commune_ioc::config::load(std::path::Path::new(&format!("{root}/config/examples/lung-phinh.toml")))
-        .expect("Lùng Phình loads");
+    let lp = commune_ioc::config::load(std::path::Path::new(&format!(
+        "{root}/config/examples/lung-phinh.toml"
+    )))
+    .expect("Lùng Phình loads");
     assert_eq!(lp.speakers.len(), 53, "27 smart + 26 FE clusters");
     assert_eq!(lp.villages.len(), 20);
     assert_eq!(lp.villages.iter().filter(|v| v.dead_zone).count(), 8);
-    let bl = commune_ioc::config::load(std::path::Path::new(&format!("{root}/config/examples/binh-lu.toml")))
-        .expect("Bình Lư loads");
+    let bl = commune_ioc::config::load(std::path::Path::new(&format!(
+        "{root}/config/examples/binh-lu.toml"
+    )))
+    .expect("Bình Lư loads");
     assert_eq!(bl.villages.len(), 35);
     assert_eq!(bl.cameras.len(), 16);
     for id in [
@@ -54,8 +69,14 @@ fn shipped_configs_validate_with_the_binary() {
         "people_detected",
         "dead_letters",
     ] {
-        assert!(bl.indicators.iter().any(|i| i.id == id), "binh-lu lacks {id}");
-        assert!(lp.indicators.iter().any(|i| i.id == id), "lung-phinh lacks {id}");
+        assert!(
+            bl.indicators.iter().any(|i| i.id == id),
+            "binh-lu lacks {id}"
+        );
+        assert!(
+            lp.indicators.iter().any(|i| i.id == id),
+            "lung-phinh lacks {id}"
+        );
     }
 }
 
@@ -75,7 +96,10 @@ fn env_overrides_apply_and_numeric_strings_stay_strings() {
     let c = load_str(MINIMAL, "test.toml", &env).expect("valid with overrides");
     assert_eq!(c.mqtt.port, 1884);
     assert_eq!(c.http.listen, "127.0.0.1:0");
-    assert_eq!(c.store.path, std::path::PathBuf::from("/var/lib/commune-ioc"));
+    assert_eq!(
+        c.store.path,
+        std::path::PathBuf::from("/var/lib/commune-ioc")
+    );
     assert_eq!(c.mqtt.password.as_deref(), Some("123456"));
 }
 
@@ -87,16 +111,28 @@ fn syntax_and_type_errors_name_file_line_key_and_reason() {
     assert!(got[0].starts_with("test.toml:5:8: `mqtt.port`:"), "{got:?}");
     assert!(got[0].contains("expected u16"), "{got:?}");
 
-    let got = issues("[commune]\nid = \"x\"\nname = \"X\"\n[mqtt]\nprot = 1\n", &[]);
-    assert!(got[0].contains("test.toml:5:1") && got[0].contains("unknown field `prot`"), "{got:?}");
+    let got = issues(
+        "[commune]\nid = \"x\"\nname = \"X\"\n[mqtt]\nprot = 1\n",
+        &[],
+    );
+    assert!(
+        got[0].contains("test.toml:5:1") && got[0].contains("unknown field `prot`"),
+        "{got:?}"
+    );
 
     let got = issues("[commune\nid=1", &[]);
     assert!(got[0].starts_with("test.toml:1:"), "{got:?}");
 
     let got = issues(MINIMAL, &[("IOC__MQTT__PORT", "abc")]);
-    assert_eq!(got, vec!["env IOC__MQTT__PORT: `mqtt.port`: invalid type: string \"abc\", expected u16"]);
+    assert_eq!(
+        got,
+        vec!["env IOC__MQTT__PORT: `mqtt.port`: invalid type: string \"abc\", expected u16"]
+    );
     let got = issues(MINIMAL, &[("IOC__COMMUNE__ID__X", "1")]);
-    assert!(got[0].contains("env IOC__COMMUNE__ID__X") && got[0].contains("not a section"), "{got:?}");
+    assert!(
+        got[0].contains("env IOC__COMMUNE__ID__X") && got[0].contains("not a section"),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -154,7 +190,11 @@ device_class = "drone"
         "`indicator[a].device_class`",
     ];
     for w in want {
-        assert!(got.iter().any(|g| g.contains(w)), "missing {w} in:\n{}", got.join("\n"));
+        assert!(
+            got.iter().any(|g| g.contains(w)),
+            "missing {w} in:\n{}",
+            got.join("\n")
+        );
     }
     assert!(got.iter().all(|g| g.starts_with("test.toml: ")), "{got:?}");
 }
@@ -163,7 +203,11 @@ device_class = "drone"
 fn check_config_exits_non_zero_and_lists_problems() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("bad.toml");
-    std::fs::write(&f, "[commune]\nid = \"x\"\nname = \"X\"\n[http]\nlisten = \"nope\"\n[mqtt]\nport = 0\n").unwrap();
+    std::fs::write(
+        &f,
+        "[commune]\nid = \"x\"\nname = \"X\"\n[http]\nlisten = \"nope\"\n[mqtt]\nport = 0\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_commune-ioc"))
         .args(["check-config", f.to_str().unwrap()])
         .output()
@@ -171,7 +215,10 @@ fn check_config_exits_non_zero_and_lists_problems() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("2 problem(s)"), "{err}");
-    assert!(err.contains("`http.listen`") && err.contains("`mqtt.port`"), "{err}");
+    assert!(
+        err.contains("`http.listen`") && err.contains("`mqtt.port`"),
+        "{err}"
+    );
     assert!(err.contains(&f.display().to_string()), "{err}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_commune-ioc"))
@@ -179,5 +226,6 @@ fn check_config_exits_non_zero_and_lists_problems() {
         .output()
         .expect("run check-config");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file /nonexistent/commune.toml"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot read config file /nonexistent/commune.toml"));
 }

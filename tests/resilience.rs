@@ -13,7 +13,11 @@ async fn wait_count(b: &Backend, want: f64, timeout: Duration) {
     loop {
         let v = b.indicator("dossiers_received", "month", "commune").await;
         let got = v["value"].as_f64().unwrap_or(-1.0);
-        assert!(got <= want, "counted {got} > {want}: duplicates leaked; log:\n{}", b.log_text());
+        assert!(
+            got <= want,
+            "counted {got} > {want}: duplicates leaked; log:\n{}",
+            b.log_text()
+        );
         if got == want {
             return;
         }
@@ -30,7 +34,10 @@ async fn wait_count(b: &Backend, want: f64, timeout: Duration) {
 async fn broker_restart_mid_stream_counts_every_event_once() {
     let mut broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let b = Backend::start(dir.path(), &test_config(broker.port, &dir.path().join("store")));
+    let b = Backend::start(
+        dir.path(),
+        &test_config(broker.port, &dir.path().join("store")),
+    );
     b.wait_ready().await;
     let mut p = Publisher::new(broker.port);
     const N: usize = 300;
@@ -38,13 +45,23 @@ async fn broker_restart_mid_stream_counts_every_event_once() {
         if i == 100 || i == 200 {
             broker.restart();
         }
-        p.send(DOSSIER, &dossier_received(&format!("br-{i}"), "online", None)).await;
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("br-{i}"), "online", None),
+        )
+        .await;
     }
     wait_count(&b, N as f64, Duration::from_secs(60)).await;
     // Settle, then check nothing more arrives (no late duplicates).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(b.indicator("dossiers_received", "month", "commune").await["value"], json!(N as f64));
-    assert!(b.metric("ioc_mqtt_connects_total").await >= 3.0, "reconnected after each restart");
+    assert_eq!(
+        b.indicator("dossiers_received", "month", "commune").await["value"],
+        json!(N as f64)
+    );
+    assert!(
+        b.metric("ioc_mqtt_connects_total").await >= 3.0,
+        "reconnected after each restart"
+    );
     assert_eq!(b.get_status("/readyz").await.0, 200);
 }
 
@@ -52,7 +69,10 @@ async fn broker_restart_mid_stream_counts_every_event_once() {
 async fn backend_killed_mid_stream_counts_every_event_once() {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut b = Backend::start(dir.path(), &test_config(broker.port, &dir.path().join("store")));
+    let mut b = Backend::start(
+        dir.path(),
+        &test_config(broker.port, &dir.path().join("store")),
+    );
     b.wait_ready().await;
     let mut p = Publisher::new(broker.port);
     const N: usize = 600;
@@ -70,12 +90,22 @@ async fn backend_killed_mid_stream_counts_every_event_once() {
             b.kill();
             b.restart();
         }
-        p.send(DOSSIER, &dossier_received(&format!("bk-{i}"), if i % 10 == 0 { "direct" } else { "online" }, None)).await;
+        p.send(
+            DOSSIER,
+            &dossier_received(
+                &format!("bk-{i}"),
+                if i % 10 == 0 { "direct" } else { "online" },
+                None,
+            ),
+        )
+        .await;
     }
     b.wait_ready().await;
     wait_count(&b, N as f64, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = b.indicator("dossier_online_ratio", "month", "commune").await;
+    let r = b
+        .indicator("dossier_online_ratio", "month", "commune")
+        .await;
     assert_eq!(r["denominator"], json!(N as f64));
     assert_eq!(r["numerator"], json!(540.0));
     assert_eq!(r["value"], json!(90.0));

@@ -45,7 +45,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match &self {
-            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, *code, message.clone()),
+            ApiError::BadRequest { code, message } => {
+                (StatusCode::BAD_REQUEST, *code, message.clone())
+            }
             ApiError::NotFound { code, message } => (StatusCode::NOT_FOUND, *code, message.clone()),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "store error while answering a request");
@@ -61,6 +63,10 @@ impl IntoResponse for ApiError {
                 "Lỗi nội bộ, vui lòng thử lại.".to_string(),
             ),
         };
-        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
     }
 }

@@ -61,7 +61,10 @@ pub(crate) async fn history(
     let step = match q.step.as_deref() {
         None => 3600,
         Some(st) => parse_step(st).ok_or_else(|| {
-            ApiError::bad("invalid_step", format!("Bước `{st}` không hợp lệ: dùng dạng 15m, 1h hoặc 1d."))
+            ApiError::bad(
+                "invalid_step",
+                format!("Bước `{st}` không hợp lệ: dùng dạng 15m, 1h hoặc 1d."),
+            )
         })?,
     };
     // Default: the last 24 hours, ending with the bucket that holds `to`.
@@ -70,16 +73,23 @@ pub(crate) async fn history(
         None => to - Duration::hours(24) + Duration::seconds(step.min(86_400)),
     };
     if step % 60 != 0 {
-        return Err(ApiError::bad("invalid_step", "Bước phải là bội số của 1 phút."));
+        return Err(ApiError::bad(
+            "invalid_step",
+            "Bước phải là bội số của 1 phút.",
+        ));
     }
     // Day buckets start at local midnight (+07:00).
     let from = if step % 86_400 == 0 {
         let local = from.timestamp() + 7 * 3600;
-        Utc.timestamp_opt(local - local.rem_euclid(86_400) - 7 * 3600, 0).single().unwrap_or(from)
+        Utc.timestamp_opt(local - local.rem_euclid(86_400) - 7 * 3600, 0)
+            .single()
+            .unwrap_or(from)
     } else {
         let f = from.timestamp();
         let unit = if step % 3600 == 0 { 3600 } else { 60 };
-        Utc.timestamp_opt(f - f.rem_euclid(unit), 0).single().unwrap_or(from)
+        Utc.timestamp_opt(f - f.rem_euclid(unit), 0)
+            .single()
+            .unwrap_or(from)
     };
     if from >= to {
         return Err(ApiError::bad("invalid_range", "`from` phải trước `to`."));
@@ -116,7 +126,9 @@ pub(crate) async fn history(
             HistoryPlan::Unsupported => {
                 return Err(ApiError::bad(
                     "history_unsupported",
-                    format!("Chỉ tiêu `{id}` không có lịch sử theo khoảng (chỉ có giá trị hiện tại)."),
+                    format!(
+                        "Chỉ tiêu `{id}` không có lịch sử theo khoảng (chỉ có giá trị hiện tại)."
+                    ),
                 ))
             }
         };
@@ -135,7 +147,8 @@ pub(crate) async fn history(
     })
     .await
     .map_err(|_| ApiError::Task)??;
-    let lookup = |rows: &[(i64, f64)], b: i64| rows.iter().find(|(i, _)| *i == b).map_or(0.0, |(_, v)| *v);
+    let lookup =
+        |rows: &[(i64, f64)], b: i64| rows.iter().find(|(i, _)| *i == b).map_or(0.0, |(_, v)| *v);
     let mut out = Vec::with_capacity(buckets as usize);
     for b in 0..buckets {
         let start = from + Duration::seconds(b * step);

@@ -58,7 +58,11 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(s): State<ApiState>) -> Response {
     let mqtt = s.shared.mqtt_connected.load(Ordering::Relaxed);
     let store = s.shared.store_writable.load(Ordering::Relaxed);
-    let status = if mqtt && store { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if mqtt && store {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(json!({ "ready": mqtt && store, "mqtt_connected": mqtt, "store_writable": store })),
@@ -68,7 +72,10 @@ async fn readyz(State(s): State<ApiState>) -> Response {
 
 async fn metrics(State(s): State<ApiState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         s.shared.metrics.render(),
     )
         .into_response()
@@ -108,7 +115,10 @@ pub(crate) fn parse_window(w: Option<&str>) -> Result<Window, ApiError> {
     }
 }
 
-async fn indicators(State(s): State<ApiState>, Query(q): Query<IndicatorQuery>) -> Result<Response, ApiError> {
+async fn indicators(
+    State(s): State<ApiState>,
+    Query(q): Query<IndicatorQuery>,
+) -> Result<Response, ApiError> {
     let window = parse_window(q.window.as_deref())?;
     let sel = match q.village.as_deref() {
         None | Some("") | Some("commune") => ScopeSel::Commune,
@@ -149,7 +159,10 @@ struct DeadLetterQuery {
     reason: Option<String>,
 }
 
-async fn dead_letters(State(s): State<ApiState>, Query(q): Query<DeadLetterQuery>) -> Result<Response, ApiError> {
+async fn dead_letters(
+    State(s): State<ApiState>,
+    Query(q): Query<DeadLetterQuery>,
+) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let reason = match q.reason.as_deref() {
         None | Some("") => None,
@@ -169,7 +182,9 @@ async fn dead_letters(State(s): State<ApiState>, Query(q): Query<DeadLetterQuery
     })
     .await
     .map_err(|_| ApiError::Task)??;
-    let counts: serde_json::Map<String, serde_json::Value> =
-        counts.into_iter().map(|(r, n)| (r.code().to_owned(), json!(n))).collect();
+    let counts: serde_json::Map<String, serde_json::Value> = counts
+        .into_iter()
+        .map(|(r, n)| (r.code().to_owned(), json!(n)))
+        .collect();
     Ok(Json(json!({ "items": items, "counts": counts })).into_response())
 }

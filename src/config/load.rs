@@ -109,7 +109,9 @@ fn apply_env(text: &str, origin: &str, env: &[(String, String)]) -> Result<Confi
     // path (dotted) → env var name, to attribute errors
     let mut sources: Vec<(String, String, String)> = Vec::new();
     for (name, value) in env {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
         if parts.iter().any(String::is_empty) {
             issues.push(ConfigIssue {
@@ -223,7 +225,12 @@ fn with_position(origin: &str, text: &str, span: Option<std::ops::Range<usize>>)
         Some(span) => {
             let upto = &text[..span.start.min(text.len())];
             let line = upto.matches('\n').count() + 1;
-            let col = upto.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+            let col = upto
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count())
+                .unwrap_or(0)
+                + 1;
             format!("{origin}:{line}:{col}")
         }
         None => origin.to_string(),

@@ -89,7 +89,10 @@ impl Validator<'_> {
         let mut villages = HashSet::new();
         for (i, v) in c.villages.iter().enumerate() {
             if !is_slug(&v.id) {
-                self.issue(format!("village[{i}].id"), format!("`{}` is not a slug", v.id));
+                self.issue(
+                    format!("village[{i}].id"),
+                    format!("`{}` is not a slug", v.id),
+                );
             }
             if !villages.insert(v.id.as_str()) {
                 self.issue(format!("village[{}].id", v.id), "duplicate village id");
@@ -99,12 +102,18 @@ impl Validator<'_> {
             }
             if let Some(lat) = v.lat {
                 if !(-90.0..=90.0).contains(&lat) {
-                    self.issue(format!("village[{}].lat", v.id), "must be between -90 and 90");
+                    self.issue(
+                        format!("village[{}].lat", v.id),
+                        "must be between -90 and 90",
+                    );
                 }
             }
             if let Some(lon) = v.lon {
                 if !(-180.0..=180.0).contains(&lon) {
-                    self.issue(format!("village[{}].lon", v.id), "must be between -180 and 180");
+                    self.issue(
+                        format!("village[{}].lon", v.id),
+                        "must be between -180 and 180",
+                    );
                 }
             }
         }
@@ -114,15 +123,29 @@ impl Validator<'_> {
             .cameras
             .iter()
             .map(|d| (DeviceClass::Camera, d.id.as_str(), d.village.as_deref()))
-            .chain(c.speakers.iter().map(|d| (DeviceClass::Speaker, d.id.as_str(), d.village.as_deref())))
-            .chain(c.sensors.iter().map(|d| (DeviceClass::Sensor, d.id.as_str(), d.village.as_deref())));
+            .chain(
+                c.speakers
+                    .iter()
+                    .map(|d| (DeviceClass::Speaker, d.id.as_str(), d.village.as_deref())),
+            )
+            .chain(
+                c.sensors
+                    .iter()
+                    .map(|d| (DeviceClass::Sensor, d.id.as_str(), d.village.as_deref())),
+            );
         for (class, id, village) in all {
             let section = class.as_str();
             if !is_slug(id) {
-                self.issue(format!("{section}[{id}].id"), format!("`{id}` is not a slug"));
+                self.issue(
+                    format!("{section}[{id}].id"),
+                    format!("`{id}` is not a slug"),
+                );
             }
             if !devices.insert((class, id)) {
-                self.issue(format!("{section}[{id}].id"), format!("duplicate {section} id"));
+                self.issue(
+                    format!("{section}[{id}].id"),
+                    format!("duplicate {section} id"),
+                );
             }
             if let Some(v) = village {
                 if !villages.contains(v) {
@@ -137,7 +160,10 @@ impl Validator<'_> {
         for cam in &c.cameras {
             if let Some(n) = &cam.frigate_name {
                 if !frigate.insert(n.as_str()) {
-                    self.issue(format!("camera[{}].frigate_name", cam.id), "duplicate Frigate camera name");
+                    self.issue(
+                        format!("camera[{}].frigate_name", cam.id),
+                        "duplicate Frigate camera name",
+                    );
                 }
             }
         }
@@ -190,7 +216,10 @@ impl Validator<'_> {
                         format!("{key}.source"),
                         format!("`{s}` is not one of camera, speaker, procedure, sensor"),
                     ),
-                    None => self.issue(format!("{key}.source"), "a `freshness` indicator needs `source`"),
+                    None => self.issue(
+                        format!("{key}.source"),
+                        "a `freshness` indicator needs `source`",
+                    ),
                 },
                 IndicatorKind::DeadLetters => {}
             }
@@ -225,7 +254,10 @@ impl Validator<'_> {
         }
         if let Some(ca) = &m.ca_file {
             if !ca.exists() {
-                self.issue("mqtt.ca_file", format!("file {} does not exist", ca.display()));
+                self.issue(
+                    "mqtt.ca_file",
+                    format!("file {} does not exist", ca.display()),
+                );
             }
             if !m.tls {
                 self.issue("mqtt.ca_file", "set mqtt.tls = true to use a CA file");
@@ -245,7 +277,10 @@ impl Validator<'_> {
 
     fn need_filter(&mut self, key: &str, name: &str, f: Option<&Filter>) {
         match f {
-            None => self.issue(format!("{key}.{name}"), format!("this indicator kind needs `{name}`")),
+            None => self.issue(
+                format!("{key}.{name}"),
+                format!("this indicator kind needs `{name}`"),
+            ),
             Some(f) => self.check_filter(&format!("{key}.{name}"), f),
         }
     }
@@ -277,6 +312,9 @@ impl Validator<'_> {
 fn is_scalar(v: &toml::Value) -> bool {
     matches!(
         v,
-        toml::Value::String(_) | toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+        toml::Value::String(_)
+            | toml::Value::Integer(_)
+            | toml::Value::Float(_)
+            | toml::Value::Boolean(_)
     )
 }

@@ -101,7 +101,9 @@ impl DeviceTracker {
     pub fn updates(&self, events: &[Event]) -> HashMap<(DeviceClass, String), Health> {
         let mut out: HashMap<(DeviceClass, String), Health> = HashMap::new();
         for e in events {
-            let (Some(class), Some(id)) = (class_of(e.source), e.device.as_ref()) else { continue };
+            let (Some(class), Some(id)) = (class_of(e.source), e.device.as_ref()) else {
+                continue;
+            };
             let key = (class, id.clone());
             let current = out
                 .get(&key)
@@ -121,11 +123,11 @@ impl DeviceTracker {
                     next.state = s;
                     next.detail = e.attr_str("detail").map(str::to_owned);
                 }
-            } else if matches!(e.kind.as_str(), "session_start") {
+            } else if e.kind == "session_start" {
                 next.state = DeviceState::Broadcasting;
-            } else if matches!(e.kind.as_str(), "session_end") {
-                next.state = DeviceState::Online;
-            } else if !next.state.is_up() && next.state != DeviceState::Fault {
+            } else if e.kind == "session_end"
+                || (!next.state.is_up() && next.state != DeviceState::Fault)
+            {
                 next.state = DeviceState::Online;
             }
             out.insert(key, next);
@@ -156,7 +158,11 @@ impl DeviceTracker {
         let timeout = self.timeouts.for_class(class);
         let stale = timeout > 0
             && last_seen.is_some_and(|t| now.signed_duration_since(t).num_seconds() > timeout);
-        let state = if stale && reported.is_up() { DeviceState::Offline } else { reported };
+        let state = if stale && reported.is_up() {
+            DeviceState::Offline
+        } else {
+            reported
+        };
         DeviceView {
             id: id.to_owned(),
             name: info.map(|i| i.name.clone()).unwrap_or_default(),
@@ -192,7 +198,12 @@ impl DeviceTracker {
     /// Registered reporting devices of `class` in a village (`None` = the
     /// whole commune): how many are up, how many there are, and how many
     /// have ever been heard from.
-    pub fn availability(&self, class: DeviceClass, village: Option<&str>, now: DateTime<Utc>) -> Availability {
+    pub fn availability(
+        &self,
+        class: DeviceClass,
+        village: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Availability {
         let mut up = 0;
         let mut total = 0;
         let mut heard = 0;

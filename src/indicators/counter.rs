@@ -135,12 +135,18 @@ impl Matcher {
         if self.source.is_some_and(|s| e.source != s) {
             return false;
         }
-        if !self.events.is_empty() && !self.events.iter().any(|k| *k == e.kind) {
+        if !self.events.is_empty() && !self.events.contains(&e.kind) {
             return false;
         }
         if !self.devices.is_empty() {
-            let Some(d) = e.device.as_deref() else { return false };
-            if self.devices.binary_search_by(|x| x.as_str().cmp(d)).is_err() {
+            let Some(d) = e.device.as_deref() else {
+                return false;
+            };
+            if self
+                .devices
+                .binary_search_by(|x| x.as_str().cmp(d))
+                .is_err()
+            {
                 return false;
             }
         }

@@ -182,7 +182,11 @@ impl Engine {
         }
         let mut scopes = vec![COMMUNE.to_string()];
         scopes.extend(config.villages.iter().map(|v| v.id.clone()));
-        let scope_index = scopes.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect();
+        let scope_index = scopes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i))
+            .collect();
         Engine {
             regime: config.report.regime,
             specs,
@@ -227,8 +231,12 @@ impl Engine {
     pub fn history_counters(&self, id: &str) -> Option<HistoryPlan<'_>> {
         let spec = self.specs.iter().find(|s| s.id == id)?;
         let plan = match spec.kind {
-            SpecKind::Count(c) | SpecKind::DeadLetters(c) => HistoryPlan::Sum(&self.counters[c].key),
-            SpecKind::Ratio(n, d) => HistoryPlan::Ratio(&self.counters[n].key, &self.counters[d].key),
+            SpecKind::Count(c) | SpecKind::DeadLetters(c) => {
+                HistoryPlan::Sum(&self.counters[c].key)
+            }
+            SpecKind::Ratio(n, d) => {
+                HistoryPlan::Ratio(&self.counters[n].key, &self.counters[d].key)
+            }
             _ => HistoryPlan::Unsupported,
         };
         Some(plan)
@@ -251,7 +259,10 @@ impl Engine {
     }
 
     fn scopes_of(&self, village: Option<&str>) -> [Option<usize>; 2] {
-        [Some(0), village.and_then(|v| self.scope_index.get(v).copied())]
+        [
+            Some(0),
+            village.and_then(|v| self.scope_index.get(v).copied()),
+        ]
     }
 
     /// Work out what a batch of newly committed events (and the receive
@@ -294,7 +305,9 @@ impl Engine {
         }
         for t in dead_letters {
             let minute = t.timestamp().div_euclid(60);
-            *d.rollups.entry((self.dead_counter, 0, minute)).or_insert(0.0) += 1.0;
+            *d.rollups
+                .entry((self.dead_counter, 0, minute))
+                .or_insert(0.0) += 1.0;
         }
         d
     }
@@ -328,14 +341,26 @@ impl Engine {
     /// Load a persisted minute bucket (startup).
     pub fn load_minute(&mut self, counter: &str, scope: &str, minute: i64, value: f64) {
         if let (Some(c), Some(s)) = (self.counter_index(counter), self.scope_index(scope)) {
-            *self.series.entry((c, s)).or_default().minutes.entry(minute).or_insert(0.0) += value;
+            *self
+                .series
+                .entry((c, s))
+                .or_default()
+                .minutes
+                .entry(minute)
+                .or_insert(0.0) += value;
         }
     }
 
     /// Load a persisted hour bucket (startup).
     pub fn load_hour(&mut self, counter: &str, scope: &str, hour: i64, value: f64) {
         if let (Some(c), Some(s)) = (self.counter_index(counter), self.scope_index(scope)) {
-            *self.series.entry((c, s)).or_default().hours.entry(hour).or_insert(0.0) += value;
+            *self
+                .series
+                .entry((c, s))
+                .or_default()
+                .hours
+                .entry(hour)
+                .or_insert(0.0) += value;
         }
     }
 
@@ -374,8 +399,17 @@ impl Engine {
         }
     }
 
-    fn sum(&self, counter: usize, scope: usize, window: Window, from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
-        let Some(series) = self.series.get(&(counter, scope)) else { return 0.0 };
+    fn sum(
+        &self,
+        counter: usize,
+        scope: usize,
+        window: Window,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> f64 {
+        let Some(series) = self.series.get(&(counter, scope)) else {
+            return 0.0;
+        };
         match window {
             Window::Last24h => {
                 let a = from.timestamp().div_euclid(60);
@@ -441,11 +475,14 @@ impl Engine {
                         if den > 0.0 {
                             v.value = Some(100.0 * num / den);
                         }
-                        v.updated_at = [self.changed.get(&(*n, scope)), self.changed.get(&(*d, scope))]
-                            .into_iter()
-                            .flatten()
-                            .max()
-                            .copied();
+                        v.updated_at = [
+                            self.changed.get(&(*n, scope)),
+                            self.changed.get(&(*d, scope)),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .max()
+                        .copied();
                     }
                     SpecKind::Latest { .. } => {
                         if let Some(&(ts, value)) = self.latest.get(&(si, scope)) {
@@ -510,7 +547,9 @@ fn compile(def: &IndicatorDef, intern: &mut impl FnMut(Counter) -> usize) -> Opt
                 field: def.field.clone()?,
             }
         }
-        IndicatorKind::Availability => SpecKind::Availability(DeviceClass::parse(def.device_class.as_deref()?)?),
+        IndicatorKind::Availability => {
+            SpecKind::Availability(DeviceClass::parse(def.device_class.as_deref()?)?)
+        }
         IndicatorKind::Freshness => SpecKind::Freshness(Source::parse(def.source.as_deref()?)?),
         IndicatorKind::DeadLetters => SpecKind::DeadLetters(0),
     })

@@ -66,7 +66,9 @@ fn local_midnight(date: NaiveDate) -> DateTime<Utc> {
         .from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap_or_default())
         .earliest()
         .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|| date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() - Duration::hours(7))
+        .unwrap_or_else(|| {
+            date.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc() - Duration::hours(7)
+        })
 }
 
 fn ymd(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -92,7 +94,11 @@ pub fn period_of(t: DateTime<Utc>, regime: Regime) -> Period {
             }
         }
         Regime::Nd09 => {
-            let (ly, lm) = if local.day() >= 15 { shift_month(y, m, 1) } else { (y, m) };
+            let (ly, lm) = if local.day() >= 15 {
+                shift_month(y, m, 1)
+            } else {
+                (y, m)
+            };
             period_labelled(ly, lm, regime)
         }
     }
@@ -121,7 +127,11 @@ pub fn period_labelled(y: i32, m: u32, regime: Regime) -> Period {
 }
 
 /// Half-open bounds `[start, end)` of a window at `now`.
-pub fn bounds(window: Window, now: DateTime<Utc>, regime: Regime) -> (DateTime<Utc>, DateTime<Utc>) {
+pub fn bounds(
+    window: Window,
+    now: DateTime<Utc>,
+    regime: Regime,
+) -> (DateTime<Utc>, DateTime<Utc>) {
     match window {
         Window::Today => {
             let d = now.with_timezone(&Ho_Chi_Minh).date_naive();
@@ -151,11 +161,23 @@ mod tests {
 
     #[test]
     fn nd09_boundaries() {
-        assert_eq!(period_of(t("2026-06-14T23:59:59.999+07:00"), Regime::Nd09).label, "2026-06");
-        assert_eq!(period_of(t("2026-06-15T00:00:00+07:00"), Regime::Nd09).label, "2026-07");
+        assert_eq!(
+            period_of(t("2026-06-14T23:59:59.999+07:00"), Regime::Nd09).label,
+            "2026-06"
+        );
+        assert_eq!(
+            period_of(t("2026-06-15T00:00:00+07:00"), Regime::Nd09).label,
+            "2026-07"
+        );
         // In UTC the boundary is the 14th at 17:00.
-        assert_eq!(period_of(t("2026-06-14T16:59:59Z"), Regime::Nd09).label, "2026-06");
-        assert_eq!(period_of(t("2026-06-14T17:00:00Z"), Regime::Nd09).label, "2026-07");
+        assert_eq!(
+            period_of(t("2026-06-14T16:59:59Z"), Regime::Nd09).label,
+            "2026-06"
+        );
+        assert_eq!(
+            period_of(t("2026-06-14T17:00:00Z"), Regime::Nd09).label,
+            "2026-07"
+        );
         let jan = period_of(t("2026-01-01T12:00:00+07:00"), Regime::Nd09);
         assert_eq!(jan.label, "2026-01");
         assert_eq!(jan.start, t("2025-12-15T00:00:00+07:00"));
@@ -169,7 +191,10 @@ mod tests {
         let p = period_of(t("2026-06-30T23:59:59+07:00"), Regime::Calendar);
         assert_eq!(p.label, "2026-06");
         assert_eq!(p.start, t("2026-06-01T00:00:00+07:00"));
-        assert_eq!(period_of(t("2026-07-01T00:00:00+07:00"), Regime::Calendar).label, "2026-07");
+        assert_eq!(
+            period_of(t("2026-07-01T00:00:00+07:00"), Regime::Calendar).label,
+            "2026-07"
+        );
         let dec = period_of(t("2026-12-31T10:00:00+07:00"), Regime::Calendar);
         assert_eq!(dec.end, t("2027-01-01T00:00:00+07:00"));
     }

@@ -44,7 +44,8 @@ dynamic_filters = true
 "#,
         max_payload = max_payload_bytes.max(1024 * 1024)
     );
-    let config: rumqttd::Config = toml::from_str(&toml).map_err(|e| BrokerError::Config(e.to_string()))?;
+    let config: rumqttd::Config =
+        toml::from_str(&toml).map_err(|e| BrokerError::Config(e.to_string()))?;
     std::thread::Builder::new()
         .name("embedded-broker".into())
         .spawn(move || {

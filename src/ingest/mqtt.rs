@@ -116,7 +116,10 @@ pub fn options(config: &Config) -> Result<MqttOptions, MqttError> {
 /// Topic filters, wrapped in `$share/{group}/` when a share group is set.
 pub fn filters(config: &Config, base: Vec<String>) -> Vec<String> {
     match &config.mqtt.share_group {
-        Some(g) => base.into_iter().map(|f| format!("$share/{g}/{f}")).collect(),
+        Some(g) => base
+            .into_iter()
+            .map(|f| format!("$share/{g}/{f}"))
+            .collect(),
         None => base,
     }
 }

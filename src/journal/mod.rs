@@ -277,7 +277,12 @@ impl Store {
              ORDER BY id DESC LIMIT ?4",
         )?;
         let rows = stmt.query_map(
-            params![excerpt_bytes as i64 + 4, before_id, reason.map(Reason::code), limit as i64],
+            params![
+                excerpt_bytes as i64 + 4,
+                before_id,
+                reason.map(Reason::code),
+                limit as i64
+            ],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -294,7 +299,8 @@ impl Store {
         let mut out = Vec::new();
         for row in rows {
             let (id, reason, detail, topic, device, size, received, payload) = row?;
-            let reason = Reason::parse(&reason).ok_or_else(|| JournalError::Corrupt(format!("reason {reason}")))?;
+            let reason = Reason::parse(&reason)
+                .ok_or_else(|| JournalError::Corrupt(format!("reason {reason}")))?;
             out.push(DeadLetter {
                 id,
                 reason,
@@ -311,9 +317,9 @@ impl Store {
 
     /// Dead letters per reason (all time).
     pub fn dead_letter_counts(&self) -> Result<Vec<(Reason, u64)>, JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason ORDER BY reason")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason ORDER BY reason",
+        )?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
@@ -327,7 +333,9 @@ impl Store {
 
     /// Number of events in the journal.
     pub fn event_count(&self) -> Result<u64, JournalError> {
-        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
         Ok(n.max(0) as u64)
     }
 
@@ -370,7 +378,11 @@ impl Store {
     /// Load persisted indicator state into `engine`; when the counters in the
     /// config changed since the rollups were built, rebuild them from the
     /// events first. Returns whether a rebuild happened.
-    pub fn restore_indicators(&mut self, engine: &mut Engine, now: DateTime<Utc>) -> Result<bool, JournalError> {
+    pub fn restore_indicators(
+        &mut self,
+        engine: &mut Engine,
+        now: DateTime<Utc>,
+    ) -> Result<bool, JournalError> {
         let signature = engine.signature();
         let rebuilt = if self.meta("counters")?.as_deref() != Some(signature.as_str()) {
             self.rebuild_rollups(engine)?;
@@ -382,19 +394,29 @@ impl Store {
         let min_minute = now.timestamp().div_euclid(60) - 26 * 60;
         let min_hour = now.timestamp().div_euclid(3600) - 70 * 24;
         {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT counter, scope, bucket, value FROM rollup_minute WHERE bucket >= ?1")?;
+            let mut stmt = self.conn.prepare(
+                "SELECT counter, scope, bucket, value FROM rollup_minute WHERE bucket >= ?1",
+            )?;
             let mut rows = stmt.query([min_minute])?;
             while let Some(r) = rows.next()? {
-                engine.load_minute(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?, r.get(3)?);
+                engine.load_minute(
+                    &r.get::<_, String>(0)?,
+                    &r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                );
             }
-            let mut stmt = self
-                .conn
-                .prepare("SELECT counter, scope, bucket, value FROM rollup_hour WHERE bucket >= ?1")?;
+            let mut stmt = self.conn.prepare(
+                "SELECT counter, scope, bucket, value FROM rollup_hour WHERE bucket >= ?1",
+            )?;
             let mut rows = stmt.query([min_hour])?;
             while let Some(r) = rows.next()? {
-                engine.load_hour(&r.get::<_, String>(0)?, &r.get::<_, String>(1)?, r.get(2)?, r.get(3)?);
+                engine.load_hour(
+                    &r.get::<_, String>(0)?,
+                    &r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                );
             }
             let mut stmt = self.conn.prepare("SELECT key, ts, value FROM state")?;
             let mut rows = stmt.query([])?;
@@ -404,7 +426,9 @@ impl Store {
                 let value: f64 = r.get(2)?;
                 let mut parts = key.splitn(3, ':');
                 match (parts.next(), parts.next(), parts.next()) {
-                    (Some("latest"), Some(ind), Some(scope)) => engine.load_latest(ind, scope, ts, value),
+                    (Some("latest"), Some(ind), Some(scope)) => {
+                        engine.load_latest(ind, scope, ts, value)
+                    }
                     (Some("fresh"), Some(src), Some(scope)) => {
                         if let Some(s) = Source::parse(src) {
                             engine.load_fresh(s, scope, ts);
@@ -435,7 +459,8 @@ impl Store {
                     _ => return Err(JournalError::Corrupt(format!("attrs {attrs}"))),
                 };
                 chunk.push(Event {
-                    source: Source::parse(&source).ok_or_else(|| JournalError::Corrupt(format!("source {source}")))?,
+                    source: Source::parse(&source)
+                        .ok_or_else(|| JournalError::Corrupt(format!("source {source}")))?,
                     kind: r.get(1)?,
                     device: r.get(2)?,
                     village: r.get(3)?,
@@ -466,7 +491,9 @@ impl Store {
 
     /// Persisted device health.
     pub fn devices(&self) -> Result<Vec<(DeviceClass, String, Health)>, JournalError> {
-        let mut stmt = self.conn.prepare("SELECT class, id, state, last_seen, detail FROM devices")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT class, id, state, last_seen, detail FROM devices")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -533,7 +560,8 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, d: &Derived) -> Result<(), Jour
         "INSERT INTO rollup_minute (counter, scope, bucket, value) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(counter, scope, bucket) DO UPDATE SET value = value + excluded.value",
     )?;
-    let mut hours: std::collections::HashMap<(usize, usize, i64), f64> = std::collections::HashMap::new();
+    let mut hours: std::collections::HashMap<(usize, usize, i64), f64> =
+        std::collections::HashMap::new();
     for (&(c, s, m), &v) in &d.delta.rollups {
         minute.execute(params![d.counter_keys[c], d.scope_names[s], m, v])?;
         *hours.entry((c, s, m.div_euclid(60))).or_insert(0.0) += v;
@@ -550,22 +578,40 @@ fn write_derived(tx: &rusqlite::Transaction<'_>, d: &Derived) -> Result<(), Jour
          ON CONFLICT(key) DO UPDATE SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= state.ts",
     )?;
     for (&(i, s), &(ts, v)) in &d.delta.latest {
-        state.execute(params![format!("latest:{}:{}", d.indicator_ids[i], d.scope_names[s]), ms(ts), v])?;
+        state.execute(params![
+            format!("latest:{}:{}", d.indicator_ids[i], d.scope_names[s]),
+            ms(ts),
+            v
+        ])?;
     }
     for (&(src, s), &ts) in &d.delta.fresh {
-        state.execute(params![format!("fresh:{}:{}", src.as_str(), d.scope_names[s]), ms(ts), 0.0])?;
+        state.execute(params![
+            format!("fresh:{}:{}", src.as_str(), d.scope_names[s]),
+            ms(ts),
+            0.0
+        ])?;
     }
     let mut dev = tx.prepare_cached(
         "INSERT INTO devices (class, id, state, last_seen, detail) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(class, id) DO UPDATE SET state = excluded.state, last_seen = excluded.last_seen, detail = excluded.detail",
     )?;
     for ((class, id), h) in &d.devices {
-        dev.execute(params![class.as_str(), id, h.state.as_str(), h.last_seen.map(ms), h.detail])?;
+        dev.execute(params![
+            class.as_str(),
+            id,
+            h.state.as_str(),
+            h.last_seen.map(ms),
+            h.detail
+        ])?;
     }
     Ok(())
 }
 
-fn write_rollups(tx: &rusqlite::Transaction<'_>, engine: &Engine, delta: &BatchDelta) -> Result<(), JournalError> {
+fn write_rollups(
+    tx: &rusqlite::Transaction<'_>,
+    engine: &Engine,
+    delta: &BatchDelta,
+) -> Result<(), JournalError> {
     let derived = Derived {
         delta: delta.clone(),
         counter_keys: engine.counters().iter().map(|c| c.key.clone()).collect(),

@@ -84,7 +84,8 @@ fn commit_batch(store: &mut Store, decoder: &Decoder, shared: &Shared, batch: &m
     let started = Instant::now();
     shared.metrics.messages_received.inc_by(batch.len() as u64);
     let acks: Vec<AckFn> = batch.iter_mut().filter_map(|m| m.ack.take()).collect();
-    let decoded: Vec<Result<Event, Rejection>> = batch.iter().map(|m| decoder.decode(&m.raw)).collect();
+    let decoded: Vec<Result<Event, Rejection>> =
+        batch.iter().map(|m| decoder.decode(&m.raw)).collect();
     let mut events: Vec<NewEvent<'_>> = Vec::new();
     let mut dead: Vec<NewDeadLetter<'_>> = Vec::new();
     for (m, d) in batch.iter().zip(&decoded) {
@@ -110,8 +111,16 @@ fn commit_batch(store: &mut Store, decoder: &Decoder, shared: &Shared, batch: &m
     let mut backoff = Duration::from_millis(100);
     let (outcome, derived) = loop {
         let result = store.write_batch(&events, &dead, |outcome| {
-            let new_events: Vec<Event> = outcome.new_events.iter().map(|&i| events[i].event.clone()).collect();
-            let dead_times: Vec<_> = outcome.new_dead.iter().map(|&i| dead[i].received_at).collect();
+            let new_events: Vec<Event> = outcome
+                .new_events
+                .iter()
+                .map(|&i| events[i].event.clone())
+                .collect();
+            let dead_times: Vec<_> = outcome
+                .new_dead
+                .iter()
+                .map(|&i| dead[i].received_at)
+                .collect();
             let engine = shared.engine.read();
             let tracker = shared.devices.read();
             let mut devices: Vec<_> = tracker.updates(&new_events).into_iter().collect();
@@ -119,7 +128,10 @@ fn commit_batch(store: &mut Store, decoder: &Decoder, shared: &Shared, batch: &m
                 let d = &dead[i];
                 if d.reason == Reason::UnknownDevice {
                     if let (Some(class), Some(id)) = (d.source.and_then(class_of), d.device) {
-                        devices.push(((class, id.to_owned()), tracker.unknown_update(class, id, d.received_at)));
+                        devices.push((
+                            (class, id.to_owned()),
+                            tracker.unknown_update(class, id, d.received_at),
+                        ));
                     }
                 }
             }
@@ -152,12 +164,19 @@ fn commit_batch(store: &mut Store, decoder: &Decoder, shared: &Shared, batch: &m
 
     let now = Utc::now();
     let duplicates = events.len() - outcome.new_events.len() + dead.len() - outcome.new_dead.len();
-    let new_events: Vec<Event> = outcome.new_events.iter().map(|&i| events[i].event.clone()).collect();
+    let new_events: Vec<Event> = outcome
+        .new_events
+        .iter()
+        .map(|&i| events[i].event.clone())
+        .collect();
     {
         let mut engine = shared.engine.write();
         engine.apply(&derived.delta, now);
     }
-    shared.devices.write().apply(derived.devices.into_iter().collect());
+    shared
+        .devices
+        .write()
+        .apply(derived.devices.into_iter().collect());
 
     let m = &shared.metrics;
     m.duplicates.inc_by(duplicates as u64);
@@ -175,10 +194,16 @@ fn commit_batch(store: &mut Store, decoder: &Decoder, shared: &Shared, batch: &m
                 reason: d.reason.code().to_owned(),
             })
             .inc();
-        tracing::debug!(reason = d.reason.code(), topic = d.topic, detail = d.detail, "dead letter");
+        tracing::debug!(
+            reason = d.reason.code(),
+            topic = d.topic,
+            detail = d.detail,
+            "dead letter"
+        );
     }
     m.journal_batches.inc();
-    m.journal_batch_seconds.observe(started.elapsed().as_secs_f64());
+    m.journal_batch_seconds
+        .observe(started.elapsed().as_secs_f64());
     shared.batches.fetch_add(1, Ordering::Release);
     if shared.updates.receiver_count() > 0 {
         let _ = shared.updates.send(Arc::new(Committed {

@@ -38,7 +38,11 @@ impl Registry {
     pub fn from_config(c: &Config) -> Registry {
         let mut r = Registry {
             commune: c.commune.id.clone(),
-            villages: c.villages.iter().map(|v| (v.id.clone(), v.name.clone())).collect(),
+            villages: c
+                .villages
+                .iter()
+                .map(|v| (v.id.clone(), v.name.clone()))
+                .collect(),
             ..Registry::default()
         };
         for cam in &c.cameras {

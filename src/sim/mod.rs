@@ -45,7 +45,8 @@ pub struct Traffic {
 }
 
 fn local_ts(t: DateTime<Utc>) -> String {
-    t.with_timezone(&Ho_Chi_Minh).to_rfc3339_opts(SecondsFormat::Millis, false)
+    t.with_timezone(&Ho_Chi_Minh)
+        .to_rfc3339_opts(SecondsFormat::Millis, false)
 }
 
 impl Traffic {
@@ -62,7 +63,11 @@ impl Traffic {
                 .filter(|s| s.kind == SpeakerKind::Smart)
                 .map(|s| s.id.clone())
                 .collect(),
-            sensors: config.sensors.iter().map(|s| (s.id.clone(), s.kind.clone())).collect(),
+            sensors: config
+                .sensors
+                .iter()
+                .map(|s| (s.id.clone(), s.kind.clone()))
+                .collect(),
             run_id: rng.random(),
             rng,
             next_dossier: 0,
@@ -78,8 +83,16 @@ impl Traffic {
         self.cameras
             .iter()
             .map(|id| format!("ioc/{c}/camera/{id}/status"))
-            .chain(self.speakers.iter().map(|id| format!("ioc/{c}/speaker/{id}/status")))
-            .chain(self.sensors.iter().map(|(id, _)| format!("ioc/{c}/sensor/{id}/status")))
+            .chain(
+                self.speakers
+                    .iter()
+                    .map(|id| format!("ioc/{c}/speaker/{id}/status")),
+            )
+            .chain(
+                self.sensors
+                    .iter()
+                    .map(|(id, _)| format!("ioc/{c}/sensor/{id}/status")),
+            )
             .map(|topic| Message {
                 topic,
                 payload: b"online".to_vec(),
@@ -104,7 +117,13 @@ impl Traffic {
             self.next_dossier += 1;
             let id = format!("H37.{:08x}-{:07}", self.run_id, self.next_dossier);
             let r: f64 = self.rng.random();
-            let channel = if r < 0.93 { "online" } else if r < 0.99 { "direct" } else { "postal" };
+            let channel = if r < 0.93 {
+                "online"
+            } else if r < 0.99 {
+                "direct"
+            } else {
+                "postal"
+            };
             let village = Self::pick(&mut self.rng, &self.villages).cloned();
             self.open_dossiers.push_back(id.clone());
             if self.open_dossiers.len() > 10_000 {
@@ -115,12 +134,22 @@ impl Traffic {
         } else if roll < 0.9 {
             let id = self.open_dossiers.pop_front().unwrap_or_default();
             let r: f64 = self.rng.random();
-            let outcome = if r < 0.35 { "early" } else if r < 0.99 { "on_time" } else { "late" };
+            let outcome = if r < 0.35 {
+                "early"
+            } else if r < 0.99 {
+                "on_time"
+            } else {
+                "late"
+            };
             json!({"ts": local_ts(now), "dossier_id": id, "event": "resolved", "outcome": outcome})
         } else {
             let idx = self.rng.random_range(0..self.open_dossiers.len());
             let id = self.open_dossiers[idx].clone();
-            let payment = if self.rng.random_bool(0.68) { "online" } else { "cash" };
+            let payment = if self.rng.random_bool(0.68) {
+                "online"
+            } else {
+                "cash"
+            };
             json!({"ts": local_ts(now), "dossier_id": id, "event": "paid", "payment": payment})
         };
         Message {
@@ -136,7 +165,9 @@ impl Traffic {
         let seq = self.seq;
         let c = self.commune.clone();
         let roll: f64 = self.rng.random();
-        if roll < 0.35 || (self.cameras.is_empty() && self.speakers.is_empty() && self.sensors.is_empty()) {
+        if roll < 0.35
+            || (self.cameras.is_empty() && self.speakers.is_empty() && self.sensors.is_empty())
+        {
             return self.dossier(now);
         }
         if roll < 0.75 {
@@ -145,7 +176,11 @@ impl Traffic {
                     json!({"ts": local_ts(now), "seq": seq, "kind": "count", "label": "person",
                            "count": self.rng.random_range(0..12), "score": 0.9})
                 } else {
-                    let label = if self.rng.random_bool(0.6) { "person" } else { "car" };
+                    let label = if self.rng.random_bool(0.6) {
+                        "person"
+                    } else {
+                        "car"
+                    };
                     json!({"ts": local_ts(now), "seq": seq, "kind": "detection", "label": label,
                            "score": (self.rng.random_range(60..99) as f64) / 100.0})
                 };
@@ -171,12 +206,20 @@ impl Traffic {
                 };
             }
         }
-        if let Some(i) = (!self.sensors.is_empty()).then(|| self.rng.random_range(0..self.sensors.len())) {
+        if let Some(i) =
+            (!self.sensors.is_empty()).then(|| self.rng.random_range(0..self.sensors.len()))
+        {
             let (id, kind) = self.sensors[i].clone();
             let payload = match kind.as_str() {
-                "water_level" => json!({"ts": local_ts(now), "seq": seq, "water_level_cm": self.rng.random_range(80..260)}),
-                "temperature" => json!({"ts": local_ts(now), "seq": seq, "temperature_c": (self.rng.random_range(-20..120) as f64) / 10.0}),
-                _ => json!({"ts": local_ts(now), "seq": seq, "rain_mm": (self.rng.random_range(0..400) as f64) / 10.0}),
+                "water_level" => {
+                    json!({"ts": local_ts(now), "seq": seq, "water_level_cm": self.rng.random_range(80..260)})
+                }
+                "temperature" => {
+                    json!({"ts": local_ts(now), "seq": seq, "temperature_c": (self.rng.random_range(-20..120) as f64) / 10.0})
+                }
+                _ => {
+                    json!({"ts": local_ts(now), "seq": seq, "rain_mm": (self.rng.random_range(0..400) as f64) / 10.0})
+                }
             };
             return Message {
                 topic: format!("ioc/{c}/sensor/{id}/telemetry"),
@@ -207,7 +250,11 @@ pub async fn publish(
     seed: u64,
     cancel: CancellationToken,
 ) -> Result<u64, SimError> {
-    let mut opts = MqttOptions::new(format!("commune-ioc-sim-{}", std::process::id()), host, port);
+    let mut opts = MqttOptions::new(
+        format!("commune-ioc-sim-{}", std::process::id()),
+        host,
+        port,
+    );
     opts.set_keep_alive(Duration::from_secs(30));
     if let (Some(u), Some(p)) = (&config.mqtt.username, &config.mqtt.password) {
         opts.set_credentials(u.clone(), p.clone());
@@ -226,7 +273,9 @@ pub async fn publish(
     });
     let mut traffic = Traffic::new(config, seed);
     for m in traffic.hello() {
-        client.publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload).await?;
+        client
+            .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+            .await?;
     }
     let mut sent = 0u64;
     let tick = Duration::from_millis(100);
@@ -242,7 +291,9 @@ pub async fn publish(
         while budget >= 1.0 {
             budget -= 1.0;
             let m = traffic.next(Utc::now());
-            client.publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload).await?;
+            client
+                .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+                .await?;
             sent += 1;
             if count.is_some_and(|c| sent >= c) {
                 break 'outer;

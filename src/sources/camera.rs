@@ -31,7 +31,10 @@ fn decode(ctx: &Ctx<'_>, device: &DeviceInfo) -> Result<Event, Rejection> {
     let count = opt_u64(&m, "count")?;
     match (kind, count) {
         ("count", None) => {
-            return Err(Rejection::new(Reason::MissingField, "a `count` event needs `count`"));
+            return Err(Rejection::new(
+                Reason::MissingField,
+                "a `count` event needs `count`",
+            ));
         }
         (_, Some(c)) => {
             d.attrs.insert("count".into(), Value::from(c));
@@ -43,7 +46,10 @@ fn decode(ctx: &Ctx<'_>, device: &DeviceInfo) -> Result<Event, Rejection> {
     }
     if let Some(score) = opt_f64(&m, "score")? {
         if !(0.0..=1.0).contains(&score) {
-            return Err(Rejection::new(Reason::InvalidField, "`score` must be between 0 and 1"));
+            return Err(Rejection::new(
+                Reason::InvalidField,
+                "`score` must be between 0 and 1",
+            ));
         }
         d.attrs.insert("score".into(), Value::from(score));
     }

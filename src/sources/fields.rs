@@ -16,7 +16,10 @@ pub fn object(payload: &[u8]) -> Result<Map<String, Value>, Rejection> {
             Reason::InvalidJson,
             format!("expected a JSON object, got {}", type_name(&other)),
         )),
-        Err(e) => Err(Rejection::new(Reason::InvalidJson, format!("invalid JSON: {e}"))),
+        Err(e) => Err(Rejection::new(
+            Reason::InvalidJson,
+            format!("invalid JSON: {e}"),
+        )),
     }
 }
 
@@ -35,7 +38,10 @@ pub fn type_name(v: &Value) -> &'static str {
 /// A required string field.
 pub fn req_str<'a>(m: &'a Map<String, Value>, key: &str) -> Result<&'a str, Rejection> {
     match m.get(key) {
-        None | Some(Value::Null) => Err(Rejection::new(Reason::MissingField, format!("missing field `{key}`"))),
+        None | Some(Value::Null) => Err(Rejection::new(
+            Reason::MissingField,
+            format!("missing field `{key}`"),
+        )),
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(wrong(key, "a string", other)),
     }
@@ -58,7 +64,12 @@ pub fn opt_f64(m: &Map<String, Value>, key: &str) -> Result<Option<f64>, Rejecti
             .as_f64()
             .filter(|f| f.is_finite())
             .map(Some)
-            .ok_or_else(|| Rejection::new(Reason::InvalidField, format!("`{key}` is not a finite number"))),
+            .ok_or_else(|| {
+                Rejection::new(
+                    Reason::InvalidField,
+                    format!("`{key}` is not a finite number"),
+                )
+            }),
         Some(other) => Err(wrong(key, "a number", other)),
     }
 }
@@ -67,10 +78,12 @@ pub fn opt_f64(m: &Map<String, Value>, key: &str) -> Result<Option<f64>, Rejecti
 pub fn opt_u64(m: &Map<String, Value>, key: &str) -> Result<Option<u64>, Rejection> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| Rejection::new(Reason::InvalidField, format!("`{key}` must be a non-negative integer"))),
+        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+            Rejection::new(
+                Reason::InvalidField,
+                format!("`{key}` must be a non-negative integer"),
+            )
+        }),
         Some(other) => Err(wrong(key, "a non-negative integer", other)),
     }
 }
@@ -91,7 +104,11 @@ pub fn one_of<'a>(value: &'a str, key: &str, allowed: &[&str]) -> Result<&'a str
     } else {
         Err(Rejection::new(
             Reason::InvalidField,
-            format!("`{key}` is `{}`, expected one of {}", excerpt(value), allowed.join(", ")),
+            format!(
+                "`{key}` is `{}`, expected one of {}",
+                excerpt(value),
+                allowed.join(", ")
+            ),
         ))
     }
 }
@@ -99,7 +116,10 @@ pub fn one_of<'a>(value: &'a str, key: &str, allowed: &[&str]) -> Result<&'a str
 /// An id that may be sent as a string or an integer.
 pub fn req_id(m: &Map<String, Value>, key: &str) -> Result<String, Rejection> {
     match m.get(key) {
-        None | Some(Value::Null) => Err(Rejection::new(Reason::MissingField, format!("missing field `{key}`"))),
+        None | Some(Value::Null) => Err(Rejection::new(
+            Reason::MissingField,
+            format!("missing field `{key}`"),
+        )),
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => Ok(s.clone()),
         Some(Value::String(_)) => Err(Rejection::new(
             Reason::InvalidField,
@@ -132,7 +152,12 @@ pub fn timestamp(v: &Value, key: &str, float_seconds: bool) -> Result<DateTime<U
     match v {
         Value::String(s) => DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| bad(&format!("`{}` is not RFC 3339 with an offset ({e})", excerpt(s)))),
+            .map_err(|e| {
+                bad(&format!(
+                    "`{}` is not RFC 3339 with an offset ({e})",
+                    excerpt(s)
+                ))
+            }),
         Value::Number(n) => {
             if let (false, Some(ms)) = (float_seconds, n.as_i64()) {
                 Utc.timestamp_millis_opt(ms)
@@ -150,7 +175,10 @@ pub fn timestamp(v: &Value, key: &str, float_seconds: bool) -> Result<DateTime<U
                 Err(bad("not a valid number"))
             }
         }
-        other => Err(bad(&format!("expected a string or a number, got {}", type_name(other)))),
+        other => Err(bad(&format!(
+            "expected a string or a number, got {}",
+            type_name(other)
+        ))),
     }
 }
 

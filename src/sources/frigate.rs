@@ -25,7 +25,9 @@ pub fn event(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
     let device = ctx.registry.frigate_camera(cam_name).ok_or_else(|| {
         Rejection::new(
             Reason::UnknownDevice,
-            format!("Frigate camera `{cam_name}` is not in the registry (set frigate_name on a camera)"),
+            format!(
+                "Frigate camera `{cam_name}` is not in the registry (set frigate_name on a camera)"
+            ),
         )
         .from_device(Source::Camera, Some(cam_name))
     })?;
@@ -63,7 +65,10 @@ pub fn event(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
         Some(other) => {
             return Err(reject(Rejection::new(
                 Reason::InvalidField,
-                format!("`after.sub_label` must be null, a string or [name, score], got {}", type_name(other)),
+                format!(
+                    "`after.sub_label` must be null, a string or [name, score], got {}",
+                    type_name(other)
+                ),
             )))
         }
     }
@@ -78,7 +83,11 @@ pub fn event(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
             d.attrs.insert("zone".into(), Value::from(z.as_str()));
         }
     }
-    let time_key = if kind == "new" { "start_time" } else { "frame_time" };
+    let time_key = if kind == "new" {
+        "start_time"
+    } else {
+        "frame_time"
+    };
     let ts_value = after.get(time_key).or_else(|| after.get("frame_time"));
     if let Some(v) = ts_value.filter(|v| !v.is_null()) {
         d.ts = Some(timestamp(v, time_key, true).map_err(reject)?);
@@ -116,11 +125,20 @@ pub fn review(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
     }
     if let Some(Value::Object(data)) = after.get("data") {
         if let Some(Value::Array(objs)) = data.get("objects") {
-            let labels: Vec<Value> = objs.iter().filter(|v| v.is_string()).take(16).cloned().collect();
+            let labels: Vec<Value> = objs
+                .iter()
+                .filter(|v| v.is_string())
+                .take(16)
+                .cloned()
+                .collect();
             d.attrs.insert("objects".into(), Value::Array(labels));
         }
     }
-    let ts_value = if kind == "end" { after.get("end_time") } else { after.get("start_time") };
+    let ts_value = if kind == "end" {
+        after.get("end_time")
+    } else {
+        after.get("start_time")
+    };
     if let Some(v) = ts_value.filter(|v| !v.is_null()) {
         d.ts = Some(timestamp(v, "start_time", true).map_err(reject)?);
     }
@@ -162,7 +180,10 @@ fn typed(m: &Map<String, Value>) -> Result<&str, Rejection> {
         "new" | "update" | "end" => Ok(t),
         other => Err(src(Rejection::new(
             Reason::InvalidField,
-            format!("`type` is `{}`, expected new, update or end", other.chars().take(40).collect::<String>()),
+            format!(
+                "`type` is `{}`, expected new, update or end",
+                other.chars().take(40).collect::<String>()
+            ),
         ))),
     }
 }
@@ -170,7 +191,10 @@ fn typed(m: &Map<String, Value>) -> Result<&str, Rejection> {
 fn after(m: &Map<String, Value>) -> Result<&Map<String, Value>, Rejection> {
     match m.get("after") {
         Some(Value::Object(a)) => Ok(a),
-        None | Some(Value::Null) => Err(src(Rejection::new(Reason::MissingField, "missing field `after`"))),
+        None | Some(Value::Null) => Err(src(Rejection::new(
+            Reason::MissingField,
+            "missing field `after`",
+        ))),
         Some(other) => Err(src(Rejection::new(
             Reason::InvalidField,
             format!("`after` must be an object, got {}", type_name(other)),

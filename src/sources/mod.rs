@@ -104,13 +104,33 @@ impl Decoder {
                     ));
                 }
                 match rest {
-                    ["camera", id, "event"] => camera::event(&ctx, known(&ctx, DeviceClass::Camera, Source::Camera, id)?),
-                    ["camera", id, "status"] => status::decode(&ctx, Source::Camera, known(&ctx, DeviceClass::Camera, Source::Camera, id)?),
-                    ["speaker", id, "status"] => status::decode(&ctx, Source::Speaker, known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?),
-                    ["speaker", id, "session"] => speaker::session(&ctx, known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?),
+                    ["camera", id, "event"] => {
+                        camera::event(&ctx, known(&ctx, DeviceClass::Camera, Source::Camera, id)?)
+                    }
+                    ["camera", id, "status"] => status::decode(
+                        &ctx,
+                        Source::Camera,
+                        known(&ctx, DeviceClass::Camera, Source::Camera, id)?,
+                    ),
+                    ["speaker", id, "status"] => status::decode(
+                        &ctx,
+                        Source::Speaker,
+                        known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
+                    ),
+                    ["speaker", id, "session"] => speaker::session(
+                        &ctx,
+                        known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
+                    ),
                     ["procedure", "dossier"] => procedure::dossier(&ctx),
-                    ["sensor", id, "telemetry"] => sensor::telemetry(&ctx, known(&ctx, DeviceClass::Sensor, Source::Sensor, id)?),
-                    ["sensor", id, "status"] => status::decode(&ctx, Source::Sensor, known(&ctx, DeviceClass::Sensor, Source::Sensor, id)?),
+                    ["sensor", id, "telemetry"] => sensor::telemetry(
+                        &ctx,
+                        known(&ctx, DeviceClass::Sensor, Source::Sensor, id)?,
+                    ),
+                    ["sensor", id, "status"] => status::decode(
+                        &ctx,
+                        Source::Sensor,
+                        known(&ctx, DeviceClass::Sensor, Source::Sensor, id)?,
+                    ),
                     _ => Err(unknown_topic(raw)),
                 }
             }
@@ -124,10 +144,18 @@ fn unknown_topic(raw: &Raw) -> Rejection {
     if shown.len() < raw.topic.len() {
         shown.push('…');
     }
-    Rejection::new(Reason::UnknownTopic, format!("no decoder for topic `{shown}`"))
+    Rejection::new(
+        Reason::UnknownTopic,
+        format!("no decoder for topic `{shown}`"),
+    )
 }
 
-fn known<'a>(ctx: &'a Ctx<'_>, class: DeviceClass, source: Source, id: &str) -> Result<&'a DeviceInfo, Rejection> {
+fn known<'a>(
+    ctx: &'a Ctx<'_>,
+    class: DeviceClass,
+    source: Source,
+    id: &str,
+) -> Result<&'a DeviceInfo, Rejection> {
     ctx.registry.device(class, id).ok_or_else(|| {
         Rejection::new(
             Reason::UnknownDevice,
@@ -224,7 +252,11 @@ impl<'a> Draft<'a> {
                 dev,
                 self.kind,
                 seq,
-                if self.ts.is_some() { ts.timestamp_millis() } else { 0 }
+                if self.ts.is_some() {
+                    ts.timestamp_millis()
+                } else {
+                    0
+                }
             ),
             _ => content_key(ctx.raw, self.ts.is_some()),
         };

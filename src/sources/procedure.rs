@@ -31,10 +31,15 @@ fn inner(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
     let event = one_of(req_str(&m, "event")?, "event", EVENTS)?;
     let mut d = Draft::new(Source::Procedure, event, None);
     d.ts = opt_ts(&m)?;
-    d.attrs.insert("dossier_id".into(), Value::from(id.as_str()));
+    d.attrs
+        .insert("dossier_id".into(), Value::from(id.as_str()));
     match event {
         "received" => {
-            let channel = one_of(req_str(&m, "channel")?, "channel", &["online", "direct", "postal"])?;
+            let channel = one_of(
+                req_str(&m, "channel")?,
+                "channel",
+                &["online", "direct", "postal"],
+            )?;
             d.attrs.insert("channel".into(), Value::from(channel));
             if let Some(full) = opt_bool(&m, "full_online")? {
                 d.attrs.insert("full_online".into(), Value::from(full));
@@ -53,7 +58,12 @@ fn inner(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
                     Some(v) => {
                         let due = timestamp(v, "due", false)?;
                         let resolved_at = d.ts.unwrap_or(ctx.raw.received_at);
-                        if resolved_at <= due { "on_time" } else { "late" }.to_string()
+                        if resolved_at <= due {
+                            "on_time"
+                        } else {
+                            "late"
+                        }
+                        .to_string()
                     }
                 },
             };

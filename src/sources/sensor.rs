@@ -31,7 +31,10 @@ fn inner(ctx: &Ctx<'_>, device: &DeviceInfo) -> Result<Event, Rejection> {
     let values: &Map<String, Value> = match m.get("values") {
         Some(Value::Object(v)) => v,
         Some(_) => {
-            return Err(Rejection::new(Reason::InvalidField, "`values` must be an object"));
+            return Err(Rejection::new(
+                Reason::InvalidField,
+                "`values` must be an object",
+            ));
         }
         None => &m,
     };

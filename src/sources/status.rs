@@ -23,7 +23,11 @@ fn inner(ctx: &Ctx<'_>, source: Source, device: &DeviceInfo) -> Result<Event, Re
     let trimmed = ctx.raw.payload.trim_ascii();
     let mut d = Draft::new(source, "status", Some(device));
     if trimmed == b"online" || trimmed == b"offline" {
-        let state = if trimmed == b"online" { "online" } else { "offline" };
+        let state = if trimmed == b"online" {
+            "online"
+        } else {
+            "offline"
+        };
         d.attrs.insert("state".into(), Value::from(state));
         return d.finish(ctx);
     }

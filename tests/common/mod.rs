@@ -24,12 +24,20 @@ pub fn free_port() -> u16 {
 
 /// Path of the mosquitto binary, or a panic that says how to install it.
 pub fn mosquitto_bin() -> PathBuf {
-    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+    for p in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
         if Path::new(p).exists() {
             return PathBuf::from(p);
         }
     }
-    if let Ok(out) = Command::new("sh").arg("-c").arg("command -v mosquitto").output() {
+    if let Ok(out) = Command::new("sh")
+        .arg("-c")
+        .arg("command -v mosquitto")
+        .output()
+    {
         let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if !s.is_empty() {
             return PathBuf::from(s);
@@ -65,7 +73,11 @@ impl Mosquitto {
     pub fn start() -> Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir for mosquitto");
         let port = free_port();
-        let mut m = Mosquitto { child: None, port, dir };
+        let mut m = Mosquitto {
+            child: None,
+            port,
+            dir,
+        };
         m.spawn();
         m
     }
@@ -99,7 +111,10 @@ impl Mosquitto {
     /// Stop gracefully (SIGTERM: Mosquitto saves its persistence file).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let _ = c.wait();
         }
     }
@@ -309,7 +324,10 @@ impl Backend {
             url: String::new(),
             config,
             dir: dir.to_path_buf(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log: dir.join("backend.log"),
         };
         b.spawn();
@@ -346,10 +364,17 @@ impl Backend {
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("commune-ioc exited early ({status}); log:\n{}", self.log_text());
+                    panic!(
+                        "commune-ioc exited early ({status}); log:\n{}",
+                        self.log_text()
+                    );
                 }
             }
-            assert!(Instant::now() < deadline, "commune-ioc did not start; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "commune-ioc did not start; log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -370,7 +395,10 @@ impl Backend {
     /// Graceful stop (SIGTERM) and wait.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("backend is running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         c.wait().expect("wait for commune-ioc")
     }
 
@@ -389,7 +417,11 @@ impl Backend {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "backend never became ready; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "backend never became ready; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -399,7 +431,9 @@ impl Backend {
         let r = reqwest::get(format!("{}{path}", self.url))
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        r.json().await.unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+        r.json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
     }
 
     /// GET and return status and JSON.
@@ -413,7 +447,9 @@ impl Backend {
 
     /// One indicator value (`scope` = commune or a village id).
     pub async fn indicator(&self, id: &str, window: &str, scope: &str) -> Value {
-        let all = self.get(&format!("/api/indicators?window={window}&village={scope}")).await;
+        let all = self
+            .get(&format!("/api/indicators?window={window}&village={scope}"))
+            .await;
         all.as_array()
             .and_then(|a| a.iter().find(|v| v["id"] == id).cloned())
             .unwrap_or_else(|| panic!("indicator {id} missing in {all}"))
@@ -442,7 +478,11 @@ impl Backend {
     {
         let deadline = Instant::now() + timeout;
         while !f().await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
     }
@@ -505,13 +545,22 @@ impl Publisher {
     pub async fn send_opts(&mut self, topic: &str, payload: &[u8], retain: bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            assert!(Instant::now() < deadline, "could not publish to {topic} within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "could not publish to {topic} within 60 s"
+            );
             if self.conn.is_none() && !self.connect().await {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let Some((client, el)) = self.conn.as_mut() else { continue };
-            if client.publish(topic, QoS::AtLeastOnce, retain, payload.to_vec()).await.is_err() {
+            let Some((client, el)) = self.conn.as_mut() else {
+                continue;
+            };
+            if client
+                .publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
+                .await
+                .is_err()
+            {
                 self.conn = None;
                 continue;
             }
