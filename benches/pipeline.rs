@@ -228,7 +228,8 @@ fn start_mosquitto(exe: &Path, dir: &Path, inflight: u32) -> Result<(Proc, u16)>
          max_queued_messages 10000000\n\
          log_dest stderr\n\
          log_type error\n\
-         log_type warning\n"
+         log_type warning\n\
+         log_type notice\n"
     );
     std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
     let mut cmd = Command::new(exe);

@@ -50,7 +50,7 @@ pub struct Handle {
 /// Open the journal and restore indicator and device state from it.
 pub fn open_state(config: Config) -> Result<(Arc<Shared>, Store), ServeError> {
     let path = config.journal_path();
-    let mut store = Store::open(&path)?;
+    let mut store = Store::open_with(&path, config.store.sync)?;
     let shared = Shared::new(config);
     {
         let now = chrono::Utc::now();

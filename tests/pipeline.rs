@@ -549,6 +549,8 @@ async fn state_survives_restart_and_history_answers_buckets() {
         ("/api/indicators/dossier_online_ratio/history?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", 400, "invalid_range"),
         ("/api/indicators?window=year", 400, "invalid_window"),
         ("/api/indicators?village=atlantis", 404, "unknown_village"),
+        ("/api/dead-letters?limit=many", 400, "invalid_query"),
+        ("/api/ws-typo", 404, "not_found"),
     ] {
         let (s, body) = b.get_status(path).await;
         assert_eq!(s, status, "{path}: {body}");

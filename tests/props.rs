@@ -153,7 +153,7 @@ proptest! {
     #[test]
     fn decoders_never_panic(topic in prop::sample::select(TOPICS), bytes in payload()) {
         let d = decoder();
-        let raw = Raw { topic: topic.to_string(), payload: bytes, received_at: Utc::now() };
+        let raw = Raw { topic: topic.to_string(), payload: bytes, received_at: Utc::now(), retained: false };
         match d.decode(&raw) {
             Ok(e) => prop_assert!(!e.dedup_key.is_empty()),
             Err(r) => prop_assert!(!r.detail.is_empty()),
@@ -190,7 +190,7 @@ proptest! {
         for (topic, payload) in &sent {
             let a = Arc::clone(&acked);
             tx.blocking_send(Inbound {
-                raw: Raw { topic: topic.clone(), payload: payload.clone(), received_at: now },
+                raw: Raw { topic: topic.clone(), payload: payload.clone(), received_at: now, retained: false },
                 ack: Some(Box::new(move || { a.fetch_add(1, Ordering::SeqCst); })),
             }).unwrap();
         }

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, Params};
 use crate::indicators::HistoryPlan;
 
 #[derive(Debug, Deserialize)]
@@ -51,7 +51,7 @@ pub(crate) fn parse_step(s: &str) -> Option<i64> {
 pub(crate) async fn history(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    Params(q): Params<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let to = match q.to.as_deref() {
@@ -93,6 +93,13 @@ pub(crate) async fn history(
     };
     if from >= to {
         return Err(ApiError::bad("invalid_range", "`from` phải trước `to`."));
+    }
+    // Minute buckets are kept for about a day; older history is hourly.
+    if step % 3600 != 0 && from < now - Duration::hours(25) {
+        return Err(ApiError::bad(
+            "step_too_fine",
+            "Dữ liệu theo phút chỉ lưu khoảng 25 giờ gần nhất: với khoảng thời gian cũ hơn, dùng bước 1h trở lên.",
+        ));
     }
     let buckets = (to.timestamp() - from.timestamp() + step - 1) / step;
     if buckets > MAX_BUCKETS {

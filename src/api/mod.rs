@@ -47,8 +47,49 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/indicators/{id}/history", get(history::history))
         .route("/api/devices", get(devices))
         .route("/api/dead-letters", get(dead_letters))
+        .route("/api/{*rest}", get(api_not_found))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback_service(dashboard)
         .with_state(state)
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::NotFound {
+        code: "not_found",
+        message: "Không có địa chỉ API này.".into(),
+    }
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({ "error": { "code": "method_not_allowed", "message": "Phương thức không được hỗ trợ ở địa chỉ này." } })),
+    )
+        .into_response()
+}
+
+/// Query-string parsing with a JSON error instead of axum's plain text.
+pub(crate) struct Params<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Params(v)),
+            Err(e) => Err(ApiError::bad(
+                "invalid_query",
+                format!("Tham số truy vấn không hợp lệ: {}", e.body_text()),
+            )),
+        }
+    }
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -117,7 +158,7 @@ pub(crate) fn parse_window(w: Option<&str>) -> Result<Window, ApiError> {
 
 async fn indicators(
     State(s): State<ApiState>,
-    Query(q): Query<IndicatorQuery>,
+    Params(q): Params<IndicatorQuery>,
 ) -> Result<Response, ApiError> {
     let window = parse_window(q.window.as_deref())?;
     let sel = match q.village.as_deref() {
@@ -161,7 +202,7 @@ struct DeadLetterQuery {
 
 async fn dead_letters(
     State(s): State<ApiState>,
-    Query(q): Query<DeadLetterQuery>,
+    Params(q): Params<DeadLetterQuery>,
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let reason = match q.reason.as_deref() {

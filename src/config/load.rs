@@ -143,7 +143,10 @@ fn apply_env(text: &str, origin: &str, env: &[(String, String)]) -> Result<Confi
             Err(e) => {
                 let key = clean_path(&e.path().to_string());
                 let inner = e.into_inner();
-                if let Some((_, _, raw)) = sources.iter().find(|(p, _, _)| *p == key) {
+                let wants_string = inner.message().contains("expected a string");
+                if let Some((_, _, raw)) =
+                    sources.iter().find(|(p, _, _)| *p == key && wants_string)
+                {
                     let parts: Vec<String> = key.split('.').map(str::to_owned).collect();
                     let current = get_path(&root, &parts);
                     if !matches!(current, Some(toml::Value::String(_))) {

@@ -150,6 +150,21 @@ pub struct Store {
     pub batch_max: usize,
     /// Capacity of the queue between MQTT and the journal (messages).
     pub queue_capacity: usize,
+    /// `full`: every commit reaches the disk before messages are
+    /// acknowledged (survives power cuts). `normal`: faster, survives a crash
+    /// of the process but not of the machine.
+    pub sync: SyncMode,
+}
+
+/// SQLite durability of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// fsync on every commit.
+    #[default]
+    Full,
+    /// fsync at checkpoints only.
+    Normal,
 }
 
 impl Default for Store {
@@ -158,6 +173,7 @@ impl Default for Store {
             path: PathBuf::from("data"),
             batch_max: 4096,
             queue_capacity: 16_384,
+            sync: SyncMode::Full,
         }
     }
 }

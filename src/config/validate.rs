@@ -234,6 +234,12 @@ impl Validator<'_> {
         if m.port == 0 {
             self.issue("mqtt.port", "must be a port between 1 and 65535");
         }
+        if m.embedded && m.host.parse::<std::net::IpAddr>().is_err() {
+            self.issue(
+                "mqtt.host",
+                format!("with mqtt.embedded = true the host is the address to listen on and must be an IP address (e.g. 127.0.0.1), not `{}`", m.host),
+            );
+        }
         if m.embedded && !cfg!(feature = "embedded-broker") {
             self.issue(
                 "mqtt.embedded",

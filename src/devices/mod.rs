@@ -115,6 +115,12 @@ impl DeviceTracker {
                     detail: None,
                 });
             let mut next = current.clone();
+            // A retained status replayed by the broker says what the device
+            // last reported, not that it is alive now: it must not hide an
+            // inactivity timeout.
+            if e.retained && next.last_seen.is_some() {
+                continue;
+            }
             if next.last_seen.is_none_or(|t| e.received_at > t) {
                 next.last_seen = Some(e.received_at);
             }
@@ -125,7 +131,7 @@ impl DeviceTracker {
                 }
             } else if e.kind == "session_start" {
                 next.state = DeviceState::Broadcasting;
-            } else if e.kind == "session_end"
+            } else if (e.kind == "session_end" && next.state == DeviceState::Broadcasting)
                 || (!next.state.is_up() && next.state != DeviceState::Fault)
             {
                 next.state = DeviceState::Online;
@@ -224,5 +230,55 @@ impl DeviceTracker {
             }
         }
         Availability { up, total, heard }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+    use chrono::Duration;
+
+    fn status(state: &str, at: DateTime<Utc>, retained: bool) -> Event {
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("state".into(), state.into());
+        Event {
+            source: Source::Camera,
+            kind: "status".into(),
+            device: Some("cam-01".into()),
+            village: None,
+            ts: at,
+            received_at: at,
+            seq: None,
+            attrs,
+            dedup_key: String::new(),
+            retained,
+        }
+    }
+
+    #[test]
+    fn retained_status_does_not_hide_a_silent_device() {
+        let c = load_str(
+            "[commune]\nid = \"x\"\nname = \"X\"\n[[camera]]\nid = \"cam-01\"\n",
+            "t.toml",
+            &[],
+        )
+        .unwrap();
+        let mut t = DeviceTracker::new(Arc::new(Registry::from_config(&c)), c.devices.clone());
+        let start = Utc::now() - Duration::hours(2);
+        let u = t.updates(&[status("online", start, false)]);
+        t.apply(u);
+        // An hour later the broker replays the retained "online" on reconnect.
+        let u = t.updates(&[status("online", start + Duration::hours(1), true)]);
+        t.apply(u);
+        let now = Utc::now();
+        let v = &t.list(now)[0];
+        assert!(v.stale, "silent for 2 h with a 300 s timeout");
+        assert_eq!(v.state, DeviceState::Offline);
+        assert_eq!(t.availability(DeviceClass::Camera, None, now).up, 0);
+        // A fresh (not retained) message brings it back.
+        let u = t.updates(&[status("online", now, false)]);
+        t.apply(u);
+        assert_eq!(t.availability(DeviceClass::Camera, None, now).up, 1);
     }
 }

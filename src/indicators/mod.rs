@@ -37,7 +37,11 @@ const HOURS_KEPT: i64 = 70 * 24;
 enum SpecKind {
     Count(usize),
     Ratio(usize, usize),
-    Latest { matcher: Matcher, field: String },
+    Latest {
+        matcher: Matcher,
+        signature: String,
+        field: String,
+    },
     Availability(DeviceClass),
     Freshness(Source),
     DeadLetters(usize),
@@ -253,7 +257,15 @@ impl Engine {
     /// A stable signature of all counters: when it differs from the one the
     /// rollups were built with, the journal rebuilds them from the events.
     pub fn signature(&self) -> String {
-        let mut keys: Vec<&str> = self.counters.iter().map(|c| c.key.as_str()).collect();
+        let mut keys: Vec<String> = self.counters.iter().map(|c| c.key.clone()).collect();
+        for s in &self.specs {
+            if let SpecKind::Latest {
+                signature, field, ..
+            } = &s.kind
+            {
+                keys.push(format!("latest:{}:{field}:{signature}", s.id));
+            }
+        }
         keys.sort_unstable();
         keys.join(",")
     }
@@ -282,7 +294,7 @@ impl Engine {
                 }
             }
             for (si, spec) in self.specs.iter().enumerate() {
-                if let SpecKind::Latest { matcher, field } = &spec.kind {
+                if let SpecKind::Latest { matcher, field, .. } = &spec.kind {
                     if !matcher.matches(e) {
                         continue;
                     }
@@ -463,6 +475,8 @@ impl Engine {
                     updated_at: None,
                 };
                 match &spec.kind {
+                    // Dead letters belong to no village.
+                    SpecKind::DeadLetters(_) if scope != 0 => {}
                     SpecKind::Count(c) | SpecKind::DeadLetters(c) => {
                         v.value = Some(self.sum(*c, scope, window, from, to));
                         v.updated_at = self.changed.get(&(*c, scope)).copied();
@@ -542,8 +556,10 @@ fn compile(def: &IndicatorDef, intern: &mut impl FnMut(Counter) -> usize) -> Opt
         ),
         IndicatorKind::Latest => {
             let filter = def.filter.clone().unwrap_or_default();
+            let (matcher, signature) = Matcher::compile(&filter);
             SpecKind::Latest {
-                matcher: Matcher::compile(&filter).0,
+                matcher,
+                signature,
                 field: def.field.clone()?,
             }
         }

@@ -170,6 +170,7 @@ pub async fn run(
                     topic: String::from_utf8_lossy(p.topic.as_ref()).into_owned(),
                     payload: p.payload.to_vec(),
                     received_at: Utc::now(),
+                    retained: p.retain,
                 };
                 let ack = if p.qos == QoS::AtMostOnce {
                     None

@@ -16,6 +16,7 @@ use std::path::Path;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::config::SyncMode;
 use crate::devices::Health;
 use crate::indicators::{BatchDelta, Engine};
 use crate::model::{DeadLetter, DeviceClass, DeviceState, Event, Reason, Source};
@@ -145,8 +146,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (and create) the journal at `path`.
+    /// Open (and create) the journal at `path` with full durability.
     pub fn open(path: &Path) -> Result<Store, JournalError> {
+        Store::open_with(path, SyncMode::Full)
+    }
+
+    /// Open (and create) the journal at `path`.
+    pub fn open_with(path: &Path, sync: SyncMode) -> Result<Store, JournalError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
@@ -157,7 +163,11 @@ impl Store {
         }
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let sync = match sync {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.pragma_update(None, "cache_size", -32_000)?;
         conn.execute_batch(SCHEMA)?;
@@ -469,6 +479,7 @@ impl Store {
                     seq: r.get::<_, Option<i64>>(6)?.map(|s| s as u64),
                     attrs,
                     dedup_key: r.get(8)?,
+                    retained: false,
                 });
                 if chunk.len() >= 4096 {
                     write_rollups(&tx, engine, &engine.delta(&chunk, &[]))?;

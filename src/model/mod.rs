@@ -60,6 +60,9 @@ pub struct Raw {
     pub payload: Vec<u8>,
     /// When this process received it.
     pub received_at: DateTime<Utc>,
+    /// Delivered from the broker's retained store (an old status replayed on
+    /// subscribe), not sent just now by the device.
+    pub retained: bool,
 }
 
 /// A decoded, validated event. Everything downstream (journal, devices,
@@ -69,7 +72,7 @@ pub struct Event {
     /// Producer family.
     pub source: Source,
     /// What happened, e.g. `received`, `resolved`, `paid`, `detection`,
-    /// `status`, `session`, `telemetry`.
+    /// `status`, `session_start`, `session_end`, `telemetry`.
     pub kind: String,
     /// Device id from the registry (or the producer's own id for unknown
     /// devices, which never reach this type: they become dead letters).
@@ -85,8 +88,11 @@ pub struct Event {
     /// Normalised attributes (channel, outcome, label, count, state, metric
     /// values...). Indicator filters match on these.
     pub attrs: Map<String, Value>,
-    /// Key under which duplicates are recognised (see `sources::dedup`).
+    /// Key under which duplicates are recognised (see docs/PROTOCOL.md).
     pub dedup_key: String,
+    /// Replayed from the broker's retained store.
+    #[serde(default)]
+    pub retained: bool,
 }
 
 impl Event {

@@ -145,8 +145,10 @@ fn excerpt(s: &str) -> String {
     e
 }
 
-/// Parse a timestamp: RFC 3339 with an offset, integer epoch milliseconds,
-/// or (Frigate) float epoch seconds when `float_seconds` is set.
+/// Parse a timestamp: RFC 3339 with an offset, or an epoch number. Numbers
+/// are milliseconds, except when `float_seconds` is set (Frigate) or when the
+/// magnitude is below 10^11 (as milliseconds that would be before 1973, so
+/// it can only be seconds).
 pub fn timestamp(v: &Value, key: &str, float_seconds: bool) -> Result<DateTime<Utc>, Rejection> {
     let bad = |why: &str| Rejection::new(Reason::InvalidTimestamp, format!("`{key}`: {why}"));
     match v {
@@ -159,12 +161,13 @@ pub fn timestamp(v: &Value, key: &str, float_seconds: bool) -> Result<DateTime<U
                 ))
             }),
         Value::Number(n) => {
-            if let (false, Some(ms)) = (float_seconds, n.as_i64()) {
+            let seconds = |f: f64| float_seconds || f.abs() < 1.0e11;
+            if let Some(ms) = n.as_i64().filter(|i| !seconds(*i as f64)) {
                 Utc.timestamp_millis_opt(ms)
                     .single()
                     .ok_or_else(|| bad("epoch milliseconds out of range"))
             } else if let Some(f) = n.as_f64().filter(|f| f.is_finite()) {
-                let ms = if float_seconds { f * 1000.0 } else { f };
+                let ms = if seconds(f) { f * 1000.0 } else { f };
                 if ms.abs() > 8.0e15 {
                     return Err(bad("epoch value out of range"));
                 }

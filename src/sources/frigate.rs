@@ -142,13 +142,11 @@ pub fn review(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
     if let Some(v) = ts_value.filter(|v| !v.is_null()) {
         d.ts = Some(timestamp(v, "start_time", true).map_err(reject)?);
     }
-    d.dedup = Some(match kind {
-        "update" => format!(
-            "frigate-review:{id}:update:{}",
-            d.ts.map(|t| t.timestamp_millis()).unwrap_or_default()
-        ),
-        other => format!("frigate-review:{id}:{other}"),
-    });
+    // Review updates carry no time of their own that changes: leave them to
+    // the content hash (identical bytes are the same update).
+    if kind != "update" {
+        d.dedup = Some(format!("frigate-review:{id}:{kind}"));
+    }
     d.finish(ctx)
 }
 

@@ -244,20 +244,27 @@ impl<'a> Draft<'a> {
             Some(t) => check_time(t, ctx).map_err(reject)?,
             None => ctx.raw.received_at,
         };
-        let dedup_key = match (self.dedup, self.seq, &device_id) {
-            (Some(k), _, _) => k,
-            (None, Some(seq), Some(dev)) => format!(
+        let dedup_key = match (self.dedup, self.seq, &device_id, self.ts) {
+            (Some(k), ..) => k,
+            // A device sequence number is unique together with the device's
+            // own time (counters restart when a device reboots).
+            (None, Some(seq), Some(dev), Some(t)) => format!(
                 "{}:{}:{}:{}:{}",
                 self.source.as_str(),
                 dev,
                 self.kind,
                 seq,
-                if self.ts.is_some() {
-                    ts.timestamp_millis()
-                } else {
-                    0
-                }
+                t.timestamp_millis()
             ),
+            // A status without a time of its own is never merged: repeating
+            // the same state is harmless, losing a flap is not.
+            (None, _, _, None) if self.kind == "status" => {
+                format!(
+                    "{}:{}",
+                    content_key(ctx.raw, false),
+                    ctx.raw.received_at.timestamp_micros()
+                )
+            }
             _ => content_key(ctx.raw, self.ts.is_some()),
         };
         Ok(Event {
@@ -270,6 +277,10 @@ impl<'a> Draft<'a> {
             seq: self.seq,
             attrs: self.attrs,
             dedup_key,
+            retained: ctx.raw.retained,
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

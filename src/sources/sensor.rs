@@ -3,7 +3,7 @@
 //!
 //! ```json
 //! {"ts":"2026-11-23T05:00:00+07:00","rain_mm":12.5,"water_level_cm":184}
-//! {"ts":1763848800000,"values":{"temperature_c":1.5}}
+//! {"ts":1795406400000,"values":{"temperature_c":1.5}}
 //! ```
 //!
 //! Numbers and booleans (as 0/1) become metrics; other fields are kept in the

@@ -1,0 +1,197 @@
+//! Decoder unit tests: one behaviour each, on hand-written payloads.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::Decoder;
+use crate::config::load_str;
+use crate::model::{Raw, Reason, Registry, Source};
+
+const CONFIG: &str = r#"
+[commune]
+id = "binh-lu"
+name = "Xã Bình Lư"
+[[village]]
+id = "tan-binh"
+name = "Bản Tân Bình"
+[[camera]]
+id = "cam-01"
+village = "tan-binh"
+frigate_name = "cong"
+[[speaker]]
+id = "spk-01"
+[[sensor]]
+id = "rain-01"
+village = "tan-binh"
+"#;
+
+fn decoder() -> Decoder {
+    let c = load_str(CONFIG, "t.toml", &[]).expect("config");
+    Decoder::new(Arc::new(Registry::from_config(&c)), c.ingest.clone(), false)
+}
+
+fn raw(topic: &str, payload: &str, at: DateTime<Utc>) -> Raw {
+    Raw {
+        topic: topic.into(),
+        payload: payload.as_bytes().to_vec(),
+        received_at: at,
+        retained: false,
+    }
+}
+
+#[test]
+fn other_communes_are_rejected() {
+    let r = decoder()
+        .decode(&raw("ioc/lung-phinh/procedure/dossier", "{}", Utc::now()))
+        .unwrap_err();
+    assert_eq!(r.reason, Reason::WrongCommune);
+}
+
+#[test]
+fn repeated_plain_status_is_not_merged() {
+    let d = decoder();
+    let t = Utc::now();
+    let a = d
+        .decode(&raw("ioc/binh-lu/camera/cam-01/status", "online", t))
+        .unwrap();
+    let b = d
+        .decode(&raw(
+            "ioc/binh-lu/camera/cam-01/status",
+            "online",
+            t + Duration::seconds(5),
+        ))
+        .unwrap();
+    assert_ne!(
+        a.dedup_key, b.dedup_key,
+        "an online → offline → online flap must survive"
+    );
+    assert_eq!(a.attr_str("state"), Some("online"));
+}
+
+#[test]
+fn seq_without_ts_does_not_collide_across_payloads() {
+    let d = decoder();
+    let t = Utc::now();
+    let a = d
+        .decode(&raw(
+            "ioc/binh-lu/camera/cam-01/event",
+            r#"{"seq":5,"kind":"detection","label":"person"}"#,
+            t,
+        ))
+        .unwrap();
+    let b = d
+        .decode(&raw(
+            "ioc/binh-lu/camera/cam-01/event",
+            r#"{"seq":5,"kind":"detection","label":"car"}"#,
+            t,
+        ))
+        .unwrap();
+    assert_ne!(a.dedup_key, b.dedup_key);
+    let ts = t.to_rfc3339();
+    let p = format!(r#"{{"ts":"{ts}","seq":5,"kind":"detection","label":"person"}}"#);
+    let c = d
+        .decode(&raw("ioc/binh-lu/camera/cam-01/event", &p, t))
+        .unwrap();
+    let again = d
+        .decode(&raw(
+            "ioc/binh-lu/camera/cam-01/event",
+            &p.replace("person", "person\" ,\"zone\":\"x"),
+            t,
+        ))
+        .unwrap();
+    assert_eq!(
+        c.dedup_key, again.dedup_key,
+        "same device, seq and time: the same event"
+    );
+}
+
+#[test]
+fn epoch_timestamps_in_seconds_or_milliseconds() {
+    let d = decoder();
+    let now = Utc::now();
+    for ts in [
+        now.timestamp().to_string(),
+        now.timestamp_millis().to_string(),
+        format!("{}.25", now.timestamp()),
+    ] {
+        let p = format!(r#"{{"ts":{ts},"rain_mm":1.5}}"#);
+        let e = d
+            .decode(&raw("ioc/binh-lu/sensor/rain-01/telemetry", &p, now))
+            .unwrap();
+        assert!((e.ts - now).num_seconds().abs() <= 1, "{ts} → {}", e.ts);
+    }
+}
+
+#[test]
+fn thingsboard_shape_and_flat_shape() {
+    let d = decoder();
+    let now = Utc::now();
+    let tb = format!(
+        r#"{{"ts":{},"values":{{"rain_mm":12.5,"ok":true,"unit":"mm"}}}}"#,
+        now.timestamp_millis()
+    );
+    let e = d
+        .decode(&raw("ioc/binh-lu/sensor/rain-01/telemetry", &tb, now))
+        .unwrap();
+    assert_eq!(e.attr_f64("rain_mm"), Some(12.5));
+    assert_eq!(e.attr_f64("ok"), Some(1.0));
+    assert!(e.attrs.get("unit").is_none());
+    assert_eq!(e.village.as_deref(), Some("tan-binh"));
+    let r = d
+        .decode(&raw(
+            "ioc/binh-lu/sensor/rain-01/telemetry",
+            r#"{"unit":"mm"}"#,
+            now,
+        ))
+        .unwrap_err();
+    assert_eq!(r.reason, Reason::MissingField);
+    assert_eq!(r.device.as_deref(), Some("rain-01"));
+}
+
+#[test]
+fn frigate_sub_label_shapes_and_unknown_camera() {
+    let d = decoder();
+    let now = Utc::now();
+    let t = now.timestamp() as f64 + 0.5;
+    for sub in ["null", "\"Nam\"", "[\"Nam\", 0.9]"] {
+        let p = format!(
+            r#"{{"type":"new","before":{{}},"after":{{"id":"o1","camera":"cong","label":"person","sub_label":{sub},"start_time":{t},"frame_time":{t},"new_key":1}}}}"#
+        );
+        let e = d.decode(&raw("frigate/events", &p, now)).unwrap();
+        assert_eq!(e.source, Source::Camera);
+        assert_eq!(e.device.as_deref(), Some("cam-01"));
+        assert_eq!(e.kind, "detection");
+        assert_eq!(e.dedup_key, "frigate:o1:new");
+    }
+    let p = r#"{"type":"new","after":{"id":"o2","camera":"garage","label":"person"}}"#;
+    let r = d.decode(&raw("frigate/events", p, now)).unwrap_err();
+    assert_eq!(r.reason, Reason::UnknownDevice);
+    let p = r#"{"type":"new","after":{"id":"o3","camera":"cong","label":"person","sub_label":5}}"#;
+    assert_eq!(
+        d.decode(&raw("frigate/events", p, now)).unwrap_err().reason,
+        Reason::InvalidField
+    );
+}
+
+#[test]
+fn skew_limits() {
+    let d = decoder();
+    let now = Utc::now();
+    let soon = (now + Duration::seconds(60)).to_rfc3339();
+    let p = format!(r#"{{"ts":"{soon}","dossier_id":"a","event":"received","channel":"online"}}"#);
+    assert!(
+        d.decode(&raw("ioc/binh-lu/procedure/dossier", &p, now))
+            .is_ok(),
+        "a minute of skew is tolerated"
+    );
+    let naive =
+        r#"{"ts":"2026-11-23T08:00:00","dossier_id":"a","event":"received","channel":"online"}"#;
+    assert_eq!(
+        d.decode(&raw("ioc/binh-lu/procedure/dossier", naive, now))
+            .unwrap_err()
+            .reason,
+        Reason::InvalidTimestamp,
+        "a time without offset is ambiguous"
+    );
+}
