@@ -558,3 +558,23 @@ async fn state_survives_restart_and_history_answers_buckets() {
         assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_broker_end_to_end() {
+    let port = common::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(port, &dir.path().join("store")).replace(
+        "[mqtt]\nhost = \"127.0.0.1\"",
+        "[mqtt]\nembedded = true\nhost = \"127.0.0.1\"",
+    );
+    assert!(config.contains("embedded = true"));
+    let b = Backend::start(dir.path(), &config);
+    b.wait_ready().await;
+    let mut p = Publisher::new(port);
+    for i in 0..19 {
+        p.send(DOSSIER, &dossier_received(&format!("e-{i}"), "online", Some("na-da"))).await;
+    }
+    p.send(DOSSIER, &dossier_received("e-x", "direct", Some("na-da"))).await;
+    let v = wait_value(&b, "dossier_online_ratio", "today", "na-da", 95.0).await;
+    assert_eq!(v["status"], "met");
+}
