@@ -572,9 +572,14 @@ async fn embedded_broker_end_to_end() {
     b.wait_ready().await;
     let mut p = Publisher::new(port);
     for i in 0..19 {
-        p.send(DOSSIER, &dossier_received(&format!("e-{i}"), "online", Some("na-da"))).await;
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("e-{i}"), "online", Some("na-da")),
+        )
+        .await;
     }
-    p.send(DOSSIER, &dossier_received("e-x", "direct", Some("na-da"))).await;
+    p.send(DOSSIER, &dossier_received("e-x", "direct", Some("na-da")))
+        .await;
     let v = wait_value(&b, "dossier_online_ratio", "today", "na-da", 95.0).await;
     assert_eq!(v["status"], "met");
 }

@@ -140,6 +140,7 @@ pub async fn run(
         Duration::from_millis(config.mqtt.backoff_max_ms),
     );
     let broker = format!("{}:{}", config.mqtt.host, config.mqtt.port);
+    let mut last_error: Option<String> = None;
     loop {
         let event = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -149,6 +150,7 @@ pub async fn run(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 let gen = epoch.fetch_add(1, Ordering::AcqRel) + 1;
                 backoff.reset();
+                last_error = None;
                 shared.metrics.mqtt_connects.inc();
                 shared.metrics.mqtt_connected.set(1);
                 shared.mqtt_connected.store(true, Ordering::Relaxed);
@@ -212,11 +214,17 @@ pub async fn run(
                 shared.metrics.mqtt_connection_errors.inc();
                 epoch.fetch_add(1, Ordering::AcqRel);
                 let delay = backoff.next_delay();
+                let text = e.to_string();
+                let retry_in_ms = delay.as_millis() as u64;
                 if was {
-                    tracing::warn!(%broker, error = %e, retry_in_ms = delay.as_millis() as u64, "lost MQTT connection");
+                    tracing::warn!(%broker, error = %text, retry_in_ms, "lost MQTT connection");
+                } else if last_error.as_deref() != Some(text.as_str()) {
+                    // Say why once; repeats of the same failure go to debug.
+                    tracing::warn!(%broker, error = %text, retry_in_ms, "cannot connect to the MQTT broker; retrying");
                 } else {
-                    tracing::debug!(%broker, error = %e, retry_in_ms = delay.as_millis() as u64, "MQTT connect failed");
+                    tracing::debug!(%broker, error = %text, retry_in_ms, "MQTT connect failed");
                 }
+                last_error = Some(text);
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}

@@ -71,8 +71,16 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Start with persistence on (so a restart keeps sessions and queues).
     pub fn start() -> Mosquitto {
+        Mosquitto::start_prepared(|_| String::new())
+    }
+
+    /// Start after `prepare` wrote files into the broker's directory and
+    /// returned extra mosquitto.conf lines (listeners, TLS, passwords).
+    pub fn start_prepared(prepare: impl FnOnce(&Path) -> String) -> Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir for mosquitto");
         let port = free_port();
+        let extra = prepare(dir.path());
+        std::fs::write(dir.path().join("extra.conf"), extra).expect("write extra mosquitto config");
         let mut m = Mosquitto {
             child: None,
             port,
@@ -82,13 +90,21 @@ impl Mosquitto {
         m
     }
 
+    /// The broker's working directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn spawn(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
+        let extra = std::fs::read_to_string(self.dir.path().join("extra.conf")).unwrap_or_default();
+        let anonymous = !extra.contains("password_file");
         let mut f = std::fs::File::create(&conf).expect("write mosquitto.conf");
         writeln!(
             f,
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\n\
-             max_queued_messages 1000000\nmax_inflight_messages 1000\nlog_dest file {dir}/mosquitto.log\n",
+            "per_listener_settings false\nallow_anonymous {anonymous}\npersistence true\n\
+             persistence_location {dir}/\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n\
+             log_dest file {dir}/mosquitto.log\nlistener {port} 127.0.0.1\n{extra}",
             port = self.port,
             dir = self.dir.path().display()
         )
@@ -501,6 +517,7 @@ pub struct Publisher {
     port: u16,
     conn: Option<(AsyncClient, rumqttc::EventLoop)>,
     id: String,
+    credentials: Option<(String, String)>,
 }
 
 impl Publisher {
@@ -510,13 +527,24 @@ impl Publisher {
             port,
             conn: None,
             id: format!("test-pub-{}-{}", std::process::id(), free_port()),
+            credentials: None,
         }
+    }
+
+    /// A publisher that logs in with a username and password.
+    pub fn with_credentials(port: u16, user: &str, pass: &str) -> Publisher {
+        let mut p = Publisher::new(port);
+        p.credentials = Some((user.into(), pass.into()));
+        p
     }
 
     async fn connect(&mut self) -> bool {
         let mut opts = MqttOptions::new(self.id.clone(), "127.0.0.1", self.port);
         opts.set_keep_alive(Duration::from_secs(10));
         opts.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
+        if let Some((u, p)) = &self.credentials {
+            opts.set_credentials(u.clone(), p.clone());
+        }
         let (client, mut el) = AsyncClient::new(opts, 16);
         let ok = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
