@@ -143,7 +143,11 @@ fn apply_env(text: &str, origin: &str, env: &[(String, String)]) -> Result<Confi
             Err(e) => {
                 let key = clean_path(&e.path().to_string());
                 let inner = e.into_inner();
-                let wants_string = inner.message().contains("expected a string");
+                let wants_string = inner
+                    .message()
+                    .split("expected")
+                    .nth(1)
+                    .is_some_and(|t| t.contains("string"));
                 if let Some((_, _, raw)) =
                     sources.iter().find(|(p, _, _)| *p == key && wants_string)
                 {
