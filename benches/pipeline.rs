@@ -427,6 +427,11 @@ impl Scrape {
         self.sum("ioc_duplicates_total") as u64
     }
 
+    /// New rows: events plus dead letters (duplicates excluded).
+    fn new_rows(&self) -> u64 {
+        self.committed() + self.dead()
+    }
+
     /// Messages whose commit finished (received is counted before commit).
     fn accounted(&self) -> u64 {
         self.committed() + self.dead() + self.duplicates()
@@ -804,9 +809,9 @@ impl Env<'_> {
 
     fn stuck(&self, what: &str, expected: u64, delta: &Scrape, acked: u64) -> anyhow::Error {
         anyhow!(
-            "TIMEOUT after {:?} waiting for {what}: expected {expected} messages; broker acknowledged {acked} \
-             publishes; server received {}, committed {} events, {} dead letters, {} duplicates.\n\
-             Last lines of the server log ({}):\n{}",
+            "TIMEOUT after {:?} waiting for {what}: expected {expected} new rows; the broker acknowledged \
+             {acked} publishes; the server received {} messages and committed {} events, {} dead letters \
+             and {} duplicates.\nLast lines of the server log ({}):\n{}",
             self.timeout,
             delta.received(),
             delta.committed(),
@@ -868,59 +873,170 @@ async fn wait_subscribed(env: &mut Env<'_>) -> Result<Scrape> {
     }
 }
 
-struct BurstResult {
-    events: usize,
-    wall: f64,
+/// One row of a phase's timeline: counts since the phase started, CPU over
+/// the last interval.
+struct Sample {
+    at: f64,
+    sent: u64,
+    acked: u64,
+    new: u64,
+    duplicates: u64,
+    batches: u64,
+    server_pct: f64,
+    broker_pct: f64,
+}
+
+struct Sampler {
+    t0: Instant,
+    next: Instant,
+    last_at: f64,
+    last_cpu: Cpu,
+    samples: Vec<Sample>,
+}
+
+impl Sampler {
+    fn new(t0: Instant, cpu: Cpu) -> Sampler {
+        Sampler {
+            t0,
+            next: t0 + Duration::from_secs(1),
+            last_at: 0.0,
+            last_cpu: cpu,
+            samples: Vec::new(),
+        }
+    }
+
+    fn due(&self) -> bool {
+        Instant::now() >= self.next
+    }
+
+    fn record(&mut self, env: &Env<'_>, sent: u64, acked: u64, d: &Scrape) -> Result<()> {
+        self.next += Duration::from_secs(1);
+        let at = self.t0.elapsed().as_secs_f64();
+        let cpu = env.cpu()?;
+        let (server, broker, _) = cpu.since(&self.last_cpu, env.tck);
+        let span = (at - self.last_at).max(1e-3);
+        self.samples.push(Sample {
+            at,
+            sent,
+            acked,
+            new: d.new_rows(),
+            duplicates: d.duplicates(),
+            batches: d.batches(),
+            server_pct: 100.0 * server / span,
+            broker_pct: 100.0 * broker / span,
+        });
+        self.last_at = at;
+        self.last_cpu = cpu;
+        Ok(())
+    }
+}
+
+/// What one phase measured.
+struct Phase {
+    total: usize,
+    /// Paced rate, `None` for the burst.
+    rate: Option<u64>,
+    /// First publish → last PUBACK from the broker.
     publish_secs: f64,
+    /// First publish → every message committed.
+    wall: f64,
     server_cpu: f64,
     broker_cpu: f64,
     bench_cpu: f64,
+    samples: Vec<Sample>,
     delta: Scrape,
 }
 
-async fn burst(env: &mut Env<'_>, base: &Scrape, messages: Vec<Message>) -> Result<BurstResult> {
-    let n = messages.len();
-    let mut parts: Vec<Vec<Message>> = (0..env.pubs.len())
-        .map(|_| Vec::with_capacity(n / 2 + 1))
-        .collect();
-    for (i, m) in messages.into_iter().enumerate() {
-        parts[i % env.pubs.len()].push(m);
-    }
+/// Publish `messages` (as fast as possible, or paced at `rate`) and wait
+/// until the journal has committed each as a new row.
+async fn run_phase(
+    env: &mut Env<'_>,
+    base: &Scrape,
+    messages: Vec<Message>,
+    rate: Option<u64>,
+) -> Result<Phase> {
+    let total = messages.len();
+    let sent = Arc::new(AtomicU64::new(0));
+    let clients: Vec<AsyncClient> = env.pubs.iter().map(|p| p.client.clone()).collect();
     let acked_base = total_acked(env.pubs);
     let cpu0 = env.cpu()?;
     let t0 = Instant::now();
-    let mut senders = Vec::new();
-    for (p, part) in env.pubs.iter().zip(parts) {
-        let client = p.client.clone();
-        senders.push(tokio::spawn(async move {
-            for m in part {
-                client
-                    .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
-                    .await?;
+    let mut sampler = Sampler::new(t0, cpu0);
+
+    let mut senders: Vec<JoinHandle<Result<(), rumqttc::ClientError>>> = Vec::new();
+    match rate {
+        None => {
+            // One task per connection, each with every other message.
+            let mut parts: Vec<Vec<Message>> = (0..clients.len())
+                .map(|_| Vec::with_capacity(total / clients.len() + 1))
+                .collect();
+            for (i, m) in messages.into_iter().enumerate() {
+                parts[i % clients.len()].push(m);
             }
-            Ok::<(), rumqttc::ClientError>(())
-        }));
+            for (client, part) in clients.into_iter().zip(parts) {
+                let sent = Arc::clone(&sent);
+                senders.push(tokio::spawn(async move {
+                    for m in part {
+                        client
+                            .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+                            .await?;
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
+                }));
+            }
+        }
+        Some(rate) => {
+            // One pacer: every 5 ms, publish what is due since the start.
+            let sent = Arc::clone(&sent);
+            senders.push(tokio::spawn(async move {
+                let start = Instant::now();
+                let mut tick = tokio::time::interval(Duration::from_millis(5));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut done = 0usize;
+                let mut it = messages.into_iter();
+                while done < total {
+                    tick.tick().await;
+                    let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize).min(total);
+                    while done < due {
+                        let Some(m) = it.next() else { break };
+                        clients[done % clients.len()]
+                            .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+                            .await?;
+                        done += 1;
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            }));
+        }
     }
 
-    let mut publish_done: Option<f64> = None;
+    let acked = |pubs: &[Publisher]| total_acked(pubs) - acked_base;
+    let mut publish_secs: Option<f64> = None;
     let mut next_scrape = t0;
     let (wall, last) = loop {
-        if publish_done.is_none() && total_acked(env.pubs) - acked_base >= n as u64 {
-            publish_done = Some(t0.elapsed().as_secs_f64());
+        if publish_secs.is_none() && acked(env.pubs) >= total as u64 {
+            publish_secs = Some(t0.elapsed().as_secs_f64());
         }
         if Instant::now() >= next_scrape {
             next_scrape += Duration::from_millis(50);
             let s = env.http.scrape().await?;
             let d = s.minus(base);
-            if d.received() >= n as u64 && d.accounted() >= d.received() {
+            if sampler.due() {
+                sampler.record(env, sent.load(Ordering::Relaxed), acked(env.pubs), &d)?;
+            }
+            // Every message is unique: done when each is a new row and no
+            // batch is half-way (received counts a batch before its commit).
+            if d.new_rows() >= total as u64 && d.accounted() >= d.received() {
                 break (t0.elapsed().as_secs_f64(), s);
             }
             if t0.elapsed() > env.timeout {
                 return Err(env.stuck(
-                    "the burst to be committed",
-                    n as u64,
+                    "the messages to be committed",
+                    total as u64,
                     &d,
-                    total_acked(env.pubs) - acked_base,
+                    acked(env.pubs),
                 ));
             }
             env.alive()?;
@@ -935,9 +1051,9 @@ async fn burst(env: &mut Env<'_>, base: &Scrape, messages: Vec<Message>) -> Resu
     }
     // Committed before the last PUBACK reached us (possible within a scrape
     // interval): wait for it.
-    while publish_done.is_none() {
-        if total_acked(env.pubs) - acked_base >= n as u64 {
-            publish_done = Some(t0.elapsed().as_secs_f64());
+    while publish_secs.is_none() {
+        if acked(env.pubs) >= total as u64 {
+            publish_secs = Some(t0.elapsed().as_secs_f64());
         } else if t0.elapsed() > env.timeout {
             bail!("the broker never acknowledged every publish");
         } else {
@@ -946,125 +1062,15 @@ async fn burst(env: &mut Env<'_>, base: &Scrape, messages: Vec<Message>) -> Resu
         }
     }
     let (server_cpu, broker_cpu, bench_cpu) = cpu1.since(&cpu0, env.tck);
-    Ok(BurstResult {
-        events: n,
+    Ok(Phase {
+        total,
+        rate,
+        publish_secs: publish_secs.unwrap_or(wall),
         wall,
-        publish_secs: publish_done.unwrap_or(wall),
         server_cpu,
         broker_cpu,
         bench_cpu,
-        delta: last.minus(base),
-    })
-}
-
-struct Sample {
-    at: f64,
-    published: u64,
-    received: u64,
-    committed: u64,
-}
-
-struct SteadyResult {
-    target_rate: u64,
-    total: usize,
-    publish_secs: f64,
-    samples: Vec<Sample>,
-    drain_secs: f64,
-    server_cpu: f64,
-    broker_cpu: f64,
-    wall: f64,
-    delta: Scrape,
-}
-
-async fn steady(
-    env: &mut Env<'_>,
-    base: &Scrape,
-    rate: u64,
-    messages: Vec<Message>,
-) -> Result<SteadyResult> {
-    let total = messages.len();
-    let published = Arc::new(AtomicU64::new(0));
-    let clients: Vec<AsyncClient> = env.pubs.iter().map(|p| p.client.clone()).collect();
-    let cpu0 = env.cpu()?;
-    let t0 = Instant::now();
-    let pacer = {
-        let published = Arc::clone(&published);
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_millis(5));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            let mut sent = 0usize;
-            let mut it = messages.into_iter();
-            while sent < total {
-                tick.tick().await;
-                let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize).min(total);
-                while sent < due {
-                    let Some(m) = it.next() else { break };
-                    clients[sent % clients.len()]
-                        .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
-                        .await?;
-                    sent += 1;
-                    published.store(sent as u64, Ordering::Relaxed);
-                }
-            }
-            Ok::<f64, rumqttc::ClientError>(start.elapsed().as_secs_f64())
-        })
-    };
-
-    let mut samples = Vec::new();
-    let mut next_sample = t0 + Duration::from_secs(1);
-    let mut publish_secs: Option<f64> = None;
-    let mut pacer = Some(pacer);
-    let (wall, last) = loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Some(p) = pacer.as_ref() {
-            if p.is_finished() {
-                let p = pacer.take().context("the pacer task vanished")?;
-                let secs = p
-                    .await
-                    .context("the pacing task panicked")?
-                    .context("publishing a message")?;
-                publish_secs = Some(secs);
-            }
-        }
-        let sample_due = Instant::now() >= next_sample;
-        if sample_due || publish_secs.is_some() {
-            let s = env.http.scrape().await?;
-            let d = s.minus(base);
-            if sample_due {
-                next_sample += Duration::from_secs(1);
-                samples.push(Sample {
-                    at: t0.elapsed().as_secs_f64(),
-                    published: published.load(Ordering::Relaxed),
-                    received: d.received(),
-                    committed: d.accounted(),
-                });
-            }
-            if publish_secs.is_some()
-                && d.received() >= total as u64
-                && d.accounted() >= d.received()
-            {
-                break (t0.elapsed().as_secs_f64(), s);
-            }
-            if t0.elapsed() > env.timeout {
-                let acked = total_acked(env.pubs);
-                return Err(env.stuck("the steady phase to be committed", total as u64, &d, acked));
-            }
-            env.alive()?;
-        }
-    };
-    let cpu1 = env.cpu()?;
-    let (server_cpu, broker_cpu, _) = cpu1.since(&cpu0, env.tck);
-    let publish_secs = publish_secs.unwrap_or(wall);
-    Ok(SteadyResult {
-        target_rate: rate,
-        total,
-        publish_secs,
-        samples,
-        drain_secs: (wall - publish_secs).max(0.0),
-        server_cpu,
-        broker_cpu,
-        wall,
+        samples: sampler.samples,
         delta: last.minus(base),
     })
 }
@@ -1105,14 +1111,13 @@ fn thousands(n: f64) -> String {
     out
 }
 
-fn print_batches(d: &Scrape, messages: u64) {
+fn print_batches(d: &Scrape) {
     let batches = d.batches();
     let secs_sum = d.sum("ioc_journal_batch_seconds_sum");
-    let mean_size = messages as f64 / batches.max(1) as f64;
     println!(
-        "  journal batches          {} (mean {:.0} messages/batch; mean commit {}, p50 ≤ {}, p99 ≤ {}; {:.2} s in commits)",
+        "  journal batches          {} (mean {:.0} messages/batch; commit mean {}, p50 ≤ {}, p99 ≤ {}; {:.2} s committing)",
         thousands(batches as f64),
-        mean_size,
+        d.received() as f64 / batches.max(1) as f64,
         ms(Some(secs_sum / batches.max(1) as f64)),
         ms(d.batch_seconds_quantile(0.5)),
         ms(d.batch_seconds_quantile(0.99)),
@@ -1120,49 +1125,88 @@ fn print_batches(d: &Scrape, messages: u64) {
     );
 }
 
-fn print_outcome(d: &Scrape, sent: u64) {
+fn print_outcome(d: &Scrape) {
     println!(
-        "  outcome                  received {}, committed {} ({}), dead letters {} ({}), duplicates {}",
-        d.received(),
+        "  outcome                  committed {} events ({}), {} dead letters ({}), {} duplicates (redeliveries); {} received",
         d.committed(),
         by_label_line(d, "ioc_events_committed_total"),
         d.dead(),
         by_label_line(d, "ioc_dead_letters_total"),
-        d.duplicates()
+        d.duplicates(),
+        d.received()
     );
-    if d.dead() > 0 || d.duplicates() > 0 || d.received() != sent {
+    if d.dead() > 0 {
+        println!("  WARNING                  dead letters in generated traffic: the decoder rejected simulator messages");
+    }
+    if d.duplicates() > 0 {
         println!(
-            "  WARNING                  expected {sent} new events and no dead letters or duplicates: the \
-             throughput figures include messages the backend did not treat as new events"
+            "  WARNING                  {} duplicates: every generated message is unique, so the broker redelivered \
+             messages (the backend reconnected; see the server log with BENCH_KEEP=1)",
+            d.duplicates()
         );
     }
 }
 
-fn report_burst(r: &BurstResult, rss_kib: u64) {
-    let n = r.events as f64;
+fn print_timeline(p: &Phase) {
+    if p.samples.is_empty() {
+        return;
+    }
+    println!("  timeline                 (cumulative; CPU % of one core over the last second)");
+    let show = |s: &Sample| {
+        let backlog = s.sent.saturating_sub(s.new);
+        println!(
+            "    t={:>5.1}s sent {:>8} acked {:>8} committed {:>8} backlog {:>7} dups {:>7} batches {:>6}  cpu server {:>3.0}% broker {:>3.0}%",
+            s.at, s.sent, s.acked, s.new, backlog, s.duplicates, s.batches, s.server_pct, s.broker_pct
+        );
+    };
+    let n = p.samples.len();
+    if n <= 24 {
+        p.samples.iter().for_each(show);
+    } else {
+        p.samples[..16].iter().for_each(show);
+        println!("    … {} more seconds …", n - 22);
+        p.samples[n - 6..].iter().for_each(show);
+    }
+}
+
+fn print_bottleneck(p: &Phase) {
+    if p.broker_cpu > 2.0 * p.server_cpu {
+        println!(
+            "  NOTE                     the broker, not the backend, limited this run: mosquitto used {:.1} CPU-s, \
+             {:.1}× the server's {:.1} s (mosquitto 2.0 spends time proportional to the messages outstanding for \
+             the subscriber on each PUBACK)",
+            p.broker_cpu,
+            p.broker_cpu / p.server_cpu.max(1e-3),
+            p.server_cpu
+        );
+    }
+}
+
+fn report_burst(p: &Phase, rss_kib: u64) {
+    let n = p.total as f64;
     println!(
-        "phase 1: burst ({} messages, QoS 1, 2 publisher connections, as fast as possible)",
-        r.events
+        "phase 1: burst ({} messages, QoS 1, 2 publisher connections, as fast as the broker takes them)",
+        thousands(n)
     );
     println!("  events                   {}", thousands(n));
     println!(
         "  wall time                {:.2} s (first publish → all committed)",
-        r.wall
+        p.wall
     );
     println!(
         "  end-to-end throughput    {} events/s",
-        thousands(n / r.wall)
+        thousands(n / p.wall)
     );
     println!(
-        "  publisher-side rate      {} msg/s (all PUBACKed after {:.2} s)",
-        thousands(n / r.publish_secs),
-        r.publish_secs
+        "  publisher-side rate      {} msg/s (all PUBACKed by the broker after {:.2} s)",
+        thousands(n / p.publish_secs),
+        p.publish_secs
     );
     println!(
-        "  server CPU               {:.2} s ({:.2} CPU-s per million events, {:.2} cores busy on average)",
-        r.server_cpu,
-        r.server_cpu / n * 1e6,
-        r.server_cpu / r.wall
+        "  server CPU               {:.2} s ({:.2} CPU-s per million events; {:.2} cores on average)",
+        p.server_cpu,
+        p.server_cpu / n * 1e6,
+        p.server_cpu / p.wall
     );
     println!(
         "  server peak RSS (VmHWM)  {:.1} MiB",
@@ -1170,77 +1214,72 @@ fn report_burst(r: &BurstResult, rss_kib: u64) {
     );
     println!(
         "  mosquitto CPU            {:.2} s ({:.2} CPU-s per million)",
-        r.broker_cpu,
-        r.broker_cpu / n * 1e6
+        p.broker_cpu,
+        p.broker_cpu / n * 1e6
     );
     println!(
-        "  bench process CPU        {:.2} s (publishers, scraping)",
-        r.bench_cpu
+        "  bench process CPU        {:.2} s (publishers and scraping)",
+        p.bench_cpu
     );
-    print_batches(&r.delta, r.delta.received());
-    print_outcome(&r.delta, r.events as u64);
+    print_batches(&p.delta);
+    print_outcome(&p.delta);
+    print_timeline(p);
+    print_bottleneck(p);
 }
 
-fn report_steady(r: &SteadyResult) -> bool {
-    let achieved = r.total as f64 / r.publish_secs.max(1e-9);
-    let final_backlog = r
+fn report_steady(p: &Phase) -> bool {
+    let rate = p.rate.unwrap_or(0);
+    let achieved = p.total as f64 / p.publish_secs.max(1e-9);
+    let during: Vec<&Sample> = p
         .samples
         .iter()
-        .rfind(|s| s.at <= r.publish_secs + 0.05)
-        .map(|s| s.published.saturating_sub(s.received))
-        .unwrap_or(0);
-    let max_backlog = r
-        .samples
-        .iter()
-        .map(|s| s.published.saturating_sub(s.received))
-        .max()
-        .unwrap_or(0);
-    let allowed = (r.target_rate / 2).max(1);
-    let kept_up =
-        achieved >= 0.98 * r.target_rate as f64 && final_backlog <= allowed && r.drain_secs < 1.0;
+        .filter(|s| s.at <= p.publish_secs + 0.05)
+        .collect();
+    let backlog = |s: &Sample| s.sent.saturating_sub(s.new);
+    let end_backlog = during.last().map(|s| backlog(s)).unwrap_or(0);
+    let max_backlog = p.samples.iter().map(backlog).max().unwrap_or(0);
+    let drain = (p.wall - p.publish_secs).max(0.0);
+    let allowed = (rate / 2).max(1);
+    let kept_up = achieved >= 0.98 * rate as f64
+        && end_backlog <= allowed
+        && drain < 1.0
+        && p.delta.duplicates() == 0;
     println!(
         "phase 2: steady ({} msg/s for {:.0} s, paced every 5 ms over 2 connections)",
-        thousands(r.target_rate as f64),
-        r.total as f64 / r.target_rate.max(1) as f64
+        thousands(rate as f64),
+        p.total as f64 / rate.max(1) as f64
     );
     println!(
         "  published                {} in {:.2} s ({} msg/s achieved)",
-        thousands(r.total as f64),
-        r.publish_secs,
+        thousands(p.total as f64),
+        p.publish_secs,
         thousands(achieved)
     );
-    println!("  backlog each second      (published − received by the journal; committed lags received by ≤ 1 batch)");
-    for s in &r.samples {
-        println!(
-            "    t={:>5.1} s  published {:>9}  received {:>9}  committed {:>9}  backlog {:>7}",
-            s.at,
-            s.published,
-            s.received,
-            s.committed,
-            s.published.saturating_sub(s.received)
-        );
-    }
     println!(
-        "  max backlog              {} messages; at the end of publishing {}; drained {:.2} s after the last publish",
-        max_backlog, final_backlog, r.drain_secs
+        "  backlog                  max {} messages (sent − committed, sampled each second); {} at the last sample \
+         while publishing; all committed {:.2} s after the last PUBACK",
+        max_backlog, end_backlog, drain
     );
     println!(
         "  server CPU               {:.2} s ({:.2} cores at {} msg/s; {:.2} CPU-s per million); mosquitto {:.2} s",
-        r.server_cpu,
-        r.server_cpu / r.wall,
-        thousands(r.target_rate as f64),
-        r.server_cpu / r.total.max(1) as f64 * 1e6,
-        r.broker_cpu
+        p.server_cpu,
+        p.server_cpu / p.wall,
+        thousands(rate as f64),
+        p.server_cpu / p.total.max(1) as f64 * 1e6,
+        p.broker_cpu
     );
-    print_batches(&r.delta, r.delta.received());
-    print_outcome(&r.delta, r.total as u64);
+    print_batches(&p.delta);
+    print_outcome(&p.delta);
+    print_timeline(p);
+    print_bottleneck(p);
     println!(
         "  kept up                  {}",
         if kept_up {
-            "YES (rate achieved, backlog ≤ 0.5 s of traffic, drained within 1 s)".to_string()
+            "YES (rate achieved, backlog ≤ 0.5 s of traffic, drained within 1 s, no redeliveries)"
+                .to_string()
         } else {
             format!(
-                "NO (needs ≥ 98 % of the rate, backlog ≤ {allowed} at the end and a drain < 1 s)"
+                "NO (needs ≥ 98 % of the rate, backlog ≤ {allowed} at the end, a drain < 1 s and no redeliveries)"
             )
         }
     );
@@ -1288,6 +1327,9 @@ async fn main() {
 async fn run(mosquitto: &Path) -> Result<()> {
     let settings = Settings::from_env()?;
     let tck = clock_ticks();
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into());
     let mut builder = tempfile::Builder::new();
     builder.prefix("ioc-bench-").disable_cleanup(settings.keep);
     let dir = match &settings.base_dir {
@@ -1397,10 +1439,11 @@ async fn run(mosquitto: &Path) -> Result<()> {
     println!("==================== commune-ioc end-to-end ingest benchmark ====================");
     println!("command                    {COMMAND}");
     println!(
-        "machine                    {} CPUs; store on {} ({})",
+        "machine                    {} CPUs, load average {} before the run; store on {} ({})",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
+        load_average,
         filesystem_of(dir.path()),
         store.display()
     );
@@ -1425,15 +1468,15 @@ async fn run(mosquitto: &Path) -> Result<()> {
     );
     println!();
 
-    let burst_result = burst(&mut env, &base, burst_msgs).await?;
+    let burst = run_phase(&mut env, &base, burst_msgs, None).await?;
     let rss = peak_rss_kib(env.server.pid())?;
-    report_burst(&burst_result, rss);
+    report_burst(&burst, rss);
     println!();
 
     if !steady_msgs.is_empty() {
         let base2 = env.http.scrape().await?;
-        let steady_result = steady(&mut env, &base2, settings.rate, steady_msgs).await?;
-        report_steady(&steady_result);
+        let steady = run_phase(&mut env, &base2, steady_msgs, Some(settings.rate)).await?;
+        report_steady(&steady);
         println!(
             "  server peak RSS (VmHWM)  {:.1} MiB (whole run)",
             peak_rss_kib(env.server.pid())? as f64 / 1024.0

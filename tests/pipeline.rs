@@ -11,22 +11,6 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn wait_value(b: &Backend, id: &str, window: &str, scope: &str, want: f64) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let v = b.indicator(id, window, scope).await;
-        if v["value"].as_f64() == Some(want) {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {id} ({window}, {scope}) = {want}; last: {v}; log:\n{}",
-            b.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(30)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_ratio_is_exact_per_commune_and_village() {
     let broker = Mosquitto::start();
@@ -52,7 +36,9 @@ async fn online_ratio_is_exact_per_commune_and_village() {
         )
         .await;
     }
-    let v = wait_value(&b, "dossiers_received", "month", "commune", 100.0).await;
+    let v = b
+        .wait_value("dossiers_received", "month", "commune", 100.0)
+        .await;
     assert_eq!(v["status"], "met");
 
     for window in ["today", "24h", "month"] {
@@ -246,8 +232,11 @@ async fn bad_input_becomes_dead_letters_and_the_flow_goes_on() {
     // The flow goes on: a good message after the bad ones is counted.
     p.send(DOSSIER, &dossier_received("good-1", "online", None))
         .await;
-    wait_value(&b, "dossiers_received", "month", "commune", 1.0).await;
-    let dl = wait_value(&b, "dead_letters", "today", "commune", cases.len() as f64).await;
+    b.wait_value("dossiers_received", "month", "commune", 1.0)
+        .await;
+    let dl = b
+        .wait_value("dead_letters", "today", "commune", cases.len() as f64)
+        .await;
     assert_eq!(dl["status"], "not_met", "target is == 0");
 
     let body = b.get("/api/dead-letters?limit=100").await;
@@ -317,7 +306,9 @@ async fn device_status_drives_availability() {
     p.send_opts("ioc/binh-lu/speaker/spk-01/status", b"online", true)
         .await;
 
-    let cams = wait_value(&b, "camera_online", "today", "commune", 50.0).await;
+    let cams = b
+        .wait_value("camera_online", "today", "commune", 50.0)
+        .await;
     assert_eq!(
         (cams["numerator"].clone(), cams["denominator"].clone()),
         (json!(2.0), json!(4.0))
@@ -334,7 +325,8 @@ async fn device_status_drives_availability() {
 
     p.send_opts("ioc/binh-lu/camera/cam-01/status", b"offline", true)
         .await;
-    wait_value(&b, "camera_online", "today", "commune", 25.0).await;
+    b.wait_value("camera_online", "today", "commune", 25.0)
+        .await;
 
     let devices = b.get("/api/devices").await;
     let cam3 = devices
@@ -412,8 +404,10 @@ async fn frigate_objects_count_once_and_procedures_derive_outcomes() {
         .as_bytes(),
     )
     .await;
-    wait_value(&b, "people_detected", "today", "commune", 2.0).await;
-    wait_value(&b, "people_detected", "today", "tan-binh", 2.0).await;
+    b.wait_value("people_detected", "today", "commune", 2.0)
+        .await;
+    b.wait_value("people_detected", "today", "tan-binh", 2.0)
+        .await;
 
     let ts = Utc::now();
     let resolved = |id: &str, extra: Value| {
@@ -445,7 +439,9 @@ async fn frigate_objects_count_once_and_procedures_derive_outcomes() {
         ),
     )
     .await;
-    let r = wait_value(&b, "dossier_on_time_ratio", "month", "commune", 60.0).await;
+    let r = b
+        .wait_value("dossier_on_time_ratio", "month", "commune", 60.0)
+        .await;
     assert_eq!(
         (r["numerator"].clone(), r["denominator"].clone()),
         (json!(3.0), json!(5.0))
@@ -456,7 +452,9 @@ async fn frigate_objects_count_once_and_procedures_derive_outcomes() {
         let m = json!({"dossier_id": format!("p-{i}"), "event": "paid", "payment": pay});
         p.send(DOSSIER, m.to_string().as_bytes()).await;
     }
-    let pay = wait_value(&b, "dossier_online_payment_ratio", "month", "commune", 75.0).await;
+    let pay = b
+        .wait_value("dossier_online_payment_ratio", "month", "commune", 75.0)
+        .await;
     assert_eq!(pay["status"], "met");
     // None of this was a dead letter.
     assert_eq!(b.get("/api/dead-letters").await["counts"], json!({}));
@@ -490,8 +488,9 @@ async fn state_survives_restart_and_history_answers_buckets() {
     )
     .await;
     p.send("ioc/binh-lu/camera/cam-01/status", b"online").await;
-    wait_value(&b, "dossier_online_ratio", "month", "commune", 90.0).await;
-    wait_value(&b, "rain_latest", "month", "na-da", 42.5).await;
+    b.wait_value("dossier_online_ratio", "month", "commune", 90.0)
+        .await;
+    b.wait_value("rain_latest", "month", "na-da", 42.5).await;
 
     let status = b.stop();
     assert!(status.success(), "graceful stop exits 0, got {status}");
@@ -580,6 +579,8 @@ async fn embedded_broker_end_to_end() {
     }
     p.send(DOSSIER, &dossier_received("e-x", "direct", Some("na-da")))
         .await;
-    let v = wait_value(&b, "dossier_online_ratio", "today", "na-da", 95.0).await;
+    let v = b
+        .wait_value("dossier_online_ratio", "today", "na-da", 95.0)
+        .await;
     assert_eq!(v["status"], "met");
 }

@@ -84,24 +84,11 @@ fn shift_month(y: i32, m: u32, delta: i32) -> (i32, u32) {
 pub fn period_of(t: DateTime<Utc>, regime: Regime) -> Period {
     let local = t.with_timezone(&Ho_Chi_Minh).date_naive();
     let (y, m) = (local.year(), local.month());
-    match regime {
-        Regime::Calendar => {
-            let (ny, nm) = shift_month(y, m, 1);
-            Period {
-                label: format!("{y:04}-{m:02}"),
-                start: local_midnight(ymd(y, m, 1)),
-                end: local_midnight(ymd(ny, nm, 1)),
-            }
-        }
-        Regime::Nd09 => {
-            let (ly, lm) = if local.day() >= 15 {
-                shift_month(y, m, 1)
-            } else {
-                (y, m)
-            };
-            period_labelled(ly, lm, regime)
-        }
-    }
+    let (ly, lm) = match regime {
+        Regime::Nd09 if local.day() >= 15 => shift_month(y, m, 1),
+        _ => (y, m),
+    };
+    period_labelled(ly, lm, regime)
 }
 
 /// The period with label `y-m`.

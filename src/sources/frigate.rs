@@ -13,24 +13,12 @@ use serde_json::{Map, Value};
 
 use super::fields::{object, opt_bool, opt_f64, opt_str, req_str, timestamp, type_name};
 use super::{Ctx, Draft};
-use crate::model::{Event, Reason, Rejection, Source};
+use crate::model::{DeviceInfo, Event, Reason, Rejection, Source};
 
 /// Decode `frigate/events`.
 pub fn event(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
-    let m = object(&ctx.raw.payload).map_err(src)?;
-    let kind = typed(&m)?;
-    let after = after(&m)?;
-    let id = req_str(after, "id").map_err(src)?.to_string();
-    let cam_name = req_str(after, "camera").map_err(src)?;
-    let device = ctx.registry.frigate_camera(cam_name).ok_or_else(|| {
-        Rejection::new(
-            Reason::UnknownDevice,
-            format!(
-                "Frigate camera `{cam_name}` is not in the registry (set frigate_name on a camera)"
-            ),
-        )
-        .from_device(Source::Camera, Some(cam_name))
-    })?;
+    let (kind, after, id, device) = head(ctx)?;
+    let after = &after;
     let reject = |r: Rejection| r.from_device(Source::Camera, Some(&device.id));
     let label = req_str(after, "label").map_err(reject)?;
     let phase = match kind {
@@ -104,18 +92,8 @@ pub fn event(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
 
 /// Decode `frigate/reviews`.
 pub fn review(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
-    let m = object(&ctx.raw.payload).map_err(src)?;
-    let kind = typed(&m)?;
-    let after = after(&m)?;
-    let id = req_str(after, "id").map_err(src)?.to_string();
-    let cam_name = req_str(after, "camera").map_err(src)?;
-    let device = ctx.registry.frigate_camera(cam_name).ok_or_else(|| {
-        Rejection::new(
-            Reason::UnknownDevice,
-            format!("Frigate camera `{cam_name}` is not in the registry"),
-        )
-        .from_device(Source::Camera, Some(cam_name))
-    })?;
+    let (kind, after, id, device) = head(ctx)?;
+    let after = &after;
     let reject = |r: Rejection| r.from_device(Source::Camera, Some(&device.id));
     let mut d = Draft::new(Source::Camera, format!("review_{kind}"), Some(device));
     d.attrs.insert("via".into(), Value::from("frigate"));
@@ -168,14 +146,43 @@ pub fn available(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
     d.finish(ctx)
 }
 
+/// What `frigate/events` and `frigate/reviews` share: the `type`, the `after`
+/// object, its `id` and the registry camera behind its `camera` name.
+type Head<'a> = (&'static str, Map<String, Value>, String, &'a DeviceInfo);
+
+fn head<'a>(ctx: &'a Ctx<'_>) -> Result<Head<'a>, Rejection> {
+    let mut m = object(&ctx.raw.payload).map_err(src)?;
+    let kind = typed(&m)?;
+    after(&m)?;
+    let Some(Value::Object(after)) = m.remove("after") else {
+        return Err(src(Rejection::new(
+            Reason::MissingField,
+            "missing field `after`",
+        )));
+    };
+    let id = req_str(&after, "id").map_err(src)?.to_string();
+    let cam_name = req_str(&after, "camera").map_err(src)?;
+    let device = ctx.registry.frigate_camera(cam_name).ok_or_else(|| {
+        Rejection::new(
+            Reason::UnknownDevice,
+            format!(
+                "Frigate camera `{cam_name}` is not in the registry (set frigate_name on a camera)"
+            ),
+        )
+        .from_device(Source::Camera, Some(cam_name))
+    })?;
+    Ok((kind, after, id, device))
+}
+
 fn src(r: Rejection) -> Rejection {
     r.from_device(Source::Camera, None)
 }
 
-fn typed(m: &Map<String, Value>) -> Result<&str, Rejection> {
-    let t = req_str(m, "type").map_err(src)?;
-    match t {
-        "new" | "update" | "end" => Ok(t),
+fn typed(m: &Map<String, Value>) -> Result<&'static str, Rejection> {
+    match req_str(m, "type").map_err(src)? {
+        "new" => Ok("new"),
+        "update" => Ok("update"),
+        "end" => Ok("end"),
         other => Err(src(Rejection::new(
             Reason::InvalidField,
             format!(

@@ -486,6 +486,23 @@ impl Backend {
             .sum()
     }
 
+    /// Wait until an indicator has the value `want`; returns the item.
+    pub async fn wait_value(&self, id: &str, window: &str, scope: &str, want: f64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.indicator(id, window, scope).await;
+            if v["value"].as_f64() == Some(want) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {id} ({window}, {scope}) = {want}; last: {v}; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
     /// Wait until `f` holds, polling; panics with `what` on timeout.
     pub async fn wait_for<F, Fut>(&self, what: &str, timeout: Duration, mut f: F)
     where
@@ -508,6 +525,18 @@ impl Drop for Backend {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A Mosquitto, a temp dir and the backend on the test config, ready.
+pub async fn stack() -> (Mosquitto, tempfile::TempDir, Backend) {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let b = Backend::start(
+        dir.path(),
+        &test_config(broker.port, &dir.path().join("store")),
+    );
+    b.wait_ready().await;
+    (broker, dir, b)
 }
 
 /// A QoS 1 publisher that sends one message at a time and waits for the
