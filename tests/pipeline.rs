@@ -13,13 +13,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_ratio_is_exact_per_commune_and_village() {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let b = Backend::start(
-        dir.path(),
-        &test_config(broker.port, &dir.path().join("store")),
-    );
-    b.wait_ready().await;
+    let (broker, _dir, b) = common::stack().await;
     let mut p = Publisher::new(broker.port);
     for i in 0..80 {
         let village = if i < 50 { "tan-binh" } else { "hung-binh" };
@@ -93,13 +87,7 @@ async fn online_ratio_is_exact_per_commune_and_village() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_count_once() {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let b = Backend::start(
-        dir.path(),
-        &test_config(broker.port, &dir.path().join("store")),
-    );
-    b.wait_ready().await;
+    let (broker, _dir, b) = common::stack().await;
     let mut p = Publisher::new(broker.port);
     for i in 0..10 {
         p.send(
@@ -142,13 +130,7 @@ async fn duplicates_count_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_data_is_null_not_zero() {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let b = Backend::start(
-        dir.path(),
-        &test_config(broker.port, &dir.path().join("store")),
-    );
-    b.wait_ready().await;
+    let (_broker, _dir, b) = common::stack().await;
     for id in [
         "dossier_online_ratio",
         "dossier_on_time_ratio",
@@ -285,13 +267,7 @@ async fn bad_input_becomes_dead_letters_and_the_flow_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_status_drives_availability() {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let b = Backend::start(
-        dir.path(),
-        &test_config(broker.port, &dir.path().join("store")),
-    );
-    b.wait_ready().await;
+    let (broker, _dir, b) = common::stack().await;
     let mut p = Publisher::new(broker.port);
     p.send_opts("ioc/binh-lu/camera/cam-01/status", b"online", true)
         .await;
@@ -348,13 +324,7 @@ async fn device_status_drives_availability() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frigate_objects_count_once_and_procedures_derive_outcomes() {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let b = Backend::start(
-        dir.path(),
-        &test_config(broker.port, &dir.path().join("store")),
-    );
-    b.wait_ready().await;
+    let (broker, _dir, b) = common::stack().await;
     let mut p = Publisher::new(broker.port);
     let now = Utc::now().timestamp_millis() as f64 / 1000.0;
     let frigate = |kind: &str, id: &str, label: &str, sub: Value, t: f64| {
