@@ -50,7 +50,7 @@ pub struct Handle {
 /// Open the journal and restore indicator and device state from it.
 pub fn open_state(config: Config) -> Result<(Arc<Shared>, Store), ServeError> {
     let path = config.journal_path();
-    let mut store = Store::open_with(&path, config.store.sync)?;
+    let mut store = Store::open_with(&path, config.store.sync, config.store.max_size_mb)?;
     let shared = Shared::new(config);
     {
         let now = chrono::Utc::now();
@@ -134,6 +134,9 @@ pub async fn run(
         Err(e) => tracing::error!(error = %e, "MQTT supervisor panicked"),
     }
     tracing::info!("draining the journal queue");
+    shared
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Release);
     tokio::task::spawn_blocking(move || writer.join())
         .await
         .map_err(|e| ServeError::Thread(e.to_string()))?

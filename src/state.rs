@@ -43,6 +43,9 @@ pub struct Shared {
     pub mqtt_connected: AtomicBool,
     /// The last journal write succeeded.
     pub store_writable: AtomicBool,
+    /// Set when shutdown begins: the journal writer stops retrying a failed
+    /// commit (the messages are unacknowledged and will be redelivered).
+    pub stopping: AtomicBool,
     /// Journal batches committed since start.
     pub batches: AtomicU64,
     /// Committed batches, for live subscribers.
@@ -65,6 +68,7 @@ impl Shared {
             metrics: Metrics::new(),
             mqtt_connected: AtomicBool::new(false),
             store_writable: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             updates,
         }

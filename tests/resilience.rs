@@ -116,3 +116,50 @@ async fn backend_killed_mid_stream_counts_every_event_once() {
         b.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_store_pauses_ingest_and_loses_nothing() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(broker.port, &dir.path().join("store"));
+    // A journal capped at 1 MiB fills up, as a small disk would.
+    let mut b = Backend::start_with_env(dir.path(), &config, &[("IOC__STORE__MAX_SIZE_MB", "1")]);
+    b.wait_ready().await;
+    let mut p = Publisher::new(broker.port);
+    const N: usize = 1200;
+    let pad = "x".repeat(1500);
+    for i in 0..N {
+        let m = json!({"dossier_id": format!("full-{i}"), "event": "received", "channel": "online", "note": pad});
+        p.send(DOSSIER, m.to_string().as_bytes()).await;
+    }
+    b.wait_for(
+        "the store to report full",
+        Duration::from_secs(30),
+        || async { b.get_status("/readyz").await.1["store_writable"] == json!(false) },
+    )
+    .await;
+    assert!(b.metric("ioc_journal_errors_total").await >= 1.0);
+    let counted = b.indicator("dossiers_received", "month", "commune").await["value"]
+        .as_f64()
+        .unwrap();
+    assert!(counted < N as f64, "the cap stopped ingest at {counted}");
+    assert!(
+        b.log_text().contains("journal commit failed"),
+        "{}",
+        b.log_text()
+    );
+
+    // Graceful stop does not hang on the failing store.
+    let status = b.stop();
+    assert!(status.success(), "{status}");
+    // The operator frees space (here: lifts the cap); every message arrives once.
+    let mut b = Backend::start_with_env(dir.path(), &config, &[("IOC__STORE__MAX_SIZE_MB", "0")]);
+    b.wait_ready().await;
+    wait_count(&b, N as f64, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        b.indicator("dossiers_received", "month", "commune").await["value"],
+        json!(N as f64)
+    );
+    let _ = b.stop();
+}

@@ -154,6 +154,10 @@ pub struct Store {
     /// acknowledged (survives power cuts). `normal`: faster, survives a crash
     /// of the process but not of the machine.
     pub sync: SyncMode,
+    /// Largest size of the journal in MiB (0 = no limit). When it is
+    /// reached, commits fail: nothing more is acknowledged, the broker keeps
+    /// the messages, and /readyz reports the store not writable.
+    pub max_size_mb: u64,
 }
 
 /// SQLite durability of a commit.
@@ -174,6 +178,7 @@ impl Default for Store {
             batch_max: 4096,
             queue_capacity: 16_384,
             sync: SyncMode::Full,
+            max_size_mb: 0,
         }
     }
 }

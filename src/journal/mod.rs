@@ -146,13 +146,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (and create) the journal at `path` with full durability.
+    /// Open (and create) the journal at `path` with full durability and no
+    /// size limit.
     pub fn open(path: &Path) -> Result<Store, JournalError> {
-        Store::open_with(path, SyncMode::Full)
+        Store::open_with(path, SyncMode::Full, 0)
     }
 
-    /// Open (and create) the journal at `path`.
-    pub fn open_with(path: &Path, sync: SyncMode) -> Result<Store, JournalError> {
+    /// Open (and create) the journal at `path`; `max_size_mb` = 0 is no limit.
+    pub fn open_with(path: &Path, sync: SyncMode, max_size_mb: u64) -> Result<Store, JournalError> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
@@ -171,6 +172,15 @@ impl Store {
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.pragma_update(None, "cache_size", -32_000)?;
         conn.execute_batch(SCHEMA)?;
+        if max_size_mb > 0 {
+            let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            let pages = (max_size_mb.saturating_mul(1024 * 1024) / page.max(512) as u64).max(1);
+            // Raising the limit works on an existing file; lowering it below
+            // the current size leaves the size as is.
+            let _: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })?;
+        }
         Ok(Store { conn })
     }
 

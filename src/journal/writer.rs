@@ -66,7 +66,9 @@ pub fn spawn(
                         Err(_) => break,
                     }
                 }
-                commit_batch(&mut store, &decoder, &shared, &mut batch);
+                if !commit_batch(&mut store, &decoder, &shared, &mut batch) {
+                    break;
+                }
                 if last_prune.elapsed() > Duration::from_secs(60) {
                     last_prune = Instant::now();
                     let now = Utc::now();
@@ -80,7 +82,14 @@ pub fn spawn(
         })
 }
 
-fn commit_batch(store: &mut Store, decoder: &Decoder, shared: &Shared, batch: &mut Vec<Inbound>) {
+/// Commit one batch, retrying until it succeeds; false when it gave up
+/// because the process is shutting down.
+fn commit_batch(
+    store: &mut Store,
+    decoder: &Decoder,
+    shared: &Shared,
+    batch: &mut Vec<Inbound>,
+) -> bool {
     let started = Instant::now();
     shared.metrics.messages_received.inc_by(batch.len() as u64);
     let acks: Vec<AckFn> = batch.iter_mut().filter_map(|m| m.ack.take()).collect();
@@ -148,6 +157,12 @@ fn commit_batch(store: &mut Store, decoder: &Decoder, shared: &Shared, batch: &m
             Err(e) => {
                 shared.metrics.journal_errors.inc();
                 shared.store_writable.store(false, Ordering::Relaxed);
+                if shared.stopping.load(Ordering::Acquire) {
+                    tracing::warn!(error = %e, messages = batch.len(),
+                        "shutting down with uncommitted messages; they were not acknowledged and the broker will deliver them again");
+                    batch.clear();
+                    return false;
+                }
                 tracing::error!(error = %e, messages = batch.len(), retry_in_ms = backoff.as_millis() as u64,
                     "journal commit failed; nothing acknowledged, retrying");
                 std::thread::sleep(backoff);
@@ -216,4 +231,5 @@ fn commit_batch(store: &mut Store, decoder: &Decoder, shared: &Shared, batch: &m
     drop(events);
     drop(dead);
     batch.clear();
+    true
 }
