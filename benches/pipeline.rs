@@ -5,12 +5,20 @@
 //! cargo bench --bench pipeline
 //! ```
 //!
-//! Phase 1 ("burst") publishes `BENCH_EVENTS` pre-generated, unique simulator
-//! messages with QoS 1 from two connections as fast as the broker takes them,
-//! and measures the time from the first publish until `/metrics` shows every
-//! message committed (as an event, a dead letter or a duplicate). Phase 2
-//! ("steady") publishes at `BENCH_RATE` messages/s for `BENCH_STEADY_SECS`
-//! and samples the backlog (published − received by the journal) each second.
+//! Phase 1 ("burst") publishes `BENCH_EVENTS` pre-generated simulator
+//! messages, each unique (no two share a dedup key), with QoS 1 from two
+//! connections as fast as the broker takes them, and measures the time from
+//! the first publish until `/metrics` shows every one committed as a new row.
+//! Phase 2 ("steady"), on a fresh broker and server process over the same
+//! journal, publishes `BENCH_RATE` messages/s for `BENCH_STEADY_SECS` and
+//! samples the backlog (sent − committed) each second. Both phases print a
+//! per-second timeline with the server's and the broker's CPU and the number
+//! of messages the broker holds (`$SYS/broker/store/messages/count`).
+//!
+//! The benchmark exits non-zero, after printing its figures, when a message
+//! became a dead letter or a duplicate, or when the broker is left holding
+//! messages the backend committed but never acknowledged; and when the
+//! journal has not committed everything within `BENCH_TIMEOUT_SECS`.
 //!
 //! Environment:
 //!
@@ -33,7 +41,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +54,10 @@ use tokio::task::JoinHandle;
 
 const COMMAND: &str = "cargo bench --bench pipeline";
 const COMMUNE: &str = "bench";
+/// The broker's `$SYS` store count moves by a few dozen on its own (its
+/// retained `$SYS` topics); more than this left after a phase is messages
+/// the backend did not acknowledge.
+const UNACKED_NOISE: i64 = 100;
 
 // ---------------------------------------------------------------- settings
 
@@ -212,14 +224,17 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
-fn start_mosquitto(exe: &Path, dir: &Path, inflight: u32) -> Result<(Proc, u16)> {
+fn start_mosquitto(exe: &Path, dir: &Path, tag: &str, inflight: u32) -> Result<(Proc, u16)> {
     let port = free_port()?;
-    let conf = dir.join("mosquitto.conf");
+    let conf = dir.join(format!("mosquitto-{tag}.conf"));
     // mosquitto.conf(5): max_inflight_messages bounds the QoS 1 messages sent
     // to a client and not yet acknowledged (default 20, 0 = no maximum); the
-    // backend acknowledges only after commit, so this also caps its batches.
-    // max_queued_messages is the per-client queue beyond that (default 1000;
-    // messages over it are dropped), so it must hold a whole burst.
+    // backend acknowledges only after commit, so it would also cap its
+    // batches (mosquitto 2.0.11 lets a v3.1.1 subscriber exceed it: batches
+    // of several hundred are seen with 20). max_queued_messages is the
+    // per-client queue beyond that (default 1000; messages over it are
+    // dropped), so it must hold a whole burst. sys_interval 1 lets the
+    // benchmark watch $SYS/broker/store/messages/count.
     let text = format!(
         "listener {port} 127.0.0.1\n\
          allow_anonymous true\n\
@@ -229,12 +244,13 @@ fn start_mosquitto(exe: &Path, dir: &Path, inflight: u32) -> Result<(Proc, u16)>
          log_dest stderr\n\
          log_type error\n\
          log_type warning\n\
-         log_type notice\n"
+         log_type notice\n\
+         sys_interval 1\n"
     );
     std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
     let mut cmd = Command::new(exe);
     cmd.arg("-c").arg(&conf);
-    let mut proc = Proc::spawn("mosquitto", cmd, dir.join("mosquitto.log"))?;
+    let mut proc = Proc::spawn("mosquitto", cmd, dir.join(format!("mosquitto-{tag}.log")))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         proc.ensure_running()?;
@@ -785,11 +801,103 @@ fn total_acked(pubs: &[Publisher]) -> u64 {
     pubs.iter().map(Publisher::acked).sum()
 }
 
+/// The broker's own counters, from `$SYS` (published every `sys_interval`).
+///
+/// mosquitto 2.0.11 does not publish `$SYS/broker/messages/inflight`, so the
+/// benchmark watches `$SYS/broker/store/messages/count`: every message still
+/// queued for, or awaiting a PUBACK from, a client, plus the broker's own
+/// retained `$SYS` messages (a few dozen, measured before each phase).
+struct BrokerStats {
+    /// Latest `$SYS/broker/store/messages/count`.
+    stored: Arc<AtomicI64>,
+    /// Updates received so far (to wait for a fresh value).
+    updates: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl BrokerStats {
+    const STORED: &'static str = "$SYS/broker/store/messages/count";
+
+    async fn connect(port: u16) -> Result<BrokerStats> {
+        let mut opts = MqttOptions::new(
+            format!("ioc-bench-sys-{}", std::process::id()),
+            "127.0.0.1",
+            port,
+        );
+        opts.set_keep_alive(Duration::from_secs(60));
+        let (client, mut eventloop) = AsyncClient::new(opts, 16);
+        client
+            .subscribe(Self::STORED, QoS::AtMostOnce)
+            .await
+            .context("subscribing to the broker's $SYS counters")?;
+        let stored = Arc::new(AtomicI64::new(-1));
+        let updates = Arc::new(AtomicU64::new(0));
+        let task = {
+            let stored = Arc::clone(&stored);
+            let updates = Arc::clone(&updates);
+            tokio::spawn(async move {
+                // Keep the client (and so the connection) alive in the task.
+                let _client = client;
+                while let Ok(ev) = eventloop.poll().await {
+                    if let Event::Incoming(Packet::Publish(p)) = ev {
+                        let value = std::str::from_utf8(&p.payload)
+                            .ok()
+                            .and_then(|v| v.trim().parse::<i64>().ok());
+                        if let (true, Some(v)) = (p.topic == Self::STORED, value) {
+                            stored.store(v, Ordering::Relaxed);
+                            updates.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        };
+        Ok(BrokerStats {
+            stored,
+            updates,
+            task,
+        })
+    }
+
+    /// The latest value (-1 before the first one).
+    fn stored(&self) -> i64 {
+        self.stored.load(Ordering::Relaxed)
+    }
+
+    /// The current value: mosquitto publishes a `$SYS` value only when it
+    /// changed, checking every `sys_interval` (1 s), so wait for two updates
+    /// or, when none comes for 2.5 s, take the last one as current.
+    /// `None` when nothing was ever received, or when the value keeps
+    /// changing for longer than `limit`.
+    async fn fresh_stored(&self, limit: Duration) -> Option<i64> {
+        let start = Instant::now();
+        let mut seen = self.updates.load(Ordering::Relaxed);
+        let mut quiet_since = Instant::now();
+        let mut changes = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now = self.updates.load(Ordering::Relaxed);
+            if now != seen {
+                seen = now;
+                changes += 1;
+                quiet_since = Instant::now();
+            }
+            let settled = quiet_since.elapsed() > Duration::from_millis(2500);
+            if (changes >= 2 || settled) && self.stored() >= 0 {
+                return Some(self.stored());
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- phases
 
 struct Env<'a> {
     http: &'a Http,
     pubs: &'a [Publisher],
+    stats: &'a BrokerStats,
     server: &'a mut Proc,
     broker: &'a mut Proc,
     tck: f64,
@@ -882,11 +990,14 @@ struct Sample {
     new: u64,
     duplicates: u64,
     batches: u64,
+    /// Messages the broker holds beyond its idle baseline (-1: unknown).
+    broker_held: i64,
     server_pct: f64,
     broker_pct: f64,
 }
 
 struct Sampler {
+    stored_base: i64,
     t0: Instant,
     next: Instant,
     last_at: f64,
@@ -895,8 +1006,9 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn new(t0: Instant, cpu: Cpu) -> Sampler {
+    fn new(t0: Instant, cpu: Cpu, stored_base: i64) -> Sampler {
         Sampler {
+            stored_base,
             t0,
             next: t0 + Duration::from_secs(1),
             last_at: 0.0,
@@ -922,6 +1034,10 @@ impl Sampler {
             new: d.new_rows(),
             duplicates: d.duplicates(),
             batches: d.batches(),
+            broker_held: match env.stats.stored() {
+                -1 => -1,
+                v => v - self.stored_base,
+            },
             server_pct: 100.0 * server / span,
             broker_pct: 100.0 * broker / span,
         });
@@ -945,6 +1061,10 @@ struct Phase {
     bench_cpu: f64,
     samples: Vec<Sample>,
     delta: Scrape,
+    /// Messages the broker still holds (beyond its idle baseline) once every
+    /// message is committed: deliveries the backend never acknowledged
+    /// (`None`: no fresh `$SYS` value).
+    unacked_after: Option<i64>,
 }
 
 /// Publish `messages` (as fast as possible, or paced at `rate`) and wait
@@ -959,9 +1079,14 @@ async fn run_phase(
     let sent = Arc::new(AtomicU64::new(0));
     let clients: Vec<AsyncClient> = env.pubs.iter().map(|p| p.client.clone()).collect();
     let acked_base = total_acked(env.pubs);
+    let stored_base = env
+        .stats
+        .fresh_stored(Duration::from_secs(10))
+        .await
+        .unwrap_or(-1);
     let cpu0 = env.cpu()?;
     let t0 = Instant::now();
-    let mut sampler = Sampler::new(t0, cpu0);
+    let mut sampler = Sampler::new(t0, cpu0, stored_base);
 
     let mut senders: Vec<JoinHandle<Result<(), rumqttc::ClientError>>> = Vec::new();
     match rate {
@@ -1032,6 +1157,8 @@ async fn run_phase(
                 break (t0.elapsed().as_secs_f64(), s);
             }
             if t0.elapsed() > env.timeout {
+                println!("phase timed out; what was measured so far:");
+                print_timeline(&sampler.samples);
                 return Err(env.stuck(
                     "the messages to be committed",
                     total as u64,
@@ -1062,6 +1189,13 @@ async fn run_phase(
         }
     }
     let (server_cpu, broker_cpu, bench_cpu) = cpu1.since(&cpu0, env.tck);
+    let unacked_after = match (
+        stored_base,
+        env.stats.fresh_stored(Duration::from_secs(10)).await,
+    ) {
+        (-1, _) | (_, None) => None,
+        (base, Some(now)) => Some((now - base).max(0)),
+    };
     Ok(Phase {
         total,
         rate,
@@ -1072,6 +1206,7 @@ async fn run_phase(
         bench_cpu,
         samples: sampler.samples,
         delta: last.minus(base),
+        unacked_after,
     })
 }
 
@@ -1147,29 +1282,43 @@ fn print_outcome(d: &Scrape) {
     }
 }
 
-fn print_timeline(p: &Phase) {
-    if p.samples.is_empty() {
+fn print_timeline(samples: &[Sample]) {
+    if samples.is_empty() {
         return;
     }
-    println!("  timeline                 (cumulative; CPU % of one core over the last second)");
+    println!(
+        "  timeline                 (cumulative counts; held = messages the broker holds, from \
+         $SYS/broker/store/messages/count; CPU % of one core over the last second)"
+    );
     let show = |s: &Sample| {
         let backlog = s.sent.saturating_sub(s.new);
         println!(
-            "    t={:>5.1}s sent {:>8} acked {:>8} committed {:>8} backlog {:>7} dups {:>7} batches {:>6}  cpu server {:>3.0}% broker {:>3.0}%",
-            s.at, s.sent, s.acked, s.new, backlog, s.duplicates, s.batches, s.server_pct, s.broker_pct
+            "    t={:>5.1}s sent {:>7} acked {:>7} committed {:>7} backlog {:>6} held {:>6} dups {:>6} batches {:>6} cpu server {:>3.0}% broker {:>3.0}%",
+            s.at, s.sent, s.acked, s.new, backlog, s.broker_held, s.duplicates, s.batches, s.server_pct, s.broker_pct
         );
     };
-    let n = p.samples.len();
+    let n = samples.len();
     if n <= 24 {
-        p.samples.iter().for_each(show);
+        samples.iter().for_each(show);
     } else {
-        p.samples[..16].iter().for_each(show);
+        samples[..16].iter().for_each(show);
         println!("    … {} more seconds …", n - 22);
-        p.samples[n - 6..].iter().for_each(show);
+        samples[n - 6..].iter().for_each(show);
     }
 }
 
 fn print_bottleneck(p: &Phase) {
+    match p.unacked_after {
+        Some(n) if n < UNACKED_NOISE => println!(
+            "  broker after the phase   holds {n} messages more than before it (≈ 0: every delivery was acknowledged)"
+        ),
+        Some(n) => println!(
+            "  WARNING                  the broker still holds {n} messages awaiting a PUBACK although the backend \
+             committed every message: the backend lost acknowledgements (the broker will redeliver them on \
+             the next reconnect, as duplicates)"
+        ),
+        None => println!("  broker after the phase   no fresh $SYS/broker/store/messages/count value within 10 s"),
+    }
     if p.broker_cpu > 2.0 * p.server_cpu {
         println!(
             "  NOTE                     the broker, not the backend, limited this run: mosquitto used {:.1} CPU-s, \
@@ -1223,11 +1372,11 @@ fn report_burst(p: &Phase, rss_kib: u64) {
     );
     print_batches(&p.delta);
     print_outcome(&p.delta);
-    print_timeline(p);
+    print_timeline(&p.samples);
     print_bottleneck(p);
 }
 
-fn report_steady(p: &Phase) -> bool {
+fn report_steady(p: &Phase, ready_secs: f64) -> bool {
     let rate = p.rate.unwrap_or(0);
     let achieved = p.total as f64 / p.publish_secs.max(1e-9);
     let during: Vec<&Sample> = p
@@ -1245,9 +1394,11 @@ fn report_steady(p: &Phase) -> bool {
         && drain < 1.0
         && p.delta.duplicates() == 0;
     println!(
-        "phase 2: steady ({} msg/s for {:.0} s, paced every 5 ms over 2 connections)",
+        "phase 2: steady ({} msg/s for {:.0} s, paced every 5 ms over 2 connections; fresh broker and server \
+         process on the phase-1 journal, ready {:.2} s after spawn)",
         thousands(rate as f64),
-        p.total as f64 / rate.max(1) as f64
+        p.total as f64 / rate.max(1) as f64,
+        ready_secs
     );
     println!(
         "  published                {} in {:.2} s ({} msg/s achieved)",
@@ -1270,7 +1421,7 @@ fn report_steady(p: &Phase) -> bool {
     );
     print_batches(&p.delta);
     print_outcome(&p.delta);
-    print_timeline(p);
+    print_timeline(&p.samples);
     print_bottleneck(p);
     println!(
         "  kept up                  {}",
@@ -1307,6 +1458,30 @@ async fn print_indicators(http: &Http) -> Result<()> {
     Ok(())
 }
 
+/// What went wrong beyond speed: every message must become exactly one new
+/// row and be acknowledged once.
+fn integrity_problems(phase: &str, p: &Phase) -> Vec<String> {
+    let mut out = Vec::new();
+    if p.delta.dead() > 0 {
+        out.push(format!(
+            "{phase}: {} simulator messages became dead letters",
+            p.delta.dead()
+        ));
+    }
+    if p.delta.duplicates() > 0 {
+        out.push(format!(
+            "{phase}: {} redelivered duplicates (the backend reconnected with messages unacknowledged)",
+            p.delta.duplicates()
+        ));
+    }
+    if let Some(n) = p.unacked_after.filter(|n| *n >= UNACKED_NOISE) {
+        out.push(format!(
+            "{phase}: the broker still holds {n} messages the backend committed but never acknowledged (lost PUBACKs)"
+        ));
+    }
+    out
+}
+
 // ---------------------------------------------------------------- main
 
 #[tokio::main]
@@ -1321,6 +1496,128 @@ async fn main() {
     if let Err(e) = run(&mosquitto).await {
         eprintln!("pipeline benchmark FAILED: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// One broker and one backend, with the benchmark's connections to them.
+struct Stack {
+    broker: Proc,
+    server: Proc,
+    http: Http,
+    pubs: Vec<Publisher>,
+    stats: BrokerStats,
+    ready_secs: f64,
+}
+
+impl Stack {
+    /// A fresh mosquitto and `commune-ioc serve` (on the shared store), the
+    /// publishers, and the backend's subscription confirmed live.
+    async fn start(
+        mosquitto: &Path,
+        dir: &Path,
+        tag: &str,
+        settings: &Settings,
+        config_path: &Path,
+        overrides: &[(String, String)],
+    ) -> Result<Stack> {
+        let (broker, mqtt_port) = start_mosquitto(mosquitto, dir, tag, settings.broker_inflight)?;
+        let port_file = dir.join(format!("http-{tag}.addr"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_commune-ioc"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config_path)
+            .arg("--port-file")
+            .arg(&port_file)
+            .env_remove("IOC_CONFIG")
+            .env_remove("IOC_PORT_FILE")
+            .env("RUST_LOG", &settings.server_log)
+            .envs(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("IOC__MQTT__PORT", mqtt_port.to_string());
+        let mut server = Proc::spawn(
+            "commune-ioc serve",
+            cmd,
+            dir.join(format!("server-{tag}.log")),
+        )?;
+        let started = Instant::now();
+        let addr: SocketAddr = loop {
+            server.ensure_running()?;
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                if let Ok(a) = text.trim().parse() {
+                    break a;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "the server wrote no port file ({}) within 30 s; log:\n{}",
+                    port_file.display(),
+                    log_tail(&server.log, 30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let http = Http::new(addr)?;
+        loop {
+            server.ensure_running()?;
+            if let Ok((status, _)) = http.get("/readyz").await {
+                if status == reqwest::StatusCode::OK {
+                    break;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let body = http
+                    .get("/readyz")
+                    .await
+                    .map(|(_, b)| b)
+                    .unwrap_or_default();
+                bail!(
+                    "the server was not ready within 30 s (/readyz: {body}); log:\n{}",
+                    log_tail(&server.log, 30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ready_secs = started.elapsed().as_secs_f64();
+        let mut pubs = Vec::new();
+        for i in 0..2 {
+            pubs.push(Publisher::connect(i, mqtt_port).await?);
+        }
+        let stats = BrokerStats::connect(mqtt_port).await?;
+        Ok(Stack {
+            broker,
+            server,
+            http,
+            pubs,
+            stats,
+            ready_secs,
+        })
+    }
+
+    fn env(&mut self, tck: f64, timeout: Duration) -> Env<'_> {
+        Env {
+            http: &self.http,
+            pubs: &self.pubs,
+            stats: &self.stats,
+            server: &mut self.server,
+            broker: &mut self.broker,
+            tck,
+            timeout,
+        }
+    }
+
+    /// Disconnect, SIGTERM the server (graceful: it drains its queue), stop
+    /// the broker. Returns how long the server took to stop.
+    async fn stop(mut self) -> Result<Option<Duration>> {
+        for p in &self.pubs {
+            let _ = p.client.try_disconnect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for p in &self.pubs {
+            p.task.abort();
+        }
+        self.stats.task.abort();
+        let stopped = self.server.terminate(Duration::from_secs(10))?;
+        self.broker.terminate(Duration::from_secs(2))?;
+        Ok(stopped)
     }
 }
 
@@ -1339,18 +1636,15 @@ async fn run(mosquitto: &Path) -> Result<()> {
     .context("creating the benchmark's temp dir")?;
     let store = dir.path().join("store");
 
-    // Broker.
-    let (mut broker, mqtt_port) = start_mosquitto(mosquitto, dir.path(), settings.broker_inflight)?;
-
-    // Backend config: a file, plus the overrides the server also gets.
+    // Backend config: a file, plus the overrides the server also gets (and
+    // IOC__MQTT__PORT, per broker).
     let config_path = dir.path().join("commune.toml");
     let config_text = backend_config(&store);
     std::fs::write(&config_path, &config_text)
         .with_context(|| format!("writing {}", config_path.display()))?;
     let mut overrides: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("IOC__"))
+        .filter(|(k, _)| k.starts_with("IOC__") && k != "IOC__MQTT__PORT")
         .collect();
-    overrides.push(("IOC__MQTT__PORT".into(), mqtt_port.to_string()));
     overrides.push(("IOC__HTTP__LISTEN".into(), "127.0.0.1:0".into()));
     overrides.push(("IOC__STORE__PATH".into(), store.display().to_string()));
     let cfg: Config =
@@ -1367,72 +1661,17 @@ async fn run(mosquitto: &Path) -> Result<()> {
     let gen_secs = gen_start.elapsed().as_secs_f64();
     drop(seen);
 
-    // Backend: the real binary.
-    let port_file = dir.path().join("http.addr");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_commune-ioc"));
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--port-file")
-        .arg(&port_file)
-        .env_remove("IOC_CONFIG")
-        .env_remove("IOC_PORT_FILE")
-        .env("RUST_LOG", &settings.server_log)
-        .envs(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let mut server = Proc::spawn("commune-ioc serve", cmd, dir.path().join("server.log"))?;
-    let started = Instant::now();
-    let addr: SocketAddr = loop {
-        server.ensure_running()?;
-        if let Ok(text) = std::fs::read_to_string(&port_file) {
-            if let Ok(a) = text.trim().parse() {
-                break a;
-            }
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!(
-                "the server wrote no port file ({}) within 30 s; log:\n{}",
-                port_file.display(),
-                log_tail(&server.log, 30)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let http = Http::new(addr)?;
-    loop {
-        server.ensure_running()?;
-        if let Ok((status, _)) = http.get("/readyz").await {
-            if status == reqwest::StatusCode::OK {
-                break;
-            }
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let body = http
-                .get("/readyz")
-                .await
-                .map(|(_, b)| b)
-                .unwrap_or_default();
-            bail!(
-                "the server was not ready within 30 s (/readyz: {body}); log:\n{}",
-                log_tail(&server.log, 30)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let ready_secs = started.elapsed().as_secs_f64();
-
-    let mut pubs = Vec::new();
-    for i in 0..2 {
-        pubs.push(Publisher::connect(i, mqtt_port).await?);
-    }
-
-    let mut env = Env {
-        http: &http,
-        pubs: &pubs,
-        server: &mut server,
-        broker: &mut broker,
-        tck,
-        timeout: settings.timeout,
-    };
+    let mut stack = Stack::start(
+        mosquitto,
+        dir.path(),
+        "burst",
+        &settings,
+        &config_path,
+        &overrides,
+    )
+    .await?;
+    let ready_secs = stack.ready_secs;
+    let mut env = stack.env(tck, settings.timeout);
     let base = wait_subscribed(&mut env).await?;
 
     println!();
@@ -1471,35 +1710,49 @@ async fn run(mosquitto: &Path) -> Result<()> {
     let burst = run_phase(&mut env, &base, burst_msgs, None).await?;
     let rss = peak_rss_kib(env.server.pid())?;
     report_burst(&burst, rss);
+    let mut problems = integrity_problems("phase 1", &burst);
+    print_indicators(&stack.http).await?;
+    stack.stop().await?;
     println!();
 
     if !steady_msgs.is_empty() {
-        let base2 = env.http.scrape().await?;
+        // A fresh broker and backend process (same journal), so that what
+        // phase 1 left in the broker does not weigh on phase 2.
+        let mut stack = Stack::start(
+            mosquitto,
+            dir.path(),
+            "steady",
+            &settings,
+            &config_path,
+            &overrides,
+        )
+        .await?;
+        let mut env = stack.env(tck, settings.timeout);
+        let base2 = wait_subscribed(&mut env).await?;
         let steady = run_phase(&mut env, &base2, steady_msgs, Some(settings.rate)).await?;
-        report_steady(&steady);
-        println!(
-            "  server peak RSS (VmHWM)  {:.1} MiB (whole run)",
-            peak_rss_kib(env.server.pid())? as f64 / 1024.0
-        );
+        let rss = peak_rss_kib(env.server.pid())?;
+        report_steady(&steady, stack.ready_secs);
+        println!("  server peak RSS (VmHWM)  {:.1} MiB", rss as f64 / 1024.0);
+        problems.extend(integrity_problems("phase 2", &steady));
+        print_indicators(&stack.http).await?;
+        match stack.stop().await? {
+            Some(t) => println!(
+                "  server stopped           {:.2} s after SIGTERM",
+                t.as_secs_f64()
+            ),
+            None => println!("  server stopped           not within 10 s of SIGTERM: killed"),
+        }
         println!();
     }
-    print_indicators(&http).await?;
     println!("=================================================================================");
-
-    for p in &pubs {
-        let _ = p.client.try_disconnect();
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    for p in pubs {
-        p.task.abort();
-    }
-    match server.terminate(Duration::from_secs(10))? {
-        Some(t) => println!("server stopped {:.2} s after SIGTERM", t.as_secs_f64()),
-        None => println!("server did not stop within 10 s of SIGTERM: killed"),
-    }
-    broker.terminate(Duration::from_secs(2))?;
     if settings.keep {
         println!("kept {}", dir.path().display());
+    }
+    if !problems.is_empty() {
+        bail!(
+            "integrity checks failed (the figures above are printed for reference):\n  - {}",
+            problems.join("\n  - ")
+        );
     }
     Ok(())
 }

@@ -47,6 +47,11 @@ pub struct Metrics {
     pub mqtt_connection_errors: Counter,
     /// Successful (re)connections.
     pub mqtt_connects: Counter,
+    /// MQTT acknowledgements sent (after commit).
+    pub mqtt_acks: Counter,
+    /// Acknowledgements dropped because their connection was gone (the
+    /// broker redelivers those messages).
+    pub mqtt_acks_stale: Counter,
 }
 
 impl Default for Metrics {
@@ -70,6 +75,8 @@ impl Metrics {
             mqtt_connected: Gauge::default(),
             mqtt_connection_errors: Counter::default(),
             mqtt_connects: Counter::default(),
+            mqtt_acks: Counter::default(),
+            mqtt_acks_stale: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(

@@ -16,6 +16,7 @@
 //! journal's bounded queue, and waits when the queue is full (backpressure
 //! reaches the broker through TCP, and the broker queues for us).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::journal::writer::Inbound;
+use crate::journal::writer::{AckFn, Inbound};
 use crate::model::Raw;
 use crate::state::Shared;
 
@@ -75,6 +76,36 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.current = self.initial;
     }
+}
+
+/// Largest number of messages held between the MQTT event loop and a full
+/// journal queue before polling pauses.
+const MAX_PENDING: usize = 1024;
+
+/// An acknowledgement waiting to be sent: the connection epoch it belongs to
+/// and the message.
+type PendingAck = (u64, rumqttc::Publish);
+
+/// Start the task that sends acknowledgements in order. Acks of a connection
+/// that is gone are dropped (the broker redelivers those messages and the
+/// journal recognises them). It ends when every sender is dropped.
+fn spawn_acker(client: AsyncClient, epoch: Arc<AtomicU64>, shared: Arc<Shared>) -> mpsc::UnboundedSender<PendingAck> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<PendingAck>();
+    tokio::spawn(async move {
+        while let Some((gen, p)) = rx.recv().await {
+            if epoch.load(Ordering::Acquire) != gen {
+                shared.metrics.mqtt_acks_stale.inc();
+                continue;
+            }
+            // Waits for room in rumqttc's request queue; the poll loop keeps
+            // draining it.
+            if client.ack(&p).await.is_err() {
+                break;
+            }
+            shared.metrics.mqtt_acks.inc();
+        }
+    });
+    tx
 }
 
 /// Build rumqttc options from config.
@@ -135,16 +166,49 @@ pub async fn run(
     let opts = options(config)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
     let epoch = Arc::new(AtomicU64::new(0));
+    let acks = spawn_acker(client.clone(), Arc::clone(&epoch), Arc::clone(&shared));
     let mut backoff = Backoff::new(
         Duration::from_millis(config.mqtt.backoff_initial_ms),
         Duration::from_millis(config.mqtt.backoff_max_ms),
     );
     let broker = format!("{}:{}", config.mqtt.host, config.mqtt.port);
     let mut last_error: Option<String> = None;
-    loop {
+    // Messages taken from the broker but not yet in the journal queue. While
+    // it is below MAX_PENDING the event loop keeps being polled even when the
+    // journal queue is full, so acknowledgements and pings keep flowing;
+    // beyond it, polling pauses until the journal catches up (TCP then holds
+    // the broker back).
+    let mut pending: VecDeque<Inbound> = VecDeque::new();
+    'run: loop {
+        while !pending.is_empty() {
+            match tx.try_reserve() {
+                Ok(permit) => {
+                    if let Some(m) = pending.pop_front() {
+                        permit.send(m);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Full(())) => break,
+                Err(mpsc::error::TrySendError::Closed(())) => {
+                    tracing::warn!("journal queue closed; stopping MQTT ingest");
+                    break 'run;
+                }
+            }
+        }
         let event = tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
-            ev = eventloop.poll() => ev,
+            permit = tx.reserve(), if !pending.is_empty() => {
+                match (permit, pending.pop_front()) {
+                    (Ok(permit), Some(m)) => permit.send(m),
+                    (Err(_), _) => {
+                        tracing::warn!("journal queue closed; stopping MQTT ingest");
+                        break;
+                    }
+                    (Ok(_), None) => {}
+                }
+                continue;
+            }
+            ev = eventloop.poll(), if pending.len() < MAX_PENDING => ev,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -177,35 +241,16 @@ pub async fn run(
                 let ack = if p.qos == QoS::AtMostOnce {
                     None
                 } else {
-                    let c = client.clone();
-                    let epoch = Arc::clone(&epoch);
                     let gen = epoch.load(Ordering::Acquire);
-                    let ack: crate::journal::writer::AckFn = Box::new(move || {
-                        if epoch.load(Ordering::Acquire) != gen {
-                            // The connection this message came on is gone;
-                            // the broker will redeliver it.
-                            return;
-                        }
-                        if c.try_ack(&p).is_err() {
-                            let c = c.clone();
-                            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                                handle.spawn(async move {
-                                    let _ = c.ack(&p).await;
-                                });
-                            }
-                        }
+                    let acks = acks.clone();
+                    let ack: AckFn = Box::new(move || {
+                        // Runs on the journal thread after the commit: hand
+                        // the ack to the acker task, in commit order.
+                        let _ = acks.send((gen, p));
                     });
                     Some(ack)
                 };
-                let msg = Inbound { raw, ack };
-                let sent = tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    r = tx.send(msg) => r,
-                };
-                if sent.is_err() {
-                    tracing::warn!("journal queue closed; stopping MQTT ingest");
-                    break;
-                }
+                pending.push_back(Inbound { raw, ack });
             }
             Ok(_) => {}
             Err(e) => {
@@ -232,6 +277,15 @@ pub async fn run(
             }
         }
     }
+    // What was taken from the broker still goes to the journal; its acks are
+    // dropped with the connection, so the broker redelivers it next time and
+    // the journal recognises the duplicates.
+    for m in pending {
+        if tx.send(m).await.is_err() {
+            break;
+        }
+    }
+    epoch.fetch_add(1, Ordering::AcqRel);
     shared.mqtt_connected.store(false, Ordering::Relaxed);
     shared.metrics.mqtt_connected.set(0);
     // Best effort: a clean DISCONNECT keeps the persistent session.
