@@ -12,9 +12,13 @@
 //!   connection are dropped: the broker redelivers those messages and the
 //!   journal recognises them as duplicates.
 //!
-//! The poll loop only polls and forwards: it hands each message to the
-//! journal's bounded queue, and waits when the queue is full (backpressure
-//! reaches the broker through TCP, and the broker queues for us).
+//! The poll loop only polls and forwards. Messages go to the journal's
+//! bounded queue; while it is full, up to [`MAX_PENDING`] more are held here
+//! and polling goes on, so acknowledgements and pings keep flowing; beyond
+//! that, polling pauses (backpressure reaches the broker through TCP, and
+//! the broker queues for us). Acknowledgements are sent in commit order by
+//! one acker task that waits for room in rumqttc's request queue: an ack is
+//! never dropped while its connection lives.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
