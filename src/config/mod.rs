@@ -2,7 +2,7 @@
 //! connection, the store, ingest limits and indicator definitions.
 //!
 //! Loaded from a TOML file, then overridden by environment variables named
-//! `IOC__SECTION__KEY` (see [`load`]), then validated (see [`validate`]).
+//! `IOC__SECTION__KEY` (see [`load`]), then validated (see `validate`).
 
 mod load;
 mod validate;

@@ -13,7 +13,7 @@
 //!   journal recognises them as duplicates.
 //!
 //! The poll loop only polls and forwards. Messages go to the journal's
-//! bounded queue; while it is full, up to [`MAX_PENDING`] more are held here
+//! bounded queue; while it is full, up to `MAX_PENDING` more are held here
 //! and polling goes on, so acknowledgements and pings keep flowing; beyond
 //! that, polling pauses (backpressure reaches the broker through TCP, and
 //! the broker queues for us). Acknowledgements are sent in commit order by
@@ -93,7 +93,11 @@ type PendingAck = (u64, rumqttc::Publish);
 /// Start the task that sends acknowledgements in order. Acks of a connection
 /// that is gone are dropped (the broker redelivers those messages and the
 /// journal recognises them). It ends when every sender is dropped.
-fn spawn_acker(client: AsyncClient, epoch: Arc<AtomicU64>, shared: Arc<Shared>) -> mpsc::UnboundedSender<PendingAck> {
+fn spawn_acker(
+    client: AsyncClient,
+    epoch: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+) -> mpsc::UnboundedSender<PendingAck> {
     let (tx, mut rx) = mpsc::unbounded_channel::<PendingAck>();
     tokio::spawn(async move {
         while let Some((gen, p)) = rx.recv().await {

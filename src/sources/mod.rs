@@ -5,14 +5,14 @@
 //!
 //! | topic | decoder |
 //! |---|---|
-//! | `ioc/{commune}/camera/{id}/event` | [`camera`] |
-//! | `ioc/{commune}/camera/{id}/status` | [`status`] |
-//! | `frigate/events`, `frigate/reviews`, `frigate/available` | [`frigate`] |
-//! | `ioc/{commune}/speaker/{id}/status` | [`status`] |
-//! | `ioc/{commune}/speaker/{id}/session` | [`speaker`] |
-//! | `ioc/{commune}/procedure/dossier` | [`procedure`] |
-//! | `ioc/{commune}/sensor/{id}/telemetry` | [`sensor`] |
-//! | `ioc/{commune}/sensor/{id}/status` | [`status`] |
+//! | `ioc/{commune}/camera/{id}/event` | `camera` |
+//! | `ioc/{commune}/camera/{id}/status` | `status` |
+//! | `frigate/events`, `frigate/reviews`, `frigate/available` | `frigate` |
+//! | `ioc/{commune}/speaker/{id}/status` | `status` |
+//! | `ioc/{commune}/speaker/{id}/session` | `speaker` |
+//! | `ioc/{commune}/procedure/dossier` | `procedure` |
+//! | `ioc/{commune}/sensor/{id}/telemetry` | `sensor` |
+//! | `ioc/{commune}/sensor/{id}/status` | `status` |
 
 mod camera;
 pub mod fields;
