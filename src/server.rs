@@ -66,6 +66,47 @@ pub fn open_state(config: Config) -> Result<(Arc<Shared>, Store), ServeError> {
     Ok((Arc::new(shared), store))
 }
 
+/// Every 30 s, check the store still takes a write, on a connection of its
+/// own (the journal writer may be idle for hours in a quiet commune).
+async fn probe_store(shared: Arc<Shared>, cancel: CancellationToken) {
+    let path = shared.config.journal_path();
+    let conn: Arc<Mutex<Option<Store>>> = Arc::new(Mutex::new(None));
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let (path, shared_conn) = (path.clone(), Arc::clone(&conn));
+        let result = tokio::task::spawn_blocking(move || {
+            let mut guard = shared_conn.lock();
+            if guard.is_none() {
+                *guard = Some(Store::open_with(&path, crate::config::SyncMode::Normal, 0)?);
+            }
+            match guard.as_ref() {
+                Some(store) => store.probe(),
+                None => Ok(()),
+            }
+        })
+        .await;
+        let ok = match result {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "store write probe failed");
+                *conn.lock() = None;
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store write probe task failed");
+                false
+            }
+        };
+        shared
+            .store_probe_ok
+            .store(ok, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Run the backend until `shutdown` is cancelled. `on_ready` is called with
 /// the shared state once everything is started.
 pub async fn run(
@@ -115,6 +156,7 @@ pub async fn run(
         reader: Arc::new(Mutex::new(reader)),
     });
     let fe = frontend.clone();
+    tasks.spawn(probe_store(Arc::clone(&shared), backend.clone()));
     let http = tasks.spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { fe.cancelled().await })

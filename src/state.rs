@@ -41,8 +41,11 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Connected to the MQTT broker.
     pub mqtt_connected: AtomicBool,
-    /// The last journal write succeeded.
+    /// The last journal commit succeeded.
     pub store_writable: AtomicBool,
+    /// The last periodic write probe succeeded (catches a broken disk in a
+    /// quiet commune, when no commit would).
+    pub store_probe_ok: AtomicBool,
     /// Set when shutdown begins: the journal writer stops retrying a failed
     /// commit (the messages are unacknowledged and will be redelivered).
     pub stopping: AtomicBool,
@@ -68,6 +71,7 @@ impl Shared {
             metrics: Metrics::new(),
             mqtt_connected: AtomicBool::new(false),
             store_writable: AtomicBool::new(true),
+            store_probe_ok: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             updates,
@@ -76,6 +80,11 @@ impl Shared {
 
     /// Broker connected and store writable.
     pub fn ready(&self) -> bool {
-        self.mqtt_connected.load(Ordering::Relaxed) && self.store_writable.load(Ordering::Relaxed)
+        self.mqtt_connected.load(Ordering::Relaxed) && self.store_ok()
+    }
+
+    /// The last commit and the last write probe both succeeded.
+    pub fn store_ok(&self) -> bool {
+        self.store_writable.load(Ordering::Relaxed) && self.store_probe_ok.load(Ordering::Relaxed)
     }
 }

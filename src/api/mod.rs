@@ -98,7 +98,7 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(s): State<ApiState>) -> Response {
     let mqtt = s.shared.mqtt_connected.load(Ordering::Relaxed);
-    let store = s.shared.store_writable.load(Ordering::Relaxed);
+    let store = s.shared.store_ok();
     let status = if mqtt && store {
         StatusCode::OK
     } else {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::model::{DeviceClass, Source};
+use crate::model::DeviceClass;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -462,10 +462,5 @@ impl Config {
     /// Path of the SQLite journal.
     pub fn journal_path(&self) -> PathBuf {
         self.store.path.join("journal.db")
-    }
-
-    /// Source family parsed from a filter (validated at load time).
-    pub fn source_of(name: &str) -> Option<Source> {
-        Source::parse(name)
     }
 }

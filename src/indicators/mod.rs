@@ -205,11 +205,6 @@ impl Engine {
         }
     }
 
-    /// The report regime.
-    pub fn regime(&self) -> Regime {
-        self.regime
-    }
-
     /// All counters (index = position).
     pub fn counters(&self) -> &[Counter] {
         &self.counters
@@ -394,11 +389,6 @@ impl Engine {
     /// Index of a counter key.
     pub fn counter_index(&self, key: &str) -> Option<usize> {
         self.counters.iter().position(|c| c.key == key)
-    }
-
-    /// Id of an indicator by index.
-    pub fn indicator_id(&self, i: usize) -> &str {
-        &self.specs[i].id
     }
 
     /// Drop buckets that no window can reach any more.

@@ -108,9 +108,4 @@ impl Registry {
     pub fn has_village(&self, id: &str) -> bool {
         self.villages.iter().any(|(v, _)| v == id)
     }
-
-    /// Village ids and names, in config order.
-    pub fn villages(&self) -> &[(String, String)] {
-        &self.villages
-    }
 }
