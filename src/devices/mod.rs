@@ -98,7 +98,10 @@ impl DeviceTracker {
     /// Events with a device update `last_seen`; status events set the state;
     /// any other event from a device that was not up marks it online (unless
     /// it reported a fault).
-    pub fn updates(&self, events: &[Event]) -> HashMap<(DeviceClass, String), Health> {
+    pub fn updates<'e>(
+        &self,
+        events: impl IntoIterator<Item = &'e Event>,
+    ) -> HashMap<(DeviceClass, String), Health> {
         let mut out: HashMap<(DeviceClass, String), Health> = HashMap::new();
         for e in events {
             let (Some(class), Some(id)) = (class_of(e.source), e.device.as_ref()) else {

@@ -274,7 +274,11 @@ impl Engine {
 
     /// Work out what a batch of newly committed events (and the receive
     /// times of new dead letters) changes.
-    pub fn delta(&self, events: &[Event], dead_letters: &[DateTime<Utc>]) -> BatchDelta {
+    pub fn delta<'e>(
+        &self,
+        events: impl IntoIterator<Item = &'e Event>,
+        dead_letters: &[DateTime<Utc>],
+    ) -> BatchDelta {
         let mut d = BatchDelta::default();
         for e in events {
             let minute = e.ts.timestamp().div_euclid(60);

@@ -232,7 +232,7 @@ impl Store {
             )?;
             for (i, ne) in events.iter().enumerate() {
                 let e = ne.event;
-                let attrs = serde_json::Value::Object(e.attrs.clone()).to_string();
+                let attrs = serde_json::to_string(&e.attrs).unwrap_or_else(|_| "{}".into());
                 let n = ins.execute(params![
                     e.dedup_key,
                     e.source.as_str(),
@@ -503,7 +503,7 @@ impl Store {
                 .filter_map(Result::ok)
                 .map(from_ms)
                 .collect();
-            let delta = engine.delta(&[], &times);
+            let delta = engine.delta(std::iter::empty(), &times);
             write_rollups(&tx, engine, &delta)?;
         }
         tx.commit()?;

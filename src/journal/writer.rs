@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::{Derived, NewDeadLetter, NewEvent, Store};
 use crate::devices::class_of;
 use crate::metrics::{ReasonLabel, SourceLabel};
-use crate::model::{Event, Raw, Reason, Rejection};
+use crate::model::{Event, Raw, Reason, Rejection, Source};
 use crate::sources::{content_key, Decoder};
 use crate::state::{Committed, Shared};
 
@@ -120,11 +120,7 @@ fn commit_batch(
     let mut backoff = Duration::from_millis(100);
     let (outcome, derived) = loop {
         let result = store.write_batch(&events, &dead, |outcome| {
-            let new_events: Vec<Event> = outcome
-                .new_events
-                .iter()
-                .map(|&i| events[i].event.clone())
-                .collect();
+            let new_events = outcome.new_events.iter().map(|&i| events[i].event);
             let dead_times: Vec<_> = outcome
                 .new_dead
                 .iter()
@@ -132,7 +128,7 @@ fn commit_batch(
                 .collect();
             let engine = shared.engine.read();
             let tracker = shared.devices.read();
-            let mut devices: Vec<_> = tracker.updates(&new_events).into_iter().collect();
+            let mut devices: Vec<_> = tracker.updates(new_events.clone()).into_iter().collect();
             for &i in &outcome.new_dead {
                 let d = &dead[i];
                 if d.reason == Reason::UnknownDevice {
@@ -145,7 +141,7 @@ fn commit_batch(
                 }
             }
             Derived {
-                delta: engine.delta(&new_events, &dead_times),
+                delta: engine.delta(new_events, &dead_times),
                 counter_keys: engine.counters().iter().map(|c| c.key.clone()).collect(),
                 scope_names: engine.scopes().to_vec(),
                 indicator_ids: engine.ids().map(str::to_owned).collect(),
@@ -179,11 +175,7 @@ fn commit_batch(
 
     let now = Utc::now();
     let duplicates = events.len() - outcome.new_events.len() + dead.len() - outcome.new_dead.len();
-    let new_events: Vec<Event> = outcome
-        .new_events
-        .iter()
-        .map(|&i| events[i].event.clone())
-        .collect();
+    let new_events = || outcome.new_events.iter().map(|&i| events[i].event);
     {
         let mut engine = shared.engine.write();
         engine.apply(&derived.delta, now);
@@ -195,12 +187,20 @@ fn commit_batch(
 
     let m = &shared.metrics;
     m.duplicates.inc_by(duplicates as u64);
-    for e in &new_events {
-        m.events_committed
-            .get_or_create(&SourceLabel {
-                source: e.source.as_str().to_owned(),
-            })
-            .inc();
+    let mut per_source = [0u64; Source::ALL.len()];
+    for e in new_events() {
+        if let Some(i) = Source::ALL.iter().position(|s| *s == e.source) {
+            per_source[i] += 1;
+        }
+    }
+    for (source, n) in Source::ALL.iter().zip(per_source) {
+        if n > 0 {
+            m.events_committed
+                .get_or_create(&SourceLabel {
+                    source: source.as_str().to_owned(),
+                })
+                .inc_by(n);
+        }
     }
     for &i in &outcome.new_dead {
         let d = &dead[i];
@@ -222,7 +222,7 @@ fn commit_batch(
     shared.batches.fetch_add(1, Ordering::Release);
     if shared.updates.receiver_count() > 0 {
         let _ = shared.updates.send(Arc::new(Committed {
-            events: new_events,
+            events: new_events().cloned().collect(),
             dead_letters: outcome.new_dead.len(),
             duplicates,
             at: now,
