@@ -2,7 +2,9 @@
 //!
 //! rumqttd's `start()` blocks forever and has no shutdown API (rumqttd #771),
 //! so it runs on its own thread for the life of the process. It cannot
-//! report a port chosen with `:0`; callers pick the port.
+//! report a port chosen with `:0`; callers pick the port. It logs ordinary
+//! disconnects at ERROR level, so the default log filter silences it
+//! (`RUST_LOG=info,rumqttd=warn` shows it again).
 
 use std::net::SocketAddr;
 
@@ -55,10 +57,45 @@ dynamic_filters = true
             }
         })?;
     for _ in 0..100 {
-        if std::net::TcpStream::connect(addr).is_ok() {
+        if handshake(addr).is_ok() {
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     Err(BrokerError::NotListening(addr))
+}
+
+/// A full MQTT 3.1.1 CONNECT / CONNACK / DISCONNECT, so the readiness check
+/// looks like a client to the broker (a bare TCP connect makes it log an
+/// error).
+fn handshake(addr: SocketAddr) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))?;
+    s.set_read_timeout(Some(std::time::Duration::from_millis(500)))?;
+    // CONNECT: protocol "MQTT" level 4, clean session, keep-alive 10 s,
+    // client id "commune-ioc-probe".
+    let id = b"commune-ioc-probe";
+    let mut packet = vec![
+        0x10,
+        (10 + 2 + id.len()) as u8,
+        0,
+        4,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        4,
+        0x02,
+        0,
+        10,
+    ];
+    packet.extend_from_slice(&[0, id.len() as u8]);
+    packet.extend_from_slice(id);
+    s.write_all(&packet)?;
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack)?;
+    if connack[0] != 0x20 || connack[3] != 0 {
+        return Err(std::io::Error::other("broker refused the probe connection"));
+    }
+    s.write_all(&[0xE0, 0])
 }
