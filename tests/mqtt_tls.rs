@@ -44,6 +44,20 @@ fn prepare(dir: &Path, tls_port: u16) -> String {
     )
 }
 
+/// A Mosquitto with a TLS listener (private CA) and a password file, a temp
+/// dir, and a backend config pointing at the TLS listener.
+fn tls_broker() -> (Mosquitto, tempfile::TempDir, String) {
+    let tls_port = free_port();
+    let broker = Mosquitto::start_prepared(|d| prepare(d, tls_port));
+    let dir = tempfile::tempdir().unwrap();
+    let config = tls_config(
+        tls_port,
+        &dir.path().join("store"),
+        &broker.dir().join("ca.pem"),
+    );
+    (broker, dir, config)
+}
+
 fn tls_config(tls_port: u16, store: &Path, ca: &Path) -> String {
     test_config(tls_port, store).replace(
         "[mqtt]\nhost = \"127.0.0.1\"",
@@ -56,14 +70,7 @@ fn tls_config(tls_port: u16, store: &Path, ca: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_password_from_the_environment() {
-    let tls_port = free_port();
-    let broker = Mosquitto::start_prepared(|d| prepare(d, tls_port));
-    let dir = tempfile::tempdir().unwrap();
-    let config = tls_config(
-        tls_port,
-        &dir.path().join("store"),
-        &broker.dir().join("ca.pem"),
-    );
+    let (broker, dir, config) = tls_broker();
     let b = Backend::start_with_env(dir.path(), &config, &[("IOC__MQTT__PASSWORD", PASS)]);
     b.wait_ready().await;
     let mut p = Publisher::with_credentials(broker.port, USER, PASS);
@@ -90,14 +97,7 @@ async fn tls_with_password_from_the_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_not_ready_and_not_logged() {
-    let tls_port = free_port();
-    let broker = Mosquitto::start_prepared(|d| prepare(d, tls_port));
-    let dir = tempfile::tempdir().unwrap();
-    let config = tls_config(
-        tls_port,
-        &dir.path().join("store"),
-        &broker.dir().join("ca.pem"),
-    );
+    let (broker, dir, config) = tls_broker();
     let wrong = "sai-mat-khau-9876";
     let b = Backend::start_with_env(dir.path(), &config, &[("IOC__MQTT__PASSWORD", wrong)]);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;

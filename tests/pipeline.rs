@@ -432,13 +432,7 @@ async fn frigate_objects_count_once_and_procedures_derive_outcomes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_survives_restart_and_history_answers_buckets() {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let mut b = Backend::start(
-        dir.path(),
-        &test_config(broker.port, &dir.path().join("store")),
-    );
-    b.wait_ready().await;
+    let (broker, _dir, mut b) = common::stack().await;
     let mut p = Publisher::new(broker.port);
     for i in 0..9 {
         p.send(

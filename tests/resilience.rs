@@ -67,13 +67,7 @@ async fn broker_restart_mid_stream_counts_every_event_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_killed_mid_stream_counts_every_event_once() {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let mut b = Backend::start(
-        dir.path(),
-        &test_config(broker.port, &dir.path().join("store")),
-    );
-    b.wait_ready().await;
+    let (broker, _dir, mut b) = common::stack().await;
     let mut p = Publisher::new(broker.port);
     const N: usize = 600;
     for i in 0..N {
