@@ -28,7 +28,7 @@ pub struct Registry {
     /// Commune id (topic level).
     pub commune: String,
     villages: Vec<(String, String)>,
-    devices: HashMap<(DeviceClass, String), DeviceInfo>,
+    devices: HashMap<DeviceClass, HashMap<String, DeviceInfo>>,
     ordered: Vec<(DeviceClass, String)>,
     frigate: HashMap<String, String>,
 }
@@ -79,20 +79,23 @@ impl Registry {
     }
 
     fn insert(&mut self, d: DeviceInfo) {
-        let key = (d.class, d.id.clone());
-        self.ordered.push(key.clone());
-        self.devices.insert(key, d);
+        self.ordered.push((d.class, d.id.clone()));
+        self.devices
+            .entry(d.class)
+            .or_default()
+            .insert(d.id.clone(), d);
     }
 
-    /// Look a device up.
+    /// Look a device up (no allocation: this is on the ingest path).
     pub fn device(&self, class: DeviceClass, id: &str) -> Option<&DeviceInfo> {
-        // Avoid allocating on the hot path for the common small ids.
-        self.devices.get(&(class, id.to_owned()))
+        self.devices.get(&class)?.get(id)
     }
 
     /// All devices, in config order.
     pub fn devices(&self) -> impl Iterator<Item = &DeviceInfo> {
-        self.ordered.iter().filter_map(|k| self.devices.get(k))
+        self.ordered
+            .iter()
+            .filter_map(|(c, id)| self.device(*c, id))
     }
 
     /// Camera id for a Frigate camera name (the name itself when a camera
