@@ -21,11 +21,25 @@ async fn wait_count(b: &Backend, want: f64, timeout: Duration) {
         if got == want {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {got} of {want} events counted; log:\n{}",
-            b.log_text()
-        );
+        if Instant::now() >= deadline {
+            let dead = b.get("/api/dead-letters").await;
+            let metrics = reqwest::get(format!("{}/metrics", b.url))
+                .await
+                .expect("GET /metrics")
+                .text()
+                .await
+                .unwrap_or_default();
+            let metrics: Vec<&str> = metrics
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.contains("_bucket"))
+                .collect();
+            panic!(
+                "only {got} of {want} events counted\ndead letters: {}\nmetrics:\n{}\nlog:\n{}",
+                dead["counts"],
+                metrics.join("\n"),
+                b.log_text()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
