@@ -76,6 +76,15 @@ async fn broker_restart_mid_stream_counts_every_event_once() {
         b.metric("ioc_mqtt_connects_total").await >= 3.0,
         "reconnected after each restart"
     );
+    // The broker kept our session across both restarts (otherwise messages
+    // published before we subscribe again would be lost, and this test would
+    // only pass by winning a race).
+    let log = b.log_text();
+    assert!(
+        log.matches("session_present=true").count() >= 2,
+        "sessions were not restored; broker log:\n{}\nbackend log:\n{log}",
+        broker.log_text()
+    );
     assert_eq!(b.get_status("/readyz").await.0, 200);
 }
 

@@ -78,6 +78,14 @@ impl Mosquitto {
     /// returned extra mosquitto.conf lines (listeners, TLS, passwords).
     pub fn start_prepared(prepare: impl FnOnce(&Path) -> String) -> Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir for mosquitto");
+        // Mosquitto started as root drops to the `mosquitto` user: it must be
+        // able to write its persistence file and log here, or it silently
+        // loses every session on restart.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+                .expect("make the mosquitto dir writable");
+        }
         let port = free_port();
         let extra = prepare(dir.path());
         std::fs::write(dir.path().join("extra.conf"), extra).expect("write extra mosquitto config");
@@ -88,6 +96,11 @@ impl Mosquitto {
         };
         m.spawn();
         m
+    }
+
+    /// The broker's own log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 
     /// The broker's working directory.
