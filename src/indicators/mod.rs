@@ -28,9 +28,9 @@ use crate::model::{DeviceClass, Event, Source};
 pub const COMMUNE: &str = "commune";
 
 /// Minute buckets are kept in memory this long (the 24h window plus slack).
-const MINUTES_KEPT: i64 = 26 * 60;
+pub const MINUTES_KEPT: i64 = 26 * 60;
 /// Hour buckets are kept in memory this long (a report period plus slack).
-const HOURS_KEPT: i64 = 70 * 24;
+pub const HOURS_KEPT: i64 = 70 * 24;
 
 /// How an indicator is computed, with config names resolved to indexes.
 #[derive(Debug, Clone)]

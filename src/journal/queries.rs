@@ -1,0 +1,173 @@
+//! Reads: dead letters, history buckets, device health; and upkeep
+//! (pruning, the write probe).
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+
+use super::{excerpt, from_ms, JournalError, Store};
+use crate::devices::Health;
+use crate::model::{DeadLetter, DeviceClass, DeviceState, Reason};
+
+impl Store {
+    /// Dead letters, newest first.
+    pub fn dead_letters(
+        &self,
+        limit: usize,
+        before_id: Option<i64>,
+        reason: Option<Reason>,
+        excerpt_bytes: usize,
+    ) -> Result<Vec<DeadLetter>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, reason, detail, topic, device, size, received_at, substr(payload, 1, ?1)
+             FROM dead_letters
+             WHERE (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR reason = ?3)
+             ORDER BY id DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                excerpt_bytes as i64 + 4,
+                before_id,
+                reason.map(Reason::code),
+                limit as i64
+            ],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, Vec<u8>>(7)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, reason, detail, topic, device, size, received, payload) = row?;
+            let reason = Reason::parse(&reason)
+                .ok_or_else(|| JournalError::Corrupt(format!("reason {reason}")))?;
+            out.push(DeadLetter {
+                id,
+                reason,
+                detail,
+                topic,
+                device,
+                excerpt: excerpt(&payload, excerpt_bytes),
+                size: size.max(0) as usize,
+                received_at: from_ms(received),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Dead letters per reason (all time).
+    pub fn dead_letter_counts(&self) -> Result<Vec<(Reason, u64)>, JournalError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason ORDER BY reason",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (reason, n) = row?;
+            if let Some(r) = Reason::parse(&reason) {
+                out.push((r, n.max(0) as u64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of events in the journal.
+    pub fn event_count(&self) -> Result<u64, JournalError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Sums of a counter per bucket of `step_secs`, from `from` (inclusive)
+    /// to `to` (exclusive). Uses hour rollups when the step and the start are
+    /// whole hours, else minute rollups.
+    pub fn history(
+        &self,
+        counter: &str,
+        scope: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        step_secs: i64,
+    ) -> Result<Vec<(i64, f64)>, JournalError> {
+        let (table, unit) = if step_secs % 3600 == 0 && from.timestamp() % 3600 == 0 {
+            ("rollup_hour", 3600)
+        } else {
+            ("rollup_minute", 60)
+        };
+        let sql = format!(
+            "SELECT (bucket * ?1 - ?2) / ?3 AS b, SUM(value) FROM {table}
+             WHERE counter = ?4 AND scope = ?5 AND bucket >= ?6 AND bucket < ?7
+             GROUP BY b ORDER BY b"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let f = from.timestamp();
+        let t = to.timestamp();
+        let lo = f.div_euclid(unit);
+        let hi = (t + unit - 1).div_euclid(unit);
+        let rows = stmt.query_map(params![unit, f, step_secs, counter, scope, lo, hi], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?);
+        }
+        Ok(out)
+    }
+
+    /// Persisted device health.
+    pub fn devices(&self) -> Result<Vec<(DeviceClass, String, Health)>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT class, id, state, last_seen, detail FROM devices")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (class, id, state, last_seen, detail) = row?;
+            if let (Some(c), Some(s)) = (DeviceClass::parse(&class), DeviceState::parse(&state)) {
+                out.push((
+                    c,
+                    id,
+                    Health {
+                        state: s,
+                        last_seen: last_seen.map(from_ms),
+                        detail,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Check the store is writable (readiness).
+    pub fn probe(&self) -> Result<(), JournalError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('probe', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [Utc::now().to_rfc3339()],
+        )?;
+        Ok(())
+    }
+
+    /// Delete minute rollups no window needs any more.
+    pub fn prune(&self, now: DateTime<Utc>) -> Result<usize, JournalError> {
+        let min_minute = now.timestamp().div_euclid(60) - crate::indicators::MINUTES_KEPT;
+        Ok(self
+            .conn
+            .execute("DELETE FROM rollup_minute WHERE bucket < ?1", [min_minute])?)
+    }
+}
