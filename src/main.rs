@@ -116,7 +116,7 @@ fn load(path: &Path) -> Result<Config> {
 async fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {addr} (is another program using the port?)"))
+        .with_context(|| format!("không mở được địa chỉ {addr}: có chương trình khác đang dùng cổng này? (cannot listen on {addr})"))
 }
 
 fn write_port_file(path: Option<&Path>, addr: SocketAddr) -> Result<()> {
@@ -187,7 +187,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::CheckConfig { file } => match config::load(&file) {
             Ok(c) => {
                 println!(
-                    "{}: OK — {} ({}), {} villages, {} cameras, {} speakers, {} sensors, {} indicators",
+                    "{}: OK — hợp lệ: {} ({}), {} thôn/bản, {} camera, {} cụm loa, {} cảm biến, {} chỉ tiêu",
                     file.display(),
                     c.commune.name,
                     c.commune.id,
@@ -200,6 +200,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             Err(e) => {
+                eprintln!("Tệp cấu hình chưa dùng được, cần sửa các lỗi sau (vị trí: tệp:dòng:cột, khóa, lý do).");
                 eprintln!("{e}");
                 std::process::exit(2);
             }
