@@ -137,7 +137,7 @@ fn syntax_and_type_errors_name_file_line_key_and_reason() {
     );
     let got = issues(MINIMAL, &[("IOC__COMMUNE__ID__X", "1")]);
     assert!(
-        got[0].contains("env IOC__COMMUNE__ID__X") && got[0].contains("not a section"),
+        got[0].contains("env IOC__COMMUNE__ID__X") && got[0].contains("không phải một mục"),
         "{got:?}"
     );
 }
@@ -187,9 +187,9 @@ device_class = "drone"
         "`http.listen`",
         "`mqtt.port`",
         "`mqtt.backoff_initial_ms`",
-        "`village[a].id`: duplicate",
-        "`camera[cam-1].village`: unknown village `nowhere`",
-        "`camera[cam-1].id`: duplicate",
+        "`village[a].id`: mã thôn/bản bị trùng",
+        "`camera[cam-1].village`: không có thôn/bản `nowhere`",
+        "`camera[cam-1].id`: mã camera bị trùng",
         "`indicator[r].target`",
         "`indicator[r].numerator.source`",
         "`indicator[r].denominator`",
@@ -221,7 +221,7 @@ fn check_config_exits_non_zero_and_lists_problems() {
         .expect("run check-config");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("2 problem(s)"), "{err}");
+    assert!(err.contains("(2 lỗi)"), "{err}");
     assert!(
         err.contains("`http.listen`") && err.contains("`mqtt.port`"),
         "{err}"
@@ -234,5 +234,5 @@ fn check_config_exits_non_zero_and_lists_problems() {
         .expect("run check-config");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("cannot read config file /nonexistent/commune.toml"));
+        .contains("không đọc được tệp cấu hình /nonexistent/commune.toml"));
 }

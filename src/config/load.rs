@@ -33,7 +33,7 @@ impl fmt::Display for ConfigIssue {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("không đọc được tệp cấu hình {path} (cannot read config file): {source}")]
     Io {
         /// The file.
         path: String,
@@ -41,7 +41,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file (or the environment) holds invalid values.
-    #[error("invalid configuration ({} problem(s)):\n{}", .0.len(), .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+    #[error("cấu hình không hợp lệ ({} lỗi):\n{}", .0.len(), .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<ConfigIssue>),
 }
 
@@ -117,7 +117,7 @@ fn apply_env(text: &str, origin: &str, env: &[(String, String)]) -> Result<Confi
             issues.push(ConfigIssue {
                 origin: format!("env {name}"),
                 key: rest.to_ascii_lowercase(),
-                reason: "malformed variable name: use IOC__SECTION__KEY".into(),
+                reason: "tên biến sai dạng: dùng IOC__MUC__KHOA, ví dụ IOC__MQTT__PORT".into(),
             });
             continue;
         }
@@ -174,7 +174,7 @@ fn apply_env(text: &str, origin: &str, env: &[(String, String)]) -> Result<Confi
     Err(ConfigError::Invalid(vec![ConfigIssue {
         origin: "env".into(),
         key: String::new(),
-        reason: "environment overrides could not be applied".into(),
+        reason: "không áp dụng được các biến môi trường".into(),
     }]))
 }
 
@@ -203,7 +203,11 @@ fn set_path(root: &mut toml::Table, parts: &[String], value: toml::Value) -> Res
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         table = match entry {
             toml::Value::Table(t) => t,
-            _ => return Err(format!("`{p}` is not a section and cannot hold keys")),
+            _ => {
+                return Err(format!(
+                    "`{p}` không phải một mục nên không chứa khóa con được"
+                ))
+            }
         };
     }
     table.insert(last.clone(), value);

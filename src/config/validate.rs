@@ -46,35 +46,35 @@ impl Validator<'_> {
             self.issue(
                 "commune.id",
                 format!(
-                    "`{}` is not a slug: use lowercase ASCII letters, digits, '-' or '_' (it appears in MQTT topics)",
+                    "`{}` không phải mã hợp lệ: chỉ dùng chữ thường không dấu, chữ số, '-' hoặc '_' (mã này nằm trong chủ đề MQTT)",
                     c.commune.id
                 ),
             );
         }
         if c.commune.name.trim().is_empty() {
-            self.issue("commune.name", "must not be empty");
+            self.issue("commune.name", "không được để trống");
         }
         self.check_mqtt(c);
         if c.http.listen.parse::<SocketAddr>().is_err() {
             self.issue(
                 "http.listen",
-                format!("`{}` is not an address like 127.0.0.1:8080", c.http.listen),
+                format!("`{}` không phải địa chỉ dạng 127.0.0.1:8080", c.http.listen),
             );
         }
         if c.store.batch_max == 0 {
-            self.issue("store.batch_max", "must be at least 1");
+            self.issue("store.batch_max", "phải từ 1 trở lên");
         }
         if c.store.queue_capacity == 0 {
-            self.issue("store.queue_capacity", "must be at least 1");
+            self.issue("store.queue_capacity", "phải từ 1 trở lên");
         }
         if c.ingest.max_payload_bytes == 0 {
-            self.issue("ingest.max_payload_bytes", "must be at least 1");
+            self.issue("ingest.max_payload_bytes", "phải từ 1 trở lên");
         }
         if c.ingest.max_future_skew_secs < 0 {
-            self.issue("ingest.max_future_skew_secs", "must not be negative");
+            self.issue("ingest.max_future_skew_secs", "không được âm");
         }
         if c.ingest.max_age_days <= 0 {
-            self.issue("ingest.max_age_days", "must be at least 1");
+            self.issue("ingest.max_age_days", "phải từ 1 trở lên");
         }
         for (key, secs) in [
             ("devices.camera_secs", c.devices.camera_secs),
@@ -82,7 +82,7 @@ impl Validator<'_> {
             ("devices.sensor_secs", c.devices.sensor_secs),
         ] {
             if secs < 0 {
-                self.issue(key, "must not be negative (0 disables the timeout)");
+                self.issue(key, "không được âm (0 là tắt thời gian chờ)");
             }
         }
 
@@ -91,20 +91,23 @@ impl Validator<'_> {
             if !is_slug(&v.id) {
                 self.issue(
                     format!("village[{i}].id"),
-                    format!("`{}` is not a slug", v.id),
+                    format!(
+                        "`{}` không phải mã hợp lệ (chữ thường không dấu, số, '-', '_')",
+                        v.id
+                    ),
                 );
             }
             if !villages.insert(v.id.as_str()) {
-                self.issue(format!("village[{}].id", v.id), "duplicate village id");
+                self.issue(format!("village[{}].id", v.id), "mã thôn/bản bị trùng");
             }
             if v.name.trim().is_empty() {
-                self.issue(format!("village[{}].name", v.id), "must not be empty");
+                self.issue(format!("village[{}].name", v.id), "không được để trống");
             }
             if let Some(lat) = v.lat {
                 if !(-90.0..=90.0).contains(&lat) {
                     self.issue(
                         format!("village[{}].lat", v.id),
-                        "must be between -90 and 90",
+                        "phải nằm trong khoảng -90 đến 90",
                     );
                 }
             }
@@ -112,7 +115,7 @@ impl Validator<'_> {
                 if !(-180.0..=180.0).contains(&lon) {
                     self.issue(
                         format!("village[{}].lon", v.id),
-                        "must be between -180 and 180",
+                        "phải nằm trong khoảng -180 đến 180",
                     );
                 }
             }
@@ -138,20 +141,20 @@ impl Validator<'_> {
             if !is_slug(id) {
                 self.issue(
                     format!("{section}[{id}].id"),
-                    format!("`{id}` is not a slug"),
+                    format!("`{id}` không phải mã hợp lệ (chữ thường không dấu, số, '-', '_')"),
                 );
             }
             if !devices.insert((class, id)) {
                 self.issue(
                     format!("{section}[{id}].id"),
-                    format!("duplicate {section} id"),
+                    format!("mã {section} bị trùng"),
                 );
             }
             if let Some(v) = village {
                 if !villages.contains(v) {
                     self.issue(
                         format!("{section}[{id}].village"),
-                        format!("unknown village `{v}`: add it as a [[village]] first"),
+                        format!("không có thôn/bản `{v}`: hãy khai báo nó trong một mục [[village]] trước"),
                     );
                 }
             }
@@ -162,7 +165,7 @@ impl Validator<'_> {
                 if !frigate.insert(n.as_str()) {
                     self.issue(
                         format!("camera[{}].frigate_name", cam.id),
-                        "duplicate Frigate camera name",
+                        "tên camera Frigate bị trùng",
                     );
                 }
             }
@@ -172,13 +175,16 @@ impl Validator<'_> {
         for ind in &c.indicators {
             let key = format!("indicator[{}]", ind.id);
             if !is_slug(&ind.id) {
-                self.issue(format!("{key}.id"), "not a slug");
+                self.issue(
+                    format!("{key}.id"),
+                    "không phải mã hợp lệ (chữ thường không dấu, số, '-', '_')",
+                );
             }
             if !ids.insert(ind.id.as_str()) {
                 self.issue(format!("{key}.id"), "duplicate indicator id");
             }
             if ind.name.trim().is_empty() {
-                self.issue(format!("{key}.name"), "must not be empty");
+                self.issue(format!("{key}.name"), "không được để trống");
             }
             if let Some(t) = &ind.target {
                 if let Err(e) = Target::parse(t) {
@@ -193,7 +199,7 @@ impl Validator<'_> {
                 }
                 IndicatorKind::Latest => {
                     if ind.field.is_none() {
-                        self.issue(format!("{key}.field"), "a `latest` indicator needs `field`");
+                        self.issue(format!("{key}.field"), "chỉ tiêu loại `latest` cần `field`");
                     }
                     if let Some(f) = &ind.filter {
                         self.check_filter(&format!("{key}.match"), f);
@@ -203,22 +209,22 @@ impl Validator<'_> {
                     Some(dc) if DeviceClass::parse(dc).is_some() => {}
                     Some(dc) => self.issue(
                         format!("{key}.device_class"),
-                        format!("`{dc}` is not one of camera, speaker, sensor"),
+                        format!("`{dc}` không thuộc camera, speaker, sensor"),
                     ),
                     None => self.issue(
                         format!("{key}.device_class"),
-                        "an `availability` indicator needs `device_class`",
+                        "chỉ tiêu loại `availability` cần `device_class`",
                     ),
                 },
                 IndicatorKind::Freshness => match ind.source.as_deref() {
                     Some(s) if Source::parse(s).is_some() => {}
                     Some(s) => self.issue(
                         format!("{key}.source"),
-                        format!("`{s}` is not one of camera, speaker, procedure, sensor"),
+                        format!("`{s}` không thuộc camera, speaker, procedure, sensor"),
                     ),
                     None => self.issue(
                         format!("{key}.source"),
-                        "a `freshness` indicator needs `source`",
+                        "chỉ tiêu loại `freshness` cần `source`",
                     ),
                 },
                 IndicatorKind::DeadLetters => {}
@@ -229,54 +235,54 @@ impl Validator<'_> {
     fn check_mqtt(&mut self, c: &Config) {
         let m = &c.mqtt;
         if m.host.trim().is_empty() {
-            self.issue("mqtt.host", "must not be empty");
+            self.issue("mqtt.host", "không được để trống");
         }
         if m.port == 0 {
-            self.issue("mqtt.port", "must be a port between 1 and 65535");
+            self.issue("mqtt.port", "phải là cổng từ 1 đến 65535");
         }
         if m.embedded && m.host.parse::<std::net::IpAddr>().is_err() {
             self.issue(
                 "mqtt.host",
-                format!("with mqtt.embedded = true the host is the address to listen on and must be an IP address (e.g. 127.0.0.1), not `{}`", m.host),
+                format!("khi mqtt.embedded = true, host là địa chỉ để lắng nghe và phải là địa chỉ IP (ví dụ 127.0.0.1), không phải `{}`", m.host),
             );
         }
         if m.embedded && !cfg!(feature = "embedded-broker") {
             self.issue(
                 "mqtt.embedded",
-                "this build has no embedded broker (cargo feature `embedded-broker`)",
+                "bản dựng này không có broker nhúng (tính năng cargo `embedded-broker`)",
             );
         }
         if m.backoff_initial_ms == 0 || m.backoff_initial_ms > m.backoff_max_ms {
             self.issue(
                 "mqtt.backoff_initial_ms",
-                "must be at least 1 and at most mqtt.backoff_max_ms",
+                "phải từ 1 trở lên và không lớn hơn mqtt.backoff_max_ms",
             );
         }
         if m.keep_alive_secs < 5 {
-            self.issue("mqtt.keep_alive_secs", "must be at least 5");
+            self.issue("mqtt.keep_alive_secs", "phải từ 5 trở lên");
         }
         if m.password.is_some() && m.username.is_none() {
-            self.issue("mqtt.password", "a password needs mqtt.username too");
+            self.issue("mqtt.password", "có mật khẩu thì cần cả mqtt.username");
         }
         if let Some(ca) = &m.ca_file {
             if !ca.exists() {
-                self.issue(
-                    "mqtt.ca_file",
-                    format!("file {} does not exist", ca.display()),
-                );
+                self.issue("mqtt.ca_file", format!("không có tệp {}", ca.display()));
             }
             if !m.tls {
-                self.issue("mqtt.ca_file", "set mqtt.tls = true to use a CA file");
+                self.issue("mqtt.ca_file", "đặt mqtt.tls = true để dùng tệp CA");
             }
         }
         if let Some(id) = &m.client_id {
             if id.is_empty() || id.len() > 128 {
-                self.issue("mqtt.client_id", "must be 1 to 128 characters");
+                self.issue("mqtt.client_id", "phải dài từ 1 đến 128 ký tự");
             }
         }
         if let Some(g) = &m.share_group {
             if !is_slug(g) {
-                self.issue("mqtt.share_group", "not a slug");
+                self.issue(
+                    "mqtt.share_group",
+                    "không phải mã hợp lệ (chữ thường không dấu, số, '-', '_')",
+                );
             }
         }
     }
@@ -285,7 +291,7 @@ impl Validator<'_> {
         match f {
             None => self.issue(
                 format!("{key}.{name}"),
-                format!("this indicator kind needs `{name}`"),
+                format!("loại chỉ tiêu này cần `{name}`"),
             ),
             Some(f) => self.check_filter(&format!("{key}.{name}"), f),
         }
@@ -296,7 +302,7 @@ impl Validator<'_> {
             if Source::parse(s).is_none() {
                 self.issue(
                     format!("{key}.source"),
-                    format!("`{s}` is not one of camera, speaker, procedure, sensor"),
+                    format!("`{s}` không thuộc camera, speaker, procedure, sensor"),
                 );
             }
         }
@@ -308,7 +314,7 @@ impl Validator<'_> {
             if !ok {
                 self.issue(
                     format!("{key}.where.{attr}"),
-                    "must be a string, number, boolean, or a non-empty list of them",
+                    "phải là chuỗi, số, true/false hoặc một danh sách không rỗng các giá trị đó",
                 );
             }
         }

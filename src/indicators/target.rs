@@ -55,15 +55,15 @@ impl Target {
             (Op::Lt, r)
         } else {
             return Err(format!(
-                "`{s}` is not a target: write an operator (>, >=, <, <=, ==) and a number, e.g. \"> 90\""
+                "`{s}` không phải mục tiêu: viết một phép so sánh (>, >=, <, <=, ==) và một số, ví dụ \"> 90\""
             ));
         };
         let value: f64 = rest
             .trim()
             .parse()
-            .map_err(|_| format!("`{}` in target `{s}` is not a number", rest.trim()))?;
+            .map_err(|_| format!("`{}` trong mục tiêu `{s}` không phải là số", rest.trim()))?;
         if !value.is_finite() {
-            return Err(format!("target `{s}` is not finite"));
+            return Err(format!("mục tiêu `{s}` không hữu hạn"));
         }
         Ok(Target { op, value })
     }
