@@ -61,6 +61,9 @@ pub struct Availability {
     pub heard: u32,
 }
 
+/// Most unregistered devices tracked at once.
+pub const MAX_UNREGISTERED: usize = 1000;
+
 /// Tracks device health.
 #[derive(Debug)]
 pub struct DeviceTracker {
@@ -144,14 +147,40 @@ impl DeviceTracker {
         out
     }
 
-    /// Record that an unregistered device published (from a dead letter).
-    pub fn unknown_update(&self, class: DeviceClass, id: &str, at: DateTime<Utc>) -> Health {
-        let prev = self.health.get(&(class, id.to_owned()));
-        Health {
-            state: DeviceState::Unknown,
-            last_seen: Some(prev.and_then(|h| h.last_seen).map_or(at, |t| t.max(at))),
-            detail: Some("not in the registry".into()),
+    /// Records for unregistered devices that published (from dead letters).
+    /// At most [`MAX_UNREGISTERED`] distinct ones are tracked, so a flood of
+    /// made-up device ids cannot grow memory or the store without bound
+    /// (their messages are still kept as dead letters).
+    pub fn unknown_updates<'a>(
+        &self,
+        seen: impl IntoIterator<Item = (DeviceClass, &'a str, DateTime<Utc>)>,
+    ) -> Vec<((DeviceClass, String), Health)> {
+        let mut tracked = self
+            .health
+            .keys()
+            .filter(|(c, id)| self.registry.device(*c, id).is_none())
+            .count();
+        let mut out: HashMap<(DeviceClass, String), Health> = HashMap::new();
+        for (class, id, at) in seen {
+            let key = (class, id.to_owned());
+            let prev = out.get(&key).or_else(|| self.health.get(&key));
+            if prev.is_none() {
+                if tracked >= MAX_UNREGISTERED {
+                    continue;
+                }
+                tracked += 1;
+            }
+            let last_seen = prev.and_then(|h| h.last_seen).map_or(at, |t| t.max(at));
+            out.insert(
+                key,
+                Health {
+                    state: DeviceState::Unknown,
+                    last_seen: Some(last_seen),
+                    detail: Some("not in the registry".into()),
+                },
+            );
         }
+        out.into_iter().collect()
     }
 
     /// Apply committed updates.
@@ -283,5 +312,27 @@ mod tests {
         let u = t.updates(&[status("online", now, false)]);
         t.apply(u);
         assert_eq!(t.availability(DeviceClass::Camera, None, now).up, 1);
+    }
+
+    #[test]
+    fn unregistered_devices_are_capped() {
+        let c = load_str("[commune]\nid = \"x\"\nname = \"X\"\n", "t.toml", &[]).unwrap();
+        let mut t = DeviceTracker::new(Arc::new(Registry::from_config(&c)), c.devices.clone());
+        let now = Utc::now();
+        let ids: Vec<String> = (0..MAX_UNREGISTERED + 50)
+            .map(|i| format!("fake-{i}"))
+            .collect();
+        let u = t.unknown_updates(ids.iter().map(|id| (DeviceClass::Camera, id.as_str(), now)));
+        assert_eq!(u.len(), MAX_UNREGISTERED);
+        t.apply(u.into_iter().collect());
+        // Already tracked ones are still updated; new ones are not added.
+        let later = now + Duration::seconds(5);
+        let u = t.unknown_updates([
+            (DeviceClass::Camera, "fake-0", later),
+            (DeviceClass::Camera, "fake-new", later),
+        ]);
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].0 .1, "fake-0");
+        assert_eq!(u[0].1.last_seen, Some(later));
     }
 }

@@ -129,17 +129,17 @@ fn commit_batch(
             let engine = shared.engine.read();
             let tracker = shared.devices.read();
             let mut devices: Vec<_> = tracker.updates(new_events.clone()).into_iter().collect();
-            for &i in &outcome.new_dead {
-                let d = &dead[i];
-                if d.reason == Reason::UnknownDevice {
-                    if let (Some(class), Some(id)) = (d.source.and_then(class_of), d.device) {
-                        devices.push((
-                            (class, id.to_owned()),
-                            tracker.unknown_update(class, id, d.received_at),
-                        ));
+            devices.extend(
+                tracker.unknown_updates(outcome.new_dead.iter().filter_map(|&i| {
+                    let d = &dead[i];
+                    match (d.reason, d.source.and_then(class_of), d.device) {
+                        (Reason::UnknownDevice, Some(class), Some(id)) => {
+                            Some((class, id, d.received_at))
+                        }
+                        _ => None,
                     }
-                }
-            }
+                })),
+            );
             Derived {
                 delta: engine.delta(new_events, &dead_times),
                 counter_keys: engine.counters().iter().map(|c| c.key.clone()).collect(),
