@@ -116,7 +116,7 @@ fn load(path: &Path) -> Result<Config> {
 async fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr)
         .await
-        .with_context(|| format!("không mở được địa chỉ {addr}: có chương trình khác đang dùng cổng này? (cannot listen on {addr})"))
+        .with_context(|| format!("không mở được địa chỉ {addr}: có chương trình khác đang dùng cổng này? Chọn địa chỉ khác: với demo dùng --listen 127.0.0.1:8081, với serve đặt http.listen hoặc IOC__HTTP__LISTEN (cannot listen on {addr})"))
 }
 
 fn write_port_file(path: Option<&Path>, addr: SocketAddr) -> Result<()> {
