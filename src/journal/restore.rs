@@ -28,29 +28,22 @@ impl Store {
         let min_minute = now.timestamp().div_euclid(60) - crate::indicators::MINUTES_KEPT;
         let min_hour = now.timestamp().div_euclid(3600) - crate::indicators::HOURS_KEPT;
         {
-            let mut stmt = self.conn.prepare(
-                "SELECT counter, scope, bucket, value FROM rollup_minute WHERE bucket >= ?1",
-            )?;
-            let mut rows = stmt.query([min_minute])?;
-            while let Some(r) = rows.next()? {
-                engine.load_minute(
-                    &r.get::<_, String>(0)?,
-                    &r.get::<_, String>(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                );
-            }
-            let mut stmt = self.conn.prepare(
-                "SELECT counter, scope, bucket, value FROM rollup_hour WHERE bucket >= ?1",
-            )?;
-            let mut rows = stmt.query([min_hour])?;
-            while let Some(r) = rows.next()? {
-                engine.load_hour(
-                    &r.get::<_, String>(0)?,
-                    &r.get::<_, String>(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                );
+            for (table, min, hourly) in [
+                ("rollup_minute", min_minute, false),
+                ("rollup_hour", min_hour, true),
+            ] {
+                let mut stmt = self.conn.prepare(&format!(
+                    "SELECT counter, scope, bucket, value FROM {table} WHERE bucket >= ?1"
+                ))?;
+                let mut rows = stmt.query([min])?;
+                while let Some(r) = rows.next()? {
+                    let (counter, scope): (String, String) = (r.get(0)?, r.get(1)?);
+                    if hourly {
+                        engine.load_hour(&counter, &scope, r.get(2)?, r.get(3)?);
+                    } else {
+                        engine.load_minute(&counter, &scope, r.get(2)?, r.get(3)?);
+                    }
+                }
             }
             let mut stmt = self.conn.prepare("SELECT key, ts, value FROM state")?;
             let mut rows = stmt.query([])?;

@@ -153,13 +153,7 @@ type Head<'a> = (&'static str, Map<String, Value>, String, &'a DeviceInfo);
 fn head<'a>(ctx: &'a Ctx<'_>) -> Result<Head<'a>, Rejection> {
     let mut m = object(&ctx.raw.payload).map_err(src)?;
     let kind = typed(&m)?;
-    after(&m)?;
-    let Some(Value::Object(after)) = m.remove("after") else {
-        return Err(src(Rejection::new(
-            Reason::MissingField,
-            "missing field `after`",
-        )));
-    };
+    let after = take_after(&mut m)?;
     let id = req_str(&after, "id").map_err(src)?.to_string();
     let cam_name = req_str(&after, "camera").map_err(src)?;
     let device = ctx.registry.frigate_camera(cam_name).ok_or_else(|| {
@@ -193,8 +187,8 @@ fn typed(m: &Map<String, Value>) -> Result<&'static str, Rejection> {
     }
 }
 
-fn after(m: &Map<String, Value>) -> Result<&Map<String, Value>, Rejection> {
-    match m.get("after") {
+fn take_after(m: &mut Map<String, Value>) -> Result<Map<String, Value>, Rejection> {
+    match m.remove("after") {
         Some(Value::Object(a)) => Ok(a),
         None | Some(Value::Null) => Err(src(Rejection::new(
             Reason::MissingField,
@@ -202,7 +196,7 @@ fn after(m: &Map<String, Value>) -> Result<&Map<String, Value>, Rejection> {
         ))),
         Some(other) => Err(src(Rejection::new(
             Reason::InvalidField,
-            format!("`after` must be an object, got {}", type_name(other)),
+            format!("`after` must be an object, got {}", type_name(&other)),
         ))),
     }
 }
