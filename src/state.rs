@@ -78,11 +78,6 @@ impl Shared {
         }
     }
 
-    /// Broker connected and store writable.
-    pub fn ready(&self) -> bool {
-        self.mqtt_connected.load(Ordering::Relaxed) && self.store_ok()
-    }
-
     /// The last commit and the last write probe both succeeded.
     pub fn store_ok(&self) -> bool {
         self.store_writable.load(Ordering::Relaxed) && self.store_probe_ok.load(Ordering::Relaxed)
