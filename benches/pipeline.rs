@@ -36,14 +36,12 @@
 //! | `IOC__*` | | passed to the server, e.g. `IOC__STORE__BATCH_MAX=8192` |
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
@@ -51,6 +49,11 @@ use commune_ioc::config::{self, Config};
 use commune_ioc::sim::{Message, Traffic};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::task::JoinHandle;
+
+use common::{
+    clock_ticks, cpu_ticks, env_num, filesystem_of, find_mosquitto, log_tail, mosquitto_version,
+    peak_rss_kib, start_backend, start_mosquitto, Http, Proc, Scrape,
+};
 
 const COMMAND: &str = "cargo bench --bench pipeline";
 const COMMUNE: &str = "bench";
@@ -72,18 +75,6 @@ struct Settings {
     base_dir: Option<PathBuf>,
     keep: bool,
     server_log: String,
-}
-
-fn env_num<T: FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => {
-            let cleaned: String = v.trim().chars().filter(|c| *c != '_').collect();
-            cleaned
-                .parse()
-                .map_err(|_| anyhow!("{name}={v:?} is not a valid non-negative number"))
-        }
-        _ => Ok(default),
-    }
 }
 
 impl Settings {
@@ -111,226 +102,6 @@ impl Settings {
 }
 
 // ---------------------------------------------------------------- processes
-
-/// A child process that is killed (by its own handle) when dropped.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Result<Proc> {
-        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let err = out
-            .try_clone()
-            .with_context(|| format!("duplicating the handle of {}", log.display()))?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
-        Ok(Proc { name, child, log })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Fail with the log tail when the process has exited.
-    fn ensure_running(&mut self) -> Result<()> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => bail!(
-                "{} exited unexpectedly ({status}); last lines of {}:\n{}",
-                self.name,
-                self.log.display(),
-                log_tail(&self.log, 30)
-            ),
-            Err(e) => Err(anyhow!(
-                "cannot check whether {} is running: {e}",
-                self.name
-            )),
-        }
-    }
-
-    /// SIGTERM (through `kill PID`), then SIGKILL after `grace`.
-    fn terminate(&mut self, grace: Duration) -> Result<Option<Duration>> {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return Ok(None);
-        }
-        let started = Instant::now();
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if sent {
-            while started.elapsed() < grace {
-                if self.child.try_wait().ok().flatten().is_some() {
-                    return Ok(Some(started.elapsed()));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        self.child
-            .kill()
-            .with_context(|| format!("killing {} (pid {})", self.name, self.pid()))?;
-        let _ = self.child.wait();
-        Ok(None)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn log_tail(path: &Path, lines: usize) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let all: Vec<&str> = text.lines().collect();
-            let from = all.len().saturating_sub(lines);
-            all[from..]
-                .iter()
-                .map(|l| format!("    {l}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-        Err(e) => format!("    (cannot read the log: {e})"),
-    }
-}
-
-fn find_mosquitto() -> Option<PathBuf> {
-    let fixed = Path::new("/usr/sbin/mosquitto");
-    if fixed.is_file() {
-        return Some(fixed.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("mosquitto"))
-        .find(|candidate| candidate.is_file())
-}
-
-fn free_port() -> Result<u16> {
-    let l =
-        TcpListener::bind(("127.0.0.1", 0)).context("binding 127.0.0.1:0 to find a free port")?;
-    Ok(l.local_addr()
-        .context("reading the address of a bound socket")?
-        .port())
-}
-
-fn start_mosquitto(exe: &Path, dir: &Path, tag: &str, inflight: u32) -> Result<(Proc, u16)> {
-    let port = free_port()?;
-    let conf = dir.join(format!("mosquitto-{tag}.conf"));
-    // mosquitto.conf(5): max_inflight_messages bounds the QoS 1 messages sent
-    // to a client and not yet acknowledged (default 20, 0 = no maximum); the
-    // backend acknowledges only after commit, so it would also cap its
-    // batches (mosquitto 2.0.11 lets a v3.1.1 subscriber exceed it: batches
-    // of several hundred are seen with 20). max_queued_messages is the
-    // per-client queue beyond that (default 1000; messages over it are
-    // dropped), so it must hold a whole burst. sys_interval 1 lets the
-    // benchmark watch $SYS/broker/store/messages/count.
-    let text = format!(
-        "listener {port} 127.0.0.1\n\
-         allow_anonymous true\n\
-         persistence false\n\
-         max_inflight_messages {inflight}\n\
-         max_queued_messages 10000000\n\
-         log_dest stderr\n\
-         log_type error\n\
-         log_type warning\n\
-         log_type notice\n\
-         sys_interval 1\n"
-    );
-    std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("-c").arg(&conf);
-    let mut proc = Proc::spawn("mosquitto", cmd, dir.join(format!("mosquitto-{tag}.log")))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        proc.ensure_running()?;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok((proc, port));
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "mosquitto did not listen on 127.0.0.1:{port} within 10 s; log:\n{}",
-                log_tail(&proc.log, 30)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn mosquitto_version(exe: &Path) -> String {
-    Command::new(exe)
-        .arg("-h")
-        .output()
-        .ok()
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stdout).into_owned()
-                + &String::from_utf8_lossy(&o.stderr);
-            text.lines()
-                .find(|l| l.contains("version"))
-                .map(|l| l.trim().to_string())
-        })
-        .unwrap_or_else(|| "mosquitto (version unknown)".into())
-}
-
-// ---------------------------------------------------------------- /proc
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: &str) -> Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // Fields after the command name (which may contain spaces) start at
-    // field 3 (state); utime and stime are fields 14 and 15.
-    let rest = text
-        .rfind(')')
-        .map(|i| &text[i + 1..])
-        .ok_or_else(|| anyhow!("unexpected format of {path}"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| -> Result<u64> {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| anyhow!("unexpected format of {path}"))
-    };
-    Ok(field(11)? + field(12)?)
-}
-
-/// VmHWM (peak resident set) of a process, in KiB.
-fn peak_rss_kib(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow!("no VmHWM in {path}"))
-}
-
 /// CPU ticks of the server, the broker and this process.
 #[derive(Debug, Clone, Copy)]
 struct Cpu {
@@ -354,177 +125,6 @@ impl Cpu {
             (self.broker - start.broker) as f64 / tck,
             (self.bench - start.bench) as f64 / tck,
         )
-    }
-}
-
-/// The filesystem type holding `path` (longest mount point prefix).
-fn filesystem_of(path: &Path) -> String {
-    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
-        return "unknown".into();
-    };
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let (_dev, mount, fstype) = (f.next()?, f.next()?, f.next()?);
-            path.starts_with(mount)
-                .then(|| (mount.len(), fstype.to_string()))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map(|(_, t)| t)
-        .unwrap_or_else(|| "unknown".into())
-}
-
-// ---------------------------------------------------------------- metrics
-
-/// One scrape of `/metrics`: every sample by its full series name.
-#[derive(Debug, Clone, Default)]
-struct Scrape {
-    samples: BTreeMap<String, f64>,
-}
-
-impl Scrape {
-    fn parse(text: &str) -> Scrape {
-        let samples = text
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(|l| {
-                let (series, value) = l.rsplit_once(' ')?;
-                Some((series.to_string(), value.parse::<f64>().ok()?))
-            })
-            .collect();
-        Scrape { samples }
-    }
-
-    /// Sum over every label set of a metric.
-    fn sum(&self, name: &str) -> f64 {
-        self.samples
-            .iter()
-            .filter(|(k, _)| k.split('{').next() == Some(name))
-            .map(|(_, v)| v)
-            .sum()
-    }
-
-    /// Each label set of a metric with its value.
-    fn by_label(&self, name: &str) -> Vec<(String, f64)> {
-        self.samples
-            .iter()
-            .filter_map(|(k, v)| {
-                let (n, labels) = k.split_once('{')?;
-                (n == name).then(|| (labels.trim_end_matches('}').to_string(), *v))
-            })
-            .collect()
-    }
-
-    /// This scrape minus an earlier one, per series.
-    fn minus(&self, base: &Scrape) -> Scrape {
-        let samples = self
-            .samples
-            .iter()
-            .map(|(k, v)| (k.clone(), v - base.samples.get(k).copied().unwrap_or(0.0)))
-            .collect();
-        Scrape { samples }
-    }
-
-    fn received(&self) -> u64 {
-        self.sum("ioc_messages_received_total") as u64
-    }
-
-    fn committed(&self) -> u64 {
-        self.sum("ioc_events_committed_total") as u64
-    }
-
-    fn dead(&self) -> u64 {
-        self.sum("ioc_dead_letters_total") as u64
-    }
-
-    fn duplicates(&self) -> u64 {
-        self.sum("ioc_duplicates_total") as u64
-    }
-
-    /// New rows: events plus dead letters (duplicates excluded).
-    fn new_rows(&self) -> u64 {
-        self.committed() + self.dead()
-    }
-
-    /// Messages whose commit finished (received is counted before commit).
-    fn accounted(&self) -> u64 {
-        self.committed() + self.dead() + self.duplicates()
-    }
-
-    fn batches(&self) -> u64 {
-        self.sum("ioc_journal_batches_total") as u64
-    }
-
-    /// Upper bound (seconds) of the bucket holding quantile `q` of the batch
-    /// durations (cumulative `le` buckets).
-    fn batch_seconds_quantile(&self, q: f64) -> Option<f64> {
-        let mut buckets: Vec<(f64, f64)> = self
-            .by_label("ioc_journal_batch_seconds_bucket")
-            .into_iter()
-            .filter_map(|(labels, count)| {
-                let le = labels.strip_prefix("le=\"")?.trim_end_matches('"');
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().ok()?
-                };
-                Some((le, count))
-            })
-            .collect();
-        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let total = buckets.last()?.1;
-        if total <= 0.0 {
-            return None;
-        }
-        buckets
-            .iter()
-            .find(|(_, c)| *c >= q * total)
-            .map(|(le, _)| *le)
-    }
-}
-
-struct Http {
-    client: reqwest::Client,
-    base: String,
-}
-
-impl Http {
-    fn new(addr: SocketAddr) -> Result<Http> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .context("building the HTTP client")?;
-        Ok(Http {
-            client,
-            base: format!("http://{addr}"),
-        })
-    }
-
-    async fn get(&self, path: &str) -> Result<(reqwest::StatusCode, String)> {
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .with_context(|| format!("reading the body of GET {url}"))?;
-        Ok((status, body))
-    }
-
-    async fn scrape(&self) -> Result<Scrape> {
-        let (status, body) = self.get("/metrics").await?;
-        if !status.is_success() {
-            bail!("GET /metrics answered {status}: {body}");
-        }
-        Ok(Scrape::parse(&body))
     }
 }
 
@@ -1521,62 +1121,15 @@ impl Stack {
         overrides: &[(String, String)],
     ) -> Result<Stack> {
         let (broker, mqtt_port) = start_mosquitto(mosquitto, dir, tag, settings.broker_inflight)?;
-        let port_file = dir.join(format!("http-{tag}.addr"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_commune-ioc"));
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(config_path)
-            .arg("--port-file")
-            .arg(&port_file)
-            .env_remove("IOC_CONFIG")
-            .env_remove("IOC_PORT_FILE")
-            .env("RUST_LOG", &settings.server_log)
-            .envs(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("IOC__MQTT__PORT", mqtt_port.to_string());
-        let mut server = Proc::spawn(
-            "commune-ioc serve",
-            cmd,
-            dir.join(format!("server-{tag}.log")),
-        )?;
-        let started = Instant::now();
-        let addr: SocketAddr = loop {
-            server.ensure_running()?;
-            if let Ok(text) = std::fs::read_to_string(&port_file) {
-                if let Ok(a) = text.trim().parse() {
-                    break a;
-                }
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!(
-                    "the server wrote no port file ({}) within 30 s; log:\n{}",
-                    port_file.display(),
-                    log_tail(&server.log, 30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        let http = Http::new(addr)?;
-        loop {
-            server.ensure_running()?;
-            if let Ok((status, _)) = http.get("/readyz").await {
-                if status == reqwest::StatusCode::OK {
-                    break;
-                }
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                let body = http
-                    .get("/readyz")
-                    .await
-                    .map(|(_, b)| b)
-                    .unwrap_or_default();
-                bail!(
-                    "the server was not ready within 30 s (/readyz: {body}); log:\n{}",
-                    log_tail(&server.log, 30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let ready_secs = started.elapsed().as_secs_f64();
+        let (server, http, ready_secs) = start_backend(
+            dir,
+            tag,
+            config_path,
+            mqtt_port,
+            &settings.server_log,
+            overrides,
+        )
+        .await?;
         let mut pubs = Vec::new();
         for i in 0..2 {
             pubs.push(Publisher::connect(i, mqtt_port).await?);
