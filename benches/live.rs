@@ -938,6 +938,17 @@ impl Clients {
             .count()
     }
 
+    /// Window end minus the newest probe of the slowest healthy client, ms.
+    fn behind_ms(&self) -> f64 {
+        let end = self.window.end.load(Ordering::SeqCst);
+        let newest = self
+            .healthy()
+            .map(|s| s.last.lock().unwrap().iter().copied().max().unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        end.saturating_sub(newest) as f64 / 1000.0
+    }
+
     fn closed(&self) -> Vec<String> {
         self.all
             .iter()
@@ -1207,6 +1218,9 @@ struct Figures {
     converged: usize,
     healthy: usize,
     closed: usize,
+    /// At the end of the drain: how far (ms) the slowest healthy client's
+    /// newest value lags behind the last publish of the window.
+    behind_ms: f64,
     note: String,
 }
 
@@ -1252,6 +1266,7 @@ impl Figures {
             "converged_clients": self.converged,
             "healthy_clients": self.healthy,
             "closed_clients": self.closed,
+            "behind_ms_at_drain_end": self.behind_ms,
             "note": self.note,
         })
     }
@@ -1281,6 +1296,23 @@ fn kilo(v: f64) -> String {
 const TABLE_HEAD: &str = "  system        scenario        offered/s  clients  delivered ev/s  client values/s    p50 ms    p99 ms  p99.9 ms    max ms  CPU-s/M  peak RSS  loss     converged";
 
 fn table_row(f: &Figures) -> String {
+    let lat = |us: u64| {
+        if f.samples == 0 {
+            "—".to_string()
+        } else {
+            ms(us)
+        }
+    };
+    let mut note = f.note.clone();
+    if f.behind_ms > 50.0 {
+        note.push_str(&format!(
+            " slowest client {:.1} s behind at drain end",
+            f.behind_ms / 1000.0
+        ));
+    }
+    if f.closed > 0 {
+        note.push_str(&format!(" {} clients closed", f.closed));
+    }
     format!(
         "  {:<13} {:<15} {:>9}  {:>7}  {:>14}  {:>15}  {:>8}  {:>8}  {:>8}  {:>8}  {:>7.1}  {:>6.1} MiB  {:<7} {}/{}{}",
         f.system,
@@ -1289,19 +1321,19 @@ fn table_row(f: &Figures) -> String {
         f.clients,
         kilo(f.delivered_per_s()),
         kilo(f.items as f64 / f.secs),
-        ms(f.p50_us),
-        ms(f.p99_us),
-        ms(f.p999_us),
-        ms(f.max_us),
+        lat(f.p50_us),
+        lat(f.p99_us),
+        lat(f.p999_us),
+        lat(f.max_us),
         f.cpu_per_million(),
         f.peak_rss_kib as f64 / 1024.0,
         format!("{:.2}%", f.loss * 100.0),
         f.converged,
         f.healthy,
-        if f.note.is_empty() {
+        if note.is_empty() {
             String::new()
         } else {
-            format!("  {}", f.note)
+            format!("  {}", note.trim())
         }
     )
 }
@@ -1383,6 +1415,7 @@ async fn measure(
         peak_rss_kib: peak_rss_kib(pid)?,
         loss,
         converged: clients.converged(&want),
+        behind_ms: clients.behind_ms(),
         healthy,
         closed: clients.closed().len(),
         note: String::new(),
