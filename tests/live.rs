@@ -599,3 +599,20 @@ async fn plain_http_on_the_websocket_path_is_a_json_error() {
     assert_eq!(status, 426);
     assert_eq!(body["error"]["code"], "websocket_required");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_dropped_after_three_heartbeats() {
+    let (_broker, _dir, b) = stack_with(&[("IOC__LIVE__HEARTBEAT_S", "1")]).await;
+    // Handshake, then never read or answer pings again (a peer whose
+    // network went away without a FIN).
+    let (silent, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
+    b.wait_for("the connection to be counted", WAIT, || async {
+        b.metric("ioc_live_connections").await == 1.0
+    })
+    .await;
+    b.wait_for("the silent peer to be dropped", WAIT, || async {
+        b.metric("ioc_live_connections").await == 0.0
+    })
+    .await;
+    drop(silent);
+}
