@@ -8,11 +8,13 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod devices;
 pub mod indicators;
 pub mod ingest;
 pub mod journal;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod server;

@@ -52,6 +52,19 @@ pub struct Metrics {
     /// Acknowledgements dropped because their connection was gone (the
     /// broker redelivers those messages).
     pub mqtt_acks_stale: Counter,
+    /// Steps published by the live hub.
+    pub live_steps: Counter,
+    /// The live hub's newest `seq`.
+    pub live_seq: Gauge,
+    /// Open WebSocket connections.
+    pub live_connections: Gauge,
+    /// Snapshots sent with `resync: true` (a client fell behind or resumed
+    /// too late).
+    pub live_resyncs: Counter,
+    /// Frames sent to WebSocket clients.
+    pub live_frames: Counter,
+    /// Error frames sent to WebSocket clients.
+    pub live_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -77,6 +90,12 @@ impl Metrics {
             mqtt_connects: Counter::default(),
             mqtt_acks: Counter::default(),
             mqtt_acks_stale: Counter::default(),
+            live_steps: Counter::default(),
+            live_seq: Gauge::default(),
+            live_connections: Gauge::default(),
+            live_resyncs: Counter::default(),
+            live_frames: Counter::default(),
+            live_errors: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -128,6 +147,42 @@ impl Metrics {
             "mqtt_connects",
             "Successful MQTT (re)connections",
             m.mqtt_connects.clone(),
+        );
+        registry.register(
+            "mqtt_acks",
+            "MQTT acknowledgements sent after commit",
+            m.mqtt_acks.clone(),
+        );
+        registry.register(
+            "mqtt_acks_stale",
+            "Acknowledgements dropped because their connection was gone",
+            m.mqtt_acks_stale.clone(),
+        );
+        registry.register(
+            "live_steps",
+            "Steps published by the live hub",
+            m.live_steps.clone(),
+        );
+        registry.register("live_seq", "The live hub's newest seq", m.live_seq.clone());
+        registry.register(
+            "live_connections",
+            "Open WebSocket connections",
+            m.live_connections.clone(),
+        );
+        registry.register(
+            "live_resyncs",
+            "Snapshots sent with resync: true",
+            m.live_resyncs.clone(),
+        );
+        registry.register(
+            "live_frames",
+            "Frames sent to WebSocket clients",
+            m.live_frames.clone(),
+        );
+        registry.register(
+            "live_errors",
+            "Error frames sent to WebSocket clients",
+            m.live_errors.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -11,12 +11,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, WsTasks};
+use crate::auth::Open;
 use crate::config::Config;
 use crate::ingest;
 use crate::journal::{writer, JournalError, Store};
+use crate::live::{self, Hub};
 use crate::sources::Decoder;
 use crate::state::Shared;
+
+/// How long shutdown waits for WebSocket connections to close.
+const WS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Errors that stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +141,7 @@ pub async fn run(
         shared.config.procedure.reject_unknown_village,
     );
     let filters = ingest::mqtt::filters(&shared.config, decoder.topic_filters());
+    let (hub, commits) = Hub::new(Arc::clone(&shared));
     let (tx, rx) = mpsc::channel(shared.config.store.queue_capacity.max(1));
     let writer = writer::spawn(store, decoder, Arc::clone(&shared), rx)
         .map_err(|e| ServeError::Thread(e.to_string()))?;
@@ -151,10 +157,18 @@ pub async fn run(
         backend.clone(),
     ));
 
+    let ws = WsTasks {
+        tracker: TaskTracker::new(),
+        cancel: frontend.child_token(),
+    };
     let app = api::router(ApiState {
         shared: Arc::clone(&shared),
         reader: Arc::new(Mutex::new(reader)),
+        live: Arc::clone(&hub),
+        auth: Arc::new(Open),
+        ws: ws.clone(),
     });
+    let hub_task = tasks.spawn(live::run(hub, commits, frontend.clone()));
     let fe = frontend.clone();
     tasks.spawn(probe_store(Arc::clone(&shared), backend.clone()));
     let http = tasks.spawn(async move {
@@ -183,9 +197,22 @@ pub async fn run(
         .await
         .map_err(|e| ServeError::Thread(e.to_string()))?
         .map_err(|_| ServeError::Thread("journal writer panicked".into()))?;
-    tracing::info!("stopping HTTP");
+    tracing::info!("stopping HTTP and closing WebSockets");
     frontend.cancel();
+    ws.tracker.close();
+    if tokio::time::timeout(WS_CLOSE_WAIT, ws.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = ws.tracker.len(),
+            "WebSocket connections did not close in time"
+        );
+    }
     let served = http.await.map_err(|e| ServeError::Thread(e.to_string()))?;
+    if let Err(e) = hub_task.await {
+        tracing::error!(error = %e, "live hub panicked");
+    }
     tasks.wait().await;
     served.map_err(ServeError::Http)
 }

@@ -11,7 +11,24 @@ use crate::config::Config;
 use crate::devices::DeviceTracker;
 use crate::indicators::Engine;
 use crate::metrics::Metrics;
-use crate::model::{Event, Registry};
+use crate::model::{Event, Registry, Source};
+
+/// A newly committed dead letter, as the live stream reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadNote {
+    /// Stable reason code.
+    pub reason: &'static str,
+    /// MQTT topic.
+    pub topic: String,
+    /// Producer family, when the topic told.
+    pub source: Option<Source>,
+    /// Device named by the topic, if any.
+    pub device: Option<String>,
+    /// Detail (English, for integrators).
+    pub detail: String,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+}
 
 /// What one committed journal batch changed; broadcast to live subscribers.
 #[derive(Debug, Clone)]
@@ -19,7 +36,7 @@ pub struct Committed {
     /// Newly committed events (duplicates excluded).
     pub events: Vec<Event>,
     /// Newly committed dead letters.
-    pub dead_letters: usize,
+    pub dead: Vec<DeadNote>,
     /// Messages recognised as duplicates.
     pub duplicates: usize,
     /// Commit time.

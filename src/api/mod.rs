@@ -3,6 +3,7 @@
 
 mod error;
 mod history;
+mod ws;
 
 pub use error::ApiError;
 
@@ -20,8 +21,13 @@ use serde::Deserialize;
 use serde_json::json;
 use tower_http::services::ServeDir;
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Authenticator;
 use crate::indicators::{ScopeSel, Window};
 use crate::journal::Store;
+use crate::live::Hub;
 use crate::model::Reason;
 use crate::state::Shared;
 
@@ -32,6 +38,21 @@ pub struct ApiState {
     pub shared: Arc<Shared>,
     /// Read connection to the journal.
     pub reader: Arc<Mutex<Store>>,
+    /// The live hub behind `/api/ws`.
+    pub live: Arc<Hub>,
+    /// Who is calling.
+    pub auth: Arc<dyn Authenticator>,
+    /// WebSocket tasks, closed and awaited on shutdown.
+    pub ws: WsTasks,
+}
+
+/// The WebSocket connections' tasks and the token that closes them.
+#[derive(Debug, Clone, Default)]
+pub struct WsTasks {
+    /// Tracks every connection task.
+    pub tracker: TaskTracker,
+    /// Cancelled when the server stops: connections send a close frame.
+    pub cancel: CancellationToken,
 }
 
 /// The router.
@@ -47,6 +68,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/indicators/{id}/history", get(history::history))
         .route("/api/devices", get(devices))
         .route("/api/dead-letters", get(dead_letters))
+        .route("/api/ws", get(ws::ws))
         .route("/api/{*rest}", get(api_not_found))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback_service(dashboard)

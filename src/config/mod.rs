@@ -30,6 +30,9 @@ pub struct Config {
     /// Embedded store.
     #[serde(default)]
     pub store: Store,
+    /// The WebSocket live stream (`/api/ws`).
+    #[serde(default)]
+    pub live: Live,
     /// Limits applied to incoming messages.
     #[serde(default)]
     pub ingest: Ingest,
@@ -179,6 +182,54 @@ impl Default for Store {
             queue_capacity: 16_384,
             sync: SyncMode::Full,
             max_size_mb: 0,
+        }
+    }
+}
+
+/// Limits and buffers of the WebSocket live stream (`/api/ws`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Live {
+    /// Most WebSocket connections open at once.
+    pub max_connections: usize,
+    /// Most subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Largest frame the server sends; snapshots and large updates are
+    /// split into pages under it.
+    pub max_frame_bytes: usize,
+    /// Largest command a client may send.
+    pub max_command_bytes: usize,
+    /// Commands a client may send per second.
+    pub commands_per_second: u32,
+    /// Steps a connection may fall behind before it gets a resync.
+    pub queue_batches: usize,
+    /// Steps kept for resuming clients.
+    pub history_batches: usize,
+    /// Seconds between heartbeats (WebSocket ping and a heartbeat frame).
+    pub heartbeat_s: u64,
+    /// Seconds a frame may take to be written before the connection is
+    /// closed.
+    pub send_timeout_s: u64,
+    /// Events kept per scope in the `feed:{scope}` values.
+    pub feed_len: usize,
+    /// Milliseconds between recomputations of what the clock changes.
+    pub tick_ms: u64,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            max_connections: 2000,
+            max_subscriptions: 16,
+            max_frame_bytes: 64 * 1024,
+            max_command_bytes: 4096,
+            commands_per_second: 20,
+            queue_batches: 1024,
+            history_batches: 4096,
+            heartbeat_s: 15,
+            send_timeout_s: 10,
+            feed_len: 20,
+            tick_ms: 1000,
         }
     }
 }

@@ -41,6 +41,41 @@ impl Validator<'_> {
         });
     }
 
+    fn check_live(&mut self, c: &Config) {
+        let l = &c.live;
+        for (key, value) in [
+            ("live.max_connections", l.max_connections),
+            ("live.max_subscriptions", l.max_subscriptions),
+            ("live.queue_batches", l.queue_batches),
+            ("live.history_batches", l.history_batches),
+            ("live.feed_len", l.feed_len),
+        ] {
+            if value == 0 {
+                self.issue(key, "phải từ 1 trở lên");
+            }
+        }
+        if l.max_frame_bytes < 1024 {
+            self.issue("live.max_frame_bytes", "phải từ 1024 byte trở lên");
+        }
+        if l.max_command_bytes < 256 {
+            self.issue("live.max_command_bytes", "phải từ 256 byte trở lên");
+        }
+        if l.commands_per_second == 0 {
+            self.issue("live.commands_per_second", "phải từ 1 trở lên");
+        }
+        for (key, value) in [
+            ("live.heartbeat_s", l.heartbeat_s),
+            ("live.send_timeout_s", l.send_timeout_s),
+        ] {
+            if value == 0 {
+                self.issue(key, "phải từ 1 giây trở lên");
+            }
+        }
+        if l.tick_ms < 100 {
+            self.issue("live.tick_ms", "phải từ 100 ms trở lên");
+        }
+    }
+
     fn check(&mut self, c: &Config) {
         if !is_slug(&c.commune.id) {
             self.issue(
@@ -64,6 +99,7 @@ impl Validator<'_> {
         if c.store.batch_max == 0 {
             self.issue("store.batch_max", "phải từ 1 trở lên");
         }
+        self.check_live(c);
         if c.store.queue_capacity == 0 {
             self.issue("store.queue_capacity", "phải từ 1 trở lên");
         }

@@ -188,7 +188,8 @@ impl DeviceTracker {
         self.health.extend(updates);
     }
 
-    fn view(&self, class: DeviceClass, id: &str, now: DateTime<Utc>) -> DeviceView {
+    /// One device as seen at `now` (registered or not).
+    pub fn view(&self, class: DeviceClass, id: &str, now: DateTime<Utc>) -> DeviceView {
         let info = self.registry.device(class, id);
         let h = self.health.get(&(class, id.to_owned()));
         let reported = h.map_or(DeviceState::Unknown, |h| h.state);

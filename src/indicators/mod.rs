@@ -50,6 +50,7 @@ enum SpecKind {
 #[derive(Debug, Clone)]
 struct Spec {
     id: String,
+    def_kind: IndicatorKind,
     name: String,
     unit: String,
     target: Option<Target>,
@@ -75,6 +76,8 @@ pub struct IndicatorValue {
     pub id: String,
     /// Vietnamese name.
     pub name: String,
+    /// How it is computed.
+    pub kind: IndicatorKind,
     /// Window.
     pub window: Window,
     /// `commune` or a village id.
@@ -177,6 +180,7 @@ impl Engine {
             if let Some(kind) = compile(def, &mut intern) {
                 specs.push(Spec {
                     id: def.id.clone(),
+                    def_kind: def.kind,
                     name: def.name.clone(),
                     unit: def.unit.clone(),
                     target: def.target.as_deref().and_then(|t| Target::parse(t).ok()),
@@ -455,6 +459,7 @@ impl Engine {
                 let mut v = IndicatorValue {
                     id: spec.id.clone(),
                     name: spec.name.clone(),
+                    kind: spec.def_kind,
                     window,
                     scope: self.scopes[scope].clone(),
                     value: None,

@@ -21,7 +21,7 @@ use crate::devices::class_of;
 use crate::metrics::{ReasonLabel, SourceLabel};
 use crate::model::{Event, Raw, Reason, Rejection, Source};
 use crate::sources::{content_key, Decoder};
-use crate::state::{Committed, Shared};
+use crate::state::{Committed, DeadNote, Shared};
 
 /// Called once the message is committed: sends the MQTT acknowledgement.
 pub type AckFn = Box<dyn FnOnce() + Send>;
@@ -223,7 +223,21 @@ fn commit_batch(
     if shared.updates.receiver_count() > 0 {
         let _ = shared.updates.send(Arc::new(Committed {
             events: new_events().cloned().collect(),
-            dead_letters: outcome.new_dead.len(),
+            dead: outcome
+                .new_dead
+                .iter()
+                .map(|&i| {
+                    let d = &dead[i];
+                    DeadNote {
+                        reason: d.reason.code(),
+                        topic: d.topic.to_owned(),
+                        source: d.source,
+                        device: d.device.map(str::to_owned),
+                        detail: d.detail.to_owned(),
+                        received_at: d.received_at,
+                    }
+                })
+                .collect(),
             duplicates,
             at: now,
         }));

@@ -421,6 +421,16 @@ impl Backend {
         }
     }
 
+    /// Send SIGTERM without waiting for the exit.
+    pub fn signal_term(&self) {
+        if let Some(c) = self.child.as_ref() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
     /// Graceful stop (SIGTERM) and wait.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("backend is running");

@@ -1,0 +1,628 @@
+//! The hub: the current value of every key, and the numbered steps that
+//! change them.
+//!
+//! One task ([`run`]) turns committed journal batches (and a clock tick) into
+//! steps: it recomputes what a batch can have changed, compares each value
+//! with the last one published (by a fingerprint of the fields that matter),
+//! and publishes the changed items as one [`Step`] with the next `seq`. Each
+//! step goes to a broadcast ring that connections read at their own pace,
+//! and to a history kept for resuming clients.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::keys::{key_info, Family, KeyInfo, Known};
+use crate::config::{IndicatorKind, Live};
+use crate::devices::{class_of, DeviceView};
+use crate::indicators::{IndicatorValue, ScopeSel, Window, COMMUNE};
+use crate::model::{DeviceClass, Event};
+use crate::state::{Committed, DeadNote, Shared};
+
+/// Most bytes of items kept in the resume history, whatever
+/// `live.history_batches` says.
+pub const HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// One value under one key, serialized once for every connection.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// The key.
+    pub key: Arc<KeyInfo>,
+    /// `{"key":…,"scope":…,"updated_at":…,"value":…}`.
+    pub json: Arc<str>,
+}
+
+/// The items one step of the hub changed.
+#[derive(Debug)]
+pub struct Step {
+    /// Sequence number (strictly increasing within an epoch).
+    pub seq: u64,
+    /// When the values were computed.
+    pub at: DateTime<Utc>,
+    /// Changed items.
+    pub items: Vec<Item>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct Current {
+    item: Item,
+    fingerprint: u64,
+}
+
+/// Dead letters since the server started.
+#[derive(Debug, Default, Serialize)]
+struct DeadSummary {
+    since_start: u64,
+    by_reason: BTreeMap<&'static str, u64>,
+    last: Option<DeadNote>,
+}
+
+#[derive(Debug)]
+struct State {
+    seq: u64,
+    keys: HashMap<String, Arc<KeyInfo>>,
+    current: BTreeMap<u32, Current>,
+    history: VecDeque<Arc<Step>>,
+    history_bytes: usize,
+    known: Known,
+    feeds: HashMap<String, VecDeque<Arc<str>>>,
+    dead: DeadSummary,
+}
+
+/// The live hub (see the module docs).
+#[derive(Debug)]
+pub struct Hub {
+    epoch: String,
+    shared: Arc<Shared>,
+    state: Mutex<State>,
+    tx: broadcast::Sender<Arc<Step>>,
+    connections: AtomicUsize,
+}
+
+/// A value computed for one key, before it is compared with the last one.
+enum Candidate {
+    Indicator(IndicatorValue),
+    Device(DeviceView),
+}
+
+/// Holds a connection slot; released on drop.
+#[derive(Debug)]
+pub struct Admission {
+    hub: Arc<Hub>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.hub.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Hub {
+    /// Build the hub with the current value of every key, listening to the
+    /// journal's commits from now on.
+    pub fn new(shared: Arc<Shared>) -> (Arc<Hub>, broadcast::Receiver<Arc<Committed>>) {
+        let commits = shared.updates.subscribe();
+        let live = shared.config.live.clone();
+        let (tx, _) = broadcast::channel(live.queue_batches.max(1));
+        let mut known = Known::default();
+        {
+            let engine = shared.engine.read();
+            known.indicators = engine.ids().map(str::to_owned).collect();
+            known.scopes = engine.scopes().iter().cloned().collect();
+        }
+        let feeds = known
+            .scopes
+            .iter()
+            .map(|s| (s.clone(), VecDeque::new()))
+            .collect();
+        let epoch = format!("{:016x}", rand::random::<u64>());
+        let hub = Arc::new(Hub {
+            epoch,
+            shared,
+            state: Mutex::new(State {
+                seq: 0,
+                keys: HashMap::new(),
+                current: BTreeMap::new(),
+                history: VecDeque::new(),
+                history_bytes: 0,
+                known,
+                feeds,
+                dead: DeadSummary::default(),
+            }),
+            tx,
+            connections: AtomicUsize::new(0),
+        });
+        hub.advance(&[], true, Utc::now(), false);
+        (hub, commits)
+    }
+
+    /// This run's epoch.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// The stream limits.
+    pub fn limits(&self) -> &Live {
+        &self.shared.config.live
+    }
+
+    /// The instance's metrics.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.shared.metrics
+    }
+
+    /// The newest `seq`.
+    pub fn seq(&self) -> u64 {
+        self.state.lock().seq
+    }
+
+    /// Take a connection slot, unless `live.max_connections` are open.
+    pub fn admit(self: &Arc<Self>) -> Option<Admission> {
+        let max = self.limits().max_connections;
+        let mut n = self.connections.load(Ordering::Acquire);
+        loop {
+            if n >= max {
+                return None;
+            }
+            match self.connections.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(Admission {
+                        hub: Arc::clone(self),
+                    })
+                }
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    /// The newest `seq` and a receiver of every later step.
+    pub fn attach(&self) -> (u64, broadcast::Receiver<Arc<Step>>) {
+        let st = self.state.lock();
+        (st.seq, self.tx.subscribe())
+    }
+
+    /// What exists, for checking subscription patterns.
+    pub fn with_known<T>(&self, f: impl FnOnce(&Known) -> T) -> T {
+        f(&self.state.lock().known)
+    }
+
+    /// Every current item that `wanted` accepts, in key order, and the
+    /// `seq` they are current at.
+    pub fn snapshot(&self, mut wanted: impl FnMut(&KeyInfo) -> bool) -> (u64, Vec<Item>) {
+        let st = self.state.lock();
+        let items = st
+            .current
+            .values()
+            .filter(|c| wanted(&c.item.key))
+            .map(|c| c.item.clone())
+            .collect();
+        (st.seq, items)
+    }
+
+    /// The steps after `since` when they are all still kept (and `epoch`
+    /// is this run's), with the newest `seq`; `None` means resync.
+    pub fn resume(&self, epoch: &str, since: u64) -> Option<(u64, Vec<Arc<Step>>)> {
+        let st = self.state.lock();
+        if epoch != self.epoch || since > st.seq {
+            return None;
+        }
+        if since == st.seq {
+            return Some((st.seq, Vec::new()));
+        }
+        let first = st.history.front()?.seq;
+        if first > since + 1 {
+            return None;
+        }
+        let steps = st
+            .history
+            .iter()
+            .filter(|s| s.seq > since)
+            .cloned()
+            .collect();
+        Some((st.seq, steps))
+    }
+
+    /// Recompute what `commits` (or, when `full`, the clock) may have
+    /// changed and publish the changes as one step.
+    fn advance(&self, commits: &[Arc<Committed>], full: bool, now: DateTime<Utc>, publish: bool) {
+        let mut scopes: HashSet<String> = HashSet::new();
+        let mut devices: HashSet<(DeviceClass, String)> = HashSet::new();
+        let mut feed: Vec<(String, Arc<str>)> = Vec::new();
+        for c in commits {
+            if !c.events.is_empty() || !c.dead.is_empty() {
+                scopes.insert(COMMUNE.to_owned());
+            }
+            for e in &c.events {
+                if let Some(v) = &e.village {
+                    scopes.insert(v.clone());
+                }
+                if let (Some(class), Some(id)) = (class_of(e.source), &e.device) {
+                    devices.insert((class, id.clone()));
+                }
+                let scope = e.village.clone().unwrap_or_else(|| COMMUNE.to_owned());
+                feed.push((scope, feed_entry(e)));
+            }
+            for d in &c.dead {
+                if let (Some(class), Some(id)) = (d.source.and_then(class_of), &d.device) {
+                    devices.insert((class, id.clone()));
+                }
+            }
+        }
+
+        let candidates = self.compute(&scopes, &devices, full, now);
+        let live = self.limits();
+        let mut st = self.state.lock();
+        let mut changed = Vec::new();
+        for cand in candidates {
+            let (family, segments, scope, updated_at, fp) = match &cand {
+                Candidate::Indicator(v) => (
+                    Family::Indicator,
+                    vec![v.id.clone(), v.window.as_str().to_owned(), v.scope.clone()],
+                    v.scope.clone(),
+                    v.updated_at,
+                    indicator_fingerprint(v),
+                ),
+                Candidate::Device(d) => (
+                    Family::Device,
+                    vec![d.class.as_str().to_owned(), d.id.clone()],
+                    d.village.clone().unwrap_or_else(|| COMMUNE.to_owned()),
+                    d.last_seen,
+                    device_fingerprint(d),
+                ),
+            };
+            let key = st.intern(family, segments, scope);
+            if st.current.get(&key.id).is_some_and(|c| c.fingerprint == fp) {
+                continue;
+            }
+            if family == Family::Device {
+                st.known.devices.insert(key.segments[1].clone());
+            }
+            let json = match &cand {
+                Candidate::Indicator(v) => item_json(&key, updated_at, v),
+                Candidate::Device(d) => item_json(&key, updated_at, d),
+            };
+            let item = Item {
+                key: Arc::clone(&key),
+                json,
+            };
+            st.current.insert(
+                key.id,
+                Current {
+                    item: item.clone(),
+                    fingerprint: fp,
+                },
+            );
+            changed.push(item);
+        }
+
+        // Feeds: every scope on the first pass, then the touched ones.
+        let mut feed_scopes: Vec<String> = if publish {
+            Vec::new()
+        } else {
+            st.feeds.keys().cloned().collect()
+        };
+        for (scope, entry) in feed {
+            let Some(q) = st.feeds.get_mut(&scope) else {
+                continue;
+            };
+            q.push_front(entry);
+            q.truncate(live.feed_len);
+            if !feed_scopes.contains(&scope) {
+                feed_scopes.push(scope);
+            }
+        }
+        feed_scopes.sort();
+        for scope in feed_scopes {
+            let item = st.feed_item(&scope, now);
+            st.current.insert(
+                item.key.id,
+                Current {
+                    item: item.clone(),
+                    fingerprint: 0,
+                },
+            );
+            changed.push(item);
+        }
+
+        // Dead letters.
+        let notes: Vec<&DeadNote> = commits.iter().flat_map(|c| &c.dead).collect();
+        if !notes.is_empty() || !publish {
+            for n in &notes {
+                st.dead.since_start += 1;
+                *st.dead.by_reason.entry(n.reason).or_insert(0) += 1;
+            }
+            if let Some(last) = notes.last() {
+                st.dead.last = Some((*last).clone());
+            }
+            let key = st.intern(Family::DeadLetters, Vec::new(), COMMUNE.to_owned());
+            let updated_at = st.dead.last.as_ref().map(|d| d.received_at);
+            let item = Item {
+                json: item_json(&key, updated_at, &st.dead),
+                key: Arc::clone(&key),
+            };
+            st.current.insert(
+                key.id,
+                Current {
+                    item: item.clone(),
+                    fingerprint: 0,
+                },
+            );
+            changed.push(item);
+        }
+
+        if !publish || changed.is_empty() {
+            return;
+        }
+        st.seq += 1;
+        let bytes = changed.iter().map(|i| i.json.len()).sum();
+        let step = Arc::new(Step {
+            seq: st.seq,
+            at: now,
+            items: changed,
+            bytes,
+        });
+        st.history_bytes += bytes;
+        st.history.push_back(Arc::clone(&step));
+        while st.history.len() > live.history_batches || st.history_bytes > HISTORY_MAX_BYTES {
+            match st.history.pop_front() {
+                Some(old) => st.history_bytes -= old.bytes,
+                None => break,
+            }
+        }
+        let metrics = &self.shared.metrics;
+        metrics.live_steps.inc();
+        metrics
+            .live_seq
+            .set(i64::try_from(st.seq).unwrap_or(i64::MAX));
+        // Sent under the lock, so attach() + snapshot() see a consistent seq.
+        let _ = self.tx.send(step);
+    }
+
+    /// Compute the candidates: indicators of the touched scopes (all of
+    /// them when `full`) and the touched devices (all when `full`).
+    fn compute(
+        &self,
+        scopes: &HashSet<String>,
+        devices: &HashSet<(DeviceClass, String)>,
+        full: bool,
+        now: DateTime<Utc>,
+    ) -> Vec<Candidate> {
+        let engine = self.shared.engine.read();
+        let tracker = self.shared.devices.read();
+        let availability = |class, village: Option<&str>| tracker.availability(class, village, now);
+        let mut out = Vec::new();
+        let all: Vec<String>;
+        let scope_list: Vec<&String> = if full {
+            all = engine.scopes().to_vec();
+            all.iter().collect()
+        } else {
+            let mut v: Vec<&String> = scopes.iter().collect();
+            v.sort();
+            v
+        };
+        for scope in scope_list {
+            for window in Window::ALL {
+                out.extend(
+                    engine
+                        .values(window, ScopeSel::Village(scope), now, &availability, None)
+                        .into_iter()
+                        .map(Candidate::Indicator),
+                );
+            }
+        }
+        if full {
+            out.extend(tracker.list(now).into_iter().map(Candidate::Device));
+        } else {
+            let mut touched: Vec<&(DeviceClass, String)> = devices.iter().collect();
+            touched.sort();
+            out.extend(
+                touched
+                    .into_iter()
+                    .map(|(class, id)| Candidate::Device(tracker.view(*class, id, now))),
+            );
+        }
+        out
+    }
+}
+
+impl State {
+    fn intern(&mut self, family: Family, segments: Vec<String>, scope: String) -> Arc<KeyInfo> {
+        let id = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
+        let info = key_info(id, family, segments, scope);
+        if let Some(k) = self.keys.get(&info.name) {
+            return Arc::clone(k);
+        }
+        let info = Arc::new(info);
+        self.keys.insert(info.name.clone(), Arc::clone(&info));
+        info
+    }
+
+    fn feed_item(&mut self, scope: &str, now: DateTime<Utc>) -> Item {
+        let key = self.intern(Family::Feed, vec![scope.to_owned()], scope.to_owned());
+        let events = self.feeds.get(scope);
+        let mut json = String::with_capacity(256);
+        json.push_str("{\"key\":");
+        push_json_str(&mut json, &key.name);
+        json.push_str(",\"scope\":");
+        push_json_str(&mut json, scope);
+        json.push_str(",\"updated_at\":");
+        match events.and_then(|q| q.front()) {
+            Some(_) => push_json_str(&mut json, &now.to_rfc3339()),
+            None => json.push_str("null"),
+        }
+        json.push_str(",\"value\":{\"events\":[");
+        for (i, e) in events.into_iter().flatten().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(e);
+        }
+        json.push_str("]}}");
+        Item {
+            key,
+            json: json.into(),
+        }
+    }
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    // Serializing a &str cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+}
+
+#[derive(Serialize)]
+struct ItemOut<'a, T: Serialize> {
+    key: &'a str,
+    scope: &'a str,
+    updated_at: Option<DateTime<Utc>>,
+    value: &'a T,
+}
+
+fn item_json<T: Serialize>(
+    key: &KeyInfo,
+    updated_at: Option<DateTime<Utc>>,
+    value: &T,
+) -> Arc<str> {
+    let out = ItemOut {
+        key: &key.name,
+        scope: &key.scope,
+        updated_at,
+        value,
+    };
+    match serde_json::to_string(&out) {
+        Ok(s) => s.into(),
+        Err(e) => {
+            tracing::error!(key = key.name, error = %e, "live item could not be serialized");
+            format!(
+                "{{\"key\":{},\"scope\":null,\"updated_at\":null,\"value\":null}}",
+                serde_json::to_string(&key.name).unwrap_or_default()
+            )
+            .into()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FeedEntry<'a> {
+    source: &'a str,
+    kind: &'a str,
+    device: Option<&'a str>,
+    village: Option<&'a str>,
+    ts: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    attrs: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+fn feed_entry(e: &Event) -> Arc<str> {
+    let entry = FeedEntry {
+        source: e.source.as_str(),
+        kind: &e.kind,
+        device: e.device.as_deref(),
+        village: e.village.as_deref(),
+        ts: e.ts,
+        received_at: e.received_at,
+        attrs: &e.attrs,
+    };
+    serde_json::to_string(&entry)
+        .unwrap_or_else(|_| "{}".into())
+        .into()
+}
+
+fn indicator_fingerprint(v: &IndicatorValue) -> u64 {
+    let mut h = DefaultHasher::new();
+    // A freshness value is an age: it changes every instant. Its status
+    // and the time of the data behind it are what changes the picture.
+    if v.kind != IndicatorKind::Freshness {
+        v.value.map(f64::to_bits).hash(&mut h);
+    }
+    v.numerator.map(f64::to_bits).hash(&mut h);
+    v.denominator.map(f64::to_bits).hash(&mut h);
+    (v.status as u8).hash(&mut h);
+    v.from.hash(&mut h);
+    v.to.hash(&mut h);
+    v.period.hash(&mut h);
+    // Availability is recomputed at every look: its updated_at is "now".
+    if v.kind != IndicatorKind::Availability {
+        v.updated_at.hash(&mut h);
+    }
+    h.finish()
+}
+
+fn device_fingerprint(d: &DeviceView) -> u64 {
+    let mut h = DefaultHasher::new();
+    d.state.as_str().hash(&mut h);
+    d.reported_state.as_str().hash(&mut h);
+    d.stale.hash(&mut h);
+    d.last_seen.hash(&mut h);
+    d.detail.hash(&mut h);
+    d.registered.hash(&mut h);
+    h.finish()
+}
+
+/// Turn commits and clock ticks into steps until `cancel` fires.
+pub async fn run(
+    hub: Arc<Hub>,
+    mut commits: broadcast::Receiver<Arc<Committed>>,
+    cancel: CancellationToken,
+) {
+    let tick_ms = hub.limits().tick_ms.max(100);
+    let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let mut pending = Vec::new();
+        let mut full = false;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = commits.recv() => match r {
+                Ok(c) => pending.push(c),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "live hub fell behind the journal; recomputing everything");
+                    full = true;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick() => full = true,
+        }
+        loop {
+            match commits.try_recv() {
+                Ok(c) => pending.push(c),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => full = true,
+                Err(_) => break,
+            }
+        }
+        let hub2 = Arc::clone(&hub);
+        // The recomputation is CPU work; keep it off the I/O threads' hot
+        // path only when it is a full pass.
+        if full {
+            let r = tokio::task::spawn_blocking(move || {
+                hub2.advance(&pending, true, Utc::now(), true);
+            })
+            .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "live hub step failed");
+            }
+        } else {
+            hub2.advance(&pending, false, Utc::now(), true);
+        }
+    }
+}

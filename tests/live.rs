@@ -1,0 +1,618 @@
+//! The live stream `/api/ws` with real WebSocket clients (tokio-tungstenite)
+//! against the real binary, fed through a real Mosquitto.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What a client read: a JSON frame, or the close frame's code.
+#[derive(Debug)]
+enum Got {
+    Frame(Value),
+    Closed(Option<u16>),
+}
+
+struct Client {
+    ws: Ws,
+    hello: Value,
+}
+
+fn ws_url(b: &Backend) -> String {
+    format!("{}/api/ws", b.url.replacen("http://", "ws://", 1))
+}
+
+impl Client {
+    async fn connect(b: &Backend) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url(b))
+            .await
+            .expect("websocket handshake");
+        Client::greet(ws).await
+    }
+
+    /// Connect over a socket with a tiny receive buffer, so that a client
+    /// that stops reading stalls the server's writes quickly.
+    async fn connect_small_buffer(b: &Backend) -> Client {
+        let addr: std::net::SocketAddr = b.url.trim_start_matches("http://").parse().unwrap();
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(2048).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(ws_url(b), MaybeTlsStream::Plain(stream))
+            .await
+            .expect("websocket handshake");
+        Client::greet(ws).await
+    }
+
+    async fn greet(ws: Ws) -> Client {
+        let mut c = Client {
+            ws,
+            hello: Value::Null,
+        };
+        let hello = c.frame().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        c.hello = hello;
+        c
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::text(v.to_string()))
+            .await
+            .expect("send command");
+    }
+
+    async fn read(&mut self, within: Duration) -> Got {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = tokio::time::timeout(left, self.ws.next())
+                .await
+                .expect("no frame from the server in time");
+            match msg {
+                None => return Got::Closed(None),
+                Some(Err(_)) => return Got::Closed(None),
+                Some(Ok(Message::Text(t))) => {
+                    return Got::Frame(serde_json::from_str(t.as_str()).expect("frame is JSON"))
+                }
+                Some(Ok(Message::Close(f))) => return Got::Closed(f.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// The next JSON frame other than a heartbeat.
+    async fn frame(&mut self) -> Value {
+        loop {
+            match self.read(WAIT).await {
+                Got::Frame(v) if v["type"] == "heartbeat" => {}
+                Got::Frame(v) => return v,
+                Got::Closed(code) => panic!("connection closed ({code:?})"),
+            }
+        }
+    }
+
+    /// Subscribe and gather the snapshot's pages: (seq, resync, items).
+    async fn subscribe(&mut self, cmd: Value) -> (u64, bool, Vec<Value>) {
+        self.send(cmd).await;
+        self.snapshot().await
+    }
+
+    async fn snapshot(&mut self) -> (u64, bool, Vec<Value>) {
+        let mut items = Vec::new();
+        loop {
+            let f = self.frame().await;
+            assert_eq!(f["type"], "snapshot", "{f}");
+            items.extend(f["items"].as_array().unwrap().iter().cloned());
+            if f["page"] == f["pages"] {
+                return (
+                    f["seq"].as_u64().unwrap(),
+                    f["resync"].as_bool().unwrap(),
+                    items,
+                );
+            }
+        }
+    }
+
+    /// Read update frames until `done` holds for an item; returns the seqs
+    /// of the update frames read.
+    async fn updates_until(&mut self, mut done: impl FnMut(&Value) -> bool) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        loop {
+            let f = self.frame().await;
+            assert_eq!(f["type"], "update", "{f}");
+            seqs.push(f["seq"].as_u64().unwrap());
+            if f["items"].as_array().unwrap().iter().any(&mut done) {
+                return seqs;
+            }
+        }
+    }
+
+    async fn error(&mut self) -> Value {
+        let f = self.frame().await;
+        assert_eq!(f["type"], "error", "{f}");
+        f
+    }
+
+    /// A ping answered by a pong: the connection is still usable.
+    async fn still_open(&mut self) {
+        self.send(json!({"type": "ping", "id": "alive"})).await;
+        let f = self.frame().await;
+        assert_eq!(f["type"], "pong", "{f}");
+        assert_eq!(f["id"], "alive");
+    }
+}
+
+fn item_is(item: &Value, key: &str, value: f64) -> bool {
+    item["key"] == key && item["value"]["value"].as_f64() == Some(value)
+}
+
+async fn stack_with(env: &[(&str, &str)]) -> (Mosquitto, tempfile::TempDir, Backend) {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let b = Backend::start_with_env(
+        dir.path(),
+        &test_config(broker.port, &dir.path().join("store")),
+        env,
+    );
+    b.wait_ready().await;
+    (broker, dir, b)
+}
+
+const RECEIVED_TODAY: &str = "indicator:dossiers_received:today:commune";
+const ONLINE_TODAY: &str = "indicator:dossier_online_ratio:today:commune";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_then_ordered_typed_updates() {
+    let (broker, _dir, b) = common::stack().await;
+    let mut c = Client::connect(&b).await;
+    assert!(c.hello["epoch"].as_str().is_some_and(|e| !e.is_empty()));
+    let (snap_seq, resync, items) = c
+        .subscribe(json!({"type": "subscribe", "id": "s", "keys": [RECEIVED_TODAY, ONLINE_TODAY]}))
+        .await;
+    assert!(!resync);
+    assert_eq!(items.len(), 2, "{items:?}");
+    let ratio = items.iter().find(|i| i["key"] == ONLINE_TODAY).unwrap();
+    assert_eq!(ratio["value"]["value"], Value::Null, "no data is null");
+    assert_eq!(ratio["value"]["status"], "no_data");
+    let count = items.iter().find(|i| i["key"] == RECEIVED_TODAY).unwrap();
+    assert_eq!(count["value"]["value"], json!(0.0));
+
+    let mut p = Publisher::new(broker.port);
+    for i in 0..10 {
+        let channel = if i < 7 { "online" } else { "direct" };
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("d-{i}"), channel, Some("tan-binh")),
+        )
+        .await;
+    }
+    let mut last = snap_seq;
+    let mut latest_ratio = None;
+    loop {
+        let f = c.frame().await;
+        assert_eq!(f["type"], "update", "{f}");
+        let seq = f["seq"].as_u64().unwrap();
+        assert!(seq > last, "seq {seq} after {last}");
+        last = seq;
+        let mut done = false;
+        for item in f["items"].as_array().unwrap() {
+            assert!(item["value"]["value"].is_number(), "typed value: {item}");
+            assert!(item["updated_at"].is_string(), "{item}");
+            if item["key"] == ONLINE_TODAY {
+                latest_ratio = item["value"]["value"].as_f64();
+            }
+            done |= item_is(item, RECEIVED_TODAY, 10.0);
+        }
+        if done {
+            break;
+        }
+    }
+    assert_eq!(latest_ratio, Some(70.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_gets_exactly_the_missed_steps() {
+    let (broker, _dir, b) = common::stack().await;
+    let sub = json!({"type": "subscribe", "id": "r", "keys": ["indicator:dossiers_received"]});
+    let mut a = Client::connect(&b).await;
+    let mut control = Client::connect(&b).await;
+    let epoch = a.hello["epoch"].as_str().unwrap().to_string();
+    a.subscribe(sub.clone()).await;
+    control.subscribe(sub.clone()).await;
+    let mut p = Publisher::new(broker.port);
+    let mut n = 0;
+    for _ in 0..5 {
+        n += 1;
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("r-{n}"), "online", Some("tan-binh")),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut a_seqs = a.updates_until(|i| item_is(i, RECEIVED_TODAY, 5.0)).await;
+    let last = *a_seqs.last().unwrap();
+    drop(a);
+
+    for _ in 0..10 {
+        n += 1;
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("r-{n}"), "online", Some("tan-binh")),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let control_seqs = control
+        .updates_until(|i| item_is(i, RECEIVED_TODAY, 15.0))
+        .await;
+
+    let mut a2 = Client::connect(&b).await;
+    let mut resume = sub.clone();
+    resume["resume"] = json!({"epoch": epoch, "seq": last});
+    a2.send(resume).await;
+    let r = a2.frame().await;
+    assert_eq!(r["type"], "resumed", "{r}");
+    assert_eq!(r["from"], last);
+    a_seqs.extend(a2.updates_until(|i| item_is(i, RECEIVED_TODAY, 15.0)).await);
+
+    let unique: BTreeSet<u64> = a_seqs.iter().copied().collect();
+    assert_eq!(unique.len(), a_seqs.len(), "no duplicate seq: {a_seqs:?}");
+    assert!(a_seqs.windows(2).all(|w| w[0] < w[1]), "{a_seqs:?}");
+    assert_eq!(
+        a_seqs, control_seqs,
+        "the resumed client saw exactly what the connected one saw"
+    );
+
+    // Another epoch (a restarted server) cannot resume: fresh snapshot.
+    let mut a3 = Client::connect(&b).await;
+    let mut stale = sub.clone();
+    stale["resume"] = json!({"epoch": "0000000000000000", "seq": last});
+    let (_, resync, items) = a3.subscribe(stale).await;
+    assert!(resync, "a foreign epoch gets a resync snapshot");
+    assert!(items.iter().any(|i| item_is(i, RECEIVED_TODAY, 15.0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_does_not_delay_others_and_gets_a_resync() {
+    let (broker, _dir, b) = stack_with(&[
+        ("IOC__LIVE__QUEUE_BATCHES", "4"),
+        ("IOC__LIVE__SEND_TIMEOUT_S", "120"),
+    ])
+    .await;
+    let mut stalled = Client::connect_small_buffer(&b).await;
+    stalled
+        .subscribe(
+            json!({"type": "subscribe", "id": "all", "keys": ["indicator", "feed", "device"]}),
+        )
+        .await;
+    let mut healthy = Client::connect(&b).await;
+    healthy
+        .subscribe(json!({"type": "subscribe", "id": "h", "keys": [RECEIVED_TODAY]}))
+        .await;
+
+    // The stalled client reads nothing from here on. Spaced publishing
+    // makes many small steps, each a large frame for the stalled client.
+    let mut p = Publisher::new(broker.port);
+    let total = 300;
+    for i in 0..total {
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("s-{i}"), "online", Some("tan-binh")),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    healthy
+        .updates_until(|i| item_is(i, RECEIVED_TODAY, f64::from(total)))
+        .await;
+
+    // Wake up: stale frames first, then a resync snapshot with the truth.
+    let deadline = Instant::now() + WAIT;
+    let (mut frames, mut bytes) = (0, 0);
+    let resync = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no resync for the stalled client after {frames} frames, {bytes} bytes"
+        );
+        let f = stalled.frame().await;
+        frames += 1;
+        bytes += f.to_string().len();
+        if f["type"] == "snapshot" && f["resync"] == true {
+            break f;
+        }
+    };
+    let mut items: Vec<Value> = resync["items"].as_array().unwrap().clone();
+    if resync["page"] != resync["pages"] {
+        let (_, _, rest) = stalled.snapshot().await;
+        items.extend(rest);
+    }
+    assert!(
+        items
+            .iter()
+            .any(|i| item_is(i, RECEIVED_TODAY, f64::from(total))),
+        "the resync carries the current value"
+    );
+    assert!(b.metric("ioc_live_resyncs_total").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_commands_get_error_frames_and_the_connection_stays() {
+    let (_broker, _dir, b) = stack_with(&[
+        ("IOC__LIVE__MAX_SUBSCRIPTIONS", "2"),
+        ("IOC__LIVE__MAX_COMMAND_BYTES", "512"),
+    ])
+    .await;
+    let mut c = Client::connect(&b).await;
+
+    c.ws.send(Message::text("this is not json")).await.unwrap();
+    assert_eq!(c.error().await["code"], "malformed");
+    c.still_open().await;
+
+    c.send(json!({"type": "dance"})).await;
+    assert_eq!(c.error().await["code"], "malformed");
+
+    c.send(json!({"type": "subscribe", "id": "x", "keys": ["indicator:khong_co"]}))
+        .await;
+    let e = c.error().await;
+    assert_eq!(e["code"], "unknown_key");
+    assert_eq!(e["id"], "x");
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("Khóa không tồn tại"));
+
+    c.send(json!({"type": "subscribe", "id": "x", "keys": ["indicator"], "villages": ["ban-z"]}))
+        .await;
+    assert_eq!(c.error().await["code"], "unknown_key");
+
+    c.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(c.error().await["code"], "binary_not_supported");
+
+    c.subscribe(json!({"type": "subscribe", "id": "a", "keys": ["dead_letters"]}))
+        .await;
+    c.subscribe(json!({"type": "subscribe", "id": "b", "keys": ["dead_letters"]}))
+        .await;
+    c.send(json!({"type": "subscribe", "id": "c", "keys": ["dead_letters"]}))
+        .await;
+    assert_eq!(c.error().await["code"], "too_many_subscriptions");
+    // Replacing an existing id is not a new subscription.
+    c.subscribe(json!({"type": "subscribe", "id": "b", "keys": ["feed"]}))
+        .await;
+
+    let padding = "x".repeat(1000);
+    c.send(json!({"type": "ping", "id": padding})).await;
+    assert_eq!(c.error().await["code"], "command_too_large");
+    c.still_open().await;
+
+    // Far beyond the limit: refused by the WebSocket layer, close 1009.
+    let huge = "y".repeat(8 * 1024);
+    let _ = c.ws.send(Message::text(huge)).await;
+    let code = loop {
+        match c.read(WAIT).await {
+            Got::Closed(code) => break code,
+            Got::Frame(_) => {}
+        }
+    };
+    assert_eq!(code, Some(1009));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_rate_and_connection_limits_hold() {
+    let (_broker, _dir, b) = stack_with(&[
+        ("IOC__LIVE__COMMANDS_PER_SECOND", "5"),
+        ("IOC__LIVE__MAX_CONNECTIONS", "2"),
+    ])
+    .await;
+    let mut c = Client::connect(&b).await;
+    for i in 0..60 {
+        c.send(json!({"type": "ping", "id": i})).await;
+    }
+    let mut limited = 0;
+    let code = loop {
+        match c.read(WAIT).await {
+            Got::Frame(f) if f["code"] == "rate_limited" => limited += 1,
+            Got::Frame(_) => {}
+            Got::Closed(code) => break code,
+        }
+    };
+    assert!(limited >= 20, "{limited} rate_limited frames");
+    assert_eq!(code, Some(u16::from(CloseCode::Policy)));
+    drop(c);
+    b.wait_for("the closed connection to free its slot", WAIT, || async {
+        b.metric("ioc_live_connections").await == 0.0
+    })
+    .await;
+
+    let _one = Client::connect(&b).await;
+    let _two = Client::connect(&b).await;
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
+    let mut third = Client {
+        ws,
+        hello: Value::Null,
+    };
+    match third.read(WAIT).await {
+        Got::Frame(f) => assert_eq!(f["code"], "too_many_connections", "{f}"),
+        Got::Closed(code) => panic!("closed without a reason ({code:?})"),
+    }
+    match third.read(WAIT).await {
+        Got::Closed(code) => assert_eq!(code, Some(1013)),
+        Got::Frame(f) => panic!("unexpected {f}"),
+    }
+    // A slot frees when a connection leaves.
+    drop(_one);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
+        let mut c = Client {
+            ws,
+            hello: Value::Null,
+        };
+        if let Got::Frame(f) = c.read(WAIT).await {
+            if f["type"] == "hello" {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the slot was never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_snapshots_are_paged_under_the_frame_limit() {
+    let (_broker, _dir, b) = stack_with(&[("IOC__LIVE__MAX_FRAME_BYTES", "2048")]).await;
+    let mut c = Client::connect(&b).await;
+    c.send(json!({"type": "subscribe", "id": "p", "keys": ["indicator"]}))
+        .await;
+    let mut items = 0;
+    let mut pages = 0;
+    loop {
+        let Got::Frame(f) = c.read(WAIT).await else {
+            panic!("closed");
+        };
+        let text_len = f.to_string().len();
+        assert_eq!(f["type"], "snapshot");
+        let n = f["items"].as_array().unwrap().len();
+        assert!(
+            text_len <= 2048 || n == 1,
+            "page of {text_len} bytes with {n} items"
+        );
+        pages += 1;
+        assert_eq!(f["page"], pages);
+        items += n;
+        if f["page"] == f["pages"] {
+            break;
+        }
+    }
+    assert!(pages > 1, "{pages} pages");
+    let mut want = 0;
+    for window in ["today", "24h", "month"] {
+        want += b
+            .get(&format!("/api/indicators?window={window}&village=all"))
+            .await
+            .as_array()
+            .unwrap()
+            .len();
+    }
+    assert_eq!(items, want, "every indicator of every scope and window");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_dead_letters_feed_and_heartbeats_stream() {
+    let (broker, _dir, b) = stack_with(&[("IOC__LIVE__HEARTBEAT_S", "1")]).await;
+    let mut c = Client::connect(&b).await;
+    let (_, _, items) = c
+        .subscribe(json!({"type": "subscribe", "id": "d",
+            "keys": ["device:camera", "dead_letters", "feed"], "villages": ["tan-binh", "commune"]}))
+        .await;
+    assert!(items.iter().any(|i| i["key"] == "device:camera:cam-01"));
+    assert!(
+        !items.iter().any(|i| i["key"] == "device:camera:cam-02"),
+        "cam-02 is in another village"
+    );
+    assert!(items.iter().any(|i| i["key"] == "dead_letters"));
+
+    let mut p = Publisher::new(broker.port);
+    p.send("ioc/binh-lu/camera/cam-01/status", b"offline").await;
+    p.send("ioc/binh-lu/camera/cam-01/event", b"{broken").await;
+    p.send(
+        DOSSIER,
+        &dossier_received("f-1", "online", Some("tan-binh")),
+    )
+    .await;
+
+    let (mut offline, mut dead, mut feed, mut beat) = (false, false, false, false);
+    let deadline = Instant::now() + WAIT;
+    while !(offline && dead && feed && beat) {
+        assert!(
+            Instant::now() < deadline,
+            "offline={offline} dead={dead} feed={feed} heartbeat={beat}"
+        );
+        let Got::Frame(f) = c.read(WAIT).await else {
+            panic!("closed");
+        };
+        if f["type"] == "heartbeat" {
+            beat = f["seq"].is_u64() && f["at"].is_string();
+            continue;
+        }
+        for i in f["items"].as_array().into_iter().flatten() {
+            if i["key"] == "device:camera:cam-01" && i["value"]["state"] == "offline" {
+                offline = true;
+            }
+            if i["key"] == "dead_letters"
+                && i["value"]["since_start"] == 1
+                && i["value"]["by_reason"]["invalid_json"] == 1
+            {
+                dead = true;
+            }
+            if i["key"] == "feed:tan-binh" {
+                let first = &i["value"]["events"][0];
+                feed = first["kind"] == "received" && first["source"] == "procedure";
+            }
+            assert_ne!(i["key"], "device:camera:cam-02");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_websockets_with_a_close_frame() {
+    let (_broker, _dir, mut b) = common::stack().await;
+    let mut c = Client::connect(&b).await;
+    c.subscribe(json!({"type": "subscribe", "id": "s", "keys": ["indicator"]}))
+        .await;
+    b.signal_term();
+    let mut reason = None;
+    let code = loop {
+        match c.read(WAIT).await {
+            Got::Frame(f) if f["type"] == "error" => reason = Some(f["code"].clone()),
+            Got::Frame(_) => {}
+            Got::Closed(code) => break code,
+        }
+    };
+    assert_eq!(reason, Some(json!("shutting_down")));
+    assert_eq!(code, Some(1001));
+    let status = b.stop();
+    assert!(status.success(), "{status}");
+    let log = b.log_text();
+    assert!(
+        !log.contains("did not close in time"),
+        "shutdown waited for the WebSocket tasks: {log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_the_websocket_path_is_a_json_error() {
+    let (_broker, _dir, b) = common::stack().await;
+    let (status, body) = b.get_status("/api/ws").await;
+    assert_eq!(status, 426);
+    assert_eq!(body["error"]["code"], "websocket_required");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_dropped_after_three_heartbeats() {
+    let (_broker, _dir, b) = stack_with(&[("IOC__LIVE__HEARTBEAT_S", "1")]).await;
+    // Handshake, then never read or answer pings again (a peer whose
+    // network went away without a FIN).
+    let (silent, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
+    b.wait_for("the connection to be counted", WAIT, || async {
+        b.metric("ioc_live_connections").await == 1.0
+    })
+    .await;
+    b.wait_for("the silent peer to be dropped", WAIT, || async {
+        b.metric("ioc_live_connections").await == 0.0
+    })
+    .await;
+    drop(silent);
+}
