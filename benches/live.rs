@@ -88,6 +88,12 @@ fn now_us() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_micros() as u64
 }
 
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn epoch_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -998,6 +1004,13 @@ impl Sut {
         Ok(())
     }
 
+    async fn steps(&self) -> Result<Option<u64>> {
+        match &self.http {
+            Some(h) => Ok(Some(h.scrape().await?.sum("ioc_live_steps_total") as u64)),
+            None => Ok(None),
+        }
+    }
+
     async fn committed(&self) -> Result<Option<u64>> {
         match &self.http {
             Some(h) => Ok(Some(h.scrape().await?.committed())),
@@ -1221,6 +1234,13 @@ struct Figures {
     /// At the end of the drain: how far (ms) the slowest healthy client's
     /// newest value lags behind the last publish of the window.
     behind_ms: f64,
+    /// CPU-seconds of this harness (publishers + clients) in the window.
+    harness_cpu_s: f64,
+    /// Bytes all healthy clients received in the window and drain.
+    bytes: u64,
+    /// commune-ioc: hub steps (`ioc_live_steps_total`) in the window.
+    steps: Option<u64>,
+    load: String,
     note: String,
 }
 
@@ -1267,6 +1287,10 @@ impl Figures {
             "healthy_clients": self.healthy,
             "closed_clients": self.closed,
             "behind_ms_at_drain_end": self.behind_ms,
+            "harness_cpu_s": (self.harness_cpu_s * 100.0).round() / 100.0,
+            "client_mib_per_s": (self.bytes as f64 / self.secs / 1048576.0 * 100.0).round() / 100.0,
+            "server_steps_per_s": self.steps.map(|n| (n as f64 / self.secs).round()),
+            "load_average_after": self.load,
             "note": self.note,
         })
     }
@@ -1310,6 +1334,15 @@ fn table_row(f: &Figures) -> String {
             f.behind_ms / 1000.0
         ));
     }
+    if let Some(n) = f.steps {
+        note.push_str(&format!(" {:.0} steps/s", n as f64 / f.secs));
+    }
+    note.push_str(&format!(
+        " harness {:.2} cores, clients {:.1} MiB/s, load {}",
+        f.harness_cpu_s / f.secs,
+        f.bytes as f64 / f.secs / 1048576.0,
+        f.load
+    ));
     if f.closed > 0 {
         note.push_str(&format!(" {} clients closed", f.closed));
     }
@@ -1354,6 +1387,12 @@ async fn measure(
     let pid = sut.pid();
     let broker_pid = sut.broker.pid();
     let committed0 = sut.committed().await?;
+    let steps0 = sut.steps().await?;
+    let bytes0: u64 = clients
+        .healthy()
+        .map(|s| s.bytes.load(Ordering::Relaxed))
+        .sum();
+    let self0 = cpu_ticks("self")?;
     let cpu0 = cpu_ticks(&pid.to_string())?;
     let bcpu0 = cpu_ticks(&broker_pid.to_string())?;
     clients.open_window();
@@ -1384,6 +1423,16 @@ async fn measure(
     }
     let cpu_s = (cpu_ticks(&pid.to_string())? - cpu0) as f64 / env.tck;
     let broker_cpu_s = (cpu_ticks(&broker_pid.to_string())? - bcpu0) as f64 / env.tck;
+    let harness_cpu_s = (cpu_ticks("self")? - self0) as f64 / env.tck;
+    let steps = match (steps0, sut.steps().await?) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let bytes: u64 = clients
+        .healthy()
+        .map(|s| s.bytes.load(Ordering::Relaxed))
+        .sum::<u64>()
+        - bytes0;
     let h = clients.histogram();
     let in_window = clients.in_window();
     let (delivered, loss) = match sut.system {
@@ -1416,6 +1465,10 @@ async fn measure(
         loss,
         converged: clients.converged(&want),
         behind_ms: clients.behind_ms(),
+        harness_cpu_s,
+        bytes,
+        steps,
+        load: load_average(),
         healthy,
         closed: clients.closed().len(),
         note: String::new(),
@@ -1725,9 +1778,7 @@ async fn run(args: Args, mosquitto: PathBuf) -> Result<()> {
         overrides,
         node,
     };
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
+    let load = load_average();
     let cmdline: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
