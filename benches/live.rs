@@ -1638,6 +1638,9 @@ async fn run_scenario(
             let mut rate = p.ramp_start;
             let mut best: Option<Figures> = None;
             let why;
+            // A step that fails is run once more before the ramp stops: on a
+            // shared 2-core machine one hiccup should not end the ramp.
+            let mut retried = false;
             loop {
                 let f = match measure(
                     env,
@@ -1659,9 +1662,17 @@ async fn run_scenario(
                 };
                 let held = f.held();
                 let mut f = f;
-                f.note = if held { "held".into() } else { "FAILED".into() };
+                f.note = match (held, retried) {
+                    (true, _) => "held".into(),
+                    (false, false) => "FAILED (once: run again)".into(),
+                    (false, true) => "FAILED".into(),
+                };
                 println!("{}", table_row(&f));
                 out.figures.push(f.clone());
+                if !held && !retried {
+                    retried = true;
+                    continue;
+                }
                 if !held {
                     why = if f.samples == 0 {
                         format!("nothing measured at {rate}/s")
@@ -1678,6 +1689,7 @@ async fn run_scenario(
                     break;
                 }
                 best = Some(f);
+                retried = false;
                 let next = (rate as f64 * p.ramp_factor).round() as u64;
                 if next > p.ramp_max {
                     why = format!("stopped at the ramp's cap of {}/s", p.ramp_max);
