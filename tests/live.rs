@@ -30,13 +30,19 @@ struct Client {
     hello: Value,
 }
 
-fn ws_url(b: &Backend) -> String {
-    format!("{}/api/ws", b.url.replacen("http://", "ws://", 1))
+/// The WebSocket URL with the admin's token (as the kiosk screen passes
+/// it).
+async fn ws_url(b: &Backend) -> String {
+    format!(
+        "{}/api/ws?token={}",
+        b.url.replacen("http://", "ws://", 1),
+        b.token().await
+    )
 }
 
 impl Client {
     async fn connect(b: &Backend) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url(b))
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url(b).await)
             .await
             .expect("websocket handshake");
         Client::greet(ws).await
@@ -49,9 +55,10 @@ impl Client {
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(2048).unwrap();
         let stream = socket.connect(addr).await.unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(ws_url(b), MaybeTlsStream::Plain(stream))
-            .await
-            .expect("websocket handshake");
+        let (ws, _) =
+            tokio_tungstenite::client_async(ws_url(b).await, MaybeTlsStream::Plain(stream))
+                .await
+                .expect("websocket handshake");
         Client::greet(ws).await
     }
 
@@ -438,7 +445,9 @@ async fn command_rate_and_connection_limits_hold() {
 
     let _one = Client::connect(&b).await;
     let _two = Client::connect(&b).await;
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url(&b).await)
+        .await
+        .unwrap();
     let mut third = Client {
         ws,
         hello: Value::Null,
@@ -455,7 +464,9 @@ async fn command_rate_and_connection_limits_hold() {
     drop(_one);
     let deadline = Instant::now() + WAIT;
     loop {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url(&b).await)
+            .await
+            .unwrap();
         let mut c = Client {
             ws,
             hello: Value::Null,
@@ -605,7 +616,9 @@ async fn a_silent_peer_is_dropped_after_three_heartbeats() {
     let (_broker, _dir, b) = stack_with(&[("IOC__LIVE__HEARTBEAT_S", "1")]).await;
     // Handshake, then never read or answer pings again (a peer whose
     // network went away without a FIN).
-    let (silent, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
+    let (silent, _) = tokio_tungstenite::connect_async(ws_url(&b).await)
+        .await
+        .unwrap();
     b.wait_for("the connection to be counted", WAIT, || async {
         b.metric("ioc_live_connections").await == 1.0
     })

@@ -27,6 +27,9 @@ pub struct Config {
     /// HTTP API listener.
     #[serde(default)]
     pub http: Http,
+    /// Users, tokens and login limits.
+    #[serde(default)]
+    pub auth: Auth,
     /// Embedded store.
     #[serde(default)]
     pub store: Store,
@@ -90,7 +93,7 @@ pub struct Mqtt {
     /// Username for the broker.
     pub username: Option<String>,
     /// Password for the broker.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Connect with TLS (rustls, system roots or `ca_file`).
     pub tls: bool,
     /// PEM file with the CA that signed the broker's certificate.
@@ -103,6 +106,10 @@ pub struct Mqtt {
     pub backoff_max_ms: u64,
     /// Shared-subscription group (`$share/{group}/...`) for several replicas.
     pub share_group: Option<String>,
+    /// Embedded broker only: device logins (user name → password). When
+    /// any is set, the broker refuses clients without a listed login
+    /// (`username`/`password` above are added for commune-ioc itself).
+    pub embedded_logins: BTreeMap<String, Secret>,
 }
 
 impl Default for Mqtt {
@@ -120,6 +127,7 @@ impl Default for Mqtt {
             backoff_initial_ms: 200,
             backoff_max_ms: 30_000,
             share_group: None,
+            embedded_logins: BTreeMap::new(),
         }
     }
 }
@@ -132,6 +140,13 @@ pub struct Http {
     pub listen: String,
     /// Directory with the wall screen (served at `/`).
     pub dashboard_dir: PathBuf,
+    /// Origins allowed to call the API from another site (CORS); empty:
+    /// none.
+    pub cors_origins: Vec<String>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Seconds a request may take before it is answered 408.
+    pub request_timeout_s: u64,
 }
 
 impl Default for Http {
@@ -139,6 +154,77 @@ impl Default for Http {
         Http {
             listen: "127.0.0.1:8080".into(),
             dashboard_dir: PathBuf::from("dashboards/ioc"),
+            cors_origins: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            request_timeout_s: 30,
+        }
+    }
+}
+
+/// A secret (password, token): `Debug` and `Serialize` never show it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Users, tokens and login limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Let anyone read (GET routes, `/api/ws`) without a token: only on a
+    /// trusted LAN. Actions still need a token.
+    pub public_read: bool,
+    /// Seconds a login token lives.
+    pub session_ttl_s: u64,
+    /// Failed logins for one user name within `failure_window_s` that
+    /// lock it for `lockout_s`.
+    pub max_failures_per_user: u32,
+    /// Failed logins from one address within `failure_window_s` that
+    /// lock it for `lockout_s`.
+    pub max_failures_per_address: u32,
+    /// Seconds over which failed logins are counted.
+    pub failure_window_s: u64,
+    /// Seconds a lockout lasts.
+    pub lockout_s: u64,
+    /// Password of the first `admin` account, used only when there is no
+    /// user yet (set it with `IOC__AUTH__ADMIN_PASSWORD`); when absent, one
+    /// is generated and printed once.
+    pub admin_password: Option<Secret>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            public_read: false,
+            session_ttl_s: 12 * 3600,
+            max_failures_per_user: 5,
+            max_failures_per_address: 20,
+            failure_window_s: 900,
+            lockout_s: 900,
+            admin_password: None,
         }
     }
 }
