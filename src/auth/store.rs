@@ -288,7 +288,27 @@ impl Accounts {
     /// unknown user, a wrong password and a disabled account look the same
     /// and take the same time).
     pub fn login(&self, name: &str, pw: &str) -> Result<Option<Session>, AccountError> {
-        let row: Option<TokenRow> = self.conn.lock();
+        let row: Option<(i64, String, String, bool)> = self
+            .conn
+            .lock()
+            .query_row(
+                "SELECT id, password_hash, role, disabled FROM users WHERE username = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((user_id, hash, role, disabled)) = row else {
+            password::verify_nothing(pw);
+            return Ok(None);
+        };
+        if !password::verify(pw, &hash) || disabled {
+            return Ok(None);
+        }
+        let role = Role::parse(&role).unwrap_or(Role::Viewer);
+        let now = Utc::now();
+        let expires_at = now + self.session_ttl;
+        let token = password::new_token(SESSION_PREFIX);
+        let conn = self.conn.lock();
         conn.execute(
             "INSERT INTO tokens (token_hash, kind, user_id, created_at, expires_at)
              VALUES (?1, 'session', ?2, ?3, ?4)",
@@ -379,14 +399,7 @@ impl Accounts {
     /// The principal behind a token.
     pub fn check(&self, token: &str) -> Result<Principal, AuthError> {
         let now = ms(Utc::now());
-        let row: Option<(
-            i64,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<bool>,
-        )> = self
+        let row: Option<TokenRow> = self
             .conn
             .lock()
             .query_row(
