@@ -184,8 +184,14 @@ pub async fn run(
         &shared.config.journal_path(),
         &shared.config.auth,
     )?);
-    let first_admin_password =
-        accounts.bootstrap_admin(shared.config.auth.admin_password.as_ref())?;
+    // An empty IOC__AUTH__ADMIN_PASSWORD counts as unset.
+    let admin_password = shared
+        .config
+        .auth
+        .admin_password
+        .as_ref()
+        .filter(|p| !p.expose().is_empty());
+    let first_admin_password = accounts.bootstrap_admin(admin_password)?;
     let actions = Store::open_with(&shared.config.journal_path(), shared.config.store.sync, 0)?;
     let app = api::router(ApiState {
         shared: Arc::clone(&shared),

@@ -62,7 +62,7 @@ impl Validator<'_> {
             }
         }
         if let Some(p) = &a.admin_password {
-            if p.expose().chars().count() < 10 {
+            if !p.expose().is_empty() && p.expose().chars().count() < 10 {
                 self.issue("auth.admin_password", "mật khẩu phải dài ít nhất 10 ký tự");
             }
         }
