@@ -229,6 +229,19 @@ async fn snapshot_then_ordered_typed_updates() {
     assert_eq!(latest_ratio, Some(70.0));
 }
 
+/// Dossiers `r-{n}` one by one, 100 ms apart: one journal commit (and one
+/// hub step) each.
+async fn publish_spaced(p: &mut Publisher, ns: std::ops::RangeInclusive<u32>) {
+    for n in ns {
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("r-{n}"), "online", Some("tan-binh")),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_gets_exactly_the_missed_steps() {
     let (broker, _dir, b) = common::stack().await;
@@ -239,29 +252,12 @@ async fn resume_gets_exactly_the_missed_steps() {
     a.subscribe(sub.clone()).await;
     control.subscribe(sub.clone()).await;
     let mut p = Publisher::new(broker.port);
-    let mut n = 0;
-    for _ in 0..5 {
-        n += 1;
-        p.send(
-            DOSSIER,
-            &dossier_received(&format!("r-{n}"), "online", Some("tan-binh")),
-        )
-        .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    publish_spaced(&mut p, 1..=5).await;
     let mut a_seqs = a.updates_until(|i| item_is(i, RECEIVED_TODAY, 5.0)).await;
     let last = *a_seqs.last().unwrap();
     drop(a);
 
-    for _ in 0..10 {
-        n += 1;
-        p.send(
-            DOSSIER,
-            &dossier_received(&format!("r-{n}"), "online", Some("tan-binh")),
-        )
-        .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    publish_spaced(&mut p, 6..=15).await;
     let control_seqs = control
         .updates_until(|i| item_is(i, RECEIVED_TODAY, 15.0))
         .await;
