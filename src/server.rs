@@ -34,6 +34,9 @@ pub enum ServeError {
     /// Serving HTTP failed.
     #[error("HTTP server error: {0}")]
     Http(std::io::Error),
+    /// The time-series sink could not be configured.
+    #[error(transparent)]
+    Sink(#[from] crate::sinks::SinkError),
     /// A worker thread could not be started or panicked.
     #[error("worker thread: {0}")]
     Thread(String),
@@ -157,6 +160,14 @@ pub async fn run(
     });
     let fe = frontend.clone();
     tasks.spawn(probe_store(Arc::clone(&shared), backend.clone()));
+    if crate::sinks::enabled(&shared) {
+        let sink = crate::sinks::influx::InfluxSink::new(&shared.config.influx)?;
+        tasks.spawn(crate::sinks::run(
+            sink,
+            Arc::clone(&shared),
+            backend.clone(),
+        ));
+    }
     let http = tasks.spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { fe.cancelled().await })
