@@ -223,6 +223,20 @@ async fn events_reach_victoria_metrics_with_measurement_tags_fields_and_times() 
         !b.log_text().contains(token),
         "the token must never be logged"
     );
+
+    // The Docker health check command.
+    let health = |addr: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_commune-ioc"))
+            .args(["healthcheck", "--addr", addr])
+            .output()
+            .expect("run healthcheck")
+    };
+    let addr = b.url.trim_start_matches("http://");
+    assert!(health(addr).status.success());
+    let closed = format!("127.0.0.1:{}", common::free_port());
+    let out = health(&closed);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("không kết nối được"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
