@@ -174,8 +174,8 @@ fn dockerfile_is_multi_stage_non_root_with_a_health_check() {
     assert!(d.contains("cargo build --release --locked"));
     let user = d
         .lines()
-        .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
         .expect("USER");
     assert!(
         user.trim() != "root" && user.trim() != "0",
