@@ -42,6 +42,9 @@ pub enum ServeError {
     /// Serving HTTP failed.
     #[error("HTTP server error: {0}")]
     Http(std::io::Error),
+    /// The time-series sink could not be configured.
+    #[error(transparent)]
+    Sink(#[from] crate::sinks::SinkError),
     /// A worker thread could not be started or panicked.
     #[error("worker thread: {0}")]
     Thread(String),
@@ -206,6 +209,14 @@ pub async fn run(
     let hub_task = tasks.spawn(live::run(hub, commits, frontend.clone()));
     let fe = frontend.clone();
     tasks.spawn(probe_store(Arc::clone(&shared), backend.clone()));
+    if crate::sinks::enabled(&shared) {
+        let sink = crate::sinks::influx::InfluxSink::new(&shared.config.influx)?;
+        tasks.spawn(crate::sinks::run(
+            sink,
+            Arc::clone(&shared),
+            backend.clone(),
+        ));
+    }
     let http = tasks.spawn(async move {
         axum::serve(
             listener,

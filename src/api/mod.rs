@@ -264,11 +264,19 @@ async fn readyz(State(s): State<ApiState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({ "ready": mqtt && store, "mqtt_connected": mqtt, "store_writable": store })),
-    )
-        .into_response()
+    let mut body =
+        json!({ "ready": mqtt && store, "mqtt_connected": mqtt, "store_writable": store });
+    if crate::sinks::enabled(&s.shared) {
+        // Informational: the time-series store never gates readiness.
+        let m = &s.shared.metrics;
+        body["influx"] = json!({
+            "up": m.influx_up.get() == 1,
+            "backlog_points": m.influx_backlog_points.get(),
+            "max_backlog_points": m.influx_backlog_limit_points.get(),
+            "dropped_points": m.influx_points_dropped.get(),
+        });
+    }
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {

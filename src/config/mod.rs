@@ -63,6 +63,9 @@ pub struct Config {
     /// Indicator definitions.
     #[serde(default, rename = "indicator")]
     pub indicators: Vec<IndicatorDef>,
+    /// Time-series sink (InfluxDB 2/3, VictoriaMetrics); off without `url`.
+    #[serde(default)]
+    pub influx: Influx,
 }
 
 /// The commune.
@@ -317,6 +320,82 @@ impl Default for Live {
             feed_len: 20,
             tick_ms: 1000,
         }
+    }
+}
+
+/// Timestamp precision of the line protocol sent to the time-series store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Milliseconds (the journal's own precision).
+    Ms,
+    /// Microseconds.
+    Us,
+    /// Nanoseconds.
+    #[default]
+    Ns,
+}
+
+/// The time-series sink: every event and periodic indicator values written
+/// to `{url}/api/v2/write` (InfluxDB 2.x, InfluxDB 3, VictoriaMetrics).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Influx {
+    /// Base URL, e.g. `http://127.0.0.1:8086`; the sink is off without it.
+    pub url: Option<String>,
+    /// Organization (InfluxDB 2; ignored by InfluxDB 3 and VictoriaMetrics).
+    pub org: String,
+    /// Bucket (InfluxDB 2), database (InfluxDB 3); ignored by VictoriaMetrics.
+    pub bucket: String,
+    /// API token (`Authorization: Token ...`); never logged or serialized.
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
+    /// Most points in one write request.
+    pub batch_max_points: usize,
+    /// Longest wait before a partial batch is written, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// Timeout of one write request, in milliseconds.
+    pub timeout_ms: u64,
+    /// Most points waiting for the store (per queue: events, indicator
+    /// points); beyond it the oldest are skipped and counted as dropped.
+    pub max_backlog_points: u64,
+    /// Timestamp precision sent with the writes.
+    pub precision: Precision,
+    /// Seconds between indicator snapshots written to the store (0: none).
+    pub indicator_interval_secs: u64,
+}
+
+impl Default for Influx {
+    fn default() -> Self {
+        Influx {
+            url: None,
+            org: "commune".into(),
+            bucket: "ioc".into(),
+            token: None,
+            batch_max_points: 5000,
+            flush_interval_ms: 1000,
+            timeout_ms: 10_000,
+            max_backlog_points: 10_000_000,
+            precision: Precision::Ns,
+            indicator_interval_secs: 60,
+        }
+    }
+}
+
+impl std::fmt::Debug for Influx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Influx")
+            .field("url", &self.url)
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("batch_max_points", &self.batch_max_points)
+            .field("flush_interval_ms", &self.flush_interval_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_backlog_points", &self.max_backlog_points)
+            .field("precision", &self.precision)
+            .field("indicator_interval_secs", &self.indicator_interval_secs)
+            .finish()
     }
 }
 

@@ -137,6 +137,7 @@ impl Validator<'_> {
             self.issue("commune.name", "không được để trống");
         }
         self.check_mqtt(c);
+        self.check_influx(c);
         if c.http.listen.parse::<SocketAddr>().is_err() {
             self.issue(
                 "http.listen",
@@ -313,6 +314,33 @@ impl Validator<'_> {
                 },
                 IndicatorKind::DeadLetters => {}
             }
+        }
+    }
+
+    fn check_influx(&mut self, c: &Config) {
+        let i = &c.influx;
+        if let Some(url) = &i.url {
+            if let Err(reason) = crate::sinks::check_url(url) {
+                self.issue("influx.url", reason);
+            }
+        }
+        if i.bucket.trim().is_empty() {
+            self.issue("influx.bucket", "không được để trống");
+        }
+        if i.batch_max_points == 0 {
+            self.issue("influx.batch_max_points", "phải từ 1 trở lên");
+        }
+        if i.flush_interval_ms == 0 {
+            self.issue("influx.flush_interval_ms", "phải từ 1 trở lên");
+        }
+        if i.timeout_ms < 100 {
+            self.issue("influx.timeout_ms", "phải từ 100 (mili giây) trở lên");
+        }
+        if i.max_backlog_points < i.batch_max_points as u64 {
+            self.issue(
+                "influx.max_backlog_points",
+                "không được nhỏ hơn influx.batch_max_points",
+            );
         }
     }
 

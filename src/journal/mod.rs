@@ -9,6 +9,7 @@
 //!
 //! [`writer`] runs the batching writer thread that feeds it.
 
+pub mod outbox;
 mod queries;
 mod restore;
 pub mod writer;
@@ -88,6 +89,9 @@ CREATE TABLE IF NOT EXISTS rollup_hour (
 CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY, ts INTEGER NOT NULL, value REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS influx_outbox (
+    id INTEGER PRIMARY KEY, line TEXT NOT NULL, ts INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS devices (
     class TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, last_seen INTEGER, detail TEXT,
     PRIMARY KEY (class, id)
@@ -220,11 +224,7 @@ impl Store {
 
     /// Set a meta value.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), JournalError> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
+        upsert_meta(&self.conn, key, value)
     }
 
     /// Write one batch in one transaction: events and dead letters (ignoring
@@ -297,6 +297,14 @@ impl Store {
         tx.commit()?;
         Ok((outcome, derived))
     }
+}
+
+fn upsert_meta(conn: &Connection, key: &str, value: &str) -> Result<(), JournalError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
 }
 
 /// Everything derived from the new rows of a batch, written in its

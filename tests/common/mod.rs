@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod victoria;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
