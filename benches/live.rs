@@ -1129,7 +1129,20 @@ impl Env {
                     &overrides,
                 )
                 .await?;
-                let url = format!("ws://{}/api/ws", http.base.trim_start_matches("http://"));
+                // The wall screen's way in: a kiosk token in the URL.
+                let kiosk = http
+                    .post_json(
+                        "/api/auth/kiosk-tokens",
+                        &serde_json::json!({"label": "bench"}),
+                    )
+                    .await?;
+                let token = kiosk["token"]
+                    .as_str()
+                    .ok_or_else(|| anyhow!("no token in {kiosk}"))?;
+                let url = format!(
+                    "ws://{}/api/ws?token={token}",
+                    http.base.trim_start_matches("http://")
+                );
                 Ok(Sut {
                     system,
                     broker,

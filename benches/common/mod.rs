@@ -385,7 +385,12 @@ impl Scrape {
 pub struct Http {
     pub client: reqwest::Client,
     pub base: String,
+    /// The admin's session token (see `start_backend`), sent as a bearer.
+    pub token: Option<String>,
 }
+
+/// Password of the first admin of the benchmarks' fresh stores.
+pub const BENCH_ADMIN_PASSWORD: &str = "bench-admin-password-2026";
 
 impl Http {
     pub fn new(addr: SocketAddr) -> Result<Http> {
@@ -397,17 +402,63 @@ impl Http {
         Ok(Http {
             client,
             base: format!("http://{addr}"),
+            token: None,
         })
+    }
+
+    /// `POST /api/auth/login` as `admin`; later requests carry the token.
+    pub async fn login(&mut self) -> Result<()> {
+        let url = format!("{}/api/auth/login", self.base);
+        let resp = self
+            .client
+            .post(&url)
+            .json(&serde_json::json!({"username": "admin", "password": BENCH_ADMIN_PASSWORD}))
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("POST /api/auth/login answered {status}: {body}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .with_context(|| format!("the login answer is not JSON: {body}"))?;
+        self.token = Some(
+            v["token"]
+                .as_str()
+                .ok_or_else(|| anyhow!("no token in the login answer: {body}"))?
+                .to_string(),
+        );
+        Ok(())
+    }
+
+    /// `POST path` with a JSON body and the token; the answer's JSON.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.client.post(&url).json(body);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("POST {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("POST {path} answered {status}: {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("POST {path}: not JSON: {text}"))
     }
 
     pub async fn get(&self, path: &str) -> Result<(reqwest::StatusCode, String)> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
+        let mut req = self.client.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("GET {url}"))?;
         let status = resp.status();
         let body = resp
             .text()
@@ -429,7 +480,9 @@ impl Http {
 
 /// `commune-ioc serve` (the release binary that `cargo bench` builds) on
 /// `config_path`, connected to the broker on `mqtt_port`, HTTP on a free
-/// port. Returns once `/readyz` answers 200, with the seconds that took.
+/// port. Returns once `/readyz` answers 200, with the seconds that took,
+/// and an `Http` logged in as the store's first admin (whose password the
+/// harness sets through `IOC__AUTH__ADMIN_PASSWORD`).
 pub async fn start_backend(
     dir: &Path,
     tag: &str,
@@ -448,6 +501,7 @@ pub async fn start_backend(
         .env_remove("IOC_CONFIG")
         .env_remove("IOC_PORT_FILE")
         .env("RUST_LOG", server_log)
+        .env("IOC__AUTH__ADMIN_PASSWORD", BENCH_ADMIN_PASSWORD)
         .envs(overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("IOC__MQTT__PORT", mqtt_port.to_string());
     let mut server = Proc::spawn(
@@ -472,7 +526,7 @@ pub async fn start_backend(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let http = Http::new(addr)?;
+    let mut http = Http::new(addr)?;
     loop {
         server.ensure_running()?;
         if let Ok((status, _)) = http.get("/readyz").await {
@@ -493,5 +547,12 @@ pub async fn start_backend(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok((server, http, started.elapsed().as_secs_f64()))
+    let ready = started.elapsed().as_secs_f64();
+    http.login().await.with_context(|| {
+        format!(
+            "logging in as admin; server log:\n{}",
+            log_tail(&server.log, 30)
+        )
+    })?;
+    Ok((server, http, ready))
 }
