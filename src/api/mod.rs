@@ -1,6 +1,7 @@
 //! The HTTP API (axum): indicators, devices, dead letters, villages, health
 //! and metrics, and the wall screen's static files at `/`.
 
+mod dashboard;
 mod error;
 mod history;
 mod ws;
@@ -19,8 +20,6 @@ use chrono::Utc;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
-use tower_http::services::ServeDir;
-
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -57,8 +56,7 @@ pub struct WsTasks {
 
 /// The router.
 pub fn router(state: ApiState) -> Router {
-    let dashboard = ServeDir::new(state.shared.config.http.dashboard_dir.clone());
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -70,9 +68,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/ws", get(ws::ws))
         .route("/api/{*rest}", get(api_not_found))
-        .method_not_allowed_fallback(method_not_allowed)
-        .fallback_service(dashboard)
-        .with_state(state)
+        .method_not_allowed_fallback(method_not_allowed);
+    let router = dashboard::attach(router, &state.shared.config);
+    router.with_state(state)
 }
 
 async fn api_not_found() -> ApiError {
