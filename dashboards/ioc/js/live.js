@@ -29,6 +29,8 @@ export class Live {
     this.state = "connecting";
     this.ws = null;
     this.retryTimer = null;
+    /** Counters, for the screen's tests and for debugging. */
+    this.stats = { connects: 0, snapshots: 0, resyncs: 0, resumed: 0 };
     this.watchdog = setInterval(() => this.checkStale(), 1000);
   }
 
@@ -119,6 +121,7 @@ export class Live {
     this.lastFrameAt = Date.now();
     switch (f.type) {
       case "hello":
+        this.stats.connects += 1;
         this.heartbeatMs = (f.heartbeat_s || 15) * 1000;
         this.backoff = BACKOFF_MIN;
         this.opts.onHello && this.opts.onHello(f, this.epoch !== null && this.epoch !== f.epoch);
@@ -132,11 +135,14 @@ export class Live {
           break;
         }
         this.pages.delete(f.id);
+        this.stats.snapshots += 1;
+        if (f.resync) this.stats.resyncs += 1;
         this.opts.onItems(got, { id: f.id, replace: true, resync: !!f.resync, at: f.at });
         this.advance(f.seq);
         break;
       }
       case "resumed":
+        this.stats.resumed += 1;
         this.markLive();
         break;
       case "update":

@@ -88,6 +88,7 @@ const state = {
   conn: "connecting",
   lastDataAt: null,
   retryInMs: 0,
+  retryAt: 0,
   seenFeed: new Set(),
 };
 
@@ -239,6 +240,7 @@ const live = new Live({
     state.conn = s;
     state.lastDataAt = info.lastDataAt || state.lastDataAt;
     state.retryInMs = info.retryInMs || 0;
+    state.retryAt = state.retryInMs ? Date.now() + state.retryInMs : 0;
     renderConn();
     schedule();
   },
@@ -460,7 +462,7 @@ function renderDevices() {
     t.append(h("div", "dev-name", d.name || d.id));
     const row = h("div", "dev-row");
     row.append(h("span", "dev-state", DEVICE_STATE[ds]));
-    const ago = h("span", "dev-ago ago", d.last_seen ? fmt.ago(d.last_seen) : "chưa từng nhận tín hiệu");
+    const ago = h("span", "dev-ago ago", d.last_seen ? fmt.ago(d.last_seen) : "");
     if (d.last_seen) ago.dataset.t = d.last_seen;
     row.append(ago);
     t.append(row);
@@ -626,7 +628,8 @@ function renderConn() {
   banner.hidden = !down;
   if (down) {
     const parts = [state.lastDataAt ? `Dữ liệu cuối lúc ${fmt.time(state.lastDataAt)}` : "Chưa nhận được dữ liệu"];
-    if (state.retryInMs) parts.push(`thử lại sau ${fmt.duration(state.retryInMs / 1000)}`);
+    const left = Math.ceil((state.retryAt - Date.now()) / 1000);
+    parts.push(left > 0 ? `thử lại sau ${fmt.duration(left)}` : "đang thử lại");
     $("conn-banner-detail").textContent = parts.join(" · ");
   }
 }
@@ -648,6 +651,7 @@ function tick() {
   $("clock-date").textContent = fmt.date(now);
   for (const e of document.querySelectorAll(".ago[data-t]")) e.textContent = fmt.ago(e.dataset.t, now.getTime());
   renderFooter();
+  if (state.conn === "disconnected" || state.conn === "stale") renderConn();
 }
 
 // ---------------------------------------------------------------------------

@@ -44,7 +44,7 @@ export function drawMap(villages, status, box) {
     const ys = withPos.map((v) => -v.lat);
     const minX = Math.min(...xs), maxX = Math.max(...xs);
     const minY = Math.min(...ys), maxY = Math.max(...ys);
-    const padX = 56, padTop = 14, padBottom = 40;
+    const padX = 56, padTop = 48, padBottom = 44;
     const sx = (W - 2 * padX) / Math.max(1e-6, maxX - minX);
     const sy = (mapH - padTop - padBottom) / Math.max(1e-6, maxY - minY);
     const s = Math.min(sx, sy);
@@ -55,9 +55,10 @@ export function drawMap(villages, status, box) {
   if (without.length) {
     const cols = Math.max(1, Math.min(without.length, Math.floor(W / 170)));
     const rows = Math.ceil(without.length / cols);
-    const top = H - gridH;
+    // Below the map, or under the panel's title when there is no map.
+    const top = withPos.length ? H - gridH : 40;
     const cellW = W / cols;
-    const cellH = gridH / Math.max(1, rows);
+    const cellH = (H - top) / Math.max(1, rows);
     without.forEach((v, i) => {
       pos.set(v.id, [cellW * (i % cols) + cellW / 2, top + cellH * Math.floor(i / cols) + cellH * 0.38]);
     });
