@@ -589,8 +589,26 @@ async fn a_dossier_changes_the_online_percentage_within_2_seconds() {
     let _slot = BROWSER_SLOT.lock().await;
     let s = stack(false).await;
     let browser = Browser::launch().await;
-    browser.open(&format!("{}/", s.backend.url)).await;
+    // In kiosk mode, as on the wall: no controls, no cursor, the token
+    // passed to the WebSocket and remembered.
+    browser
+        .open(&format!("{}/?kiosk=1&token=kiosk-t0k", s.backend.url))
+        .await;
     browser.wait_js(is_live(), "the live screen").await;
+    assert_eq!(
+        browser
+            .eval("[document.body.classList.contains('kiosk'), getComputedStyle(document.querySelector('.controls')).display, getComputedStyle(document.body).cursor, localStorage.getItem('ioc.token')]")
+            .await,
+        json!([true, "none", "none", "kiosk-t0k"])
+    );
+    assert!(
+        browser
+            .requests()
+            .iter()
+            .any(|u| u.contains("/api/ws?token=kiosk-t0k")),
+        "{:?}",
+        browser.requests()
+    );
     let mut p = Publisher::new(s.broker.port);
     for (i, channel) in ["online", "online", "direct"].iter().enumerate() {
         p.send(
