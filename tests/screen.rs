@@ -848,3 +848,61 @@ async fn a_dropped_socket_resumes_from_its_seq_and_gets_the_missed_steps() {
     );
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_is_embedded_with_content_types_and_a_disk_override() {
+    let s = stack(false).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", s.backend.url)).send();
+    for (path, ctype) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/js/main.js", "text/javascript; charset=utf-8"),
+        ("/screen.css", "text/css; charset=utf-8"),
+        ("/icon.svg", "image/svg+xml"),
+    ] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], ctype, "{path}");
+    }
+    let missing = get("/nope.js").await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.bytes().await.unwrap().is_empty());
+    let post = http
+        .post(format!("{}/", s.backend.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    let api = get("/api/nope").await.unwrap();
+    assert_eq!(api.status(), 404);
+    assert_eq!(
+        api.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
+
+    // http.dashboard_dir serves a directory instead, when it exists.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "bản thử").unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let b = Backend::start_with_env(
+        other.path(),
+        &config(s.broker.port, &other.path().join("store"), false),
+        &[("IOC__HTTP__DASHBOARD_DIR", dir.path().to_str().unwrap())],
+    );
+    let page = reqwest::get(format!("{}/", b.url)).await.unwrap();
+    assert_eq!(page.text().await.unwrap(), "bản thử");
+    // A directory that does not exist falls back to the embedded screen.
+    let gone = tempfile::tempdir().unwrap();
+    let b2 = Backend::start_with_env(
+        gone.path(),
+        &config(s.broker.port, &gone.path().join("store"), false),
+        &[("IOC__HTTP__DASHBOARD_DIR", "/nonexistent/ioc-screen")],
+    );
+    let page = reqwest::get(format!("{}/", b2.url)).await.unwrap();
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Trung tâm giám sát và điều hành thông minh"));
+    assert!(b2.log_text().contains("serving the embedded wall screen"));
+}
