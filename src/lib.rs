@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod model;
 pub mod server;
 pub mod sim;
+pub mod sinks;
 pub mod sources;
 pub mod state;

@@ -5,6 +5,7 @@
 //! commune-ioc serve --config FILE        # the backend against any MQTT broker
 //! commune-ioc check-config FILE          # validate a config, list every problem
 //! commune-ioc simulate --config FILE     # publish realistic commune traffic
+//! commune-ioc user add|passwd|list|disable  # accounts, on the box
 //! ```
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -70,6 +71,15 @@ enum Command {
         #[arg(long, env = "IOC_SIM_SEED", default_value_t = 2026)]
         seed: u64,
     },
+    /// Manage user accounts in the store named by the config (works while
+    /// the server runs; changes take effect at once).
+    User {
+        /// Config file (its store.path holds the accounts).
+        #[arg(long, env = "IOC_CONFIG", default_value = "config/commune.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// The demo: embedded broker, traffic simulator and backend on this box.
     Demo {
         /// Config file of the example commune.
@@ -94,6 +104,69 @@ enum Command {
         /// Write the bound HTTP address here once listening.
         #[arg(long, env = "IOC_PORT_FILE")]
         port_file: Option<PathBuf>,
+    },
+    /// Exit 0 when a running backend answers /healthz (for Docker's
+    /// HEALTHCHECK, which has no curl in the image).
+    Healthcheck {
+        /// The backend's HTTP address.
+        #[arg(long, env = "IOC_HEALTH_ADDR", default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+}
+
+/// GET /healthz with a plain HTTP/1.0 request; Ok when it answers 200.
+fn healthcheck(addr: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let sock: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("`{addr}` không phải địa chỉ dạng 127.0.0.1:8080"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(3))
+        .with_context(|| format!("không kết nối được {addr} (cannot connect)"))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.set_write_timeout(Some(Duration::from_secs(3)))?;
+    write!(s, "GET /healthz HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut head = [0u8; 32];
+    let n = s.read(&mut head)?;
+    let status = String::from_utf8_lossy(&head[..n]);
+    if status.starts_with("HTTP/1.1 200") || status.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        bail!(
+            "{addr}/healthz trả lời bất thường: {}",
+            status.lines().next().unwrap_or("")
+        )
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum UserAction {
+    /// Create a user. The password is read from stdin with
+    /// --password-stdin, otherwise generated and printed once.
+    Add {
+        /// User name (a-z, 0-9, '.', '-', '_').
+        name: String,
+        /// viewer (read only), operator (duty officer) or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password (and re-enable the account); signs it out.
+    Passwd {
+        /// User name.
+        name: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Disable a user and revoke its tokens.
+    Disable {
+        /// User name.
+        name: String,
     },
 }
 
@@ -205,6 +278,7 @@ async fn run(cli: Cli) -> Result<()> {
                 std::process::exit(2);
             }
         },
+        Command::Healthcheck { addr } => healthcheck(&addr),
         Command::Serve { config, port_file } => {
             init_logging();
             let cfg = load(&config)?;
@@ -213,9 +287,16 @@ async fn run(cli: Cli) -> Result<()> {
             tracing::info!(%addr, commune = %cfg.commune.id, "HTTP listening");
             write_port_file(port_file.as_deref(), addr)?;
             let cancel = shutdown_signal();
-            server::run(cfg, listener, cancel, |_| {}).await?;
+            let config_path = config.display().to_string();
+            server::run(cfg, listener, cancel, move |h| {
+                if let Some(pw) = &h.first_admin_password {
+                    print_first_admin(pw, &config_path);
+                }
+            })
+            .await?;
             Ok(())
         }
+        Command::User { config, action } => user_command(&config, action),
         Command::Simulate {
             config,
             host,
@@ -267,16 +348,24 @@ async fn run(cli: Cli) -> Result<()> {
             let mqtt_port = cfg.mqtt.port;
             let commune = cfg.commune.name.clone();
             let port_file2 = port_file.clone();
-            server::run(cfg, listener, cancel, move |_| {
+            server::run(cfg, listener, cancel, move |h| {
                 let shown = if addr.ip().is_unspecified() {
                     format!("http://127.0.0.1:{}/", addr.port())
                 } else {
                     format!("http://{addr}/")
                 };
+                let login = demo_login(&h);
                 println!();
                 println!("  Trung tâm giám sát và điều hành thông minh — {commune} (bản chạy thử)");
-                println!("  Mở trình duyệt tại: {shown}");
-                println!("  Chỉ tiêu (JSON):    {shown}api/indicators?window=month");
+                match &login {
+                    Ok((password, kiosk)) => {
+                        println!("  Màn hình giám sát:  {shown}?kiosk=1&token={kiosk}");
+                        println!(
+                            "  Đăng nhập:          {shown}  (tài khoản demo / mật khẩu {password})"
+                        );
+                    }
+                    Err(e) => println!("  Không tạo được tài khoản chạy thử: {e}"),
+                }
                 println!("  MQTT (nhúng):       127.0.0.1:{mqtt_port}");
                 println!("  Dừng: Ctrl+C");
                 println!();
@@ -304,4 +393,125 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Print the generated password of the first admin, once, on stderr (not
+/// through the log).
+fn print_first_admin(password: &str, config: &str) {
+    eprintln!();
+    eprintln!("  ==============================================================");
+    eprintln!("  Đã tạo tài khoản quản trị đầu tiên:");
+    eprintln!("    tên đăng nhập: admin");
+    eprintln!("    mật khẩu:      {password}");
+    eprintln!("  Mật khẩu này chỉ hiện MỘT LẦN. Hãy ghi lại, hoặc đổi bằng:");
+    eprintln!("    commune-ioc user passwd admin --config {config}");
+    eprintln!("  ==============================================================");
+    eprintln!();
+}
+
+/// The demo's own login: a `demo` admin with a fresh password and a fresh
+/// kiosk token on every start (earlier demo kiosk tokens are revoked).
+fn demo_login(h: &server::Handle) -> Result<(String, String)> {
+    use commune_ioc::auth::{AccountError, Role};
+    let password = commune_ioc::auth::password::generate(16);
+    match h.accounts.add_user("demo", Role::Admin, &password) {
+        Ok(()) => {}
+        Err(AccountError::Exists(_)) => h.accounts.set_password("demo", &password)?,
+        Err(e) => return Err(e.into()),
+    }
+    for k in h.accounts.kiosk_tokens()? {
+        if k.label == DEMO_KIOSK && k.revoked_at.is_none() {
+            h.accounts.revoke_kiosk(k.id)?;
+        }
+    }
+    let (_, token) = h.accounts.create_kiosk(DEMO_KIOSK, "demo")?;
+    Ok((password, token))
+}
+
+const DEMO_KIOSK: &str = "Màn hình chạy thử";
+
+fn read_password(from_stdin: bool) -> Result<(String, bool)> {
+    if !from_stdin {
+        return Ok((commune_ioc::auth::password::generate(20), true));
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("không đọc được mật khẩu từ stdin")?;
+    Ok((line.trim_end_matches(['\r', '\n']).to_owned(), false))
+}
+
+fn user_command(config: &Path, action: UserAction) -> Result<()> {
+    use commune_ioc::auth::{Accounts, NewAudit, Outcome, Role};
+    let cfg = load(config)?;
+    let accounts = Accounts::open(&cfg.journal_path(), &cfg.auth)?;
+    let audit = |action: &str, object: &str| {
+        accounts.audit(&NewAudit {
+            actor: "cli",
+            role: None,
+            addr: None,
+            action,
+            object: Some(object),
+            outcome: Outcome::Ok,
+            detail: Some("commune-ioc user"),
+        });
+    };
+    match action {
+        UserAction::Add {
+            name,
+            role,
+            password_stdin,
+        } => {
+            let Some(role) = Role::parse(&role) else {
+                bail!("vai trò `{role}` không có: dùng viewer, operator hoặc admin");
+            };
+            let (password, generated) = read_password(password_stdin)?;
+            accounts.add_user(&name, role, &password)?;
+            audit("user_create", &name);
+            println!("Đã tạo tài khoản {name} ({}).", role.as_str());
+            if generated {
+                println!("Mật khẩu (chỉ hiện một lần): {password}");
+            }
+        }
+        UserAction::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let (password, generated) = read_password(password_stdin)?;
+            accounts.set_password(&name, &password)?;
+            audit("user_password", &name);
+            println!("Đã đặt mật khẩu mới cho {name}; các phiên đăng nhập cũ đã bị đăng xuất.");
+            if generated {
+                println!("Mật khẩu (chỉ hiện một lần): {password}");
+            }
+        }
+        UserAction::List => {
+            println!(
+                "{:<24} {:<10} {:<12} tạo lúc",
+                "tài khoản", "vai trò", "trạng thái"
+            );
+            for u in accounts.users()? {
+                let created = u
+                    .created_at
+                    .with_timezone(&chrono_tz::Asia::Ho_Chi_Minh)
+                    .format("%d/%m/%Y %H:%M");
+                println!(
+                    "{:<24} {:<10} {:<12} {created}",
+                    u.username,
+                    u.role.as_str(),
+                    if u.disabled {
+                        "đã khóa"
+                    } else {
+                        "hoạt động"
+                    }
+                );
+            }
+        }
+        UserAction::Disable { name } => {
+            accounts.disable(&name)?;
+            audit("user_disable", &name);
+            println!("Đã khóa tài khoản {name} và thu hồi mọi mã truy cập của nó.");
+        }
+    }
+    Ok(())
 }

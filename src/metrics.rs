@@ -65,6 +65,24 @@ pub struct Metrics {
     pub live_frames: Counter,
     /// Error frames sent to WebSocket clients.
     pub live_errors: Counter,
+    /// Time-series sink: points accepted by the store.
+    pub influx_points_written: Counter,
+    /// Time-series sink: points skipped because the backlog bound was hit.
+    pub influx_points_dropped: Counter,
+    /// Time-series sink: points in batches the store rejected as invalid
+    /// (HTTP 400/422; InfluxDB keeps the valid points of such a batch).
+    pub influx_points_rejected: Counter,
+    /// Time-series sink: points waiting (events after the cursor plus queued
+    /// indicator points).
+    pub influx_backlog_points: Gauge,
+    /// Time-series sink: the configured bound of each backlog queue.
+    pub influx_backlog_limit_points: Gauge,
+    /// Time-series sink: failed write requests (retried).
+    pub influx_write_errors: Counter,
+    /// Time-series sink: 1 while the last write succeeded.
+    pub influx_up: Gauge,
+    /// Time-series sink: seconds per successful write request.
+    pub influx_write_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -96,6 +114,14 @@ impl Metrics {
             live_resyncs: Counter::default(),
             live_frames: Counter::default(),
             live_errors: Counter::default(),
+            influx_points_written: Counter::default(),
+            influx_points_dropped: Counter::default(),
+            influx_points_rejected: Counter::default(),
+            influx_backlog_points: Gauge::default(),
+            influx_backlog_limit_points: Gauge::default(),
+            influx_write_errors: Counter::default(),
+            influx_up: Gauge::default(),
+            influx_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             registry: Registry::default(),
         };
         registry.register(
@@ -183,6 +209,46 @@ impl Metrics {
             "live_errors",
             "Error frames sent to WebSocket clients",
             m.live_errors.clone(),
+        );
+        registry.register(
+            "influx_points_written",
+            "Points accepted by the time-series store",
+            m.influx_points_written.clone(),
+        );
+        registry.register(
+            "influx_points_dropped",
+            "Points skipped because the time-series backlog reached influx.max_backlog_points",
+            m.influx_points_dropped.clone(),
+        );
+        registry.register(
+            "influx_points_rejected",
+            "Points in batches the time-series store rejected as invalid",
+            m.influx_points_rejected.clone(),
+        );
+        registry.register(
+            "influx_backlog_points",
+            "Points waiting for the time-series store",
+            m.influx_backlog_points.clone(),
+        );
+        registry.register(
+            "influx_backlog_limit_points",
+            "Bound of each time-series backlog queue (influx.max_backlog_points)",
+            m.influx_backlog_limit_points.clone(),
+        );
+        registry.register(
+            "influx_write_errors",
+            "Failed writes to the time-series store (retried)",
+            m.influx_write_errors.clone(),
+        );
+        registry.register(
+            "influx_up",
+            "1 while the last write to the time-series store succeeded",
+            m.influx_up.clone(),
+        );
+        registry.register(
+            "influx_write_seconds",
+            "Time of one successful write request to the time-series store",
+            m.influx_write_seconds.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, ApiState, WsTasks};
-use crate::auth::Open;
+use crate::auth::{AccountError, Accounts, Authenticator, LoginLimiter};
 use crate::config::Config;
 use crate::ingest;
 use crate::journal::{writer, JournalError, Store};
@@ -29,6 +29,9 @@ pub enum ServeError {
     /// The journal could not be opened or restored.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The account store could not be opened.
+    #[error(transparent)]
+    Accounts(#[from] AccountError),
     /// The MQTT client could not be configured.
     #[error(transparent)]
     Mqtt(#[from] ingest::mqtt::MqttError),
@@ -39,6 +42,9 @@ pub enum ServeError {
     /// Serving HTTP failed.
     #[error("HTTP server error: {0}")]
     Http(std::io::Error),
+    /// The time-series sink could not be configured.
+    #[error(transparent)]
+    Sink(#[from] crate::sinks::SinkError),
     /// A worker thread could not be started or panicked.
     #[error("worker thread: {0}")]
     Thread(String),
@@ -50,6 +56,12 @@ pub enum ServeError {
 pub struct Handle {
     /// Shared state.
     pub shared: Arc<Shared>,
+    /// Users and tokens (the demo makes its kiosk token here).
+    pub accounts: Arc<Accounts>,
+    /// The generated password of the first `admin`, on the first start of
+    /// a store without users and without `auth.admin_password`: to be shown
+    /// once.
+    pub first_admin_password: Option<String>,
 }
 
 /// Open the journal and restore indicator and device state from it.
@@ -127,7 +139,17 @@ pub async fn run(
             ServeError::Thread(format!("embedded broker address {addr} is not an IP:port"))
         })?;
         let max = config.ingest.max_payload_bytes.saturating_mul(4);
-        tokio::task::spawn_blocking(move || ingest::broker::start(addr, max))
+        let mut logins: std::collections::HashMap<String, String> = config
+            .mqtt
+            .embedded_logins
+            .iter()
+            .map(|(u, p)| (u.clone(), p.expose().to_owned()))
+            .collect();
+        if let (false, Some(u)) = (logins.is_empty(), &config.mqtt.username) {
+            let p = config.mqtt.password.as_ref().map(|p| p.expose().to_owned());
+            logins.insert(u.clone(), p.unwrap_or_default());
+        }
+        tokio::task::spawn_blocking(move || ingest::broker::start(addr, max, logins))
             .await
             .map_err(|e| ServeError::Thread(e.to_string()))??;
         tracing::info!(%addr, "embedded MQTT broker listening");
@@ -161,24 +183,53 @@ pub async fn run(
         tracker: TaskTracker::new(),
         cancel: frontend.child_token(),
     };
+    let accounts = Arc::new(Accounts::open(
+        &shared.config.journal_path(),
+        &shared.config.auth,
+    )?);
+    // An empty IOC__AUTH__ADMIN_PASSWORD counts as unset.
+    let admin_password = shared
+        .config
+        .auth
+        .admin_password
+        .as_ref()
+        .filter(|p| !p.expose().is_empty());
+    let first_admin_password = accounts.bootstrap_admin(admin_password)?;
+    let actions = Store::open_with(&shared.config.journal_path(), shared.config.store.sync, 0)?;
     let app = api::router(ApiState {
         shared: Arc::clone(&shared),
         reader: Arc::new(Mutex::new(reader)),
+        actions: Arc::new(Mutex::new(actions)),
         live: Arc::clone(&hub),
-        auth: Arc::new(Open),
+        auth: Arc::clone(&accounts) as Arc<dyn Authenticator>,
+        accounts: Arc::clone(&accounts),
+        limiter: Arc::new(LoginLimiter::new(&shared.config.auth)),
         ws: ws.clone(),
     });
     let hub_task = tasks.spawn(live::run(hub, commits, frontend.clone()));
     let fe = frontend.clone();
     tasks.spawn(probe_store(Arc::clone(&shared), backend.clone()));
+    if crate::sinks::enabled(&shared) {
+        let sink = crate::sinks::influx::InfluxSink::new(&shared.config.influx)?;
+        tasks.spawn(crate::sinks::run(
+            sink,
+            Arc::clone(&shared),
+            backend.clone(),
+        ));
+    }
     let http = tasks.spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { fe.cancelled().await })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { fe.cancelled().await })
+        .await
     });
     tasks.close();
     on_ready(Handle {
         shared: Arc::clone(&shared),
+        accounts: Arc::clone(&accounts),
+        first_admin_password,
     });
 
     // Ordered shutdown: ingest, then journal, then HTTP.

@@ -101,7 +101,7 @@ fn env_overrides_apply_and_numeric_strings_stay_strings() {
         c.store.path,
         std::path::PathBuf::from("/var/lib/commune-ioc")
     );
-    assert_eq!(c.mqtt.password.as_deref(), Some("123456"));
+    assert_eq!(c.mqtt.password.as_ref().map(|p| p.expose()), Some("123456"));
     assert_eq!(c.http.dashboard_dir, Some(std::path::PathBuf::from("2026")));
     let got = issues(MINIMAL, &[("IOC__MQTT__PORT", "70000")]);
     assert!(

@@ -30,13 +30,19 @@ struct Client {
     hello: Value,
 }
 
-fn ws_url(b: &Backend) -> String {
-    format!("{}/api/ws", b.url.replacen("http://", "ws://", 1))
+/// The WebSocket URL with the admin's token (as the kiosk screen passes
+/// it).
+async fn ws_url(b: &Backend) -> String {
+    format!(
+        "{}/api/ws?token={}",
+        b.url.replacen("http://", "ws://", 1),
+        b.token().await
+    )
 }
 
 impl Client {
     async fn connect(b: &Backend) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url(b))
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url(b).await)
             .await
             .expect("websocket handshake");
         Client::greet(ws).await
@@ -49,9 +55,10 @@ impl Client {
         let socket = TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(2048).unwrap();
         let stream = socket.connect(addr).await.unwrap();
-        let (ws, _) = tokio_tungstenite::client_async(ws_url(b), MaybeTlsStream::Plain(stream))
-            .await
-            .expect("websocket handshake");
+        let (ws, _) =
+            tokio_tungstenite::client_async(ws_url(b).await, MaybeTlsStream::Plain(stream))
+                .await
+                .expect("websocket handshake");
         Client::greet(ws).await
     }
 
@@ -222,6 +229,19 @@ async fn snapshot_then_ordered_typed_updates() {
     assert_eq!(latest_ratio, Some(70.0));
 }
 
+/// Dossiers `r-{n}` one by one, 100 ms apart: one journal commit (and one
+/// hub step) each.
+async fn publish_spaced(p: &mut Publisher, ns: std::ops::RangeInclusive<u32>) {
+    for n in ns {
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("r-{n}"), "online", Some("tan-binh")),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_gets_exactly_the_missed_steps() {
     let (broker, _dir, b) = common::stack().await;
@@ -232,29 +252,12 @@ async fn resume_gets_exactly_the_missed_steps() {
     a.subscribe(sub.clone()).await;
     control.subscribe(sub.clone()).await;
     let mut p = Publisher::new(broker.port);
-    let mut n = 0;
-    for _ in 0..5 {
-        n += 1;
-        p.send(
-            DOSSIER,
-            &dossier_received(&format!("r-{n}"), "online", Some("tan-binh")),
-        )
-        .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    publish_spaced(&mut p, 1..=5).await;
     let mut a_seqs = a.updates_until(|i| item_is(i, RECEIVED_TODAY, 5.0)).await;
     let last = *a_seqs.last().unwrap();
     drop(a);
 
-    for _ in 0..10 {
-        n += 1;
-        p.send(
-            DOSSIER,
-            &dossier_received(&format!("r-{n}"), "online", Some("tan-binh")),
-        )
-        .await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    publish_spaced(&mut p, 6..=15).await;
     let control_seqs = control
         .updates_until(|i| item_is(i, RECEIVED_TODAY, 15.0))
         .await;
@@ -438,7 +441,9 @@ async fn command_rate_and_connection_limits_hold() {
 
     let _one = Client::connect(&b).await;
     let _two = Client::connect(&b).await;
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url(&b).await)
+        .await
+        .unwrap();
     let mut third = Client {
         ws,
         hello: Value::Null,
@@ -455,7 +460,9 @@ async fn command_rate_and_connection_limits_hold() {
     drop(_one);
     let deadline = Instant::now() + WAIT;
     loop {
-        let (ws, _) = tokio_tungstenite::connect_async(ws_url(&b)).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(ws_url(&b).await)
+            .await
+            .unwrap();
         let mut c = Client {
             ws,
             hello: Value::Null,
@@ -598,4 +605,23 @@ async fn plain_http_on_the_websocket_path_is_a_json_error() {
     let (status, body) = b.get_status("/api/ws").await;
     assert_eq!(status, 426);
     assert_eq!(body["error"]["code"], "websocket_required");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_dropped_after_three_heartbeats() {
+    let (_broker, _dir, b) = stack_with(&[("IOC__LIVE__HEARTBEAT_S", "1")]).await;
+    // Handshake, then never read or answer pings again (a peer whose
+    // network went away without a FIN).
+    let (silent, _) = tokio_tungstenite::connect_async(ws_url(&b).await)
+        .await
+        .unwrap();
+    b.wait_for("the connection to be counted", WAIT, || async {
+        b.metric("ioc_live_connections").await == 1.0
+    })
+    .await;
+    b.wait_for("the silent peer to be dropped", WAIT, || async {
+        b.metric("ioc_live_connections").await == 0.0
+    })
+    .await;
+    drop(silent);
 }

@@ -23,9 +23,9 @@ async fn wait_count(b: &Backend, want: f64, timeout: Duration) {
         }
         if Instant::now() >= deadline {
             let dead = b.get("/api/dead-letters").await;
-            let metrics = reqwest::get(format!("{}/metrics", b.url))
+            let metrics = b
+                .authed_get("/metrics")
                 .await
-                .expect("GET /metrics")
                 .text()
                 .await
                 .unwrap_or_default();

@@ -424,6 +424,25 @@ async fn stack(geo: bool) -> Stack {
     }
 }
 
+/// A kiosk token made by the admin (POST /api/auth/kiosk-tokens).
+async fn kiosk_token(b: &Backend) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/auth/kiosk-tokens", b.url))
+        .bearer_auth(b.token().await)
+        .json(&json!({"label": "Màn hình phòng IOC (thử)"}))
+        .send()
+        .await
+        .expect("POST /api/auth/kiosk-tokens");
+    assert!(r.status().is_success(), "kiosk token: {}", r.status());
+    let v: Value = r.json().await.expect("kiosk token JSON");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+/// The screen's address with a fresh kiosk token.
+async fn screen_url(b: &Backend) -> String {
+    format!("{}/?token={}", b.url, kiosk_token(b).await)
+}
+
 fn tile_value(id: &str) -> String {
     format!("[data-indicator=\"{id}\"] .kpi-value")
 }
@@ -445,7 +464,7 @@ async fn page_loads_without_console_errors_or_requests_leaving_localhost() {
     let _slot = BROWSER_SLOT.lock().await;
     let s = stack(false).await;
     let browser = Browser::launch().await;
-    browser.open(&format!("{}/", s.backend.url)).await;
+    browser.open(&screen_url(&s.backend).await).await;
     browser.wait_js(is_live(), "the live screen").await;
 
     // Vietnamese, and no data shown as such (never as 0 %).
@@ -589,23 +608,24 @@ async fn a_dossier_changes_the_online_percentage_within_2_seconds() {
     let _slot = BROWSER_SLOT.lock().await;
     let s = stack(false).await;
     let browser = Browser::launch().await;
-    // In kiosk mode, as on the wall: no controls, no cursor, the token
-    // passed to the WebSocket and remembered.
+    // In kiosk mode, as on the wall: no controls, no cursor, the kiosk
+    // token passed to the WebSocket and remembered.
+    let kiosk = kiosk_token(&s.backend).await;
     browser
-        .open(&format!("{}/?kiosk=1&token=kiosk-t0k", s.backend.url))
+        .open(&format!("{}/?kiosk=1&token={kiosk}", s.backend.url))
         .await;
     browser.wait_js(is_live(), "the live screen").await;
     assert_eq!(
         browser
             .eval("[document.body.classList.contains('kiosk'), getComputedStyle(document.querySelector('.controls')).display, getComputedStyle(document.body).cursor, localStorage.getItem('ioc.token')]")
             .await,
-        json!([true, "none", "none", "kiosk-t0k"])
+        json!([true, "none", "none", kiosk])
     );
     assert!(
         browser
             .requests()
             .iter()
-            .any(|u| u.contains("/api/ws?token=kiosk-t0k")),
+            .any(|u| u.contains(&format!("/api/ws?token={kiosk}"))),
         "{:?}",
         browser.requests()
     );
@@ -663,7 +683,7 @@ async fn a_camera_going_offline_turns_its_village_and_tile_offline() {
     let _slot = BROWSER_SLOT.lock().await;
     let s = stack(true).await;
     let browser = Browser::launch().await;
-    browser.open(&format!("{}/", s.backend.url)).await;
+    browser.open(&screen_url(&s.backend).await).await;
     browser.wait_js(is_live(), "the live screen").await;
     // Coordinates from the config: drawn on the map, the dead zone marked.
     browser
@@ -735,7 +755,7 @@ async fn stopping_the_backend_shows_disconnected_and_a_restart_recovers_without_
     let _slot = BROWSER_SLOT.lock().await;
     let mut s = stack(false).await;
     let browser = Browser::launch().await;
-    browser.open(&format!("{}/", s.backend.url)).await;
+    browser.open(&screen_url(&s.backend).await).await;
     browser.wait_js(is_live(), "the live screen").await;
     let mut p = Publisher::new(s.broker.port);
     p.send(DOSSIER, &dossier_received("r-1", "online", None))
@@ -807,7 +827,7 @@ async fn a_dropped_socket_resumes_from_its_seq_and_gets_the_missed_steps() {
     let _slot = BROWSER_SLOT.lock().await;
     let s = stack(false).await;
     let browser = Browser::launch().await;
-    browser.open(&format!("{}/", s.backend.url)).await;
+    browser.open(&screen_url(&s.backend).await).await;
     browser.wait_js(is_live(), "the live screen").await;
     let snapshots = browser.eval("iocScreen.live.stats.snapshots").await;
     // Drop the socket and hold the retry back for about 5 s.
@@ -905,4 +925,29 @@ async fn the_screen_is_embedded_with_content_types_and_a_disk_override() {
         .unwrap()
         .contains("Trung tâm giám sát và điều hành thông minh"));
     assert!(b2.log_text().contains("serving the embedded wall screen"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_the_screen_says_it_needs_one() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let s = stack(false).await;
+    let browser = Browser::launch().await;
+    browser.open(&format!("{}/", s.backend.url)).await;
+    browser
+        .wait_js(
+            "!document.getElementById('conn-banner').hidden \
+             && document.getElementById('conn-banner').textContent.includes('chưa được cấp quyền')",
+            "the missing-token banner",
+        )
+        .await;
+    assert!(browser
+        .text("#conn-banner")
+        .await
+        .contains("?kiosk=1&token="));
+    assert!(
+        browser.exceptions().is_empty(),
+        "{:?}",
+        browser.exceptions()
+    );
+    browser.close().await;
 }

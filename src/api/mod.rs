@@ -1,8 +1,11 @@
 //! The HTTP API (axum): indicators, devices, dead letters, villages, health
 //! and metrics, and the wall screen's static files at `/`.
 
+mod account;
+mod admin;
 mod dashboard;
 mod error;
+pub mod guard;
 mod history;
 mod ws;
 
@@ -11,20 +14,26 @@ pub use error::ApiError;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::{any, delete, get, post};
+use axum::{middleware, Json, Router};
 use chrono::Utc;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
+use tower_http::cors::CorsLayer;
+use tower_http::timeout::TimeoutLayer;
+
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Authenticator;
+use crate::auth::{Accounts, Authenticator, LoginLimiter, NewAudit, Outcome, Role};
 use crate::indicators::{ScopeSel, Window};
+use crate::journal::AckOutcome;
 use crate::journal::Store;
 use crate::live::Hub;
 use crate::model::Reason;
@@ -37,10 +46,16 @@ pub struct ApiState {
     pub shared: Arc<Shared>,
     /// Read connection to the journal.
     pub reader: Arc<Mutex<Store>>,
+    /// A read-write connection for operators' actions (acknowledgements).
+    pub actions: Arc<Mutex<Store>>,
     /// The live hub behind `/api/ws`.
     pub live: Arc<Hub>,
-    /// Who is calling.
+    /// Users, tokens, audit log.
+    pub accounts: Arc<Accounts>,
+    /// Who is calling (the WebSocket asks this; it is `accounts`).
     pub auth: Arc<dyn Authenticator>,
+    /// Failed-login counting.
+    pub limiter: Arc<LoginLimiter>,
     /// WebSocket tasks, closed and awaited on shutdown.
     pub ws: WsTasks,
 }
@@ -54,11 +69,22 @@ pub struct WsTasks {
     pub cancel: CancellationToken,
 }
 
-/// The router.
+/// The router: public probes and login; read routes for every signed-in
+/// role (and for anyone with `auth.public_read`); operator actions; admin
+/// routes. Every answer gets the security headers.
 pub fn router(state: ApiState) -> Router {
-    let router = Router::new()
+    let need = |role, public_read| {
+        middleware::from_fn_with_state(
+            (state.clone(), guard::Need { role, public_read }),
+            guard::guard,
+        )
+    };
+    let public = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/api/auth/login", post(account::login))
+        .route("/api/ws", get(ws::ws));
+    let read = Router::new()
         .route("/metrics", get(metrics))
         .route("/api/commune", get(commune))
         .route("/api/villages", get(villages))
@@ -66,11 +92,124 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/indicators/{id}/history", get(history::history))
         .route("/api/devices", get(devices))
         .route("/api/dead-letters", get(dead_letters))
-        .route("/api/ws", get(ws::ws))
-        .route("/api/{*rest}", get(api_not_found))
+        .route_layer(need(Role::Viewer, true));
+    let signed_in = Router::new()
+        .route("/api/auth/me", get(account::me))
+        .route("/api/auth/logout", post(account::logout))
+        .route_layer(need(Role::Viewer, false));
+    let operator = Router::new()
+        .route("/api/dead-letters/{id}/ack", post(ack_dead_letter))
+        .route_layer(need(Role::Operator, false));
+    let admin = Router::new()
+        .route(
+            "/api/auth/kiosk-tokens",
+            get(account::kiosk_list).post(account::kiosk_create),
+        )
+        .route("/api/auth/kiosk-tokens/{id}", delete(account::kiosk_revoke))
+        .route("/api/users", get(admin::users).post(admin::user_create))
+        .route("/api/users/{name}/password", post(admin::user_password))
+        .route("/api/users/{name}/disable", post(admin::user_disable))
+        .route("/api/audit", get(admin::audit))
+        .route_layer(need(Role::Admin, false));
+    let http = &state.shared.config.http;
+    let routes = Router::new()
+        .merge(public)
+        .merge(read)
+        .merge(signed_in)
+        .merge(operator)
+        .merge(admin)
+        .route("/api/{*rest}", any(api_not_found))
         .method_not_allowed_fallback(method_not_allowed);
-    let router = dashboard::attach(router, &state.shared.config);
-    router.with_state(state)
+    let mut app = dashboard::attach(routes, &state.shared.config)
+        .with_state(state.clone())
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(http.request_timeout_s.max(1)),
+        ));
+    if !http.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = http
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+        );
+    }
+    app.layer(middleware::from_fn(guard::harden))
+}
+
+/// A JSON body with a JSON error (400 `invalid_body`, 413 `body_too_large`)
+/// instead of axum's plain text.
+pub(crate) struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::Status {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "body_too_large",
+                message: "Nội dung yêu cầu quá lớn.".into(),
+            }),
+            Err(e) => Err(ApiError::bad(
+                "invalid_body",
+                format!("Nội dung yêu cầu không hợp lệ: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+async fn ack_dead_letter(
+    State(s): State<ApiState>,
+    c: guard::Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let actions = Arc::clone(&s.actions);
+    let by = c.principal.name.clone();
+    let outcome = tokio::task::spawn_blocking(move || actions.lock().ack_dead_letter(id, &by))
+        .await
+        .map_err(|_| ApiError::Task)??;
+    let object = format!("dead_letter:{id}");
+    let audit = |outcome| {
+        s.accounts.audit(&NewAudit::by(
+            &c.principal,
+            c.addr_string(),
+            "dead_letter_ack",
+            Some(&object),
+            outcome,
+        ))
+    };
+    match outcome {
+        AckOutcome::Acked { by, at } => {
+            audit(Outcome::Ok);
+            Ok(Json(json!({ "id": id, "acked_by": by, "acked_at": at })).into_response())
+        }
+        AckOutcome::Already { by, at } => {
+            audit(Outcome::Ok);
+            Ok(
+                Json(json!({ "id": id, "acked_by": by, "acked_at": at, "already": true }))
+                    .into_response(),
+            )
+        }
+        AckOutcome::NotFound => {
+            audit(Outcome::Failed);
+            Err(ApiError::NotFound {
+                code: "unknown_dead_letter",
+                message: format!("Không có bản tin lỗi số {id}."),
+            })
+        }
+    }
 }
 
 async fn api_not_found() -> ApiError {
@@ -124,11 +263,19 @@ async fn readyz(State(s): State<ApiState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({ "ready": mqtt && store, "mqtt_connected": mqtt, "store_writable": store })),
-    )
-        .into_response()
+    let mut body =
+        json!({ "ready": mqtt && store, "mqtt_connected": mqtt, "store_writable": store });
+    if crate::sinks::enabled(&s.shared) {
+        // Informational: the time-series store never gates readiness.
+        let m = &s.shared.metrics;
+        body["influx"] = json!({
+            "up": m.influx_up.get() == 1,
+            "backlog_points": m.influx_backlog_points.get(),
+            "max_backlog_points": m.influx_backlog_limit_points.get(),
+            "dropped_points": m.influx_points_dropped.get(),
+        });
+    }
+    (status, Json(body)).into_response()
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {

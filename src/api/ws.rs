@@ -47,6 +47,9 @@ pub(crate) async fn ws(
     };
     let token = query.token.or_else(|| bearer(&headers));
     let principal = state.auth.authenticate(token.as_deref());
+    if let Ok(p) = &principal {
+        tracing::debug!(user = p.name, "websocket connection");
+    }
     let limits = &state.shared.config.live;
     // Commands are small; the WebSocket layer refuses anything far larger
     // before it is buffered (close 1009).
@@ -62,6 +65,6 @@ pub(crate) async fn ws(
         .max_frame_size(max_in)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
-            tracker.track_future(conn::serve(socket, hub, auth, principal, cancel))
+            tracker.track_future(conn::serve(socket, hub, auth, principal, token, cancel))
         })
 }

@@ -27,6 +27,9 @@ pub struct Config {
     /// HTTP API listener.
     #[serde(default)]
     pub http: Http,
+    /// Users, tokens and login limits.
+    #[serde(default)]
+    pub auth: Auth,
     /// Embedded store.
     #[serde(default)]
     pub store: Store,
@@ -60,6 +63,9 @@ pub struct Config {
     /// Indicator definitions.
     #[serde(default, rename = "indicator")]
     pub indicators: Vec<IndicatorDef>,
+    /// Time-series sink (InfluxDB 2/3, VictoriaMetrics); off without `url`.
+    #[serde(default)]
+    pub influx: Influx,
 }
 
 /// The commune.
@@ -90,7 +96,7 @@ pub struct Mqtt {
     /// Username for the broker.
     pub username: Option<String>,
     /// Password for the broker.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Connect with TLS (rustls, system roots or `ca_file`).
     pub tls: bool,
     /// PEM file with the CA that signed the broker's certificate.
@@ -103,6 +109,10 @@ pub struct Mqtt {
     pub backoff_max_ms: u64,
     /// Shared-subscription group (`$share/{group}/...`) for several replicas.
     pub share_group: Option<String>,
+    /// Embedded broker only: device logins (user name → password). When
+    /// any is set, the broker refuses clients without a listed login
+    /// (`username`/`password` above are added for commune-ioc itself).
+    pub embedded_logins: BTreeMap<String, Secret>,
 }
 
 impl Default for Mqtt {
@@ -120,6 +130,7 @@ impl Default for Mqtt {
             backoff_initial_ms: 200,
             backoff_max_ms: 30_000,
             share_group: None,
+            embedded_logins: BTreeMap::new(),
         }
     }
 }
@@ -133,6 +144,13 @@ pub struct Http {
     /// Directory to serve the wall screen from instead of the copy embedded
     /// in the binary (for development); ignored when it does not exist.
     pub dashboard_dir: Option<PathBuf>,
+    /// Origins allowed to call the API from another site (CORS); empty:
+    /// none.
+    pub cors_origins: Vec<String>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Seconds a request may take before it is answered 408.
+    pub request_timeout_s: u64,
 }
 
 impl Default for Http {
@@ -140,6 +158,77 @@ impl Default for Http {
         Http {
             listen: "127.0.0.1:8080".into(),
             dashboard_dir: None,
+            cors_origins: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            request_timeout_s: 30,
+        }
+    }
+}
+
+/// A secret (password, token): `Debug` and `Serialize` never show it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Users, tokens and login limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Let anyone read (GET routes, `/api/ws`) without a token: only on a
+    /// trusted LAN. Actions still need a token.
+    pub public_read: bool,
+    /// Seconds a login token lives.
+    pub session_ttl_s: u64,
+    /// Failed logins for one user name within `failure_window_s` that
+    /// lock it for `lockout_s`.
+    pub max_failures_per_user: u32,
+    /// Failed logins from one address within `failure_window_s` that
+    /// lock it for `lockout_s`.
+    pub max_failures_per_address: u32,
+    /// Seconds over which failed logins are counted.
+    pub failure_window_s: u64,
+    /// Seconds a lockout lasts.
+    pub lockout_s: u64,
+    /// Password of the first `admin` account, used only when there is no
+    /// user yet (set it with `IOC__AUTH__ADMIN_PASSWORD`); when absent, one
+    /// is generated and printed once.
+    pub admin_password: Option<Secret>,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            public_read: false,
+            session_ttl_s: 12 * 3600,
+            max_failures_per_user: 5,
+            max_failures_per_address: 20,
+            failure_window_s: 900,
+            lockout_s: 900,
+            admin_password: None,
         }
     }
 }
@@ -232,6 +321,82 @@ impl Default for Live {
             feed_len: 20,
             tick_ms: 1000,
         }
+    }
+}
+
+/// Timestamp precision of the line protocol sent to the time-series store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Milliseconds (the journal's own precision).
+    Ms,
+    /// Microseconds.
+    Us,
+    /// Nanoseconds.
+    #[default]
+    Ns,
+}
+
+/// The time-series sink: every event and periodic indicator values written
+/// to `{url}/api/v2/write` (InfluxDB 2.x, InfluxDB 3, VictoriaMetrics).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Influx {
+    /// Base URL, e.g. `http://127.0.0.1:8086`; the sink is off without it.
+    pub url: Option<String>,
+    /// Organization (InfluxDB 2; ignored by InfluxDB 3 and VictoriaMetrics).
+    pub org: String,
+    /// Bucket (InfluxDB 2), database (InfluxDB 3); ignored by VictoriaMetrics.
+    pub bucket: String,
+    /// API token (`Authorization: Token ...`); never logged or serialized.
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
+    /// Most points in one write request.
+    pub batch_max_points: usize,
+    /// Longest wait before a partial batch is written, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// Timeout of one write request, in milliseconds.
+    pub timeout_ms: u64,
+    /// Most points waiting for the store (per queue: events, indicator
+    /// points); beyond it the oldest are skipped and counted as dropped.
+    pub max_backlog_points: u64,
+    /// Timestamp precision sent with the writes.
+    pub precision: Precision,
+    /// Seconds between indicator snapshots written to the store (0: none).
+    pub indicator_interval_secs: u64,
+}
+
+impl Default for Influx {
+    fn default() -> Self {
+        Influx {
+            url: None,
+            org: "commune".into(),
+            bucket: "ioc".into(),
+            token: None,
+            batch_max_points: 5000,
+            flush_interval_ms: 1000,
+            timeout_ms: 10_000,
+            max_backlog_points: 10_000_000,
+            precision: Precision::Ns,
+            indicator_interval_secs: 60,
+        }
+    }
+}
+
+impl std::fmt::Debug for Influx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Influx")
+            .field("url", &self.url)
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("batch_max_points", &self.batch_max_points)
+            .field("flush_interval_ms", &self.flush_interval_ms)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_backlog_points", &self.max_backlog_points)
+            .field("precision", &self.precision)
+            .field("indicator_interval_secs", &self.indicator_interval_secs)
+            .finish()
     }
 }
 

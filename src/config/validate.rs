@@ -41,6 +41,53 @@ impl Validator<'_> {
         });
     }
 
+    fn check_auth(&mut self, c: &Config) {
+        let a = &c.auth;
+        for (key, value) in [
+            ("auth.session_ttl_s", a.session_ttl_s),
+            ("auth.failure_window_s", a.failure_window_s),
+            ("auth.lockout_s", a.lockout_s),
+            ("http.request_timeout_s", c.http.request_timeout_s),
+        ] {
+            if value == 0 {
+                self.issue(key, "phải từ 1 giây trở lên");
+            }
+        }
+        for (key, value) in [
+            ("auth.max_failures_per_user", a.max_failures_per_user),
+            ("auth.max_failures_per_address", a.max_failures_per_address),
+        ] {
+            if value == 0 {
+                self.issue(key, "phải từ 1 trở lên");
+            }
+        }
+        if let Some(p) = &a.admin_password {
+            if !p.expose().is_empty() && p.expose().chars().count() < 10 {
+                self.issue("auth.admin_password", "mật khẩu phải dài ít nhất 10 ký tự");
+            }
+        }
+        if c.http.max_body_bytes < 1024 {
+            self.issue("http.max_body_bytes", "phải từ 1024 byte trở lên");
+        }
+        for (i, origin) in c.http.cors_origins.iter().enumerate() {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && axum::http::HeaderValue::from_str(origin).is_ok();
+            if !ok {
+                self.issue(
+                    format!("http.cors_origins[{i}]"),
+                    format!("`{origin}` không phải nguồn hợp lệ (dạng https://ten-may:cong, không có / ở cuối)"),
+                );
+            }
+        }
+        if !c.mqtt.embedded_logins.is_empty() && !c.mqtt.embedded {
+            self.issue(
+                "mqtt.embedded_logins",
+                "chỉ dùng với broker nhúng (mqtt.embedded = true); broker ngoài tự quản lý tài khoản",
+            );
+        }
+    }
+
     fn check_live(&mut self, c: &Config) {
         let l = &c.live;
         for (key, value) in [
@@ -90,6 +137,7 @@ impl Validator<'_> {
             self.issue("commune.name", "không được để trống");
         }
         self.check_mqtt(c);
+        self.check_influx(c);
         if c.http.listen.parse::<SocketAddr>().is_err() {
             self.issue(
                 "http.listen",
@@ -100,6 +148,7 @@ impl Validator<'_> {
             self.issue("store.batch_max", "phải từ 1 trở lên");
         }
         self.check_live(c);
+        self.check_auth(c);
         if c.store.queue_capacity == 0 {
             self.issue("store.queue_capacity", "phải từ 1 trở lên");
         }
@@ -265,6 +314,33 @@ impl Validator<'_> {
                 },
                 IndicatorKind::DeadLetters => {}
             }
+        }
+    }
+
+    fn check_influx(&mut self, c: &Config) {
+        let i = &c.influx;
+        if let Some(url) = &i.url {
+            if let Err(reason) = crate::sinks::check_url(url) {
+                self.issue("influx.url", reason);
+            }
+        }
+        if i.bucket.trim().is_empty() {
+            self.issue("influx.bucket", "không được để trống");
+        }
+        if i.batch_max_points == 0 {
+            self.issue("influx.batch_max_points", "phải từ 1 trở lên");
+        }
+        if i.flush_interval_ms == 0 {
+            self.issue("influx.flush_interval_ms", "phải từ 1 trở lên");
+        }
+        if i.timeout_ms < 100 {
+            self.issue("influx.timeout_ms", "phải từ 100 (mili giây) trở lên");
+        }
+        if i.max_backlog_points < i.batch_max_points as u64 {
+            self.issue(
+                "influx.max_backlog_points",
+                "không được nhỏ hơn influx.batch_max_points",
+            );
         }
     }
 

@@ -22,8 +22,14 @@ pub enum BrokerError {
     NotListening(SocketAddr),
 }
 
-/// Start the broker on `addr`; returns once it accepts connections.
-pub fn start(addr: SocketAddr, max_payload_bytes: usize) -> Result<(), BrokerError> {
+/// Start the broker on `addr`; returns once it accepts connections. When
+/// `logins` (user name → password) is not empty, clients must present one
+/// of them.
+pub fn start(
+    addr: SocketAddr,
+    max_payload_bytes: usize,
+    logins: std::collections::HashMap<String, String>,
+) -> Result<(), BrokerError> {
     let toml = format!(
         r#"
 id = 0
@@ -46,8 +52,13 @@ dynamic_filters = true
 "#,
         max_payload = max_payload_bytes.max(1024 * 1024)
     );
-    let config: rumqttd::Config =
+    let mut config: rumqttd::Config =
         toml::from_str(&toml).map_err(|e| BrokerError::Config(e.to_string()))?;
+    if !logins.is_empty() {
+        for server in config.v4.iter_mut().flat_map(|m| m.values_mut()) {
+            server.connections.auth = Some(logins.clone());
+        }
+    }
     std::thread::Builder::new()
         .name("embedded-broker".into())
         .spawn(move || {
@@ -56,8 +67,9 @@ dynamic_filters = true
                 tracing::error!(error = %e, "embedded broker stopped");
             }
         })?;
+    let probe = logins.iter().next().map(|(u, p)| (u.clone(), p.clone()));
     for _ in 0..100 {
-        if handshake(addr).is_ok() {
+        if handshake(addr, probe.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))).is_ok() {
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -67,30 +79,41 @@ dynamic_filters = true
 
 /// A full MQTT 3.1.1 CONNECT / CONNACK / DISCONNECT, so the readiness check
 /// looks like a client to the broker (a bare TCP connect makes it log an
-/// error).
-fn handshake(addr: SocketAddr) -> std::io::Result<()> {
+/// error). With `login`, the CONNECT carries it.
+fn handshake(addr: SocketAddr, login: Option<(&str, &str)>) -> std::io::Result<()> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500))?;
     s.set_read_timeout(Some(std::time::Duration::from_millis(500)))?;
-    // CONNECT: protocol "MQTT" level 4, clean session, keep-alive 10 s,
-    // client id "commune-ioc-probe".
-    let id = b"commune-ioc-probe";
-    let mut packet = vec![
-        0x10,
-        (10 + 2 + id.len()) as u8,
-        0,
-        4,
-        b'M',
-        b'Q',
-        b'T',
-        b'T',
-        4,
-        0x02,
-        0,
-        10,
-    ];
-    packet.extend_from_slice(&[0, id.len() as u8]);
-    packet.extend_from_slice(id);
+    let field = |out: &mut Vec<u8>, bytes: &[u8]| {
+        let n = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&n.to_be_bytes());
+        out.extend_from_slice(&bytes[..usize::from(n)]);
+    };
+    // Variable header: protocol "MQTT" level 4, flags, keep-alive 10 s.
+    let mut flags = 0x02; // clean session
+    if login.is_some() {
+        flags |= 0x80 | 0x40;
+    }
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, flags, 0, 10];
+    field(&mut body, b"commune-ioc-probe");
+    if let Some((user, pass)) = login {
+        field(&mut body, user.as_bytes());
+        field(&mut body, pass.as_bytes());
+    }
+    let mut packet = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        packet.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend_from_slice(&body);
     s.write_all(&packet)?;
     let mut connack = [0u8; 4];
     s.read_exact(&mut connack)?;

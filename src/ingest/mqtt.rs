@@ -128,7 +128,7 @@ pub fn options(config: &Config) -> Result<MqttOptions, MqttError> {
     opts.set_max_packet_size(256 * 1024 * 1024, 1024 * 1024);
     opts.set_request_channel_capacity(4096);
     if let (Some(u), Some(p)) = (&m.username, &m.password) {
-        opts.set_credentials(u.clone(), p.clone());
+        opts.set_credentials(u.clone(), p.expose().to_owned());
     } else if let Some(u) = &m.username {
         opts.set_credentials(u.clone(), String::new());
     }

@@ -9,9 +9,11 @@
 //!
 //! [`writer`] runs the batching writer thread that feeds it.
 
+pub mod outbox;
 mod queries;
 mod restore;
 pub mod writer;
+pub use queries::AckOutcome;
 
 use std::path::Path;
 
@@ -44,6 +46,11 @@ pub enum JournalError {
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letter_acks (
+    dead_letter_id INTEGER PRIMARY KEY,
+    acked_by TEXT NOT NULL,
+    acked_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     dedup_key TEXT NOT NULL UNIQUE,
@@ -82,6 +89,9 @@ CREATE TABLE IF NOT EXISTS rollup_hour (
 CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY, ts INTEGER NOT NULL, value REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS influx_outbox (
+    id INTEGER PRIMARY KEY, line TEXT NOT NULL, ts INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS devices (
     class TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, last_seen INTEGER, detail TEXT,
     PRIMARY KEY (class, id)
@@ -147,6 +157,30 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Open a read-write connection to the store file at `path` (creating its
+/// directory), in WAL mode with the given durability. Other rooms that keep
+/// tables in the same file (accounts, audit log) use this too.
+pub fn connect(path: &Path, sync: SyncMode) -> Result<Connection, JournalError> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match sync {
+        SyncMode::Full => "FULL",
+        SyncMode::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    Ok(conn)
+}
+
 impl Store {
     /// Open (and create) the journal at `path` with full durability and no
     /// size limit.
@@ -156,23 +190,7 @@ impl Store {
 
     /// Open (and create) the journal at `path`; `max_size_mb` = 0 is no limit.
     pub fn open_with(path: &Path, sync: SyncMode, max_size_mb: u64) -> Result<Store, JournalError> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
-            }
-        }
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        let sync = match sync {
-            SyncMode::Full => "FULL",
-            SyncMode::Normal => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", sync)?;
-        conn.pragma_update(None, "busy_timeout", 5000)?;
-        conn.pragma_update(None, "cache_size", -32_000)?;
+        let conn = connect(path, sync)?;
         conn.execute_batch(SCHEMA)?;
         if max_size_mb > 0 {
             let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
@@ -206,11 +224,7 @@ impl Store {
 
     /// Set a meta value.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), JournalError> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
+        upsert_meta(&self.conn, key, value)
     }
 
     /// Write one batch in one transaction: events and dead letters (ignoring
@@ -283,6 +297,14 @@ impl Store {
         tx.commit()?;
         Ok((outcome, derived))
     }
+}
+
+fn upsert_meta(conn: &Connection, key: &str, value: &str) -> Result<(), JournalError> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )?;
+    Ok(())
 }
 
 /// Everything derived from the new rows of a batch, written in its

@@ -18,10 +18,11 @@ impl Store {
         excerpt_bytes: usize,
     ) -> Result<Vec<DeadLetter>, JournalError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, reason, detail, topic, device, size, received_at, substr(payload, 1, ?1)
-             FROM dead_letters
-             WHERE (?2 IS NULL OR id < ?2) AND (?3 IS NULL OR reason = ?3)
-             ORDER BY id DESC LIMIT ?4",
+            "SELECT d.id, d.reason, d.detail, d.topic, d.device, d.size, d.received_at,
+                    substr(d.payload, 1, ?1), a.acked_by, a.acked_at
+             FROM dead_letters d LEFT JOIN dead_letter_acks a ON a.dead_letter_id = d.id
+             WHERE (?2 IS NULL OR d.id < ?2) AND (?3 IS NULL OR d.reason = ?3)
+             ORDER BY d.id DESC LIMIT ?4",
         )?;
         let rows = stmt.query_map(
             params![
@@ -40,12 +41,15 @@ impl Store {
                     r.get::<_, i64>(5)?,
                     r.get::<_, i64>(6)?,
                     r.get::<_, Vec<u8>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
                 ))
             },
         )?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, reason, detail, topic, device, size, received, payload) = row?;
+            let (id, reason, detail, topic, device, size, received, payload, acked_by, acked_at) =
+                row?;
             let reason = Reason::parse(&reason)
                 .ok_or_else(|| JournalError::Corrupt(format!("reason {reason}")))?;
             out.push(DeadLetter {
@@ -57,9 +61,45 @@ impl Store {
                 excerpt: excerpt(&payload, excerpt_bytes),
                 size: size.max(0) as usize,
                 received_at: from_ms(received),
+                acked_by,
+                acked_at: acked_at.map(from_ms),
             });
         }
         Ok(out)
+    }
+
+    /// Record that `by` acknowledged dead letter `id` (the dead letter
+    /// itself never changes). The first acknowledgement stands.
+    pub fn ack_dead_letter(&self, id: i64, by: &str) -> Result<AckOutcome, JournalError> {
+        let exists: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM dead_letters WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Ok(AckOutcome::NotFound);
+        }
+        let now = chrono::Utc::now();
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO dead_letter_acks (dead_letter_id, acked_by, acked_at)
+             VALUES (?1, ?2, ?3)",
+            params![id, by, now.timestamp_millis()],
+        )?;
+        if n == 1 {
+            return Ok(AckOutcome::Acked {
+                by: by.to_owned(),
+                at: now,
+            });
+        }
+        let (by, at): (String, i64) = self.conn.query_row(
+            "SELECT acked_by, acked_at FROM dead_letter_acks WHERE dead_letter_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(AckOutcome::Already {
+            by,
+            at: from_ms(at),
+        })
     }
 
     /// Dead letters per reason (all time).
@@ -170,4 +210,25 @@ impl Store {
             .conn
             .execute("DELETE FROM rollup_minute WHERE bucket < ?1", [min_minute])?)
     }
+}
+
+/// What acknowledging a dead letter did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Acknowledged now.
+    Acked {
+        /// By whom.
+        by: String,
+        /// When.
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    /// Acknowledged before (by someone, at some time).
+    Already {
+        /// By whom.
+        by: String,
+        /// When.
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    /// No such dead letter.
+    NotFound,
 }

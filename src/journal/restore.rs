@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::outbox::{event_from_row, EVENT_COLUMNS};
 use super::{from_ms, write_derived, Derived, JournalError, Store};
 use crate::indicators::{BatchDelta, Engine};
 use crate::model::{Event, Source};
@@ -73,31 +74,12 @@ impl Store {
         let tx = self.conn.transaction()?;
         tx.execute_batch("DELETE FROM rollup_minute; DELETE FROM rollup_hour; DELETE FROM state WHERE key LIKE 'latest:%';")?;
         {
-            let mut stmt = tx.prepare(
-                "SELECT source, kind, device, village, ts, received_at, seq, attrs, dedup_key FROM events ORDER BY id",
-            )?;
+            let mut stmt =
+                tx.prepare(&format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY id"))?;
             let mut rows = stmt.query([])?;
             let mut chunk: Vec<Event> = Vec::with_capacity(4096);
             while let Some(r) = rows.next()? {
-                let source: String = r.get(0)?;
-                let attrs: String = r.get(7)?;
-                let attrs = match serde_json::from_str::<serde_json::Value>(&attrs) {
-                    Ok(serde_json::Value::Object(m)) => m,
-                    _ => return Err(JournalError::Corrupt(format!("attrs {attrs}"))),
-                };
-                chunk.push(Event {
-                    source: Source::parse(&source)
-                        .ok_or_else(|| JournalError::Corrupt(format!("source {source}")))?,
-                    kind: r.get(1)?,
-                    device: r.get(2)?,
-                    village: r.get(3)?,
-                    ts: from_ms(r.get(4)?),
-                    received_at: from_ms(r.get(5)?),
-                    seq: r.get::<_, Option<i64>>(6)?.map(|s| s as u64),
-                    attrs,
-                    dedup_key: r.get(8)?,
-                    retained: false,
-                });
+                chunk.push(event_from_row(r)?);
                 if chunk.len() >= 4096 {
                     write_rollups(&tx, engine, &engine.delta(&chunk, &[]))?;
                     chunk.clear();

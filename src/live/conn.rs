@@ -84,12 +84,14 @@ struct Conn {
 
 /// Serve one upgraded connection until the peer leaves or `cancel` fires.
 /// `principal` is who the handshake's token named (`Err(Missing)` when it
-/// carried none: the first frame must then be `auth`).
+/// carried none: the first frame must then be `auth`); `token` is the
+/// handshake's token, checked again at every heartbeat.
 pub async fn serve(
     socket: WebSocket,
     hub: Arc<Hub>,
     auth: Arc<dyn Authenticator>,
     principal: Result<Principal, AuthError>,
+    token: Option<String>,
     cancel: CancellationToken,
 ) {
     let limits = hub.limits().clone();
@@ -114,7 +116,7 @@ pub async fn serve(
         return;
     };
     metrics.inc();
-    let end = conn.run(auth, principal, &cancel).await;
+    let end = conn.run(auth, principal, token, &cancel).await;
     if let End::Close(code, reason) = end {
         conn.close(code, reason).await;
     }
@@ -134,8 +136,34 @@ impl Conn {
         &mut self,
         auth: Arc<dyn Authenticator>,
         principal: Result<Principal, AuthError>,
+        mut token: Option<String>,
         cancel: &CancellationToken,
     ) -> End {
+        match principal {
+            Ok(_) => {}
+            Err(AuthError::Missing) => match self.await_auth(auth.as_ref(), cancel).await {
+                Ok(t) => token = Some(t),
+                Err(end) => return end,
+            },
+            Err(AuthError::Invalid) => {
+                self.error(
+                    ErrorCode::Unauthorized,
+                    None,
+                    "Mã truy cập không hợp lệ hoặc đã hết hạn.",
+                )
+                .await;
+                return End::Close(POLICY, "unauthorized");
+            }
+            Err(AuthError::Unavailable) => {
+                self.error(
+                    ErrorCode::Unavailable,
+                    None,
+                    "Máy chủ tạm thời không kiểm tra được mã truy cập; hãy thử lại sau.",
+                )
+                .await;
+                return End::Close(TRY_AGAIN, "try again");
+            }
+        }
         let (seq, mut rx) = self.hub.attach();
         let limits = self.hub.limits().clone();
         let hello = json!({
@@ -153,23 +181,6 @@ impl Conn {
         });
         if !self.send(hello.to_string()).await {
             return End::Gone;
-        }
-        match principal {
-            Ok(_) => {}
-            Err(AuthError::Invalid) => {
-                self.error(
-                    ErrorCode::Unauthorized,
-                    None,
-                    "Mã truy cập không hợp lệ hoặc đã hết hạn.",
-                )
-                .await;
-                return End::Close(POLICY, "unauthorized");
-            }
-            Err(AuthError::Missing) => {
-                if let Err(end) = self.await_auth(auth.as_ref(), cancel).await {
-                    return end;
-                }
-            }
         }
 
         let heartbeat = Duration::from_secs(limits.heartbeat_s.max(1));
@@ -230,6 +241,14 @@ impl Conn {
                     Err(RecvError::Closed) => return End::Close(GOING_AWAY, "server stopping"),
                 },
                 _ = ticker.tick() => {
+                    // A token revoked or expired since the handshake ends
+                    // the stream.
+                    if let Some(t) = token.as_deref() {
+                        if auth.authenticate(Some(t)) == Err(AuthError::Invalid) {
+                            self.error(ErrorCode::Unauthorized, None, "Mã truy cập đã bị thu hồi hoặc hết hạn.").await;
+                            return End::Close(POLICY, "unauthorized");
+                        }
+                    }
                     if last_heard.elapsed() > heartbeat * 3 {
                         tracing::debug!("websocket peer silent for three heartbeats; closing");
                         return End::Close(INTERNAL, "no heartbeat");
@@ -246,12 +265,12 @@ impl Conn {
         }
     }
 
-    /// Wait for an `auth` frame.
+    /// Wait for an `auth` frame; its token, once accepted.
     async fn await_auth(
         &mut self,
         auth: &dyn Authenticator,
         cancel: &CancellationToken,
-    ) -> Result<(), End> {
+    ) -> Result<String, End> {
         let deadline = tokio::time::sleep(AUTH_WAIT);
         tokio::pin!(deadline);
         loop {
@@ -286,7 +305,7 @@ impl Conn {
                 }
             };
             return match auth.authenticate(Some(&token)) {
-                Ok(_) => Ok(()),
+                Ok(_) => Ok(token),
                 Err(_) => {
                     self.error(
                         ErrorCode::Unauthorized,

@@ -68,6 +68,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// Too many connections open.
     TooManyConnections,
+    /// The token could not be checked (store unavailable).
+    Unavailable,
     /// The server is stopping.
     ShuttingDown,
 }
@@ -84,6 +86,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::ShuttingDown => "shutting_down",
         }
     }

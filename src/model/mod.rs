@@ -226,6 +226,12 @@ pub struct DeadLetter {
     pub size: usize,
     /// When it was received.
     pub received_at: DateTime<Utc>,
+    /// Who acknowledged it (an operator), if anyone did.
+    #[serde(default)]
+    pub acked_by: Option<String>,
+    /// When it was acknowledged.
+    #[serde(default)]
+    pub acked_at: Option<DateTime<Utc>>,
 }
 
 /// The class of a registered device.

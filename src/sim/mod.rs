@@ -257,7 +257,7 @@ pub async fn publish(
     );
     opts.set_keep_alive(Duration::from_secs(30));
     if let (Some(u), Some(p)) = (&config.mqtt.username, &config.mqtt.password) {
-        opts.set_credentials(u.clone(), p.clone());
+        opts.set_credentials(u.clone(), p.expose().to_owned());
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let poll_cancel = cancel.clone();

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod victoria;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -332,6 +334,10 @@ pub struct Backend {
     child: Option<Child>,
     /// Base URL, e.g. `http://127.0.0.1:34567`.
     pub url: String,
+    /// The first admin's password (`IOC__AUTH__ADMIN_PASSWORD`), random
+    /// per backend.
+    pub admin_password: String,
+    token: std::sync::Mutex<Option<String>>,
     config: PathBuf,
     dir: PathBuf,
     env: Vec<(String, String)>,
@@ -348,15 +354,31 @@ impl Backend {
     pub fn start_with_env(dir: &Path, config_toml: &str, env: &[(&str, &str)]) -> Backend {
         let config = dir.join("commune.toml");
         std::fs::write(&config, config_toml).expect("write test config");
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let admin_password = match env.iter().find(|(k, _)| k == "IOC__AUTH__ADMIN_PASSWORD") {
+            Some((_, v)) => v.clone(),
+            None => {
+                // Derived from the directory: a second backend on the same
+                // store finds the same admin.
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                dir.hash(&mut h);
+                let pw = format!("test-admin-{:016x}", h.finish());
+                env.push(("IOC__AUTH__ADMIN_PASSWORD".into(), pw.clone()));
+                pw
+            }
+        };
         let mut b = Backend {
             child: None,
             url: String::new(),
+            admin_password,
+            token: std::sync::Mutex::new(None),
             config,
             dir: dir.to_path_buf(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env,
             log: dir.join("backend.log"),
         };
         b.spawn();
@@ -465,11 +487,44 @@ impl Backend {
         }
     }
 
-    /// GET a JSON document.
-    pub async fn get(&self, path: &str) -> Value {
-        let r = reqwest::get(format!("{}{path}", self.url))
+    /// Log in as `username` and return the token (panics on refusal).
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/auth/login", self.url))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
             .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            .expect("POST /api/auth/login");
+        let status = r.status();
+        let v: Value = r.json().await.expect("login answer is JSON");
+        assert!(status.is_success(), "login as {username}: {status} {v}");
+        v["token"].as_str().expect("token").to_owned()
+    }
+
+    /// The admin's token (logged in once, then reused; tokens survive
+    /// restarts of the same store).
+    pub async fn token(&self) -> String {
+        if let Some(t) = self.token.lock().unwrap().clone() {
+            return t;
+        }
+        let t = self.login("admin", &self.admin_password.clone()).await;
+        *self.token.lock().unwrap() = Some(t.clone());
+        t
+    }
+
+    /// A GET with the admin's token.
+    pub async fn authed_get(&self, path: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(self.token().await)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// GET a JSON document (as admin).
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self.authed_get(path).await;
         r.json()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
@@ -477,9 +532,7 @@ impl Backend {
 
     /// GET and return status and JSON.
     pub async fn get_status(&self, path: &str) -> (u16, Value) {
-        let r = reqwest::get(format!("{}{path}", self.url))
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let r = self.authed_get(path).await;
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -496,9 +549,9 @@ impl Backend {
 
     /// A counter from /metrics (sum over labels).
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.url))
+        let text = self
+            .authed_get("/metrics")
             .await
-            .expect("GET /metrics")
             .text()
             .await
             .expect("metrics text");

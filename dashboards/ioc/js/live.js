@@ -16,6 +16,7 @@ export class Live {
    *        state: "connecting" | "live" | "stale" | "disconnected"
    * @param {(frame:object) => void} [opts.onHello]
    * @param {(id:string, frame:object) => void} [opts.onRefused]
+   * @param {(frame:object) => void} [opts.onUnauthorized]
    */
   constructor(opts) {
     this.opts = opts;
@@ -157,7 +158,9 @@ export class Live {
         if (this.state === "stale") this.setState("live");
         break;
       case "error":
-        if (f.code === "unknown_key" && f.id) {
+        if (f.code === "unauthorized") {
+          this.opts.onUnauthorized && this.opts.onUnauthorized(f);
+        } else if (f.code === "unknown_key" && f.id) {
           this.opts.onRefused && this.opts.onRefused(f.id, f);
         }
         break;

@@ -89,6 +89,8 @@ const state = {
   lastDataAt: null,
   retryInMs: 0,
   retryAt: 0,
+  /** The server refused our token (or we have none and it needs one). */
+  unauthorized: false,
   seenFeed: new Set(),
 };
 
@@ -105,6 +107,10 @@ function indicator(id, window) {
 async function getJSON(path) {
   const headers = token ? { Authorization: "Bearer " + token } : {};
   const r = await fetch(path, { headers, cache: "no-store" });
+  if (r.status === 401 || r.status === 403) {
+    state.unauthorized = true;
+    renderConn();
+  }
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
 }
@@ -187,6 +193,7 @@ function extendTrend(id) {
 // ---------------------------------------------------------------------------
 
 function applyItems(items, how) {
+  state.unauthorized = false;
   if (how.replace && how.id === "main") {
     state.indicators.clear();
     state.devices.clear();
@@ -233,6 +240,10 @@ const live = new Live({
   onItems: applyItems,
   // The registry can change with a restart: read it on every connection.
   onHello: () => loadRegistry(),
+  onUnauthorized: () => {
+    state.unauthorized = true;
+    renderConn();
+  },
   onRefused: (id) => {
     if (id === "alerts") state.alerts.clear();
   },
@@ -625,8 +636,15 @@ function renderConn() {
   $("conn-text").textContent = text;
   const banner = $("conn-banner");
   const down = s === "disconnected" || s === "stale";
-  banner.hidden = !down;
-  if (down) {
+  banner.hidden = !down && !state.unauthorized;
+  $("conn-banner-title").textContent = state.unauthorized
+    ? "Màn hình chưa được cấp quyền xem dữ liệu"
+    : "Mất kết nối tới máy chủ — đang thử kết nối lại…";
+  if (state.unauthorized) {
+    $("conn-banner-detail").textContent = token
+      ? "Mã truy cập không hợp lệ hoặc đã bị thu hồi: xin quản trị viên cấp mã mới."
+      : "Mở màn hình bằng địa chỉ có mã truy cập: /?kiosk=1&token=…";
+  } else if (down) {
     const parts = [state.lastDataAt ? `Dữ liệu cuối lúc ${fmt.time(state.lastDataAt)}` : "Chưa nhận được dữ liệu"];
     const left = Math.ceil((state.retryAt - Date.now()) / 1000);
     parts.push(left > 0 ? `thử lại sau ${fmt.duration(left)}` : "đang thử lại");

@@ -1,0 +1,169 @@
+//! `/api/auth/*`: login, logout, who am I, kiosk tokens.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::guard::{peer, Caller};
+use super::{ApiError, ApiState, Body};
+use crate::auth::store::valid_username;
+use crate::auth::{NewAudit, Outcome};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginBody {
+    username: String,
+    password: String,
+}
+
+/// What the audit log records as the name tried: a name that cannot be a
+/// user name (it may be a password typed in the wrong field) is not kept.
+fn attempted(name: &str) -> &str {
+    if valid_username(name) {
+        name
+    } else {
+        "(tên không hợp lệ)"
+    }
+}
+
+pub(crate) async fn login(
+    State(s): State<ApiState>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let addr = peer(req.extensions());
+    let Body(body): Body<LoginBody> = Body::from_request(req, &s).await?;
+    let name = body.username.trim().to_lowercase();
+    let audit = |outcome: Outcome, detail: &str| {
+        s.accounts.audit(&NewAudit {
+            actor: attempted(&name),
+            role: None,
+            addr: Some(addr.to_string()),
+            action: "login",
+            object: None,
+            outcome,
+            detail: Some(detail),
+        });
+    };
+    if let Err(locked) = s.limiter.check(&name, addr) {
+        audit(Outcome::Denied, "locked out");
+        return Err(ApiError::LockedOut(locked.retry_after.as_secs().max(1)));
+    }
+    let accounts = Arc::clone(&s.accounts);
+    let (n, p) = (name.clone(), body.password);
+    let session = tokio::task::spawn_blocking(move || accounts.login(&n, &p))
+        .await
+        .map_err(|_| ApiError::Task)??;
+    match session {
+        Some(session) => {
+            s.limiter.succeeded(&name);
+            audit(Outcome::Ok, "password");
+            Ok(Json(session).into_response())
+        }
+        None => {
+            let locked = s.limiter.failed(&name, addr);
+            audit(
+                Outcome::Denied,
+                if locked {
+                    "wrong credentials; now locked out"
+                } else {
+                    "wrong credentials"
+                },
+            );
+            Err(ApiError::Status {
+                status: StatusCode::UNAUTHORIZED,
+                code: "invalid_credentials",
+                message: "Tên đăng nhập hoặc mật khẩu không đúng.".into(),
+            })
+        }
+    }
+}
+
+pub(crate) async fn logout(State(s): State<ApiState>, c: Caller) -> Result<Response, ApiError> {
+    let Some(id) = c.principal.token_id else {
+        return Err(ApiError::Unauthorized);
+    };
+    s.accounts.revoke(id)?;
+    s.accounts.audit(&NewAudit::by(
+        &c.principal,
+        c.addr_string(),
+        "logout",
+        None,
+        Outcome::Ok,
+    ));
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub(crate) async fn me(c: Caller) -> impl IntoResponse {
+    Json(json!({
+        "username": c.principal.name,
+        "role": c.principal.role,
+        "via": c.principal.via,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct KioskBody {
+    label: String,
+}
+
+pub(crate) async fn kiosk_create(
+    State(s): State<ApiState>,
+    c: Caller,
+    Body(body): Body<KioskBody>,
+) -> Result<Response, ApiError> {
+    let label = body.label.trim();
+    if label.is_empty() || label.chars().count() > 100 {
+        return Err(ApiError::bad(
+            "invalid_label",
+            "Tên màn hình (label) phải dài từ 1 đến 100 ký tự.",
+        ));
+    }
+    let (kiosk, token) = s.accounts.create_kiosk(label, &c.principal.name)?;
+    let object = format!("kiosk:{}", kiosk.id);
+    s.accounts.audit(&NewAudit {
+        detail: Some(label),
+        ..NewAudit::by(
+            &c.principal,
+            c.addr_string(),
+            "kiosk_token_create",
+            Some(&object),
+            Outcome::Ok,
+        )
+    });
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "kiosk": kiosk })),
+    )
+        .into_response())
+}
+
+pub(crate) async fn kiosk_list(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(Json(s.accounts.kiosk_tokens()?).into_response())
+}
+
+pub(crate) async fn kiosk_revoke(
+    State(s): State<ApiState>,
+    c: Caller,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let done = s.accounts.revoke_kiosk(id)?;
+    let object = format!("kiosk:{id}");
+    s.accounts.audit(&NewAudit::by(
+        &c.principal,
+        c.addr_string(),
+        "kiosk_token_revoke",
+        Some(&object),
+        if done { Outcome::Ok } else { Outcome::Failed },
+    ));
+    if !done {
+        return Err(ApiError::NotFound {
+            code: "unknown_token",
+            message: format!("Không có mã màn hình số {id} còn hiệu lực."),
+        });
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
