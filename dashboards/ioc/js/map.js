@@ -68,12 +68,54 @@ export function drawMap(villages, status, box) {
   }
   const many = villages.length > 20;
   const r = many ? 11 : 17;
+  const nameSize = many ? 14 : 18;
+  const countSize = many ? 11 : 14;
+  // Labels are placed greedily where they overlap neither a dot nor an
+  // earlier label: below, above, right, left. Villages with devices first.
+  const placed = villages.map((v) => {
+    const [cx, cy] = pos.get(v.id);
+    return { x0: cx - r - 2, y0: cy - r - 2, x1: cx + r + 2, y1: cy + r + 2 };
+  });
+  const overlaps = (b) => placed.some((p) => b.x0 < p.x1 && p.x0 < b.x1 && b.y0 < p.y1 && p.y0 < b.y1);
+  const order = [...villages].sort((a, b) =>
+    ((status.get(b.id) || {}).counts ? 1 : 0) - ((status.get(a.id) || {}).counts ? 1 : 0));
+  const labels = new Map();
+  for (const v of order) {
+    const [cx, cy] = pos.get(v.id);
+    const st = status.get(v.id) || {};
+    const counts = [st.counts, v.dead_zone ? "lõm sóng" : ""].filter(Boolean).join(" · ");
+    const wName = shortName(v).length * nameSize * 0.56;
+    const wCounts = counts.length * countSize * 0.52;
+    const w = Math.max(wName, wCounts);
+    const hgt = nameSize + 2 + (counts ? countSize + 2 : 0);
+    const gap = r + 4;
+    const spots = [
+      { dx: 0, dy: gap, anchor: "middle", box: [cx - w / 2, cy + gap, cx + w / 2, cy + gap + hgt] },
+      { dx: 0, dy: -gap - hgt, anchor: "middle", box: [cx - w / 2, cy - gap - hgt, cx + w / 2, cy - gap] },
+      { dx: gap, dy: -hgt / 2, anchor: "start", box: [cx + gap, cy - hgt / 2, cx + gap + w, cy + hgt / 2] },
+      { dx: -gap, dy: -hgt / 2, anchor: "end", box: [cx - gap - w, cy - hgt / 2, cx - gap, cy + hgt / 2] },
+    ];
+    let spot = spots.find((sp) => {
+      const [x0, y0, x1, y1] = sp.box;
+      return x0 >= 0 && x1 <= W && y0 >= 0 && y1 <= H && !overlaps({ x0, y0, x1, y1 });
+    });
+    let showCounts = !!counts;
+    if (!spot) {
+      // Crowded: the name alone below the dot (counts stay in the tooltip).
+      spot = spots[0];
+      showCounts = false;
+    }
+    const [x0, y0, x1, y1] = spot.box;
+    placed.push({ x0, y0, x1, y1: showCounts ? y1 : y0 + nameSize + 2 });
+    labels.set(v.id, { ...spot, counts: showCounts ? counts : "" });
+  }
   for (const v of villages) {
     const [cx, cy] = pos.get(v.id);
     const st = status.get(v.id) || { state: "none", label: "Không có thiết bị", counts: "" };
     const g = el("g", { class: "village", "data-village": v.id, "data-state": st.state,
       transform: `translate(${cx.toFixed(1)},${cy.toFixed(1)})` });
-    g.append(el("title", {}, `${v.name}: ${st.label}${v.dead_zone ? " · vùng lõm sóng" : ""}`));
+    const tip = [st.label, st.counts, v.dead_zone ? "vùng lõm sóng" : ""].filter(Boolean).join(" · ");
+    g.append(el("title", {}, `${v.name}: ${tip}`));
     if (v.dead_zone) g.append(el("circle", { r: r + 7, class: "dead-zone-ring" }));
     g.append(el("circle", { r, class: "village-dot" }));
     if (st.state === "offline" || st.state === "fault") {
@@ -81,12 +123,12 @@ export function drawMap(villages, status, box) {
     } else if (st.state === "unknown") {
       g.append(el("text", { class: "village-mark", y: 1 }, "?"));
     }
-    const name = el("text", { class: "village-name" + (many ? " small" : ""), y: r + (many ? 15 : 22) },
-      shortName(v));
-    g.append(name);
-    const counts = [st.counts, v.dead_zone ? "lõm sóng" : ""].filter(Boolean).join(" · ");
-    if (counts) {
-      g.append(el("text", { class: "village-counts" + (many ? " small" : ""), y: r + (many ? 29 : 42) }, counts));
+    const lb = labels.get(v.id);
+    g.append(el("text", { class: "village-name" + (many ? " small" : ""), x: lb.dx,
+      y: lb.dy + nameSize * 0.85, "text-anchor": lb.anchor }, shortName(v)));
+    if (lb.counts) {
+      g.append(el("text", { class: "village-counts" + (many ? " small" : ""), x: lb.dx,
+        y: lb.dy + nameSize + 2 + countSize * 0.85, "text-anchor": lb.anchor }, lb.counts));
     }
     svg.append(g);
   }
