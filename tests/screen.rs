@@ -448,7 +448,8 @@ fn tile_value(id: &str) -> String {
 }
 
 fn is_live() -> &'static str {
-    "document.body.dataset.conn === 'live' && document.querySelectorAll('.kpi').length > 0"
+    // `document.body` is null for a moment while the page (re)loads.
+    "document.body && document.body.dataset.conn === 'live' && document.querySelectorAll('.kpi').length > 0"
 }
 
 async fn publish_status(p: &mut Publisher, class: &str, id: &str, state: &str) {
@@ -948,6 +949,50 @@ async fn without_a_token_the_screen_says_it_needs_one() {
         browser.exceptions().is_empty(),
         "{:?}",
         browser.exceptions()
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_without_a_token_signs_in_on_the_page() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let s = stack(false).await;
+    let browser = Browser::launch().await;
+    browser.open(&format!("{}/", s.backend.url)).await;
+    browser
+        .wait_js("!document.getElementById('login').hidden", "the login form")
+        .await;
+    let submit = |user: &str, pass: &str| {
+        format!(
+            "document.getElementById('login-user').value = {user:?}; \
+             document.getElementById('login-pass').value = {pass:?}; \
+             document.getElementById('login').requestSubmit(); true"
+        )
+    };
+    browser.eval(&submit("admin", "không phải mật khẩu")).await;
+    browser
+        .wait_js(
+            "document.getElementById('login-error').textContent.includes('không đúng')",
+            "the wrong-password message",
+        )
+        .await;
+    browser
+        .eval(&submit("admin", &s.backend.admin_password))
+        .await;
+    browser
+        .wait_js(is_live(), "the live screen after signing in")
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('login').hidden")
+            .await,
+        Value::Bool(true)
+    );
+    assert_eq!(
+        browser
+            .eval("document.getElementById('btn-logout').hidden")
+            .await,
+        Value::Bool(false)
     );
     browser.close().await;
 }

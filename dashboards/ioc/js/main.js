@@ -23,8 +23,9 @@ const KEY_INDICATORS = [
   "broadcast_sessions",
   "dossiers_received",
 ];
-/** Indicators without server history (availability is computed "now"). */
-const NO_HISTORY = new Set(["camera_online", "speaker_online"]);
+/** Kinds of indicator the server keeps history for (PROTOCOL §6.3);
+ * availability, latest and freshness are computed "now". */
+const HISTORY_KINDS = new Set(["count", "ratio", "dead_letters"]);
 /** Device tiles shown at most when the page scrolls (laptop); on the wall
  * screen as many as fit. Problems come first; the rest are summarised. */
 const MAX_DEVICE_TILES = 36;
@@ -154,7 +155,7 @@ async function loadHistory() {
   const dayStart = fmt.localMidnight();
   const tag = `${month ? month.period : ""}|${dayStart.toISOString()}`;
   state.historyFor = tag;
-  const ids = KEY_INDICATORS.filter((id) => indicator(id, "month") && !NO_HISTORY.has(id));
+  const ids = KEY_INDICATORS.filter((id) => HISTORY_KINDS.has(indicator(id, "month")?.kind));
   await Promise.all(ids.map(async (id) => {
     try {
       const m = indicator(id, "month");
@@ -559,7 +560,7 @@ function renderFeed() {
     const d = describe(e);
     if (!d) continue;
     const li = h("li", "ev");
-    const key = `${e.received_at}|${e.source}|${e.kind}|${e.device || ""}|${(e.attrs || {}).dossier_id || ""}`;
+    const key = e.id || `${e.received_at}|${e.source}|${e.kind}|${e.device || ""}`;
     seen.add(key);
     if (state.seenFeed.size && !state.seenFeed.has(key)) li.classList.add("new");
     li.dataset.source = e.source;
@@ -640,6 +641,9 @@ function renderConn() {
   $("conn-banner-title").textContent = state.unauthorized
     ? "Màn hình chưa được cấp quyền xem dữ liệu"
     : "Mất kết nối tới máy chủ — đang thử kết nối lại…";
+  // A person at a browser signs in here; a kiosk screen needs its token.
+  $("login").hidden = !(state.unauthorized && !kiosk);
+  $("btn-logout").hidden = kiosk || !token || state.unauthorized;
   if (state.unauthorized) {
     $("conn-banner-detail").textContent = token
       ? "Mã truy cập không hợp lệ hoặc đã bị thu hồi: xin quản trị viên cấp mã mới."
@@ -691,6 +695,54 @@ if (kiosk) {
   for (const ev of ["pointerdown", "keydown"]) document.addEventListener(ev, goFullscreen, { once: true });
 }
 $("btn-fullscreen").addEventListener("click", goFullscreen);
+
+/** Reload the page with `t` as the token (kept in this browser's storage;
+ * in the URL only when storage is disabled). */
+function reloadWith(t) {
+  let stored = false;
+  try {
+    if (t) localStorage.setItem("ioc.token", t);
+    else localStorage.removeItem("ioc.token");
+    stored = true;
+  } catch (e) {
+    // Private mode: fall back to the URL.
+  }
+  const q = new URLSearchParams();
+  if (kiosk) q.set("kiosk", "1");
+  if (t && !stored) q.set("token", t);
+  const qs = q.toString();
+  location.replace(location.pathname + (qs ? "?" + qs : ""));
+}
+
+$("login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const err = $("login-error");
+  err.textContent = "";
+  try {
+    const r = await fetch("/api/auth/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: $("login-user").value, password: $("login-pass").value }),
+    });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      err.textContent = (body.error && body.error.message) || `Đăng nhập không được (mã ${r.status}).`;
+      return;
+    }
+    reloadWith(body.token);
+  } catch (e) {
+    err.textContent = "Không kết nối được tới máy chủ.";
+  }
+});
+
+$("btn-logout").addEventListener("click", async () => {
+  try {
+    await fetch("/api/auth/logout", { method: "POST", headers: { Authorization: "Bearer " + token } });
+  } catch (e) {
+    // Signed out locally all the same.
+  }
+  reloadWith("");
+});
 window.addEventListener("resize", schedule);
 
 tick();
