@@ -66,6 +66,9 @@ struct DeadSummary {
     last: Option<DeadNote>,
 }
 
+/// One event of a feed: when it was received, and its entry's JSON.
+type FeedRow = (DateTime<Utc>, Arc<str>);
+
 #[derive(Debug)]
 struct State {
     seq: u64,
@@ -74,8 +77,8 @@ struct State {
     history: VecDeque<Arc<Step>>,
     history_bytes: usize,
     known: Known,
-    /// Per scope, the newest events first: (received at, entry JSON).
-    feeds: HashMap<String, VecDeque<(DateTime<Utc>, Arc<str>)>>,
+    /// Per scope, the newest events first.
+    feeds: HashMap<String, VecDeque<FeedRow>>,
     dead: DeadSummary,
 }
 
