@@ -11,6 +11,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 # Cargo.toml names the benchmarks, so their sources must be present.
 COPY benches ./benches
+# The wall screen is embedded in the binary at build time (rust-embed).
+COPY dashboards/ioc ./dashboards/ioc
 RUN cargo build --release --locked --bin commune-ioc
 
 FROM debian:bookworm-slim
@@ -23,13 +25,11 @@ RUN apt-get update \
     && mkdir -p /var/lib/commune-ioc /etc/commune-ioc \
     && chown ioc:ioc /var/lib/commune-ioc
 COPY --from=build /src/target/release/commune-ioc /usr/local/bin/commune-ioc
-COPY dashboards/ioc /usr/share/commune-ioc/dashboards/ioc
 COPY config/commune.toml /etc/commune-ioc/commune.toml
 WORKDIR /var/lib/commune-ioc
 ENV IOC_CONFIG=/etc/commune-ioc/commune.toml \
     IOC__STORE__PATH=/var/lib/commune-ioc \
     IOC__HTTP__LISTEN=0.0.0.0:8080 \
-    IOC__HTTP__DASHBOARD_DIR=/usr/share/commune-ioc/dashboards/ioc \
     IOC_HEALTH_ADDR=127.0.0.1:8080
 USER ioc
 VOLUME ["/var/lib/commune-ioc"]

@@ -102,7 +102,7 @@ fn env_overrides_apply_and_numeric_strings_stay_strings() {
         std::path::PathBuf::from("/var/lib/commune-ioc")
     );
     assert_eq!(c.mqtt.password.as_ref().map(|p| p.expose()), Some("123456"));
-    assert_eq!(c.http.dashboard_dir, std::path::PathBuf::from("2026"));
+    assert_eq!(c.http.dashboard_dir, Some(std::path::PathBuf::from("2026")));
     let got = issues(MINIMAL, &[("IOC__MQTT__PORT", "70000")]);
     assert!(
         got[0].contains("70000") && !got[0].contains("string"),

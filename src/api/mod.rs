@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod dashboard;
 mod error;
 pub mod guard;
 mod history;
@@ -25,7 +26,6 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::cors::CorsLayer;
-use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 
 use tokio_util::sync::CancellationToken;
@@ -73,7 +73,6 @@ pub struct WsTasks {
 /// role (and for anyone with `auth.public_read`); operator actions; admin
 /// routes. Every answer gets the security headers.
 pub fn router(state: ApiState) -> Router {
-    let dashboard = ServeDir::new(state.shared.config.http.dashboard_dir.clone());
     let need = |role, public_read| {
         middleware::from_fn_with_state(
             (state.clone(), guard::Need { role, public_read }),
@@ -113,15 +112,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/audit", get(admin::audit))
         .route_layer(need(Role::Admin, false));
     let http = &state.shared.config.http;
-    let mut app = Router::new()
+    let routes = Router::new()
         .merge(public)
         .merge(read)
         .merge(signed_in)
         .merge(operator)
         .merge(admin)
         .route("/api/{*rest}", any(api_not_found))
-        .method_not_allowed_fallback(method_not_allowed)
-        .fallback_service(dashboard)
+        .method_not_allowed_fallback(method_not_allowed);
+    let mut app = dashboard::attach(routes, &state.shared.config)
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(http.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

@@ -141,8 +141,9 @@ impl Default for Mqtt {
 pub struct Http {
     /// Address to listen on, e.g. `0.0.0.0:8080` (`:0` picks a free port).
     pub listen: String,
-    /// Directory with the wall screen (served at `/`).
-    pub dashboard_dir: PathBuf,
+    /// Directory to serve the wall screen from instead of the copy embedded
+    /// in the binary (for development); ignored when it does not exist.
+    pub dashboard_dir: Option<PathBuf>,
     /// Origins allowed to call the API from another site (CORS); empty:
     /// none.
     pub cors_origins: Vec<String>,
@@ -156,7 +157,7 @@ impl Default for Http {
     fn default() -> Self {
         Http {
             listen: "127.0.0.1:8080".into(),
-            dashboard_dir: PathBuf::from("dashboards/ioc"),
+            dashboard_dir: None,
             cors_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
             request_timeout_s: 30,

@@ -66,6 +66,9 @@ struct DeadSummary {
     last: Option<DeadNote>,
 }
 
+/// One event of a feed: when it was received, and its entry's JSON.
+type FeedRow = (DateTime<Utc>, Arc<str>);
+
 #[derive(Debug)]
 struct State {
     seq: u64,
@@ -74,7 +77,8 @@ struct State {
     history: VecDeque<Arc<Step>>,
     history_bytes: usize,
     known: Known,
-    feeds: HashMap<String, VecDeque<Arc<str>>>,
+    /// Per scope, the newest events first.
+    feeds: HashMap<String, VecDeque<FeedRow>>,
     dead: DeadSummary,
 }
 
@@ -246,7 +250,7 @@ impl Hub {
     fn advance(&self, commits: &[Arc<Committed>], full: bool, now: DateTime<Utc>, publish: bool) {
         let mut scopes: HashSet<String> = HashSet::new();
         let mut devices: HashSet<(DeviceClass, String)> = HashSet::new();
-        let mut feed: Vec<(String, Arc<str>)> = Vec::new();
+        let mut feed: Vec<(String, DateTime<Utc>, Arc<str>)> = Vec::new();
         for c in commits {
             if !c.events.is_empty() || !c.dead.is_empty() {
                 scopes.insert(COMMUNE.to_owned());
@@ -259,7 +263,7 @@ impl Hub {
                     devices.insert((class, id.clone()));
                 }
                 let scope = e.village.clone().unwrap_or_else(|| COMMUNE.to_owned());
-                feed.push((scope, feed_entry(e)));
+                feed.push((scope, e.received_at, feed_entry(e)));
             }
             for d in &c.dead {
                 if let (Some(class), Some(id)) = (d.source.and_then(class_of), &d.device) {
@@ -320,11 +324,11 @@ impl Hub {
         } else {
             st.feeds.keys().cloned().collect()
         };
-        for (scope, entry) in feed {
+        for (scope, at, entry) in feed {
             let Some(q) = st.feeds.get_mut(&scope) else {
                 continue;
             };
-            q.push_front(entry);
+            q.push_front((at, entry));
             q.truncate(live.feed_len);
             if !feed_scopes.contains(&scope) {
                 feed_scopes.push(scope);
@@ -332,7 +336,7 @@ impl Hub {
         }
         feed_scopes.sort();
         for scope in feed_scopes {
-            let item = st.feed_item(&scope, now);
+            let item = st.feed_item(&scope);
             st.current.insert(
                 item.key.id,
                 Current {
@@ -456,7 +460,7 @@ impl State {
         info
     }
 
-    fn feed_item(&mut self, scope: &str, now: DateTime<Utc>) -> Item {
+    fn feed_item(&mut self, scope: &str) -> Item {
         let key = self.intern(Family::Feed, vec![scope.to_owned()], scope.to_owned());
         let events = self.feeds.get(scope);
         let mut json = String::with_capacity(256);
@@ -465,12 +469,16 @@ impl State {
         json.push_str(",\"scope\":");
         push_json_str(&mut json, scope);
         json.push_str(",\"updated_at\":");
-        match events.and_then(|q| q.front()) {
-            Some(_) => push_json_str(&mut json, &now.to_rfc3339()),
+        // The newest event's receive time.
+        match events.and_then(|q| q.iter().map(|(at, _)| *at).max()) {
+            Some(at) => push_json_str(
+                &mut json,
+                &at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
             None => json.push_str("null"),
         }
         json.push_str(",\"value\":{\"events\":[");
-        for (i, e) in events.into_iter().flatten().enumerate() {
+        for (i, (_, e)) in events.into_iter().flatten().enumerate() {
             if i > 0 {
                 json.push(',');
             }
@@ -523,6 +531,8 @@ fn item_json<T: Serialize>(
 
 #[derive(Serialize)]
 struct FeedEntry<'a> {
+    /// The event's dedup key: unique per event, stable across restarts.
+    id: &'a str,
     source: &'a str,
     kind: &'a str,
     device: Option<&'a str>,
@@ -534,6 +544,7 @@ struct FeedEntry<'a> {
 
 fn feed_entry(e: &Event) -> Arc<str> {
     let entry = FeedEntry {
+        id: &e.dedup_key,
         source: e.source.as_str(),
         kind: &e.kind,
         device: e.device.as_deref(),

@@ -1,0 +1,181 @@
+// The /api/ws client (docs/PROTOCOL.md §7): subscribes, gathers snapshot
+// pages, applies updates in order, keeps `epoch` and the last `seq` for a
+// resume, reconnects with exponential backoff (1 s → 30 s) and reports
+// the connection state. Values go to `onItems(items, {replace, id})`.
+
+const BACKOFF_MIN = 1000;
+const BACKOFF_MAX = 30_000;
+
+export class Live {
+  /**
+   * @param {object} opts
+   * @param {string} opts.token  kiosk/user token, or "" (sent as ?token=)
+   * @param {Array<{id:string, keys:string[], optional?:boolean}>} opts.subscriptions
+   * @param {(items:any[], how:{id:string, replace:boolean}) => void} opts.onItems
+   * @param {(state:string, info:object) => void} opts.onState
+   *        state: "connecting" | "live" | "stale" | "disconnected"
+   * @param {(frame:object) => void} [opts.onHello]
+   * @param {(id:string, frame:object) => void} [opts.onRefused]
+   * @param {(frame:object) => void} [opts.onUnauthorized]
+   */
+  constructor(opts) {
+    this.opts = opts;
+    this.epoch = null;
+    this.seq = null;
+    this.heartbeatMs = 15_000;
+    this.backoff = BACKOFF_MIN;
+    this.pages = new Map(); // subscription id -> items gathered so far
+    this.lastFrameAt = 0;
+    this.lastDataAt = null;
+    this.state = "connecting";
+    this.ws = null;
+    this.retryTimer = null;
+    /** Counters, for the screen's tests and for debugging. */
+    this.stats = { connects: 0, snapshots: 0, resyncs: 0, resumed: 0 };
+    this.watchdog = setInterval(() => this.checkStale(), 1000);
+  }
+
+  url() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const q = this.opts.token ? "?token=" + encodeURIComponent(this.opts.token) : "";
+    return proto + "//" + location.host + "/api/ws" + q;
+  }
+
+  start() {
+    this.connect();
+  }
+
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.opts.onState(state, { lastDataAt: this.lastDataAt, retryInMs: this.retryInMs });
+  }
+
+  connect() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    let ws;
+    try {
+      ws = new WebSocket(this.url());
+    } catch (e) {
+      this.scheduleRetry();
+      return;
+    }
+    this.ws = ws;
+    this.pages.clear();
+    ws.onmessage = (ev) => this.onMessage(ws, ev);
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.scheduleRetry();
+    };
+    // An error is always followed by close; nothing to do here.
+    ws.onerror = () => {};
+  }
+
+  scheduleRetry() {
+    if (this.retryTimer) return;
+    const wait = this.backoff * (0.8 + Math.random() * 0.4);
+    this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX);
+    this.retryInMs = wait;
+    this.setState("disconnected");
+    this.opts.onState(this.state, { lastDataAt: this.lastDataAt, retryInMs: wait });
+    this.retryTimer = setTimeout(() => this.connect(), wait);
+  }
+
+  /** No frame nor heartbeat for two heartbeats: stale, and reconnect. */
+  checkStale() {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN || !this.lastFrameAt) return;
+    const silent = Date.now() - this.lastFrameAt;
+    if (silent > 2 * this.heartbeatMs) {
+      this.setState("stale");
+      const ws = this.ws;
+      this.ws = null;
+      ws.close();
+      this.scheduleRetry();
+    }
+  }
+
+  send(obj) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(obj));
+  }
+
+  subscribeAll(hello) {
+    const resume = this.epoch === hello.epoch && this.seq !== null
+      ? { epoch: this.epoch, seq: this.seq } : null;
+    this.epoch = hello.epoch;
+    for (const s of this.opts.subscriptions) {
+      const cmd = { type: "subscribe", id: s.id, keys: s.keys };
+      if (resume) cmd.resume = resume;
+      this.send(cmd);
+    }
+  }
+
+  onMessage(ws, ev) {
+    if (this.ws !== ws) return;
+    let f;
+    try {
+      f = JSON.parse(ev.data);
+    } catch (e) {
+      return;
+    }
+    this.lastFrameAt = Date.now();
+    switch (f.type) {
+      case "hello":
+        this.stats.connects += 1;
+        this.heartbeatMs = (f.heartbeat_s || 15) * 1000;
+        this.backoff = BACKOFF_MIN;
+        this.opts.onHello && this.opts.onHello(f, this.epoch !== null && this.epoch !== f.epoch);
+        this.subscribeAll(f);
+        break;
+      case "snapshot": {
+        const got = this.pages.get(f.id) || [];
+        got.push(...f.items);
+        if (f.page < f.pages) {
+          this.pages.set(f.id, got);
+          break;
+        }
+        this.pages.delete(f.id);
+        this.stats.snapshots += 1;
+        if (f.resync) this.stats.resyncs += 1;
+        this.opts.onItems(got, { id: f.id, replace: true, resync: !!f.resync, at: f.at });
+        this.advance(f.seq);
+        break;
+      }
+      case "resumed":
+        this.stats.resumed += 1;
+        this.markLive();
+        break;
+      case "update":
+        this.opts.onItems(f.items, { id: null, replace: false, at: f.at });
+        // Every page of a split update carries the same seq; the last page
+        // completes the step.
+        if (!f.pages || f.page === f.pages) this.advance(f.seq);
+        else this.markLive();
+        break;
+      case "heartbeat":
+      case "pong":
+        if (this.state === "stale") this.setState("live");
+        break;
+      case "error":
+        if (f.code === "unauthorized") {
+          this.opts.onUnauthorized && this.opts.onUnauthorized(f);
+        } else if (f.code === "unknown_key" && f.id) {
+          this.opts.onRefused && this.opts.onRefused(f.id, f);
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  advance(seq) {
+    if (typeof seq === "number" && (this.seq === null || seq > this.seq)) this.seq = seq;
+    this.markLive();
+  }
+
+  markLive() {
+    this.lastDataAt = new Date();
+    this.setState("live");
+  }
+}

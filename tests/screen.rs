@@ -1,0 +1,998 @@
+//! The wall screen in a real browser: Debian's Chromium, headless, against
+//! the real binary fed through a real Mosquitto.
+//!
+//! Chromium is driven over the DevTools protocol (CDP) with the WebSocket
+//! client the live-stream tests already use (tokio-tungstenite), not over
+//! WebDriver: no chromedriver process to start and match to the browser's
+//! version, no extra crate, and CDP reports what these tests must check
+//! directly: every network request and WebSocket the page opens (including
+//! ones that fail, which `performance` entries do not list), console
+//! messages, uncaught exceptions and full-page screenshots.
+//!
+//! A missing Chromium or font fails the tests with the command that
+//! installs them (scripts/test does). Screenshots are written to
+//! `target/screenshots/` for a person to look at.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+const WAIT: Duration = Duration::from_secs(20);
+const INSTALL: &str = "apt-get install -y chromium fonts-noto-core (scripts/test does this)";
+
+/// One browser at a time: the machine has two cores shared by the tests.
+static BROWSER_SLOT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn chromium_bin() -> PathBuf {
+    for p in ["/usr/bin/chromium", "/usr/lib/chromium/chromium"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("Debian's chromium is not installed: the wall-screen tests need a real browser. Install it with `{INSTALL}`.");
+}
+
+fn require_fonts() {
+    let noto = Path::new("/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf");
+    assert!(
+        noto.exists(),
+        "Noto Sans is not installed: the screen needs a font with Vietnamese coverage. Install it with `{INSTALL}`."
+    );
+}
+
+/// Where screenshots go: `target/screenshots/`.
+fn screenshot_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_relative() { manifest.join(p) } else { p })
+        .unwrap_or_else(|| manifest.join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir
+}
+
+/// A minimal DevTools-protocol client for one page.
+struct Cdp {
+    out: mpsc::UnboundedSender<Message>,
+    next: AtomicU64,
+    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
+    events: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Cdp {
+    async fn connect(url: &str) -> Cdp {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect to Chromium's DevTools endpoint");
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut rx) = mpsc::unbounded_channel::<Message>();
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
+        let events: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let (p, e) = (Arc::clone(&pending), Arc::clone(&events));
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                let Message::Text(t) = msg else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
+                    continue;
+                };
+                if let Some(id) = v["id"].as_u64() {
+                    if let Some(tx) = p.lock().unwrap().remove(&id) {
+                        let _ = tx.send(v);
+                    }
+                } else {
+                    e.lock().unwrap().push(v);
+                }
+            }
+        });
+        Cdp {
+            out,
+            next: AtomicU64::new(1),
+            pending,
+            events,
+        }
+    }
+
+    async fn call(&self, method: &str, params: Value) -> Value {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(id, tx);
+        let msg = json!({"id": id, "method": method, "params": params});
+        self.out
+            .send(Message::text(msg.to_string()))
+            .expect("DevTools connection is open");
+        let v = tokio::time::timeout(WAIT, rx)
+            .await
+            .unwrap_or_else(|_| panic!("no answer from Chromium to {method}"))
+            .expect("DevTools connection closed");
+        if let Some(err) = v.get("error") {
+            panic!("{method} failed: {err}");
+        }
+        v["result"].clone()
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+/// Headless Chromium with one page and its own profile.
+struct Browser {
+    child: Option<Child>,
+    _profile: tempfile::TempDir,
+    cdp: Cdp,
+}
+
+impl Browser {
+    async fn launch() -> Browser {
+        let bin = chromium_bin();
+        require_fonts();
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--disable-extensions",
+            "--hide-scrollbars",
+            "--window-size=1920,1080",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        // The page must show Việt Nam time whatever the machine's zone is.
+        .env("TZ", "UTC")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}. Install with `{INSTALL}`.", bin.display()));
+        let port_file = profile.path().join("DevToolsActivePort");
+        let deadline = Instant::now() + WAIT;
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                if let Some(p) = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<u16>().ok())
+                {
+                    break p;
+                }
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("chromium exited at start ({status}); is it installed? `{INSTALL}`");
+            }
+            assert!(Instant::now() < deadline, "chromium did not open DevTools");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+            .await
+            .expect("list DevTools targets")
+            .json()
+            .await
+            .expect("targets JSON");
+        let page = targets
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["type"] == "page"))
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .unwrap_or_else(|| panic!("no page target: {targets}"))
+            .to_owned();
+        let cdp = Cdp::connect(&page).await;
+        for domain in [
+            "Runtime.enable",
+            "Log.enable",
+            "Network.enable",
+            "Page.enable",
+        ] {
+            cdp.call(domain, json!({})).await;
+        }
+        cdp.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+        Browser {
+            child: Some(child),
+            _profile: profile,
+            cdp,
+        }
+    }
+
+    async fn open(&self, url: &str) {
+        self.cdp.call("Page.navigate", json!({"url": url})).await;
+        self.wait_js("document.readyState === 'complete'", "the page to load")
+            .await;
+    }
+
+    /// Evaluate an expression (promises awaited) and return its value.
+    async fn eval(&self, expr: &str) -> Value {
+        let r = self
+            .cdp
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
+            )
+            .await;
+        if let Some(ex) = r.get("exceptionDetails") {
+            panic!("evaluating `{expr}` threw: {ex}");
+        }
+        r["result"]["value"].clone()
+    }
+
+    /// Wait until `expr` is truthy; returns how long it took.
+    async fn wait_js(&self, expr: &str, what: &str) -> Duration {
+        self.wait_js_for(expr, what, WAIT).await
+    }
+
+    async fn wait_js_for(&self, expr: &str, what: &str, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let v = self.eval(&format!("!!({expr})")).await;
+            if v == Value::Bool(true) {
+                return start.elapsed();
+            }
+            if start.elapsed() > timeout {
+                let text = self
+                    .eval("document.body ? document.body.innerText.slice(0, 3000) : ''")
+                    .await;
+                panic!(
+                    "timed out waiting for {what} (`{expr}`); page text:\n{}\nproblems: {:?}",
+                    text.as_str().unwrap_or_default(),
+                    self.problems()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Text of the first element matching `selector`, whitespace normalised.
+    async fn text(&self, selector: &str) -> String {
+        let v = self
+            .eval(&format!(
+                "(() => {{ const e = document.querySelector({sel}); return e ? e.textContent.replace(/\\s+/g, ' ').trim() : null; }})()",
+                sel = Value::from(selector)
+            ))
+            .await;
+        v.as_str().unwrap_or("<missing>").to_owned()
+    }
+
+    /// Console errors, uncaught exceptions and error log entries so far.
+    fn problems(&self) -> Vec<String> {
+        self.cdp
+            .events()
+            .iter()
+            .filter_map(|e| {
+                let p = &e["params"];
+                match e["method"].as_str()? {
+                    "Runtime.exceptionThrown" => {
+                        Some(format!("exception: {}", p["exceptionDetails"]))
+                    }
+                    "Runtime.consoleAPICalled"
+                        if matches!(p["type"].as_str(), Some("error" | "assert")) =>
+                    {
+                        Some(format!("console.{}: {}", p["type"], p["args"]))
+                    }
+                    "Log.entryAdded" if p["entry"]["level"] == "error" => {
+                        Some(format!("log: {}", p["entry"]))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// Uncaught exceptions only (bugs in the page, whatever the network does).
+    fn exceptions(&self) -> Vec<String> {
+        self.problems()
+            .into_iter()
+            .filter(|p| p.starts_with("exception"))
+            .collect()
+    }
+
+    /// Every URL the page requested or opened a WebSocket to.
+    fn requests(&self) -> Vec<String> {
+        self.cdp
+            .events()
+            .iter()
+            .filter_map(|e| match e["method"].as_str()? {
+                "Network.requestWillBeSent" => {
+                    e["params"]["request"]["url"].as_str().map(str::to_owned)
+                }
+                "Network.webSocketCreated" => e["params"]["url"].as_str().map(str::to_owned),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let r = self
+            .cdp
+            .call("Page.captureScreenshot", json!({"format": "png"}))
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("screenshot data"))
+            .expect("screenshot is base64");
+        assert_eq!(&png[1..4], b"PNG");
+        let path = screenshot_dir().join(name);
+        std::fs::write(&path, png).expect("write screenshot");
+        eprintln!("screenshot: {}", path.display());
+        path
+    }
+
+    async fn close(mut self) {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.cdp.call("Browser.close", json!({})),
+        )
+        .await;
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            kill_browser(&mut c);
+        }
+    }
+}
+
+/// Kill the browser process itself (by its id only): its helper processes
+/// exit when their browser is gone.
+fn kill_browser(c: &mut Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill_browser(&mut c);
+        }
+    }
+}
+
+/// The test config, with coordinates and a dead zone when `geo`.
+fn config(broker: u16, store: &Path, geo: bool) -> String {
+    let mut c = test_config(broker, store);
+    if geo {
+        for (name, lat, lon, extra) in [
+            ("Bản Tân Bình", 22.35, 103.6284, ""),
+            ("Bản Hưng Bình", 22.3598, 103.6093, ""),
+            ("Bản Nà Đa", 22.3314, 103.6216, "dead_zone = true\n"),
+        ] {
+            let line = format!("name = \"{name}\"\n");
+            c = c.replacen(
+                &line,
+                &format!("{line}lat = {lat}\nlon = {lon}\n{extra}"),
+                1,
+            );
+        }
+    }
+    c
+}
+
+struct Stack {
+    broker: Mosquitto,
+    _dir: tempfile::TempDir,
+    backend: Backend,
+}
+
+/// Broker and backend on a fixed HTTP port (so a restarted backend is
+/// found again by the page).
+async fn stack(geo: bool) -> Stack {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let backend = Backend::start_with_env(
+        dir.path(),
+        &config(broker.port, &dir.path().join("store"), geo),
+        &[("IOC__HTTP__LISTEN", listen.as_str())],
+    );
+    backend.wait_ready().await;
+    Stack {
+        broker,
+        _dir: dir,
+        backend,
+    }
+}
+
+/// A kiosk token made by the admin (POST /api/auth/kiosk-tokens).
+async fn kiosk_token(b: &Backend) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/auth/kiosk-tokens", b.url))
+        .bearer_auth(b.token().await)
+        .json(&json!({"label": "Màn hình phòng IOC (thử)"}))
+        .send()
+        .await
+        .expect("POST /api/auth/kiosk-tokens");
+    assert!(r.status().is_success(), "kiosk token: {}", r.status());
+    let v: Value = r.json().await.expect("kiosk token JSON");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+/// The screen's address with a fresh kiosk token.
+async fn screen_url(b: &Backend) -> String {
+    format!("{}/?token={}", b.url, kiosk_token(b).await)
+}
+
+fn tile_value(id: &str) -> String {
+    format!("[data-indicator=\"{id}\"] .kpi-value")
+}
+
+fn is_live() -> &'static str {
+    // `document.body` is null for a moment while the page (re)loads.
+    "document.body && document.body.dataset.conn === 'live' && document.querySelectorAll('.kpi').length > 0"
+}
+
+async fn publish_status(p: &mut Publisher, class: &str, id: &str, state: &str) {
+    p.send(
+        &format!("ioc/binh-lu/{class}/{id}/status"),
+        state.as_bytes(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_loads_without_console_errors_or_requests_leaving_localhost() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let s = stack(false).await;
+    let browser = Browser::launch().await;
+    browser.open(&screen_url(&s.backend).await).await;
+    browser.wait_js(is_live(), "the live screen").await;
+
+    // Vietnamese, and no data shown as such (never as 0 %).
+    assert_eq!(browser.eval("document.documentElement.lang").await, "vi");
+    browser
+        .wait_js(
+            "document.title.includes('Xã Bình Lư')",
+            "the commune's name",
+        )
+        .await;
+    assert_eq!(
+        browser.text(&tile_value("dossier_online_ratio")).await,
+        "Chưa có dữ liệu"
+    );
+    assert_eq!(
+        browser
+            .text("[data-indicator=\"dossier_online_ratio\"] .kpi-status")
+            .await,
+        "Chưa có dữ liệu"
+    );
+    // The test villages have no coordinates: laid out in a grid, and said so.
+    browser
+        .wait_js(
+            "document.querySelectorAll('#map [data-village]').length === 3",
+            "three villages on the map",
+        )
+        .await;
+    assert!(browser.text("#map-legend").await.contains("chưa có toạ độ"));
+
+    // Traffic, so that the screenshot shows every panel with data.
+    let mut p = Publisher::new(s.broker.port);
+    for (i, (channel, village)) in [
+        ("online", "tan-binh"),
+        ("online", "hung-binh"),
+        ("online", "na-da"),
+        ("direct", "tan-binh"),
+        ("online", "tan-binh"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        p.send(
+            DOSSIER,
+            &dossier_received(
+                &format!("000.00.21.H37-261123-000{i}"),
+                channel,
+                Some(village),
+            ),
+        )
+        .await;
+    }
+    let now = chrono::Utc::now().to_rfc3339();
+    p.send(DOSSIER, json!({"ts": now, "dossier_id": "000.00.21.H37-261123-0001", "event": "resolved", "outcome": "on_time"}).to_string().as_bytes()).await;
+    p.send(DOSSIER, json!({"ts": now, "dossier_id": "000.00.21.H37-261123-0002", "event": "paid", "payment": "online"}).to_string().as_bytes()).await;
+    for cam in ["cam-01", "cam-02", "cam-03"] {
+        publish_status(&mut p, "camera", cam, "online").await;
+    }
+    publish_status(&mut p, "camera", "cam-04", "offline").await;
+    publish_status(&mut p, "speaker", "spk-02", "online").await;
+    p.send(
+        "ioc/binh-lu/speaker/spk-01/session",
+        json!({"ts": now, "session_id": "s-1", "event": "start", "priority": "routine",
+               "content": "Bản tin sáng: lịch tiêm phòng cho trâu bò"})
+        .to_string()
+        .as_bytes(),
+    )
+    .await;
+    p.send(
+        "ioc/binh-lu/camera/cam-01/event",
+        json!({"ts": now, "kind": "detection", "label": "person", "count": 3, "score": 0.9})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
+    p.send(
+        "ioc/binh-lu/sensor/rain-01/telemetry",
+        json!({"ts": now, "rain_mm": 12.5}).to_string().as_bytes(),
+    )
+    .await;
+    browser
+        .wait_js(
+            &format!(
+                "document.querySelector('{}')?.textContent.replace(/\\s+/g,' ') === '80 %'",
+                tile_value("dossier_online_ratio")
+            ),
+            "80 % online dossiers",
+        )
+        .await;
+    browser
+        .wait_js(
+            "document.querySelector('[data-device=\"spk-01\"]')?.dataset.state === 'broadcasting' \
+             && document.querySelector('[data-village=\"na-da\"]')?.dataset.state === 'offline' \
+             && document.querySelectorAll('#feed .ev').length >= 8",
+            "devices, map and feed to fill",
+        )
+        .await;
+    // Let the trend lines (seeded from history) and the flash settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    browser.screenshot("ioc-1920x1080.png").await;
+    // Nothing overflows the wall screen.
+    let fits = browser
+        .eval("document.documentElement.scrollWidth <= 1920 && document.documentElement.scrollHeight <= 1080")
+        .await;
+    assert_eq!(fits, Value::Bool(true), "the screen scrolls at 1920×1080");
+
+    let problems = browser.problems();
+    assert!(problems.is_empty(), "console errors: {problems:#?}");
+    let origin = s.backend.url.clone();
+    let ws_origin = origin.replacen("http://", "ws://", 1);
+    let mut urls = browser.requests();
+    let perf = browser
+        .eval("[location.href, ...performance.getEntriesByType('resource').map(e => e.name)]")
+        .await;
+    urls.extend(
+        perf.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned)),
+    );
+    assert!(urls
+        .iter()
+        .any(|u| u.starts_with(&format!("{ws_origin}/api/ws"))));
+    let outside: Vec<&String> = urls
+        .iter()
+        .filter(|u| {
+            !(u.starts_with(&format!("{origin}/"))
+                || u.starts_with(&format!("{ws_origin}/"))
+                || u.starts_with("data:")
+                || u.starts_with("about:"))
+        })
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "requests leaving the test server: {outside:?}"
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dossier_changes_the_online_percentage_within_2_seconds() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let s = stack(false).await;
+    let browser = Browser::launch().await;
+    // In kiosk mode, as on the wall: no controls, no cursor, the kiosk
+    // token passed to the WebSocket and remembered.
+    let kiosk = kiosk_token(&s.backend).await;
+    browser
+        .open(&format!("{}/?kiosk=1&token={kiosk}", s.backend.url))
+        .await;
+    browser.wait_js(is_live(), "the live screen").await;
+    assert_eq!(
+        browser
+            .eval("[document.body.classList.contains('kiosk'), getComputedStyle(document.querySelector('.controls')).display, getComputedStyle(document.body).cursor, localStorage.getItem('ioc.token')]")
+            .await,
+        json!([true, "none", "none", kiosk])
+    );
+    assert!(
+        browser
+            .requests()
+            .iter()
+            .any(|u| u.contains(&format!("/api/ws?token={kiosk}"))),
+        "{:?}",
+        browser.requests()
+    );
+    let mut p = Publisher::new(s.broker.port);
+    for (i, channel) in ["online", "online", "direct"].iter().enumerate() {
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("d-{i}"), channel, Some("tan-binh")),
+        )
+        .await;
+    }
+    let value = tile_value("dossier_online_ratio");
+    let shows = |text: &str| {
+        format!("document.querySelector('{value}')?.textContent.replace(/\\s+/g,' ') === '{text}'")
+    };
+    browser.wait_js(&shows("66,7 %"), "66,7 %").await;
+
+    // From the publish to the DOM change: 3 of 4 online is 75 %.
+    let start = Instant::now();
+    p.send(
+        DOSSIER,
+        &dossier_received("d-3", "online", Some("hung-binh")),
+    )
+    .await;
+    browser
+        .wait_js_for(&shows("75 %"), "75 % within 2 s", Duration::from_secs(2))
+        .await;
+    let took = start.elapsed();
+    assert!(
+        took <= Duration::from_secs(2),
+        "the screen showed 75 % after {took:?}"
+    );
+    assert_eq!(
+        browser
+            .text("[data-indicator=\"dossier_online_ratio\"] .kpi-status")
+            .await,
+        "Chưa đạt",
+        "75 % is below the target of 90 %"
+    );
+    // The Vietnamese separator also in the count: 3/4 and today's value.
+    let detail = browser
+        .text("[data-indicator=\"dossier_online_ratio\"] .kpi-detail")
+        .await;
+    assert_eq!(detail, "3/4 · Hôm nay: 75 %");
+    assert!(
+        browser.problems().is_empty(),
+        "console errors: {:#?}",
+        browser.problems()
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_going_offline_turns_its_village_and_tile_offline() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let s = stack(true).await;
+    let browser = Browser::launch().await;
+    browser.open(&screen_url(&s.backend).await).await;
+    browser.wait_js(is_live(), "the live screen").await;
+    // Coordinates from the config: drawn on the map, the dead zone marked.
+    browser
+        .wait_js(
+            "document.querySelector('[data-village=\"na-da\"] .dead-zone-ring') \
+             && !document.querySelector('#map-legend').textContent.includes('toạ độ')",
+            "the projected map with na-da as a dead zone",
+        )
+        .await;
+    let mut p = Publisher::new(s.broker.port);
+    publish_status(&mut p, "camera", "cam-02", "online").await;
+    publish_status(&mut p, "speaker", "spk-02", "online").await;
+    let state_is =
+        |sel: &str, st: &str| format!("document.querySelector('{sel}')?.dataset.state === '{st}'");
+    let tile = "[data-device=\"cam-02\"]";
+    let village = "[data-village=\"hung-binh\"]";
+    browser
+        .wait_js(
+            &format!(
+                "{} && {}",
+                state_is(tile, "online"),
+                state_is(village, "online")
+            ),
+            "cam-02 and Hưng Bình online",
+        )
+        .await;
+
+    publish_status(&mut p, "camera", "cam-02", "offline").await;
+    browser
+        .wait_js(
+            &format!(
+                "{} && {}",
+                state_is(tile, "offline"),
+                state_is(village, "offline")
+            ),
+            "cam-02 and Hưng Bình offline",
+        )
+        .await;
+    assert!(
+        browser.text(tile).await.contains("Mất kết nối"),
+        "{}",
+        browser.text(tile).await
+    );
+    assert!(browser
+        .eval(&format!(
+            "document.querySelector('{village} title').textContent"
+        ))
+        .await
+        .as_str()
+        .unwrap()
+        .contains("1 thiết bị có sự cố"));
+    assert!(browser
+        .text("[data-class=\"camera\"]")
+        .await
+        .contains("1 mất kết nối"));
+    // Its age is shown ("vừa xong", then "… trước").
+    assert!(browser.text(&format!("{tile} .dev-ago")).await.len() > 3);
+    assert!(
+        browser.problems().is_empty(),
+        "console errors: {:#?}",
+        browser.problems()
+    );
+    browser.screenshot("ioc-map-1920x1080.png").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_backend_shows_disconnected_and_a_restart_recovers_without_reload() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let mut s = stack(false).await;
+    let browser = Browser::launch().await;
+    browser.open(&screen_url(&s.backend).await).await;
+    browser.wait_js(is_live(), "the live screen").await;
+    let mut p = Publisher::new(s.broker.port);
+    p.send(DOSSIER, &dossier_received("r-1", "online", None))
+        .await;
+    let value = tile_value("dossier_online_ratio");
+    let shows = |text: &str| {
+        format!("document.querySelector('{value}')?.textContent.replace(/\\s+/g,' ') === '{text}'")
+    };
+    browser.wait_js(&shows("100 %"), "100 %").await;
+    browser.eval("window.__sameDocument = 'yes'").await;
+    let banner = "!document.getElementById('conn-banner').hidden";
+
+    s.backend.stop();
+    browser
+        .wait_js(
+            &format!("document.body.dataset.conn === 'disconnected' && {banner}"),
+            "the disconnected state",
+        )
+        .await;
+    assert!(browser
+        .text("#conn-banner")
+        .await
+        .starts_with("Mất kết nối tới máy chủ — đang thử kết nối lại…"));
+    assert!(browser
+        .text("#conn-banner")
+        .await
+        .contains("Dữ liệu cuối lúc"));
+    assert_eq!(browser.text("#conn-text").await, "Mất kết nối");
+    // Stale values are greyed, not removed.
+    assert_eq!(browser.text(&value).await, "100 %");
+    let opacity = browser
+        .eval("Number(getComputedStyle(document.querySelector('[data-indicator=\"dossier_online_ratio\"]')).opacity)")
+        .await;
+    assert!(opacity.as_f64().unwrap() < 1.0, "opacity {opacity}");
+    browser.screenshot("ioc-disconnected-1920x1080.png").await;
+
+    s.backend.restart();
+    s.backend.wait_ready().await;
+    // The backoff is at most 30 s; the page reconnects by itself.
+    browser
+        .wait_js_for(
+            &format!("document.body.dataset.conn === 'live' && !({banner})"),
+            "the screen to reconnect",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(
+        browser.eval("window.__sameDocument").await,
+        "yes",
+        "the page reloaded"
+    );
+    // A new server run: a fresh snapshot replaced the state (resync).
+    assert!(browser.eval("iocScreen.live.stats.connects").await.as_u64() >= Some(2));
+    browser
+        .wait_js(&shows("100 %"), "100 % after the restart")
+        .await;
+    p.send(DOSSIER, &dossier_received("r-2", "direct", None))
+        .await;
+    browser
+        .wait_js(&shows("50 %"), "50 % live after the restart")
+        .await;
+    let exceptions = browser.exceptions();
+    assert!(exceptions.is_empty(), "exceptions: {exceptions:#?}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_socket_resumes_from_its_seq_and_gets_the_missed_steps() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let s = stack(false).await;
+    let browser = Browser::launch().await;
+    browser.open(&screen_url(&s.backend).await).await;
+    browser.wait_js(is_live(), "the live screen").await;
+    let snapshots = browser.eval("iocScreen.live.stats.snapshots").await;
+    // Drop the socket and hold the retry back for about 5 s.
+    browser
+        .eval("iocScreen.live.backoff = 5000; iocScreen.live.ws.close(); true")
+        .await;
+    browser
+        .wait_js(
+            "document.body.dataset.conn === 'disconnected'",
+            "disconnected",
+        )
+        .await;
+    let mut p = Publisher::new(s.broker.port);
+    p.send(DOSSIER, &dossier_received("m-1", "online", None))
+        .await;
+    s.backend
+        .wait_value("dossier_online_ratio", "month", "commune", 100.0)
+        .await;
+    let value = tile_value("dossier_online_ratio");
+    browser
+        .wait_js(
+            &format!(
+                "document.querySelector('{value}')?.textContent.replace(/\\s+/g,' ') === '100 %'"
+            ),
+            "the missed step after the resume",
+        )
+        .await;
+    assert!(browser.eval("iocScreen.live.stats.resumed").await.as_u64() >= Some(1));
+    assert_eq!(
+        browser.eval("iocScreen.live.stats.snapshots").await,
+        snapshots,
+        "a resume must not need a new snapshot"
+    );
+    assert!(
+        browser.exceptions().is_empty(),
+        "{:?}",
+        browser.exceptions()
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_is_embedded_with_content_types_and_a_disk_override() {
+    let s = stack(false).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", s.backend.url)).send();
+    for (path, ctype) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/js/main.js", "text/javascript; charset=utf-8"),
+        ("/screen.css", "text/css; charset=utf-8"),
+        ("/icon.svg", "image/svg+xml"),
+    ] {
+        let r = get(path).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], ctype, "{path}");
+    }
+    let missing = get("/nope.js").await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing.bytes().await.unwrap().is_empty());
+    let post = http
+        .post(format!("{}/", s.backend.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    let api = get("/api/nope").await.unwrap();
+    assert_eq!(api.status(), 404);
+    assert_eq!(
+        api.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
+
+    // http.dashboard_dir serves a directory instead, when it exists.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "bản thử").unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let b = Backend::start_with_env(
+        other.path(),
+        &config(s.broker.port, &other.path().join("store"), false),
+        &[("IOC__HTTP__DASHBOARD_DIR", dir.path().to_str().unwrap())],
+    );
+    let page = reqwest::get(format!("{}/", b.url)).await.unwrap();
+    assert_eq!(page.text().await.unwrap(), "bản thử");
+    // A directory that does not exist falls back to the embedded screen.
+    let gone = tempfile::tempdir().unwrap();
+    let b2 = Backend::start_with_env(
+        gone.path(),
+        &config(s.broker.port, &gone.path().join("store"), false),
+        &[("IOC__HTTP__DASHBOARD_DIR", "/nonexistent/ioc-screen")],
+    );
+    let page = reqwest::get(format!("{}/", b2.url)).await.unwrap();
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Trung tâm giám sát và điều hành thông minh"));
+    assert!(b2.log_text().contains("serving the embedded wall screen"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_the_screen_says_it_needs_one() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let s = stack(false).await;
+    let browser = Browser::launch().await;
+    browser.open(&format!("{}/", s.backend.url)).await;
+    browser
+        .wait_js(
+            "!document.getElementById('conn-banner').hidden \
+             && document.getElementById('conn-banner').textContent.includes('chưa được cấp quyền')",
+            "the missing-token banner",
+        )
+        .await;
+    assert!(browser
+        .text("#conn-banner")
+        .await
+        .contains("?kiosk=1&token="));
+    assert!(
+        browser.exceptions().is_empty(),
+        "{:?}",
+        browser.exceptions()
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_without_a_token_signs_in_on_the_page() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let s = stack(false).await;
+    let browser = Browser::launch().await;
+    browser.open(&format!("{}/", s.backend.url)).await;
+    browser
+        .wait_js("!document.getElementById('login').hidden", "the login form")
+        .await;
+    let submit = |user: &str, pass: &str| {
+        format!(
+            "document.getElementById('login-user').value = {user:?}; \
+             document.getElementById('login-pass').value = {pass:?}; \
+             document.getElementById('login').requestSubmit(); true"
+        )
+    };
+    browser.eval(&submit("admin", "không phải mật khẩu")).await;
+    browser
+        .wait_js(
+            "document.getElementById('login-error').textContent.includes('không đúng')",
+            "the wrong-password message",
+        )
+        .await;
+    browser
+        .eval(&submit("admin", &s.backend.admin_password))
+        .await;
+    browser
+        .wait_js(is_live(), "the live screen after signing in")
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('login').hidden")
+            .await,
+        Value::Bool(true)
+    );
+    assert_eq!(
+        browser
+            .eval("document.getElementById('btn-logout').hidden")
+            .await,
+        Value::Bool(false)
+    );
+    browser.close().await;
+}
