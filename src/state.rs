@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 
 use crate::config::Config;
 use crate::devices::DeviceTracker;
-use crate::indicators::Engine;
+use crate::indicators::{Engine, Touched};
 use crate::metrics::Metrics;
 use crate::model::{Event, Registry, Source};
 
@@ -33,6 +33,8 @@ pub struct DeadNote {
 /// What one committed journal batch changed; broadcast to live subscribers.
 #[derive(Debug, Clone)]
 pub struct Committed {
+    /// The counters, readings and freshness the batch changed.
+    pub touched: Touched,
     /// Newly committed events (duplicates excluded).
     pub events: Vec<Event>,
     /// Newly committed dead letters.

@@ -131,6 +131,31 @@ impl BatchDelta {
     pub fn is_empty(&self) -> bool {
         self.rollups.is_empty() && self.latest.is_empty() && self.fresh.is_empty()
     }
+
+    /// What the batch touched, without amounts (for the live stream).
+    pub fn touched(&self) -> Touched {
+        let mut counters: Vec<(usize, usize)> =
+            self.rollups.keys().map(|&(c, s, _)| (c, s)).collect();
+        counters.sort_unstable();
+        counters.dedup();
+        Touched {
+            counters,
+            latest: self.latest.keys().copied().collect(),
+            fresh: self.fresh.keys().copied().collect(),
+        }
+    }
+}
+
+/// The (counter, scope), (indicator, scope) and (source, scope) pairs a
+/// committed batch changed.
+#[derive(Debug, Default, Clone)]
+pub struct Touched {
+    /// (counter, scope).
+    pub counters: Vec<(usize, usize)>,
+    /// (indicator, scope) of `latest` indicators.
+    pub latest: Vec<(usize, usize)>,
+    /// (source, scope) of freshness.
+    pub fresh: Vec<(Source, usize)>,
 }
 
 /// Which scopes to answer for.
@@ -443,96 +468,206 @@ impl Engine {
         availability: AvailabilityFn<'_>,
         only: Option<&str>,
     ) -> Vec<IndicatorValue> {
-        let (from, to) = bounds(window, now, self.regime);
-        let period = (window == Window::Month).then(|| period_of(now, self.regime).label);
         let scopes: Vec<usize> = match sel {
             ScopeSel::Commune => vec![0],
             ScopeSel::Village(v) => self.scope_index(v).into_iter().collect(),
             ScopeSel::All => (0..self.scopes.len()).collect(),
         };
+        let frame = self.frame(window, now);
         let mut out = Vec::new();
         for scope in scopes {
             for (si, spec) in self.specs.iter().enumerate() {
                 if only.is_some_and(|id| id != spec.id) {
                     continue;
                 }
-                let mut v = IndicatorValue {
-                    id: spec.id.clone(),
-                    name: spec.name.clone(),
-                    kind: spec.def_kind,
-                    window,
-                    scope: self.scopes[scope].clone(),
-                    value: None,
-                    unit: spec.unit.clone(),
-                    numerator: None,
-                    denominator: None,
-                    target: spec.target,
-                    status: Status::NoData,
-                    from,
-                    to,
-                    period: period.clone(),
-                    updated_at: None,
-                };
-                match &spec.kind {
-                    // Dead letters belong to no village.
-                    SpecKind::DeadLetters(_) if scope != 0 => {}
-                    SpecKind::Count(c) | SpecKind::DeadLetters(c) => {
-                        v.value = Some(self.sum(*c, scope, window, from, to));
-                        v.updated_at = self.changed.get(&(*c, scope)).copied();
-                    }
-                    SpecKind::Ratio(n, d) => {
-                        let num = self.sum(*n, scope, window, from, to);
-                        let den = self.sum(*d, scope, window, from, to);
-                        v.numerator = Some(num);
-                        v.denominator = Some(den);
-                        if den > 0.0 {
-                            v.value = Some(100.0 * num / den);
-                        }
-                        v.updated_at = [
-                            self.changed.get(&(*n, scope)),
-                            self.changed.get(&(*d, scope)),
-                        ]
-                        .into_iter()
-                        .flatten()
-                        .max()
-                        .copied();
-                    }
-                    SpecKind::Latest { .. } => {
-                        if let Some(&(ts, value)) = self.latest.get(&(si, scope)) {
-                            v.value = Some(value);
-                            v.updated_at = Some(ts);
-                        }
-                    }
-                    SpecKind::Availability(class) => {
-                        let village = (scope != 0).then(|| self.scopes[scope].as_str());
-                        let a = availability(*class, village);
-                        v.numerator = Some(f64::from(a.up));
-                        v.denominator = Some(f64::from(a.total));
-                        // No device ever heard from: no data, not 0 %.
-                        if a.total > 0 && a.heard > 0 {
-                            v.value = Some(100.0 * f64::from(a.up) / f64::from(a.total));
-                        }
-                        v.updated_at = Some(now);
-                    }
-                    SpecKind::Freshness(source) => {
-                        if let Some(&ts) = self.fresh.get(&(*source, scope)) {
-                            let age = now.signed_duration_since(ts).max(Duration::zero());
-                            v.value = Some(age.num_milliseconds() as f64 / 1000.0);
-                            v.updated_at = Some(ts);
-                        }
-                    }
-                }
-                v.status = match (v.value, spec.target) {
-                    (None, _) => Status::NoData,
-                    (Some(_), None) => Status::Met,
-                    (Some(x), Some(t)) if t.met(x) => Status::Met,
-                    (Some(_), Some(_)) => Status::NotMet,
-                };
-                out.push(v);
+                out.push(self.value_at(si, scope, &frame, now, availability));
             }
         }
         out
     }
+
+    /// Number of indicators (index = config order).
+    pub fn spec_count(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// The bounds and period label of a window at `now`, shared by every
+    /// value computed for it.
+    pub fn frame(&self, window: Window, now: DateTime<Utc>) -> Frame {
+        let (from, to) = bounds(window, now, self.regime);
+        let period = (window == Window::Month).then(|| period_of(now, self.regime).label);
+        Frame {
+            window,
+            from,
+            to,
+            period,
+        }
+    }
+
+    /// The (indicator, scope) pairs whose values a batch can have changed:
+    /// counts and ratios over its counters, its `latest` readings, the
+    /// freshness of its sources, and the availability of the device classes
+    /// in `devices` (class, village scope).
+    pub fn affected(
+        &self,
+        touched: &Touched,
+        devices: &[(DeviceClass, Option<usize>)],
+    ) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (si, spec) in self.specs.iter().enumerate() {
+            match &spec.kind {
+                SpecKind::Count(c) | SpecKind::DeadLetters(c) => out.extend(
+                    touched
+                        .counters
+                        .iter()
+                        .filter(|(tc, _)| tc == c)
+                        .map(|&(_, s)| (si, s)),
+                ),
+                SpecKind::Ratio(n, d) => out.extend(
+                    touched
+                        .counters
+                        .iter()
+                        .filter(|(tc, _)| tc == n || tc == d)
+                        .map(|&(_, s)| (si, s)),
+                ),
+                SpecKind::Latest { .. } => out.extend(
+                    touched
+                        .latest
+                        .iter()
+                        .filter(|(ti, _)| *ti == si)
+                        .map(|&(_, s)| (si, s)),
+                ),
+                SpecKind::Freshness(source) => out.extend(
+                    touched
+                        .fresh
+                        .iter()
+                        .filter(|(ts, _)| ts == source)
+                        .map(|&(_, s)| (si, s)),
+                ),
+                SpecKind::Availability(class) => {
+                    for (dc, village) in devices {
+                        if dc == class {
+                            out.push((si, 0));
+                            out.extend(village.map(|v| (si, v)));
+                        }
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Indicators whose values move with the clock alone (device
+    /// availability and data freshness).
+    pub fn clock_driven(&self) -> Vec<usize> {
+        self.specs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s.kind, SpecKind::Availability(_) | SpecKind::Freshness(_)))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// One indicator value in one scope.
+    pub fn value_at(
+        &self,
+        si: usize,
+        scope: usize,
+        frame: &Frame,
+        now: DateTime<Utc>,
+        availability: AvailabilityFn<'_>,
+    ) -> IndicatorValue {
+        let spec = &self.specs[si];
+        let (window, from, to) = (frame.window, frame.from, frame.to);
+        let mut v = IndicatorValue {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            kind: spec.def_kind,
+            window,
+            scope: self.scopes[scope].clone(),
+            value: None,
+            unit: spec.unit.clone(),
+            numerator: None,
+            denominator: None,
+            target: spec.target,
+            status: Status::NoData,
+            from,
+            to,
+            period: frame.period.clone(),
+            updated_at: None,
+        };
+        match &spec.kind {
+            // Dead letters belong to no village.
+            SpecKind::DeadLetters(_) if scope != 0 => {}
+            SpecKind::Count(c) | SpecKind::DeadLetters(c) => {
+                v.value = Some(self.sum(*c, scope, window, from, to));
+                v.updated_at = self.changed.get(&(*c, scope)).copied();
+            }
+            SpecKind::Ratio(n, d) => {
+                let num = self.sum(*n, scope, window, from, to);
+                let den = self.sum(*d, scope, window, from, to);
+                v.numerator = Some(num);
+                v.denominator = Some(den);
+                if den > 0.0 {
+                    v.value = Some(100.0 * num / den);
+                }
+                v.updated_at = [
+                    self.changed.get(&(*n, scope)),
+                    self.changed.get(&(*d, scope)),
+                ]
+                .into_iter()
+                .flatten()
+                .max()
+                .copied();
+            }
+            SpecKind::Latest { .. } => {
+                if let Some(&(ts, value)) = self.latest.get(&(si, scope)) {
+                    v.value = Some(value);
+                    v.updated_at = Some(ts);
+                }
+            }
+            SpecKind::Availability(class) => {
+                let village = (scope != 0).then(|| self.scopes[scope].as_str());
+                let a = availability(*class, village);
+                v.numerator = Some(f64::from(a.up));
+                v.denominator = Some(f64::from(a.total));
+                // No device ever heard from: no data, not 0 %.
+                if a.total > 0 && a.heard > 0 {
+                    v.value = Some(100.0 * f64::from(a.up) / f64::from(a.total));
+                }
+                v.updated_at = Some(now);
+            }
+            SpecKind::Freshness(source) => {
+                if let Some(&ts) = self.fresh.get(&(*source, scope)) {
+                    let age = now.signed_duration_since(ts).max(Duration::zero());
+                    v.value = Some(age.num_milliseconds() as f64 / 1000.0);
+                    v.updated_at = Some(ts);
+                }
+            }
+        }
+        v.status = match (v.value, spec.target) {
+            (None, _) => Status::NoData,
+            (Some(_), None) => Status::Met,
+            (Some(x), Some(t)) if t.met(x) => Status::Met,
+            (Some(_), Some(_)) => Status::NotMet,
+        };
+        v
+    }
+}
+
+/// A window's bounds at one instant.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The window.
+    pub window: Window,
+    /// Start (inclusive).
+    pub from: DateTime<Utc>,
+    /// End (exclusive).
+    pub to: DateTime<Utc>,
+    /// Report period label (`month` only).
+    pub period: Option<String>,
 }
 
 /// How the history of an indicator is computed from rollups.
@@ -568,4 +703,112 @@ fn compile(def: &IndicatorDef, intern: &mut impl FnMut(Counter) -> usize) -> Opt
         IndicatorKind::Freshness => SpecKind::Freshness(Source::parse(def.source.as_deref()?)?),
         IndicatorKind::DeadLetters => SpecKind::DeadLetters(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_str;
+
+    const CONFIG: &str = r#"
+[commune]
+id = "x"
+name = "X"
+[[village]]
+id = "a"
+name = "A"
+[[village]]
+id = "b"
+name = "B"
+[[indicator]]
+id = "received"
+name = "Hồ sơ"
+kind = "count"
+match = { source = "procedure", event = "received" }
+[[indicator]]
+id = "online"
+name = "Trực tuyến"
+kind = "ratio"
+numerator = { source = "procedure", event = "received", where = { channel = "online" } }
+denominator = { source = "procedure", event = "received" }
+[[indicator]]
+id = "rain"
+name = "Mưa"
+kind = "latest"
+field = "rain_mm"
+match = { source = "sensor" }
+[[indicator]]
+id = "cams"
+name = "Camera"
+kind = "availability"
+device_class = "camera"
+[[indicator]]
+id = "fresh"
+name = "Độ mới"
+kind = "freshness"
+source = "procedure"
+"#;
+
+    fn dossier(village: &str, channel: &str) -> Event {
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("channel".into(), channel.into());
+        Event {
+            source: Source::Procedure,
+            kind: "received".into(),
+            device: None,
+            village: Some(village.into()),
+            ts: Utc::now(),
+            received_at: Utc::now(),
+            seq: None,
+            attrs,
+            dedup_key: String::new(),
+            retained: false,
+        }
+    }
+
+    #[test]
+    fn a_batch_affects_only_what_it_touched_and_values_match_the_api() {
+        let c = load_str(CONFIG, "t.toml", &[]).unwrap();
+        let mut e = Engine::new(&c);
+        let (a, b) = (e.scope_index("a").unwrap(), e.scope_index("b").unwrap());
+        let events = [dossier("a", "online"), dossier("a", "direct")];
+        let delta = e.delta(events.iter(), &[]);
+        let touched = delta.touched();
+        e.apply(&delta, Utc::now());
+        let id = |name: &str| e.ids().position(|x| x == name).unwrap();
+        let affected = e.affected(&touched, &[]);
+        let want = [
+            (id("received"), 0),
+            (id("received"), a),
+            (id("online"), 0),
+            (id("online"), a),
+            (id("fresh"), 0),
+            (id("fresh"), a),
+        ];
+        let mut want = want.to_vec();
+        want.sort_unstable();
+        assert_eq!(affected, want, "nothing of village b, rain or cameras");
+        assert!(!affected.iter().any(|&(_, s)| s == b));
+
+        // A camera of village b: availability of the commune and of b.
+        let cams = e.affected(&Touched::default(), &[(DeviceClass::Camera, Some(b))]);
+        assert_eq!(cams, vec![(id("cams"), 0), (id("cams"), b)]);
+        assert_eq!(
+            e.clock_driven(),
+            vec![id("cams"), id("fresh")],
+            "availability and freshness move with the clock"
+        );
+
+        // value_at agrees with the API's values().
+        let now = Utc::now();
+        let none = |_: DeviceClass, _: Option<&str>| Availability::default();
+        for w in Window::ALL {
+            let frame = e.frame(w, now);
+            let api = e.values(w, ScopeSel::Village("a"), now, &none, Some("online"));
+            let one = e.value_at(id("online"), a, &frame, now, &none);
+            assert_eq!(api, vec![one.clone()]);
+            assert_eq!(one.value, Some(50.0));
+            assert_eq!(one.kind, IndicatorKind::Ratio);
+        }
+    }
 }

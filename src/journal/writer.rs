@@ -176,6 +176,7 @@ fn commit_batch(
     let now = Utc::now();
     let duplicates = events.len() - outcome.new_events.len() + dead.len() - outcome.new_dead.len();
     let new_events = || outcome.new_events.iter().map(|&i| events[i].event);
+    let touched = derived.delta.touched();
     {
         let mut engine = shared.engine.write();
         engine.apply(&derived.delta, now);
@@ -222,6 +223,7 @@ fn commit_batch(
     shared.batches.fetch_add(1, Ordering::Release);
     if shared.updates.receiver_count() > 0 {
         let _ = shared.updates.send(Arc::new(Committed {
+            touched,
             events: new_events().cloned().collect(),
             dead: outcome
                 .new_dead

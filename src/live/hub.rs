@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::keys::{key_info, Family, KeyInfo, Known};
 use crate::config::{IndicatorKind, Live};
 use crate::devices::{class_of, DeviceView};
-use crate::indicators::{IndicatorValue, ScopeSel, Window, COMMUNE};
+use crate::indicators::{IndicatorValue, Touched, Window, COMMUNE};
 use crate::model::{DeviceClass, Event};
 use crate::state::{Committed, DeadNote, Shared};
 
@@ -73,6 +73,8 @@ type FeedRow = (DateTime<Utc>, Arc<str>);
 struct State {
     seq: u64,
     keys: HashMap<String, Arc<KeyInfo>>,
+    /// Indicator keys by `(indicator × scopes + scope) × 3 + window`.
+    indicator_keys: Vec<Arc<KeyInfo>>,
     current: BTreeMap<u32, Current>,
     history: VecDeque<Arc<Step>>,
     history_bytes: usize,
@@ -87,15 +89,37 @@ struct State {
 pub struct Hub {
     epoch: String,
     shared: Arc<Shared>,
+    clock: Mutex<Clock>,
     state: Mutex<State>,
     tx: broadcast::Sender<Arc<Step>>,
     connections: AtomicUsize,
 }
 
+/// What a step recomputes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// What committed batches touched.
+    Commits,
+    /// What the clock moves: availability and freshness every tick; the
+    /// sliding 24h window each new minute; a whole window when its day or
+    /// report period rolls over; every device's staleness.
+    Tick,
+    /// Everything (start, or after the hub fell behind the journal).
+    Full,
+}
+
 /// A value computed for one key, before it is compared with the last one.
 enum Candidate {
-    Indicator(IndicatorValue),
+    Indicator(Arc<KeyInfo>, IndicatorValue),
     Device(DeviceView),
+}
+
+/// Where the clock was at the last tick.
+#[derive(Debug, Default, Clone, Copy)]
+struct Clock {
+    minute: i64,
+    today_from: Option<DateTime<Utc>>,
+    month_from: Option<DateTime<Utc>>,
 }
 
 /// Holds a connection slot; released on drop.
@@ -132,9 +156,11 @@ impl Hub {
         let hub = Arc::new(Hub {
             epoch,
             shared,
+            clock: Mutex::new(Clock::default()),
             state: Mutex::new(State {
                 seq: 0,
                 keys: HashMap::new(),
+                indicator_keys: Vec::new(),
                 current: BTreeMap::new(),
                 history: VecDeque::new(),
                 history_bytes: 0,
@@ -145,7 +171,22 @@ impl Hub {
             tx,
             connections: AtomicUsize::new(0),
         });
-        hub.advance(&[], true, Utc::now(), false);
+        {
+            let engine = hub.shared.engine.read();
+            let ids: Vec<String> = engine.ids().map(str::to_owned).collect();
+            let scopes = engine.scopes().to_vec();
+            let mut st = hub.state.lock();
+            for id in &ids {
+                for scope in &scopes {
+                    for w in Window::ALL {
+                        let segments = vec![id.clone(), w.as_str().to_owned(), scope.clone()];
+                        let key = st.intern(Family::Indicator, segments, scope.clone());
+                        st.indicator_keys.push(key);
+                    }
+                }
+            }
+        }
+        hub.advance(&[], Pass::Full, Utc::now(), false);
         (hub, commits)
     }
 
@@ -245,20 +286,13 @@ impl Hub {
         Some((st.seq, steps))
     }
 
-    /// Recompute what `commits` (or, when `full`, the clock) may have
-    /// changed and publish the changes as one step.
-    fn advance(&self, commits: &[Arc<Committed>], full: bool, now: DateTime<Utc>, publish: bool) {
-        let mut scopes: HashSet<String> = HashSet::new();
+    /// Recompute what `commits` (or the clock) may have changed and publish
+    /// the changes as one step.
+    fn advance(&self, commits: &[Arc<Committed>], pass: Pass, now: DateTime<Utc>, publish: bool) {
         let mut devices: HashSet<(DeviceClass, String)> = HashSet::new();
         let mut feed: Vec<(String, DateTime<Utc>, Arc<str>)> = Vec::new();
         for c in commits {
-            if !c.events.is_empty() || !c.dead.is_empty() {
-                scopes.insert(COMMUNE.to_owned());
-            }
             for e in &c.events {
-                if let Some(v) = &e.village {
-                    scopes.insert(v.clone());
-                }
                 if let (Some(class), Some(id)) = (class_of(e.source), &e.device) {
                     devices.insert((class, id.clone()));
                 }
@@ -272,36 +306,30 @@ impl Hub {
             }
         }
 
-        let candidates = self.compute(&scopes, &devices, full, now);
+        let candidates = self.compute(commits, &devices, pass, now);
         let live = self.limits();
         let mut st = self.state.lock();
         let mut changed = Vec::new();
         for cand in candidates {
-            let (family, segments, scope, updated_at, fp) = match &cand {
-                Candidate::Indicator(v) => (
-                    Family::Indicator,
-                    vec![v.id.clone(), v.window.as_str().to_owned(), v.scope.clone()],
-                    v.scope.clone(),
-                    v.updated_at,
-                    indicator_fingerprint(v),
-                ),
-                Candidate::Device(d) => (
-                    Family::Device,
-                    vec![d.class.as_str().to_owned(), d.id.clone()],
-                    d.village.clone().unwrap_or_else(|| COMMUNE.to_owned()),
-                    d.last_seen,
-                    device_fingerprint(d),
-                ),
+            let (key, updated_at, fp) = match &cand {
+                Candidate::Indicator(key, v) => {
+                    (Arc::clone(key), v.updated_at, indicator_fingerprint(v))
+                }
+                Candidate::Device(d) => {
+                    let scope = d.village.clone().unwrap_or_else(|| COMMUNE.to_owned());
+                    let segments = vec![d.class.as_str().to_owned(), d.id.clone()];
+                    let key = st.intern(Family::Device, segments, scope);
+                    (key, d.last_seen, device_fingerprint(d))
+                }
             };
-            let key = st.intern(family, segments, scope);
             if st.current.get(&key.id).is_some_and(|c| c.fingerprint == fp) {
                 continue;
             }
-            if family == Family::Device {
+            if key.family == Family::Device {
                 st.known.devices.insert(key.segments[1].clone());
             }
             let json = match &cand {
-                Candidate::Indicator(v) => item_json(&key, updated_at, v),
+                Candidate::Indicator(_, v) => item_json(&key, updated_at, v),
                 Candidate::Device(d) => item_json(&key, updated_at, d),
             };
             let item = Item {
@@ -401,49 +429,96 @@ impl Hub {
         let _ = self.tx.send(step);
     }
 
-    /// Compute the candidates: indicators of the touched scopes (all of
-    /// them when `full`) and the touched devices (all when `full`).
+    /// Compute the candidates of a pass: the indicator values and the
+    /// devices it may have changed.
     fn compute(
         &self,
-        scopes: &HashSet<String>,
+        commits: &[Arc<Committed>],
         devices: &HashSet<(DeviceClass, String)>,
-        full: bool,
+        pass: Pass,
         now: DateTime<Utc>,
     ) -> Vec<Candidate> {
         let engine = self.shared.engine.read();
         let tracker = self.shared.devices.read();
         let availability = |class, village: Option<&str>| tracker.availability(class, village, now);
-        let mut out = Vec::new();
-        let all: Vec<String>;
-        let scope_list: Vec<&String> = if full {
-            all = engine.scopes().to_vec();
-            all.iter().collect()
-        } else {
-            let mut v: Vec<&String> = scopes.iter().collect();
-            v.sort();
-            v
-        };
-        for scope in scope_list {
-            for window in Window::ALL {
-                out.extend(
-                    engine
-                        .values(window, ScopeSel::Village(scope), now, &availability, None)
-                        .into_iter()
-                        .map(Candidate::Indicator),
-                );
-            }
-        }
-        if full {
-            out.extend(tracker.list(now).into_iter().map(Candidate::Device));
-        } else {
+        let views: Vec<DeviceView> = if pass == Pass::Commits {
             let mut touched: Vec<&(DeviceClass, String)> = devices.iter().collect();
             touched.sort();
-            out.extend(
-                touched
-                    .into_iter()
-                    .map(|(class, id)| Candidate::Device(tracker.view(*class, id, now))),
-            );
+            touched
+                .into_iter()
+                .map(|(class, id)| tracker.view(*class, id, now))
+                .collect()
+        } else {
+            tracker.list(now)
+        };
+        let frames = Window::ALL.map(|w| engine.frame(w, now));
+        let nscopes = engine.scopes().len();
+        let all_scopes = |specs: &[usize]| -> Vec<(usize, usize)> {
+            specs
+                .iter()
+                .flat_map(|&si| (0..nscopes).map(move |s| (si, s)))
+                .collect()
+        };
+        // (indicator, scope) pairs per window: today, 24h, month.
+        let pairs: [Vec<(usize, usize)>; 3] = match pass {
+            Pass::Full => {
+                let all: Vec<usize> = (0..engine.spec_count()).collect();
+                let every = all_scopes(&all);
+                [every.clone(), every.clone(), every]
+            }
+            Pass::Commits => {
+                let mut touched = Touched::default();
+                for c in commits {
+                    touched.counters.extend(&c.touched.counters);
+                    touched.latest.extend(&c.touched.latest);
+                    touched.fresh.extend(&c.touched.fresh);
+                }
+                let classes: Vec<(DeviceClass, Option<usize>)> = views
+                    .iter()
+                    .filter(|d| d.registered)
+                    .map(|d| {
+                        let village = d.village.as_deref().and_then(|v| engine.scope_index(v));
+                        (d.class, village)
+                    })
+                    .collect();
+                let affected = engine.affected(&touched, &classes);
+                [affected.clone(), affected.clone(), affected]
+            }
+            Pass::Tick => {
+                let clocked = all_scopes(&engine.clock_driven());
+                let mut pairs = [clocked.clone(), clocked.clone(), clocked];
+                let all: Vec<usize> = (0..engine.spec_count()).collect();
+                let mut clock = self.clock.lock();
+                let minute = now.timestamp().div_euclid(60);
+                if minute != clock.minute {
+                    // The 24h window slides a minute bucket.
+                    clock.minute = minute;
+                    pairs[1] = all_scopes(&all);
+                }
+                if clock.today_from != Some(frames[0].from) {
+                    clock.today_from = Some(frames[0].from);
+                    pairs[0] = all_scopes(&all);
+                }
+                if clock.month_from != Some(frames[2].from) {
+                    clock.month_from = Some(frames[2].from);
+                    pairs[2] = all_scopes(&all);
+                }
+                pairs
+            }
+        };
+        let mut out = Vec::new();
+        let st = self.state.lock();
+        for (wi, frame) in frames.iter().enumerate() {
+            for &(si, scope) in &pairs[wi] {
+                let Some(key) = st.indicator_keys.get((si * nscopes + scope) * 3 + wi) else {
+                    continue;
+                };
+                let v = engine.value_at(si, scope, frame, now, &availability);
+                out.push(Candidate::Indicator(Arc::clone(key), v));
+            }
         }
+        drop(st);
+        out.extend(views.into_iter().map(Candidate::Device));
         out
     }
 }
@@ -568,8 +643,12 @@ fn indicator_fingerprint(v: &IndicatorValue) -> u64 {
     v.numerator.map(f64::to_bits).hash(&mut h);
     v.denominator.map(f64::to_bits).hash(&mut h);
     (v.status as u8).hash(&mut h);
-    v.from.hash(&mut h);
-    v.to.hash(&mut h);
+    // The 24h window's bounds move every instant; its value moves when a
+    // minute bucket leaves it, which the value itself shows.
+    if v.window != Window::Last24h {
+        v.from.hash(&mut h);
+        v.to.hash(&mut h);
+    }
     v.period.hash(&mut h);
     // Availability is recomputed at every look: its updated_at is "now".
     if v.kind != IndicatorKind::Availability {
@@ -602,6 +681,7 @@ pub async fn run(
     loop {
         let mut pending = Vec::new();
         let mut full = false;
+        let mut tick_fired = false;
         tokio::select! {
             _ = cancel.cancelled() => return,
             r = commits.recv() => match r {
@@ -612,7 +692,7 @@ pub async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
-            _ = tick.tick() => full = true,
+            _ = tick.tick() => tick_fired = true,
         }
         loop {
             match commits.try_recv() {
@@ -621,19 +701,25 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        let hub2 = Arc::clone(&hub);
-        // The recomputation is CPU work; keep it off the I/O threads' hot
-        // path only when it is a full pass.
-        if full {
-            let r = tokio::task::spawn_blocking(move || {
-                hub2.advance(&pending, true, Utc::now(), true);
-            })
-            .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "live hub step failed");
-            }
+        let pass = if full {
+            Pass::Full
+        } else if tick_fired {
+            Pass::Tick
         } else {
-            hub2.advance(&pending, false, Utc::now(), true);
+            Pass::Commits
+        };
+        if pass == Pass::Commits {
+            hub.advance(&pending, pass, Utc::now(), true);
+            continue;
+        }
+        // Clock and full passes are larger: keep them off the I/O threads.
+        let hub2 = Arc::clone(&hub);
+        let r = tokio::task::spawn_blocking(move || {
+            hub2.advance(&pending, pass, Utc::now(), true);
+        })
+        .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "live hub step failed");
         }
     }
 }
