@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -218,6 +219,14 @@ pub async fn run(
         ));
     }
     let http = tasks.spawn(async move {
+        // Live frames are small and frequent: without TCP_NODELAY, Nagle's
+        // algorithm holds each one back until the client's (delayed)
+        // acknowledgement of the previous one, tens of ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

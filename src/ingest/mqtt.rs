@@ -173,6 +173,10 @@ pub async fn run(
     let config = &shared.config;
     let opts = options(config)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    // Acks and small publishes must not wait for Nagle's algorithm.
+    let mut net = eventloop.network_options();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
     let epoch = Arc::new(AtomicU64::new(0));
     let acks = spawn_acker(client.clone(), Arc::clone(&epoch), Arc::clone(&shared));
     let mut backoff = Backoff::new(
