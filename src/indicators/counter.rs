@@ -131,6 +131,12 @@ impl Matcher {
     }
 
     /// Whether `e` passes every condition (the `sum` field aside).
+    /// The device ids the filter is limited to (empty: any device).
+    pub fn devices(&self) -> &[String] {
+        &self.devices
+    }
+
+    /// Whether the event passes the filter.
     pub fn matches(&self, e: &Event) -> bool {
         if self.source.is_some_and(|s| e.source != s) {
             return false;

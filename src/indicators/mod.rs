@@ -186,6 +186,69 @@ pub struct Engine {
     latest: HashMap<(usize, usize), (DateTime<Utc>, f64)>,
     fresh: HashMap<(Source, usize), DateTime<Utc>>,
     dead_counter: usize,
+    /// Which counters and `latest` indicators an event can match, by its
+    /// device: filters limited to devices are indexed by device id, the
+    /// others are checked for every event.
+    by_device: DeviceIndex,
+}
+
+/// Counters and `latest` indicators (indexes) whose filters name devices,
+/// by device id; and the ones that do not.
+#[derive(Debug, Default)]
+struct DeviceIndex {
+    counters: HashMap<String, Vec<usize>>,
+    counters_any: Vec<usize>,
+    latest: HashMap<String, Vec<usize>>,
+    latest_any: Vec<usize>,
+}
+
+impl DeviceIndex {
+    fn build(counters: &[Counter], specs: &[Spec]) -> DeviceIndex {
+        let mut ix = DeviceIndex::default();
+        for (ci, c) in counters.iter().enumerate() {
+            if let CounterKind::Events(m) = &c.kind {
+                if m.devices().is_empty() {
+                    ix.counters_any.push(ci);
+                }
+                let mut named = m.devices().to_vec();
+                named.dedup();
+                for d in named {
+                    ix.counters.entry(d).or_default().push(ci);
+                }
+            }
+        }
+        for (si, spec) in specs.iter().enumerate() {
+            if let SpecKind::Latest { matcher, .. } = &spec.kind {
+                if matcher.devices().is_empty() {
+                    ix.latest_any.push(si);
+                }
+                let mut named = matcher.devices().to_vec();
+                named.dedup();
+                for d in named {
+                    ix.latest.entry(d).or_default().push(si);
+                }
+            }
+        }
+        ix
+    }
+
+    /// Counters an event from `device` may match.
+    fn counters<'a>(&'a self, device: Option<&str>) -> impl Iterator<Item = usize> + 'a {
+        let named = device.and_then(|d| self.counters.get(d));
+        self.counters_any
+            .iter()
+            .chain(named.into_iter().flatten())
+            .copied()
+    }
+
+    /// `latest` indicators an event from `device` may match.
+    fn latest<'a>(&'a self, device: Option<&str>) -> impl Iterator<Item = usize> + 'a {
+        let named = device.and_then(|d| self.latest.get(d));
+        self.latest_any
+            .iter()
+            .chain(named.into_iter().flatten())
+            .copied()
+    }
 }
 
 impl Engine {
@@ -213,6 +276,7 @@ impl Engine {
                 });
             }
         }
+        let by_device = DeviceIndex::build(&counters, &specs);
         let mut scopes = vec![COMMUNE.to_string()];
         scopes.extend(config.villages.iter().map(|v| v.id.clone()));
         let scope_index = scopes
@@ -231,6 +295,7 @@ impl Engine {
             latest: HashMap::new(),
             fresh: HashMap::new(),
             dead_counter: 0,
+            by_device,
         }
     }
 
@@ -312,8 +377,9 @@ impl Engine {
         for e in events {
             let minute = e.ts.timestamp().div_euclid(60);
             let scopes = self.scopes_of(e.village.as_deref());
-            for (ci, c) in self.counters.iter().enumerate() {
-                if let CounterKind::Events(m) = &c.kind {
+            let device = e.device.as_deref();
+            for ci in self.by_device.counters(device) {
+                if let CounterKind::Events(m) = &self.counters[ci].kind {
                     if let Some(amount) = m.amount(e) {
                         for s in scopes.iter().flatten() {
                             *d.rollups.entry((ci, *s, minute)).or_insert(0.0) += amount;
@@ -321,8 +387,8 @@ impl Engine {
                     }
                 }
             }
-            for (si, spec) in self.specs.iter().enumerate() {
-                if let SpecKind::Latest { matcher, field, .. } = &spec.kind {
+            for si in self.by_device.latest(device) {
+                if let SpecKind::Latest { matcher, field, .. } = &self.specs[si].kind {
                     if !matcher.matches(e) {
                         continue;
                     }
@@ -747,6 +813,17 @@ id = "fresh"
 name = "Độ mới"
 kind = "freshness"
 source = "procedure"
+[[indicator]]
+id = "g1"
+name = "Nhóm 1"
+kind = "latest"
+field = "v"
+match = { source = "sensor", devices = ["s-2", "s-1", "s-1"] }
+[[indicator]]
+id = "g1_count"
+name = "Số lần đo nhóm 1"
+kind = "count"
+match = { source = "sensor", devices = ["s-1", "s-2"] }
 "#;
 
     fn dossier(village: &str, channel: &str) -> Event {
@@ -764,6 +841,50 @@ source = "procedure"
             dedup_key: String::new(),
             retained: false,
         }
+    }
+
+    fn reading(device: &str, v: f64) -> Event {
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("v".into(), v.into());
+        Event {
+            source: Source::Sensor,
+            kind: "telemetry".into(),
+            device: Some(device.into()),
+            village: None,
+            ts: Utc::now(),
+            received_at: Utc::now(),
+            seq: None,
+            attrs,
+            dedup_key: String::new(),
+            retained: false,
+        }
+    }
+
+    #[test]
+    fn device_filters_are_indexed_and_count_once() {
+        let c = load_str(CONFIG, "t.toml", &[]).unwrap();
+        let mut e = Engine::new(&c);
+        let events = [
+            reading("s-1", 3.0),
+            reading("s-9", 7.0),
+            reading("s-2", 5.0),
+        ];
+        let delta = e.delta(events.iter(), &[]);
+        e.apply(&delta, Utc::now());
+        let now = Utc::now();
+        let none = |_: DeviceClass, _: Option<&str>| Availability::default();
+        let get =
+            |id: &str| e.values(Window::Today, ScopeSel::Commune, now, &none, Some(id))[0].value;
+        assert_eq!(
+            get("g1_count"),
+            Some(2.0),
+            "s-1 once (listed twice), s-2; not s-9"
+        );
+        assert_eq!(
+            get("g1"),
+            Some(5.0),
+            "the newest reading of a listed device"
+        );
     }
 
     #[test]

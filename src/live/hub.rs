@@ -27,6 +27,9 @@ use crate::indicators::{IndicatorValue, Touched, Window, COMMUNE};
 use crate::model::{DeviceClass, Event};
 use crate::state::{Committed, DeadNote, Shared};
 
+/// Feeds are republished at most this often (and at every clock tick).
+const FEED_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Most bytes of items kept in the resume history, whatever
 /// `live.history_batches` says.
 pub const HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -81,6 +84,10 @@ struct State {
     known: Known,
     /// Per scope, the newest events first.
     feeds: HashMap<String, VecDeque<FeedRow>>,
+    /// Scopes whose feed changed since it was last published.
+    feed_dirty: HashSet<String>,
+    /// When feeds were last published.
+    feed_flushed: Option<std::time::Instant>,
     dead: DeadSummary,
 }
 
@@ -166,6 +173,8 @@ impl Hub {
                 history_bytes: 0,
                 known,
                 feeds,
+                feed_dirty: HashSet::new(),
+                feed_flushed: None,
                 dead: DeadSummary::default(),
             }),
             tx,
@@ -346,33 +355,43 @@ impl Hub {
             changed.push(item);
         }
 
-        // Feeds: every scope on the first pass, then the touched ones.
-        let mut feed_scopes: Vec<String> = if publish {
-            Vec::new()
-        } else {
-            st.feeds.keys().cloned().collect()
-        };
+        // Feeds: every scope on the first pass; then the touched ones, at
+        // most every FEED_INTERVAL (a feed item is the whole list, so
+        // rebuilding it for every commit would cost more than the rest of
+        // the step); the clock tick publishes what is left.
         for (scope, at, entry) in feed {
             let Some(q) = st.feeds.get_mut(&scope) else {
                 continue;
             };
             q.push_front((at, entry));
             q.truncate(live.feed_len);
-            if !feed_scopes.contains(&scope) {
-                feed_scopes.push(scope);
-            }
+            st.feed_dirty.insert(scope);
         }
-        feed_scopes.sort();
-        for scope in feed_scopes {
-            let item = st.feed_item(&scope);
-            st.current.insert(
-                item.key.id,
-                Current {
-                    item: item.clone(),
-                    fingerprint: 0,
-                },
-            );
-            changed.push(item);
+        let due = !publish
+            || pass != Pass::Commits
+            || st.feed_flushed.is_none_or(|t| t.elapsed() >= FEED_INTERVAL);
+        if due {
+            let mut feed_scopes: Vec<String> = if publish {
+                st.feed_dirty.drain().collect()
+            } else {
+                st.feed_dirty.clear();
+                st.feeds.keys().cloned().collect()
+            };
+            if !feed_scopes.is_empty() {
+                st.feed_flushed = Some(std::time::Instant::now());
+            }
+            feed_scopes.sort();
+            for scope in feed_scopes {
+                let item = st.feed_item(&scope);
+                st.current.insert(
+                    item.key.id,
+                    Current {
+                        item: item.clone(),
+                        fingerprint: 0,
+                    },
+                );
+                changed.push(item);
+            }
         }
 
         // Dead letters.
