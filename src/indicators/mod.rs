@@ -204,29 +204,26 @@ struct DeviceIndex {
 
 impl DeviceIndex {
     fn build(counters: &[Counter], specs: &[Spec]) -> DeviceIndex {
+        /// File filter `i` under each device it names, or under "any".
+        fn file(any: &mut Vec<usize>, by: &mut HashMap<String, Vec<usize>>, i: usize, m: &Matcher) {
+            if m.devices().is_empty() {
+                any.push(i);
+            }
+            let mut named = m.devices().to_vec();
+            named.dedup();
+            for d in named {
+                by.entry(d).or_default().push(i);
+            }
+        }
         let mut ix = DeviceIndex::default();
         for (ci, c) in counters.iter().enumerate() {
             if let CounterKind::Events(m) = &c.kind {
-                if m.devices().is_empty() {
-                    ix.counters_any.push(ci);
-                }
-                let mut named = m.devices().to_vec();
-                named.dedup();
-                for d in named {
-                    ix.counters.entry(d).or_default().push(ci);
-                }
+                file(&mut ix.counters_any, &mut ix.counters, ci, m);
             }
         }
         for (si, spec) in specs.iter().enumerate() {
             if let SpecKind::Latest { matcher, .. } = &spec.kind {
-                if matcher.devices().is_empty() {
-                    ix.latest_any.push(si);
-                }
-                let mut named = matcher.devices().to_vec();
-                named.dedup();
-                for d in named {
-                    ix.latest.entry(d).or_default().push(si);
-                }
+                file(&mut ix.latest_any, &mut ix.latest, si, matcher);
             }
         }
         ix
