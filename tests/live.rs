@@ -625,3 +625,55 @@ async fn a_silent_peer_is_dropped_after_three_heartbeats() {
     .await;
     drop(silent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_share_frames_only_with_equal_subscriptions() {
+    let (broker, _dir, b) = common::stack().await;
+    // Two clients with one subscription, one with another, one with a
+    // village filter on the first: each sees exactly its own keys.
+    let mut same_a = Client::connect(&b).await;
+    let mut same_b = Client::connect(&b).await;
+    let mut other = Client::connect(&b).await;
+    let mut filtered = Client::connect(&b).await;
+    let received =
+        json!({"type": "subscribe", "id": "s", "keys": ["indicator:dossiers_received:today"]});
+    same_a.subscribe(received.clone()).await;
+    same_b.subscribe(received.clone()).await;
+    other
+        .subscribe(json!({"type": "subscribe", "id": "s", "keys": [ONLINE_TODAY]}))
+        .await;
+    let mut only_village = received.clone();
+    only_village["villages"] = json!(["tan-binh"]);
+    filtered.subscribe(only_village).await;
+
+    let mut p = Publisher::new(broker.port);
+    publish_spaced(&mut p, 1..=4).await;
+    let village_key = "indicator:dossiers_received:today:tan-binh";
+    for (name, c, want_key, want) in [
+        ("same_a", &mut same_a, RECEIVED_TODAY, 4.0),
+        ("same_b", &mut same_b, RECEIVED_TODAY, 4.0),
+        ("other", &mut other, ONLINE_TODAY, 100.0),
+        ("filtered", &mut filtered, village_key, 4.0),
+    ] {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "{name}: no {want_key} = {want}");
+            let f = c.frame().await;
+            let items = f["items"].as_array().unwrap();
+            for i in items {
+                let key = i["key"].as_str().unwrap();
+                match name {
+                    "same_a" | "same_b" => assert!(
+                        key.starts_with("indicator:dossiers_received:today:"),
+                        "{name}: {key}"
+                    ),
+                    "other" => assert_eq!(key, ONLINE_TODAY, "{name}"),
+                    _ => assert_eq!(key, village_key, "{name}"),
+                }
+            }
+            if items.iter().any(|i| item_is(i, want_key, want)) {
+                break;
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Hub, Item, Step};
+use super::hub::{Hub, Item, Step, MAX_SHARED_FRAMES};
 use super::keys::{KeyInfo, Pattern};
 use super::protocol::{error_frame, pages, parse_command, Command, ErrorCode, Resume};
 use crate::auth::{AuthError, Authenticator, Principal};
@@ -35,6 +35,8 @@ const AUTH_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 struct Sub {
     id: String,
+    /// The patterns as the client wrote them (for the signature).
+    keys: Vec<String>,
     patterns: Vec<Pattern>,
     villages: Option<HashSet<String>>,
     /// Items of steps up to this seq are already in the client's snapshot.
@@ -75,6 +77,9 @@ struct Conn {
     hub: Arc<Hub>,
     socket: WebSocket,
     subs: Vec<Sub>,
+    /// Hash of the subscriptions' keys and village filters: connections
+    /// with equal signatures get equal update frames.
+    signature: u64,
     send_timeout: Duration,
     /// Token bucket for commands.
     tokens: f64,
@@ -99,6 +104,7 @@ pub async fn serve(
         hub: Arc::clone(&hub),
         socket,
         subs: Vec::new(),
+        signature: 0,
         send_timeout: Duration::from_secs(limits.send_timeout_s.max(1)),
         tokens: f64::from(limits.commands_per_second),
         refilled: Instant::now(),
@@ -374,6 +380,7 @@ impl Conn {
             }
             Command::Unsubscribe { id } => {
                 self.subs.retain(|s| s.id != id);
+                self.resign();
                 true
             }
             Command::Subscribe {
@@ -437,6 +444,7 @@ impl Conn {
         self.subs.retain(|s| s.id != id);
         let mut sub = Sub {
             id,
+            keys,
             patterns,
             villages: villages.map(|v| v.into_iter().collect()),
             since: 0,
@@ -467,7 +475,28 @@ impl Conn {
             None => self.snapshot(&mut sub, resume_asked).await,
         };
         self.subs.push(sub);
+        self.resign();
         ok
+    }
+
+    /// Recompute the signature after the subscriptions changed.
+    fn resign(&mut self) {
+        use std::hash::{Hash, Hasher};
+        let mut parts: Vec<(Vec<String>, Vec<String>)> = self
+            .subs
+            .iter()
+            .map(|s| {
+                let mut keys = s.keys.clone();
+                keys.sort();
+                let mut villages: Vec<String> = s.villages.iter().flatten().cloned().collect();
+                villages.sort();
+                (keys, villages)
+            })
+            .collect();
+        parts.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        parts.hash(&mut h);
+        self.signature = h.finish();
     }
 
     async fn snapshot(&mut self, sub: &mut Sub, resync: bool) -> bool {
@@ -495,10 +524,54 @@ impl Conn {
     }
 
     /// Forward the items of `steps` the subscriptions want, the latest
-    /// value of each key winning, as one frame (paged when large).
+    /// value of each key winning, as one frame (paged when large). A
+    /// connection that keeps up (one step, no fresh snapshot pending) shares
+    /// the frames built for its signature by the first connection to ask.
     async fn forward(&mut self, steps: &[Arc<Step>]) -> bool {
+        if let [step] = steps {
+            if self.subs.iter().all(|s| s.since < step.seq) {
+                let sig = self.signature;
+                let cached = step
+                    .frames
+                    .lock()
+                    .iter()
+                    .find(|(k, _)| *k == sig)
+                    .map(|(_, f)| Arc::clone(f));
+                let frames = match cached {
+                    Some(f) => f,
+                    None => {
+                        let built: Arc<[Utf8Bytes]> = self
+                            .update_frames(steps)
+                            .into_iter()
+                            .map(Utf8Bytes::from)
+                            .collect();
+                        let mut shared = step.frames.lock();
+                        if shared.len() < MAX_SHARED_FRAMES {
+                            shared.push((sig, Arc::clone(&built)));
+                        }
+                        built
+                    }
+                };
+                for frame in frames.iter() {
+                    if !self.send_message(Message::Text(frame.clone())).await {
+                        return false;
+                    }
+                }
+                return true;
+            }
+        }
+        for frame in self.update_frames(steps) {
+            if !self.send(frame).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The update frames of `steps` for this connection's subscriptions.
+    fn update_frames(&mut self, steps: &[Arc<Step>]) -> Vec<String> {
         let Some(last) = steps.last() else {
-            return true;
+            return Vec::new();
         };
         let mut out: Vec<&Item> = Vec::new();
         let mut index: HashMap<u32, usize> = HashMap::new();
@@ -521,10 +594,9 @@ impl Conn {
             }
         }
         if out.is_empty() {
-            return true;
+            return Vec::new();
         }
-        let (seq, at) = (last.seq, last.at);
-        self.send_items("update", None, seq, false, at, &out).await
+        self.frames("update", None, last.seq, false, last.at, &out)
     }
 
     async fn send_items(
@@ -536,6 +608,24 @@ impl Conn {
         at: chrono::DateTime<Utc>,
         items: &[&Item],
     ) -> bool {
+        for frame in self.frames(kind, id, seq, resync, at, items) {
+            if !self.send(frame).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Frames (pages) of a snapshot or an update.
+    fn frames(
+        &self,
+        kind: &str,
+        id: Option<&str>,
+        seq: u64,
+        resync: bool,
+        at: chrono::DateTime<Utc>,
+        items: &[&Item],
+    ) -> Vec<String> {
         let mut head = format!("\"type\":\"{kind}\"");
         if let Some(id) = id {
             head.push_str(",\"id\":");
@@ -550,12 +640,7 @@ impl Conn {
             at.to_rfc3339_opts(SecondsFormat::Millis, true)
         ));
         let texts: Vec<&str> = items.iter().map(|i| &*i.json).collect();
-        for frame in pages(&head, &texts, self.hub.limits().max_frame_bytes) {
-            if !self.send(frame).await {
-                return false;
-            }
-        }
-        true
+        pages(&head, &texts, self.hub.limits().max_frame_bytes)
     }
 
     async fn error(&mut self, code: ErrorCode, id: Option<&str>, message: &str) -> bool {

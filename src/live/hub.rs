@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -53,7 +54,14 @@ pub struct Step {
     /// Changed items.
     pub items: Vec<Item>,
     bytes: usize,
+    /// Update frames already built for this step alone, by subscription
+    /// signature: connections with the same subscriptions (every wall
+    /// screen) share one serialization. Cleared two steps later.
+    pub frames: Mutex<Vec<(u64, Arc<[Utf8Bytes]>)>>,
 }
+
+/// Most distinct subscription signatures whose frames a step keeps.
+pub const MAX_SHARED_FRAMES: usize = 8;
 
 #[derive(Debug)]
 struct Current {
@@ -430,7 +438,13 @@ impl Hub {
             at: now,
             items: changed,
             bytes,
+            frames: Mutex::new(Vec::new()),
         });
+        // Connections that keep up read a step right after it is published;
+        // shared frames of older steps are not needed any more.
+        if let Some(old) = st.history.iter().rev().nth(1) {
+            old.frames.lock().clear();
+        }
         st.history_bytes += bytes;
         st.history.push_back(Arc::clone(&step));
         while st.history.len() > live.history_batches || st.history_bytes > HISTORY_MAX_BYTES {
