@@ -677,3 +677,28 @@ async fn clients_share_frames_only_with_equal_subscriptions() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_step_gathers_commits_into_fewer_steps() {
+    let (broker, _dir, b) = stack_with(&[("IOC__LIVE__MIN_STEP_MS", "400")]).await;
+    let mut c = Client::connect(&b).await;
+    c.subscribe(json!({"type": "subscribe", "id": "s", "keys": [RECEIVED_TODAY]}))
+        .await;
+    let mut p = Publisher::new(broker.port);
+    // Five commits within ~150 ms: the first makes a step at once, the
+    // others wait for the 400 ms to pass and travel together.
+    for n in 1..=5 {
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("m-{n}"), "online", Some("tan-binh")),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let frames = c.updates_until(|i| item_is(i, RECEIVED_TODAY, 5.0)).await;
+    assert!(
+        frames.len() <= 3,
+        "{} update frames for 5 commits 30 ms apart: {frames:?}",
+        frames.len()
+    );
+}

@@ -304,6 +304,9 @@ pub struct Live {
     pub feed_len: usize,
     /// Milliseconds between recomputations of what the clock changes.
     pub tick_ms: u64,
+    /// Shortest time between two steps, in milliseconds (0: a step per
+    /// commit as soon as it lands).
+    pub min_step_ms: u64,
 }
 
 impl Default for Live {
@@ -320,6 +323,7 @@ impl Default for Live {
             send_timeout_s: 10,
             feed_len: 20,
             tick_ms: 1000,
+            min_step_ms: 0,
         }
     }
 }

@@ -121,6 +121,9 @@ impl Validator<'_> {
         if l.tick_ms < 100 {
             self.issue("live.tick_ms", "phải từ 100 ms trở lên");
         }
+        if l.min_step_ms > 1000 {
+            self.issue("live.min_step_ms", "phải từ 0 đến 1000 ms");
+        }
     }
 
     fn check(&mut self, c: &Config) {

@@ -711,6 +711,8 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(tick_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    let min_step = Duration::from_millis(hub.limits().min_step_ms);
+    let mut last_step = std::time::Instant::now();
     loop {
         let mut pending = Vec::new();
         let mut full = false;
@@ -727,6 +729,16 @@ pub async fn run(
             },
             _ = tick.tick() => tick_fired = true,
         }
+        // Optionally let commits gather into fewer, larger steps: fewer
+        // wake-ups and frames per client, at the cost of latency.
+        let since = last_step.elapsed();
+        if !pending.is_empty() && since < min_step {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(min_step - since) => {}
+            }
+        }
+        last_step = std::time::Instant::now();
         loop {
             match commits.try_recv() {
                 Ok(c) => pending.push(c),
