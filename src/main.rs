@@ -348,12 +348,16 @@ async fn run(cli: Cli) -> Result<()> {
             let mqtt_port = cfg.mqtt.port;
             let commune = cfg.commune.name.clone();
             let port_file2 = port_file.clone();
+            let config_shown = config.display().to_string();
             server::run(cfg, listener, cancel, move |h| {
                 let shown = if addr.ip().is_unspecified() {
                     format!("http://127.0.0.1:{}/", addr.port())
                 } else {
                     format!("http://{addr}/")
                 };
+                if let Some(pw) = &h.first_admin_password {
+                    print_first_admin(pw, &config_shown);
+                }
                 let login = demo_login(&h);
                 println!();
                 println!("  Trung tâm giám sát và điều hành thông minh — {commune} (bản chạy thử)");
