@@ -1,8 +1,7 @@
 //! Who is behind a request, and what they may do.
 //!
 //! - [`Authenticator`]: the hook every HTTP route and WebSocket asks (a
-//!   bearer token → a [`Principal`]); [`Accounts`] is the real one, [`Open`]
-//!   lets everyone in (tests of other parts, benchmarks).
+//!   bearer token → a [`Principal`]), implemented by [`Accounts`].
 //! - [`store`]: users (argon2id passwords), login and kiosk tokens.
 //! - [`audit`]: the append-only audit log.
 //! - [`limiter`]: failed-login counting and lockouts.
@@ -60,7 +59,7 @@ pub enum Via {
     Session,
     /// A kiosk token (read only, long-lived).
     Kiosk,
-    /// No token: `auth.public_read` or the [`Open`] authenticator.
+    /// No token: `auth.public_read`.
     Anonymous,
 }
 
@@ -108,14 +107,4 @@ pub enum AuthError {
 pub trait Authenticator: Send + Sync + Debug {
     /// The principal behind `token` (`None` when the caller sent none).
     fn authenticate(&self, token: Option<&str>) -> Result<Principal, AuthError>;
-}
-
-/// Lets everyone in as an anonymous viewer.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Open;
-
-impl Authenticator for Open {
-    fn authenticate(&self, _token: Option<&str>) -> Result<Principal, AuthError> {
-        Ok(Principal::anonymous())
-    }
 }

@@ -110,7 +110,7 @@ pub async fn serve(
         refilled: Instant::now(),
         strikes: 0,
     };
-    let metrics = &hub_metrics(&hub).live_connections;
+    let metrics = &hub.metrics().live_connections;
     let Some(_slot) = hub.admit() else {
         conn.error(
             ErrorCode::TooManyConnections,
@@ -127,10 +127,6 @@ pub async fn serve(
         conn.close(code, reason).await;
     }
     metrics.dec();
-}
-
-fn hub_metrics(hub: &Hub) -> &crate::metrics::Metrics {
-    hub.metrics()
 }
 
 fn now_str() -> String {
@@ -503,7 +499,7 @@ impl Conn {
         let (seq, items) = self.hub.snapshot(|k| sub.matches(k));
         sub.since = seq;
         if resync {
-            hub_metrics(&self.hub).live_resyncs.inc();
+            self.hub.metrics().live_resyncs.inc();
         }
         let refs: Vec<&Item> = items.iter().collect();
         let id = sub.id.clone();
@@ -644,7 +640,7 @@ impl Conn {
     }
 
     async fn error(&mut self, code: ErrorCode, id: Option<&str>, message: &str) -> bool {
-        hub_metrics(&self.hub).live_errors.inc();
+        self.hub.metrics().live_errors.inc();
         self.send(error_frame(code, id, message)).await
     }
 
@@ -656,7 +652,7 @@ impl Conn {
     async fn send_message(&mut self, msg: Message) -> bool {
         match tokio::time::timeout(self.send_timeout, self.socket.send(msg)).await {
             Ok(Ok(())) => {
-                hub_metrics(&self.hub).live_frames.inc();
+                self.hub.metrics().live_frames.inc();
                 true
             }
             Ok(Err(e)) => {
