@@ -569,7 +569,9 @@ impl Conn {
         let Some(last) = steps.last() else {
             return Vec::new();
         };
-        let mut out: Vec<&Item> = Vec::new();
+        // The latest item of each key wins; when an earlier one carried the
+        // whole value (its static part changed), the winner goes whole too.
+        let mut out: Vec<(&Item, bool)> = Vec::new();
         let mut index: HashMap<u32, usize> = HashMap::new();
         for step in steps {
             for item in &step.items {
@@ -581,10 +583,10 @@ impl Conn {
                     continue;
                 }
                 match index.get(&item.key.id) {
-                    Some(&i) => out[i] = item,
+                    Some(&i) => out[i] = (item, out[i].1 || item.whole),
                     None => {
                         index.insert(item.key.id, out.len());
-                        out.push(item);
+                        out.push((item, item.whole));
                     }
                 }
             }
@@ -592,7 +594,23 @@ impl Conn {
         if out.is_empty() {
             return Vec::new();
         }
-        self.frames("update", None, last.seq, false, last.at, &out)
+        let wholes: Vec<Item> = out
+            .iter()
+            .filter(|(i, whole)| *whole && !i.whole)
+            .map(|(i, _)| i.as_whole())
+            .collect();
+        let mut wholes = wholes.iter();
+        let items: Vec<&Item> = out
+            .iter()
+            .map(|(i, whole)| {
+                if *whole && !i.whole {
+                    wholes.next().unwrap_or(i)
+                } else {
+                    i
+                }
+            })
+            .collect();
+        self.frames("update", None, last.seq, false, last.at, &items)
     }
 
     async fn send_items(

@@ -12,6 +12,7 @@
 pub mod conn;
 pub mod hub;
 pub mod keys;
+pub mod projections;
 pub mod protocol;
 
 pub use hub::{run, Hub};
