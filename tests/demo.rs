@@ -1,7 +1,7 @@
 //! The README's first command: the demo starts the embedded broker, the
 //! simulator and the backend, serves /healthz, and indicators fill up.
 
-mod common;
+mod kit;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ async fn demo_serves_health_and_simulated_indicators() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["demo", "--listen", "127.0.0.1:0", "--rate", "50"])
         .arg("--mqtt-port")
-        .arg(common::free_port().to_string())
+        .arg(kit::free_port().to_string())
         .arg("--store")
         .arg(dir.path().join("store"))
         .arg("--port-file")
