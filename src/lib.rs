@@ -23,3 +23,4 @@ pub mod sim;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod store;

@@ -555,7 +555,15 @@ async fn the_first_admin_password_is_generated_and_shown_once() {
     let config = test_config(broker.port, &dir.path().join("store"));
     let mut b = Backend::start_with_env(dir.path(), &config, &[("IOC__AUTH__ADMIN_PASSWORD", "")]);
     b.wait_ready().await;
-    let log = b.log_text();
+    // /readyz can answer before the start-up callback has printed it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let log = loop {
+        let log = b.log_text();
+        if log.contains("mật khẩu:") || std::time::Instant::now() > deadline {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
     let line = log
         .lines()
         .find(|l| l.contains("mật khẩu:"))
