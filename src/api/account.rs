@@ -14,7 +14,7 @@ use super::{ApiError, ApiState, Body};
 use crate::auth::store::valid_username;
 use crate::auth::{NewAudit, Outcome};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct LoginBody {
     username: String,
     password: String,
@@ -30,6 +30,10 @@ fn attempted(name: &str) -> &str {
     }
 }
 
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", request_body = LoginBody,
+    responses((status = 200, description = "A session token, its role and expiry"),
+        (status = 401, description = "`invalid_credentials`"),
+        (status = 429, description = "`locked_out`, with Retry-After")))]
 pub(crate) async fn login(
     State(s): State<ApiState>,
     req: axum::extract::Request,
@@ -82,6 +86,8 @@ pub(crate) async fn login(
     }
 }
 
+#[utoipa::path(post, path = "/api/auth/logout", tag = "accounts",
+    responses((status = 204, description = "The session token is revoked")))]
 pub(crate) async fn logout(State(s): State<ApiState>, c: Caller) -> Result<Response, ApiError> {
     let Some(id) = c.principal.token_id else {
         return Err(ApiError::Unauthorized);
@@ -97,6 +103,8 @@ pub(crate) async fn logout(State(s): State<ApiState>, c: Caller) -> Result<Respo
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/api/auth/me", tag = "accounts",
+    responses((status = 200, description = "Who is calling: username, role, via")))]
 pub(crate) async fn me(c: Caller) -> impl IntoResponse {
     Json(json!({
         "username": c.principal.name,
@@ -105,11 +113,13 @@ pub(crate) async fn me(c: Caller) -> impl IntoResponse {
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct KioskBody {
     label: String,
 }
 
+#[utoipa::path(post, path = "/api/auth/kiosk-tokens", tag = "accounts", request_body = KioskBody,
+    responses((status = 201, description = "The kiosk token (shown once) and its record")))]
 pub(crate) async fn kiosk_create(
     State(s): State<ApiState>,
     c: Caller,
@@ -126,10 +136,15 @@ pub(crate) async fn kiosk_create(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/auth/kiosk-tokens", tag = "accounts",
+    responses((status = 200, description = "Kiosk tokens (without the secrets)")))]
 pub(crate) async fn kiosk_list(State(s): State<ApiState>) -> Result<Response, ApiError> {
     Ok(Json(s.accounts.kiosk_tokens()?).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/auth/kiosk-tokens/{id}", tag = "accounts",
+    params(("id" = i64, Path, description = "Kiosk token id", example = 1)),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "`unknown_token`")))]
 pub(crate) async fn kiosk_revoke(
     State(s): State<ApiState>,
     c: Caller,
