@@ -8,10 +8,11 @@ use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
 use crate::config::Config;
+use crate::config::Registry;
 use crate::devices::DeviceTracker;
 use crate::indicators::{Engine, Touched};
 use crate::metrics::Metrics;
-use crate::model::{Event, Registry, Source};
+use crate::model::{Event, Source};
 
 /// A newly committed dead letter, as the live stream reports it.
 #[derive(Debug, Clone, serde::Serialize)]
