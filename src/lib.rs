@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod devices;
