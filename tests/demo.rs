@@ -1,7 +1,7 @@
 //! The README's first command: the demo starts the embedded broker, the
 //! simulator and the backend, serves /healthz, and indicators fill up.
 
-mod common;
+mod kit;
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -51,7 +51,7 @@ async fn run_demo(dir: &Path, mut cmd: Command, extra: &[&OsStr]) {
         .env_remove("IOC_DEMO_STORE")
         .args(["demo", "--listen", "127.0.0.1:0", "--rate", "50"])
         .arg("--mqtt-port")
-        .arg(common::free_port().to_string())
+        .arg(kit::free_port().to_string())
         .arg("--port-file")
         .arg(&port_file)
         .args(extra)
