@@ -5,7 +5,7 @@
 //! commune-ioc serve --config FILE        # the backend against any MQTT broker
 //! commune-ioc check-config FILE          # validate a config, list every problem
 //! commune-ioc simulate --config FILE     # publish realistic commune traffic
-//! commune-ioc user add|passwd|list|disable  # accounts, on the box
+//! commune-ioc user add|passwd|list|disable|unlock  # accounts, on the box
 //! ```
 
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -165,6 +165,12 @@ enum UserAction {
     List,
     /// Disable a user and revoke its tokens.
     Disable {
+        /// User name.
+        name: String,
+    },
+    /// Lift the login lockouts of a user name (from every address) on the
+    /// running server, within a second or two.
+    Unlock {
         /// User name.
         name: String,
     },
@@ -449,7 +455,7 @@ fn user_command(config: &Path, action: UserAction) -> Result<()> {
     use commune_ioc::auth::{Accounts, NewAudit, Outcome, Role};
     let cfg = load(config)?;
     let accounts = Accounts::open(&cfg.journal_path(), &cfg.auth)?;
-    let audit = |action: &str, object: &str| {
+    let audit = |action: &str, object: &str| -> bool {
         accounts.audit(&NewAudit {
             actor: "cli",
             role: None,
@@ -458,7 +464,7 @@ fn user_command(config: &Path, action: UserAction) -> Result<()> {
             object: Some(object),
             outcome: Outcome::Ok,
             detail: Some("commune-ioc user"),
-        });
+        })
     };
     match action {
         UserAction::Add {
@@ -471,7 +477,7 @@ fn user_command(config: &Path, action: UserAction) -> Result<()> {
             };
             let (password, generated) = read_password(password_stdin)?;
             accounts.add_user(&name, role, &password)?;
-            audit("user_create", &name);
+            let _ = audit("user_create", &name);
             println!("Đã tạo tài khoản {name} ({}).", role.as_str());
             if generated {
                 println!("Mật khẩu (chỉ hiện một lần): {password}");
@@ -483,7 +489,7 @@ fn user_command(config: &Path, action: UserAction) -> Result<()> {
         } => {
             let (password, generated) = read_password(password_stdin)?;
             accounts.set_password(&name, &password)?;
-            audit("user_password", &name);
+            let _ = audit("user_password", &name);
             println!("Đã đặt mật khẩu mới cho {name}; các phiên đăng nhập cũ đã bị đăng xuất.");
             if generated {
                 println!("Mật khẩu (chỉ hiện một lần): {password}");
@@ -513,8 +519,19 @@ fn user_command(config: &Path, action: UserAction) -> Result<()> {
         }
         UserAction::Disable { name } => {
             accounts.disable(&name)?;
-            audit("user_disable", &name);
+            let _ = audit("user_disable", &name);
             println!("Đã khóa tài khoản {name} và thu hồi mọi mã truy cập của nó.");
+        }
+        UserAction::Unlock { name } => {
+            let name = name.trim().to_lowercase();
+            if !commune_ioc::auth::store::valid_username(&name) {
+                bail!("tên đăng nhập `{name}` không hợp lệ");
+            }
+            // The running server reads unlocks from the audit log.
+            if !audit("user_unlock", &name) {
+                bail!("không ghi được lệnh mở khóa vào nhật ký (audit log); xem nhật ký lỗi");
+            }
+            println!("Đã mở khóa đăng nhập cho {name}: máy chủ đang chạy áp dụng trong vài giây.");
         }
     }
     Ok(())

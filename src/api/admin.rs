@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
 use super::guard::Caller;
-use super::{ApiError, ApiState, Body, Params};
+use super::{ApiError, ApiState, Body, Params, PathParam};
 use crate::auth::{AccountError, AuditQuery, NewAudit, Outcome, Role};
 
 pub(crate) async fn users(State(s): State<ApiState>) -> Result<Response, ApiError> {
@@ -38,6 +38,11 @@ fn refuse(e: AccountError) -> ApiError {
         AccountError::Exists(_) => ApiError::Status {
             status: StatusCode::CONFLICT,
             code: "user_exists",
+            message,
+        },
+        AccountError::LastAdmin(_) => ApiError::Status {
+            status: StatusCode::CONFLICT,
+            code: "last_admin",
             message,
         },
         AccountError::NoSuchUser(_) => ApiError::NotFound {
@@ -103,7 +108,7 @@ pub(crate) async fn user_create(
 pub(crate) async fn user_password(
     State(s): State<ApiState>,
     c: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     Body(p): Body<NewPassword>,
 ) -> Result<Response, ApiError> {
     let n = name.clone();
@@ -116,7 +121,7 @@ pub(crate) async fn user_password(
 pub(crate) async fn user_disable(
     State(s): State<ApiState>,
     c: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> Result<Response, ApiError> {
     let n = name.clone();
     change(&s, &c, "user_disable", name, move |a| a.disable(&n)).await

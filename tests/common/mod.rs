@@ -430,6 +430,11 @@ impl Backend {
         }
     }
 
+    /// The process id of the running binary.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("backend is running").id()
+    }
+
     /// The backend's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
