@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod devices;
@@ -22,3 +23,4 @@ pub mod sim;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod store;

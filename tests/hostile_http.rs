@@ -5,13 +5,12 @@
 //! connections, handlers fed hostile input, and the checks that held.
 //! Every loop is bounded in count and time.
 
-mod common;
+mod kit;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::{test_config, Backend, Mosquitto, Publisher, DOSSIER};
+use kit::{test_config, Backend, Mosquitto, Publisher, DOSSIER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -138,12 +137,23 @@ async fn path_rejections_are_json_and_the_bearer_scheme_is_case_insensitive() {
     let c = reqwest::Client::new();
     for (m, path) in [
         (Method::DELETE, "/api/auth/kiosk-tokens/abc"),
-        (Method::DELETE, "/api/auth/kiosk-tokens/99999999999999999999999"),
+        (
+            Method::DELETE,
+            "/api/auth/kiosk-tokens/99999999999999999999999",
+        ),
         (Method::POST, "/api/dead-letters/1.5/ack"),
         (Method::POST, "/api/dead-letters/%FF/ack"),
         (Method::GET, "/api/indicators/%FF%FE/history"),
     ] {
-        let (s, h, text, v) = send(&c, &b, m.clone(), path, Some(&format!("Bearer {token}")), None).await;
+        let (s, h, text, v) = send(
+            &c,
+            &b,
+            m.clone(),
+            path,
+            Some(&format!("Bearer {token}")),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{m} {path}: {text}");
         assert_eq!(h["content-type"], "application/json", "{m} {path}");
         assert_eq!(v["error"]["code"], "invalid_path", "{m} {path}: {text}");
@@ -161,7 +171,15 @@ async fn path_rejections_are_json_and_the_bearer_scheme_is_case_insensitive() {
         assert_eq!(s, StatusCode::OK, "{scheme}: {text}");
         assert_eq!(v["username"], "admin");
     }
-    let (s, _, _, v) = send(&c, &b, Method::GET, "/api/auth/me", Some(&format!("Basic {token}")), None).await;
+    let (s, _, _, v) = send(
+        &c,
+        &b,
+        Method::GET,
+        "/api/auth/me",
+        Some(&format!("Basic {token}")),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(is_json_error(&v));
 }
@@ -176,7 +194,12 @@ async fn blank_passwords_and_disabling_the_last_admin_are_refused() {
     let (_broker, dir, b) = start("", &[]).await;
     let admin = format!("Bearer {}", b.token().await);
     let c = reqwest::Client::new();
-    for pw in ["          ", "\0\0\0\0\0\0\0\0\0\0", "\t\n\r\t\n\r\t\n\r\t", "         x"] {
+    for pw in [
+        "          ",
+        "\0\0\0\0\0\0\0\0\0\0",
+        "\t\n\r\t\n\r\t\n\r\t",
+        "         x",
+    ] {
         let (s, _, text, v) = send(
             &c,
             &b,
@@ -200,7 +223,15 @@ async fn blank_passwords_and_disabling_the_last_admin_are_refused() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{pw:?}: {text}");
         assert_eq!(v["error"]["code"], "weak_password");
     }
-    let (s, _, text, v) = send(&c, &b, Method::POST, "/api/users/admin/disable", Some(&admin), None).await;
+    let (s, _, text, v) = send(
+        &c,
+        &b,
+        Method::POST,
+        "/api/users/admin/disable",
+        Some(&admin),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "{text}");
     assert_eq!(v["error"]["code"], "last_admin");
     assert!(
@@ -228,10 +259,29 @@ async fn blank_passwords_and_disabling_the_last_admin_are_refused() {
     .await;
     assert_eq!(s, StatusCode::CREATED, "{text}");
     let admin2 = format!("Bearer {}", b.login("admin2", "mật khẩu thứ hai").await);
-    let (s, _, text, _) = send(&c, &b, Method::POST, "/api/users/admin/disable", Some(&admin2), None).await;
+    let (s, _, text, _) = send(
+        &c,
+        &b,
+        Method::POST,
+        "/api/users/admin/disable",
+        Some(&admin2),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::NO_CONTENT, "{text}");
-    let (s, _, _, v) = send(&c, &b, Method::POST, "/api/users/admin2/disable", Some(&admin2), None).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_admin")));
+    let (s, _, _, v) = send(
+        &c,
+        &b,
+        Method::POST,
+        "/api/users/admin2/disable",
+        Some(&admin2),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("last_admin"))
+    );
     // Still an admin.
     let (s, _, _, v) = send(&c, &b, Method::GET, "/api/auth/me", Some(&admin2), None).await;
     assert_eq!((s, v["role"].as_str()), (StatusCode::OK, Some("admin")));
@@ -252,7 +302,11 @@ async fn an_attacker_cannot_lock_the_admin_out() {
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
     }
     let (s, v) = login(&attacker, &b, "admin", &b.admin_password).await;
-    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "locked from 127.0.0.2: {v}");
+    assert_eq!(
+        s,
+        StatusCode::TOO_MANY_REQUESTS,
+        "locked from 127.0.0.2: {v}"
+    );
     assert_eq!(v["error"]["code"], "locked_out");
     let (s, v) = login(&admin_box, &b, "admin", &b.admin_password).await;
     assert_eq!(s, StatusCode::OK, "the admin from 127.0.0.3 logs in: {v}");
@@ -263,7 +317,11 @@ async fn an_attacker_cannot_lock_the_admin_out() {
         .args(["unlock", "admin"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (s, v) = login(&attacker, &b, "admin", &b.admin_password).await;
@@ -285,7 +343,7 @@ async fn an_attacker_cannot_lock_the_admin_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_logins_is_bounded_in_memory_and_in_checks() {
     let (_broker, _dir, b) = start("", &[]).await;
-    let pid = b.pid();
+    let pid = b.pid().expect("backend runs");
     let before = rss_kib(pid);
     let c = client_from("127.0.0.4");
     let mut peak = before;
@@ -321,8 +379,15 @@ async fn a_burst_of_logins_is_bounded_in_memory_and_in_checks() {
     let checked = by_status.get(&401).copied().unwrap_or(0);
     let busy = by_status.get(&503).copied().unwrap_or(0);
     println!("burst of 150: {by_status:?}; RSS before {before} KiB, peak {peak} KiB");
-    assert!(checked <= 2 + 16 + 2, "checked at most concurrency + queue: {by_status:?}");
-    assert_eq!(checked + busy + by_status.get(&429).copied().unwrap_or(0), 150, "{by_status:?}");
+    assert!(
+        checked <= 2 + 16 + 2,
+        "checked at most concurrency + queue: {by_status:?}"
+    );
+    assert_eq!(
+        checked + busy + by_status.get(&429).copied().unwrap_or(0),
+        150,
+        "{by_status:?}"
+    );
     assert!(peak < 300 * 1024, "RSS peak {peak} KiB over 300 MiB");
     assert!(
         peak < before + 100 * 1024,
@@ -348,12 +413,20 @@ async fn a_burst_of_logins_is_bounded_in_memory_and_in_checks() {
     for t in tasks {
         let s = t.await.unwrap();
         assert!(
-            [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS, StatusCode::SERVICE_UNAVAILABLE].contains(&s),
+            [
+                StatusCode::UNAUTHORIZED,
+                StatusCode::TOO_MANY_REQUESTS,
+                StatusCode::SERVICE_UNAVAILABLE
+            ]
+            .contains(&s),
             "{s}"
         );
         wrong += usize::from(s == StatusCode::UNAUTHORIZED);
     }
-    assert!(wrong <= 5, "{wrong} guesses at admin were checked, the limit is 5");
+    assert!(
+        wrong <= 5,
+        "{wrong} guesses at admin were checked, the limit is 5"
+    );
     // The admin (another address) still logs in, and it is fast again.
     let (s, v) = login(&client_from("127.0.0.6"), &b, "admin", &b.admin_password).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -396,7 +469,9 @@ async fn refused_logins_against_a_locked_name_are_aggregated_in_the_audit_log() 
         }
     }
     assert!(refused >= 300, "{refused}");
-    let audit = b.get("/api/audit?actor=admin&action=login&limit=1000").await;
+    let audit = b
+        .get("/api/audit?actor=admin&action=login&limit=1000")
+        .await;
     let rows = audit.as_array().unwrap();
     let denied = rows.iter().filter(|r| r["outcome"] == "denied").count();
     assert!(
@@ -407,7 +482,9 @@ async fn refused_logins_against_a_locked_name_are_aggregated_in_the_audit_log() 
     assert!(b.stop().success());
     b.restart();
     b.wait_ready().await;
-    let audit = b.get("/api/audit?actor=admin&action=login&limit=1000").await;
+    let audit = b
+        .get("/api/audit?actor=admin&action=login&limit=1000")
+        .await;
     let counted: u64 = audit
         .as_array()
         .unwrap()
@@ -454,93 +531,20 @@ async fn audited_writes_cannot_fill_the_room_reserved_for_ingest() {
         assert_eq!(s, StatusCode::CREATED, "{v}");
         created += 1;
     }
-    assert!(full, "the account store took {created} kiosk tokens without a limit");
+    assert!(
+        full,
+        "the account store took {created} kiosk tokens without a limit"
+    );
     let mut p = Publisher::new(broker.port);
     for i in 0..40 {
-        p.send(DOSSIER, &common::dossier_received(&format!("cap-{i}"), "online", None))
-            .await;
+        p.send(
+            DOSSIER,
+            &kit::dossier_received(&format!("cap-{i}"), "online", None),
+        )
+        .await;
     }
-    b.wait_value("dossiers_received", "today", "commune", 40.0).await;
+    b.wait_value("dossiers_received", "today", "commune", 40.0)
+        .await;
     let r = reqwest::get(format!("{}/readyz", b.url)).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", b.log_text());
-}
-
-// ---------------------------------------------------------------- item 2
-
-/// Open a socket and send `prefix` (maybe nothing).
-fn raw(b: &Backend, prefix: &[u8]) -> TcpStream {
-    let addr = b.url.trim_start_matches("http://");
-    let mut s = TcpStream::connect(addr).expect("connect");
-    if !prefix.is_empty() {
-        s.write_all(prefix).expect("write");
-    }
-    s
-}
-
-/// Whether the server closed `s` (EOF or reset), waiting up to `wait`.
-fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
-    s.set_read_timeout(Some(wait)).unwrap();
-    let mut buf = [0u8; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue, // e.g. a 408 before closing
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-}
-
-async fn healthz(b: &Backend) -> StatusCode {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-        .get(format!("{}/healthz", b.url))
-        .send()
-        .await
-        .map(|r| r.status())
-        .unwrap_or(StatusCode::GATEWAY_TIMEOUT)
-}
-
-/// Half-sent requests and idle sockets are closed by the server within the
-/// timeouts; with the connection cap reached, /healthz keeps answering
-/// (the longest-idle connection makes room).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_and_half_sent_connections_are_closed_and_the_cap_holds() {
-    let (_broker, _dir, b) = start(
-        "",
-        &[
-            ("IOC__HTTP__HEADER_TIMEOUT_S", "2"),
-            ("IOC__HTTP__IDLE_TIMEOUT_S", "3"),
-            ("IOC__HTTP__MAX_CONNECTIONS", "60"),
-        ],
-    )
-    .await;
-    // 50 half-sent request heads, 50 idle sockets: twice... beyond the cap.
-    let mut socks: Vec<TcpStream> = (0..50)
-        .map(|i| raw(&b, format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-{i}: ").as_bytes()))
-        .collect();
-    socks.extend((0..50).map(|_| raw(&b, b"")));
-    // The cap is reached; /healthz still answers, many times over.
-    for _ in 0..20 {
-        assert_eq!(healthz(&b).await, StatusCode::OK);
-    }
-    // Every socket is closed by the server (timeouts of 2-3 s; generous
-    // deadline).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (i, s) in socks.iter_mut().enumerate() {
-        let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10));
-        assert!(closed_within(s, left), "socket {i} still open after 30 s");
-    }
-    // A keep-alive connection idle after an answer is closed too.
-    let mut s = raw(&b, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(closed_within(&mut s, Duration::from_secs(30)), "idle keep-alive still open");
-    assert!(b.metric("ioc_http_connections_timed_out_total").await >= 1.0);
-    assert_eq!(healthz(&b).await, StatusCode::OK);
 }

@@ -31,7 +31,7 @@ use tower_http::timeout::TimeoutLayer;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Accounts, Authenticator, LoginLimiter, NewAudit, Outcome, Role};
+use crate::auth::{Accounts, Authenticator, LoginLimiter, Role};
 use crate::indicators::{ScopeSel, Window};
 use crate::journal::AckOutcome;
 use crate::journal::Store;
@@ -175,40 +175,23 @@ async fn ack_dead_letter(
     c: guard::Caller,
     PathParam(id): PathParam<i64>,
 ) -> Result<Response, ApiError> {
-    let actions = Arc::clone(&s.actions);
-    let by = c.principal.name.clone();
-    let outcome = tokio::task::spawn_blocking(move || actions.lock().ack_dead_letter(id, &by))
-        .await
-        .map_err(|_| ApiError::Task)??;
-    let object = format!("dead_letter:{id}");
-    let audit = |outcome| {
-        s.accounts.audit(&NewAudit::by(
-            &c.principal,
-            c.addr_string(),
-            "dead_letter_ack",
-            Some(&object),
-            outcome,
-        ))
-    };
+    let store = Arc::clone(&s.actions);
+    let outcome = admin::blocking(&s, &c, move |accounts, actor| {
+        crate::app::dead_letters::ack(&store.lock(), accounts, actor, id)
+    })
+    .await?;
     match outcome {
         AckOutcome::Acked { by, at } => {
-            audit(Outcome::Ok);
             Ok(Json(json!({ "id": id, "acked_by": by, "acked_at": at })).into_response())
         }
-        AckOutcome::Already { by, at } => {
-            audit(Outcome::Ok);
-            Ok(
-                Json(json!({ "id": id, "acked_by": by, "acked_at": at, "already": true }))
-                    .into_response(),
-            )
-        }
-        AckOutcome::NotFound => {
-            audit(Outcome::Failed);
-            Err(ApiError::NotFound {
-                code: "unknown_dead_letter",
-                message: format!("Không có bản tin lỗi số {id}."),
-            })
-        }
+        AckOutcome::Already { by, at } => Ok(Json(
+            json!({ "id": id, "acked_by": by, "acked_at": at, "already": true }),
+        )
+        .into_response()),
+        AckOutcome::NotFound => Err(ApiError::NotFound {
+            code: "unknown_dead_letter",
+            message: format!("Không có bản tin lỗi số {id}."),
+        }),
     }
 }
 

@@ -19,29 +19,6 @@ use super::password::{self, MIN_PASSWORD_CHARS};
 use super::{AuthError, Authenticator, Principal, Role, Via};
 use crate::config;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS users (
-    id INTEGER PRIMARY KEY,
-    username TEXT NOT NULL UNIQUE,
-    password_hash TEXT NOT NULL,
-    role TEXT NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    id INTEGER PRIMARY KEY,
-    token_hash TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    user_id INTEGER REFERENCES users(id),
-    label TEXT,
-    created_by TEXT,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    revoked_at INTEGER
-);
-"#;
-
 /// Prefix of login tokens.
 pub const SESSION_PREFIX: &str = "ioc_s_";
 /// Prefix of kiosk tokens.
@@ -56,7 +33,7 @@ pub enum AccountError {
     Sqlite(#[from] rusqlite::Error),
     /// The store directory could not be opened.
     #[error("không mở được kho dữ liệu: {0}")]
-    Open(#[from] crate::journal::JournalError),
+    Open(#[from] crate::store::StoreError),
     /// A user name that is not allowed.
     #[error("tên đăng nhập `{0}` không hợp lệ: dùng 1–64 chữ thường không dấu, chữ số, '.', '-' hoặc '_'")]
     InvalidName(String),
@@ -156,9 +133,7 @@ pub fn valid_username(name: &str) -> bool {
 impl Accounts {
     /// Open the account tables in the journal file at `path`.
     pub fn open(path: &Path, auth: &config::Auth) -> Result<Accounts, AccountError> {
-        let conn = crate::journal::connect(path, config::SyncMode::Full)?;
-        conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(audit::SCHEMA)?;
+        let conn = crate::store::open(path, config::SyncMode::Full)?;
         Ok(Accounts {
             conn: Mutex::new(conn),
             session_ttl: Duration::seconds(i64::try_from(auth.session_ttl_s).unwrap_or(i64::MAX)),
@@ -515,6 +490,12 @@ impl Accounts {
                 false
             }
         }
+    }
+
+    /// Append to the audit log where the entry itself is the change (an
+    /// unlock the running server reads back): a failure is an error.
+    pub fn audit_or_fail(&self, entry: &NewAudit<'_>) -> Result<(), AccountError> {
+        Ok(audit::append(&self.conn.lock(), entry)?)
     }
 
     /// Read the audit log.

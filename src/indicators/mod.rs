@@ -372,6 +372,10 @@ impl Engine {
     ) -> BatchDelta {
         let mut d = BatchDelta::default();
         for e in events {
+            // A cleared retained message (empty payload) carries no data.
+            if e.kind == crate::sources::CLEARED {
+                continue;
+            }
             let minute = e.ts.timestamp().div_euclid(60);
             let scopes = self.scopes_of(e.village.as_deref());
             let device = e.device.as_deref();

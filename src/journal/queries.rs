@@ -40,7 +40,8 @@ impl Store {
                     r.get::<_, Option<String>>(4)?,
                     r.get::<_, i64>(5)?,
                     r.get::<_, i64>(6)?,
-                    r.get::<_, Vec<u8>>(7)?,
+                    // SQLite's substr() of an empty blob is NULL.
+                    r.get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default(),
                     r.get::<_, Option<String>>(8)?,
                     r.get::<_, Option<i64>>(9)?,
                 ))
