@@ -18,6 +18,7 @@ pub mod journal;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod runtime;
 pub mod server;
 pub mod sim;
 pub mod sinks;

@@ -347,24 +347,21 @@ async fn indicators(
             })
         }
     };
-    let engine = s.shared.engine.read();
+    let view = s.shared.view(Utc::now());
     if let Some(id) = q.id.as_deref() {
-        if !engine.ids().any(|x| x == id) {
+        if !view.engine().ids().any(|x| x == id) {
             return Err(ApiError::NotFound {
                 code: "unknown_indicator",
                 message: format!("Không có chỉ tiêu `{id}`."),
             });
         }
     }
-    let now = Utc::now();
-    let devices = s.shared.devices.read();
-    let avail = |class, village: Option<&str>| devices.availability(class, village, now);
-    let values = engine.values(window, sel, now, &avail, q.id.as_deref());
+    let values = view.indicators(window, sel, q.id.as_deref());
     Ok(Json(values).into_response())
 }
 
 async fn devices(State(s): State<ApiState>) -> impl IntoResponse {
-    let list = s.shared.devices.read().list(Utc::now());
+    let list = s.shared.view(Utc::now()).device_list();
     Json(list)
 }
 
