@@ -143,16 +143,25 @@ async fn a_flood_of_1_mib_payloads_stays_bounded_in_memory_and_nothing_is_lost()
     flood(broker.port, messages).await;
     b.restart();
     b.wait_ready().await;
-    b.wait_for("every message journaled", Duration::from_secs(120), || async {
-        b.metric("ioc_events_committed_total").await + b.metric("ioc_dead_letters_total").await
-            >= N as f64
-    })
+    b.wait_for(
+        "every message journaled",
+        Duration::from_secs(120),
+        || async {
+            b.metric("ioc_events_committed_total").await + b.metric("ioc_dead_letters_total").await
+                >= N as f64
+        },
+    )
     .await;
     let peak_mib = proc_kib(b.pid().expect("backend runs"), "VmHWM") / 1024;
     eprintln!("peak RSS {peak_mib} MiB for {N} x 1 MiB");
     assert_eq!(b.metric("ioc_events_committed_total").await, (N / 2) as f64);
     let body = b.get("/api/dead-letters?reason=oversized&limit=200").await;
-    assert_eq!(body["counts"]["oversized"], json!(N / 2), "{}", body["counts"]);
+    assert_eq!(
+        body["counts"]["oversized"],
+        json!(N / 2),
+        "{}",
+        body["counts"]
+    );
     b.wait_value("dossiers_received", "month", "commune", (N / 2) as f64)
         .await;
     // The oversized packets cost reconnects, not a wedged session.

@@ -216,10 +216,7 @@ pub fn options(config: &Config) -> Result<MqttOptions, MqttError> {
     opts.set_clean_session(false);
     opts.set_manual_acks(true);
     // Larger packets cost one reconnect each (see the module docs).
-    opts.set_max_packet_size(
-        packet_limit(config.ingest.max_payload_bytes),
-        1024 * 1024,
-    );
+    opts.set_max_packet_size(packet_limit(config.ingest.max_payload_bytes), 1024 * 1024);
     opts.set_request_channel_capacity(4096);
     if let (Some(u), Some(p)) = (&m.username, &m.password) {
         opts.set_credentials(u.clone(), p.expose().to_owned());
@@ -396,7 +393,9 @@ pub async fn run(
                         "MQTT packet larger than the limit (ingest.max_payload_bytes + 4 KiB); reconnecting once to take it as an oversized dead letter");
                     continue;
                 }
-                eventloop.mqtt_options.set_max_packet_size(limit, outgoing_limit);
+                eventloop
+                    .mqtt_options
+                    .set_max_packet_size(limit, outgoing_limit);
                 match lived {
                     Some(d) if d < SHORT_SESSION => {
                         short_sessions += 1;
