@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod devices;
@@ -17,6 +18,7 @@ pub mod journal;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod runtime;
 pub mod server;
 pub mod sim;
 pub mod sinks;

@@ -16,8 +16,9 @@ use crate::api::{self, ApiState, WsTasks};
 use crate::auth::{AccountError, Accounts, Authenticator, LoginLimiter};
 use crate::config::Config;
 use crate::ingest;
-use crate::journal::{writer, JournalError, Store};
+use crate::journal::{JournalError, Store};
 use crate::live::{self, Hub};
+use crate::runtime::pipeline;
 use crate::sources::Decoder;
 use crate::state::Shared;
 
@@ -166,7 +167,7 @@ pub async fn run(
     let filters = ingest::mqtt::filters(&shared.config, decoder.topic_filters());
     let (hub, commits) = Hub::new(Arc::clone(&shared));
     let (tx, rx) = mpsc::channel(shared.config.store.queue_capacity.max(1));
-    let writer = writer::spawn(store, decoder, Arc::clone(&shared), rx)
+    let writer = pipeline::spawn(store, decoder, Arc::clone(&shared), rx)
         .map_err(|e| ServeError::Thread(e.to_string()))?;
 
     let backend = shutdown.child_token();

@@ -3,13 +3,13 @@
 //! expire and are revoked, kiosk tokens open the WebSocket, logins lock out
 //! and unlock, every action is audited, and no secret reaches the log.
 
-mod common;
+mod kit;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{test_config, Backend, Mosquitto};
 use futures_util::{SinkExt, StreamExt};
+use kit::{test_config, Backend, Mosquitto};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -378,8 +378,8 @@ async fn actions_are_audited_and_the_log_cannot_be_changed() {
     create_user(&b, "truc.ban", "operator", "mật khẩu trực ban xã").await;
     let op = b.login("truc.ban", "mật khẩu trực ban xã").await;
     // A dead letter for the operator to acknowledge.
-    let mut p = common::Publisher::new(broker.port);
-    p.send(common::DOSSIER, b"{not json").await;
+    let mut p = kit::Publisher::new(broker.port);
+    p.send(kit::DOSSIER, b"{not json").await;
     let dl = loop {
         let v = b.get("/api/dead-letters").await;
         if let Some(id) = v["items"][0]["id"].as_i64() {
@@ -746,7 +746,7 @@ async fn no_secret_reaches_the_log_or_an_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_embedded_broker_requires_device_logins_when_configured() {
-    let port = common::free_port();
+    let port = kit::free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(port, &dir.path().join("store")).replace(
         "[mqtt]\nhost = \"127.0.0.1\"",
@@ -757,12 +757,9 @@ async fn the_embedded_broker_requires_device_logins_when_configured() {
     b.wait_ready().await;
 
     // A device with its login is heard.
-    let mut p = common::Publisher::with_credentials(port, "cam-01", "mat-khau-camera-01");
-    p.send(
-        common::DOSSIER,
-        &common::dossier_received("l-1", "online", None),
-    )
-    .await;
+    let mut p = kit::Publisher::with_credentials(port, "cam-01", "mat-khau-camera-01");
+    p.send(kit::DOSSIER, &kit::dossier_received("l-1", "online", None))
+        .await;
     b.wait_value("dossiers_received", "today", "commune", 1.0)
         .await;
 

@@ -3,11 +3,11 @@
 //! real broker (Mosquitto, or the embedded one), on loopback only, bounded
 //! in count and time.
 
-mod common;
+mod kit;
 
 use std::time::Duration;
 
-use common::{dossier_received, stack, Publisher, DOSSIER};
+use kit::{dossier_received, stack, Publisher, DOSSIER};
 use serde_json::json;
 
 /// An empty message (how MQTT clears a retained message) is valid input: it

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use commune_ioc::config::load_str;
-use commune_ioc::journal::writer::{self, Inbound};
 use commune_ioc::journal::Store;
 use commune_ioc::model::{Raw, Registry};
+use commune_ioc::runtime::pipeline::{self as writer, Inbound};
 use commune_ioc::sources::Decoder;
 use commune_ioc::state::Shared;
 use proptest::prelude::*;

@@ -1,11 +1,11 @@
 //! Every QoS 1 event the broker accepted is counted exactly once, when the
 //! broker restarts mid-stream and when the backend is killed mid-stream.
 
-mod common;
+mod kit;
 
 use std::time::{Duration, Instant};
 
-use common::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
+use kit::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
 use serde_json::json;
 
 async fn wait_count(b: &Backend, want: f64, timeout: Duration) {
@@ -90,7 +90,7 @@ async fn broker_restart_mid_stream_counts_every_event_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_killed_mid_stream_counts_every_event_once() {
-    let (broker, _dir, mut b) = common::stack().await;
+    let (broker, _dir, mut b) = kit::stack().await;
     let mut p = Publisher::new(broker.port);
     const N: usize = 600;
     for i in 0..N {

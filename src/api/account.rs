@@ -115,25 +115,10 @@ pub(crate) async fn kiosk_create(
     c: Caller,
     Body(body): Body<KioskBody>,
 ) -> Result<Response, ApiError> {
-    let label = body.label.trim();
-    if label.is_empty() || label.chars().count() > 100 {
-        return Err(ApiError::bad(
-            "invalid_label",
-            "Tên màn hình (label) phải dài từ 1 đến 100 ký tự.",
-        ));
-    }
-    let (kiosk, token) = s.accounts.create_kiosk(label, &c.principal.name)?;
-    let object = format!("kiosk:{}", kiosk.id);
-    s.accounts.audit(&NewAudit {
-        detail: Some(label),
-        ..NewAudit::by(
-            &c.principal,
-            c.addr_string(),
-            "kiosk_token_create",
-            Some(&object),
-            Outcome::Ok,
-        )
-    });
+    let (kiosk, token) = super::admin::blocking(&s, &c, move |a, actor| {
+        crate::app::kiosk::create(a, actor, &body.label)
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "token": token, "kiosk": kiosk })),
@@ -150,15 +135,10 @@ pub(crate) async fn kiosk_revoke(
     c: Caller,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
-    let done = s.accounts.revoke_kiosk(id)?;
-    let object = format!("kiosk:{id}");
-    s.accounts.audit(&NewAudit::by(
-        &c.principal,
-        c.addr_string(),
-        "kiosk_token_revoke",
-        Some(&object),
-        if done { Outcome::Ok } else { Outcome::Failed },
-    ));
+    let done = super::admin::blocking(&s, &c, move |a, actor| {
+        crate::app::kiosk::revoke(a, actor, id)
+    })
+    .await?;
     if !done {
         return Err(ApiError::NotFound {
             code: "unknown_token",

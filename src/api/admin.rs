@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use super::guard::Caller;
 use super::{ApiError, ApiState, Body, Params};
-use crate::auth::{AccountError, AuditQuery, NewAudit, Outcome, Role};
+use crate::app::{users, Actor, AppError};
+use crate::auth::{AccountError, Accounts, AuditQuery};
 
 pub(crate) async fn users(State(s): State<ApiState>) -> Result<Response, ApiError> {
     Ok(Json(s.accounts.users()?).into_response())
@@ -48,33 +49,30 @@ fn refuse(e: AccountError) -> ApiError {
     }
 }
 
-/// Run an account change off the async threads (argon2 is slow on
-/// purpose), audit it, and answer.
-async fn change(
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            AppError::InvalidRole(_) => ApiError::bad("invalid_role", message),
+            AppError::InvalidLabel => ApiError::bad("invalid_label", message),
+            AppError::Accounts(e) => refuse(e),
+            AppError::Journal(e) => ApiError::Store(e),
+        }
+    }
+}
+
+/// Run a use case off the async threads (argon2 is slow on purpose; SQLite
+/// blocks) as the caller, and map its error.
+pub(crate) async fn blocking<T: Send + 'static>(
     s: &ApiState,
     c: &Caller,
-    action: &'static str,
-    object: String,
-    f: impl FnOnce(&crate::auth::Accounts) -> Result<(), AccountError> + Send + 'static,
-) -> Result<Response, ApiError> {
+    f: impl FnOnce(&Accounts, &Actor) -> Result<T, AppError> + Send + 'static,
+) -> Result<T, ApiError> {
     let accounts = Arc::clone(&s.accounts);
-    let result = tokio::task::spawn_blocking(move || f(&accounts))
+    let actor = Actor::caller(&c.principal, c.addr_string());
+    Ok(tokio::task::spawn_blocking(move || f(&accounts, &actor))
         .await
-        .map_err(|_| ApiError::Task)?;
-    let outcome = if result.is_ok() {
-        Outcome::Ok
-    } else {
-        Outcome::Failed
-    };
-    s.accounts.audit(&NewAudit::by(
-        &c.principal,
-        c.addr_string(),
-        action,
-        Some(&object),
-        outcome,
-    ));
-    result.map_err(refuse)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+        .map_err(|_| ApiError::Task)??)
 }
 
 pub(crate) async fn user_create(
@@ -82,22 +80,12 @@ pub(crate) async fn user_create(
     c: Caller,
     Body(u): Body<NewUser>,
 ) -> Result<Response, ApiError> {
-    let role = Role::parse(&u.role).ok_or_else(|| {
-        ApiError::bad(
-            "invalid_role",
-            format!(
-                "Vai trò `{}` không có: dùng viewer, operator hoặc admin.",
-                u.role
-            ),
-        )
-    })?;
-    let name = u.username.trim().to_lowercase();
-    let object = name.clone();
-    let res = change(&s, &c, "user_create", object, move |a| {
-        a.add_user(&name, role, &u.password)
+    let role = users::parse_role(&u.role)?;
+    blocking(&s, &c, move |a, actor| {
+        users::add(a, actor, &u.username, role, &u.password)
     })
     .await?;
-    Ok((StatusCode::CREATED, res).into_response())
+    Ok(StatusCode::CREATED.into_response())
 }
 
 pub(crate) async fn user_password(
@@ -106,11 +94,11 @@ pub(crate) async fn user_password(
     Path(name): Path<String>,
     Body(p): Body<NewPassword>,
 ) -> Result<Response, ApiError> {
-    let n = name.clone();
-    change(&s, &c, "user_password", name, move |a| {
-        a.set_password(&n, &p.password)
+    blocking(&s, &c, move |a, actor| {
+        users::set_password(a, actor, &name, &p.password)
     })
-    .await
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub(crate) async fn user_disable(
@@ -118,8 +106,8 @@ pub(crate) async fn user_disable(
     c: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let n = name.clone();
-    change(&s, &c, "user_disable", name, move |a| a.disable(&n)).await
+    blocking(&s, &c, move |a, actor| users::disable(a, actor, &name)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 pub(crate) async fn audit(

@@ -31,7 +31,7 @@ use tower_http::timeout::TimeoutLayer;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Accounts, Authenticator, LoginLimiter, NewAudit, Outcome, Role};
+use crate::auth::{Accounts, Authenticator, LoginLimiter, Role};
 use crate::indicators::{ScopeSel, Window};
 use crate::journal::AckOutcome;
 use crate::journal::Store;
@@ -175,40 +175,23 @@ async fn ack_dead_letter(
     c: guard::Caller,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
-    let actions = Arc::clone(&s.actions);
-    let by = c.principal.name.clone();
-    let outcome = tokio::task::spawn_blocking(move || actions.lock().ack_dead_letter(id, &by))
-        .await
-        .map_err(|_| ApiError::Task)??;
-    let object = format!("dead_letter:{id}");
-    let audit = |outcome| {
-        s.accounts.audit(&NewAudit::by(
-            &c.principal,
-            c.addr_string(),
-            "dead_letter_ack",
-            Some(&object),
-            outcome,
-        ))
-    };
+    let store = Arc::clone(&s.actions);
+    let outcome = admin::blocking(&s, &c, move |accounts, actor| {
+        crate::app::dead_letters::ack(&store.lock(), accounts, actor, id)
+    })
+    .await?;
     match outcome {
         AckOutcome::Acked { by, at } => {
-            audit(Outcome::Ok);
             Ok(Json(json!({ "id": id, "acked_by": by, "acked_at": at })).into_response())
         }
-        AckOutcome::Already { by, at } => {
-            audit(Outcome::Ok);
-            Ok(
-                Json(json!({ "id": id, "acked_by": by, "acked_at": at, "already": true }))
-                    .into_response(),
-            )
-        }
-        AckOutcome::NotFound => {
-            audit(Outcome::Failed);
-            Err(ApiError::NotFound {
-                code: "unknown_dead_letter",
-                message: format!("Không có bản tin lỗi số {id}."),
-            })
-        }
+        AckOutcome::Already { by, at } => Ok(Json(
+            json!({ "id": id, "acked_by": by, "acked_at": at, "already": true }),
+        )
+        .into_response()),
+        AckOutcome::NotFound => Err(ApiError::NotFound {
+            code: "unknown_dead_letter",
+            message: format!("Không có bản tin lỗi số {id}."),
+        }),
     }
 }
 
@@ -339,24 +322,21 @@ async fn indicators(
             })
         }
     };
-    let engine = s.shared.engine.read();
+    let view = s.shared.view(Utc::now());
     if let Some(id) = q.id.as_deref() {
-        if !engine.ids().any(|x| x == id) {
+        if !view.engine().ids().any(|x| x == id) {
             return Err(ApiError::NotFound {
                 code: "unknown_indicator",
                 message: format!("Không có chỉ tiêu `{id}`."),
             });
         }
     }
-    let now = Utc::now();
-    let devices = s.shared.devices.read();
-    let avail = |class, village: Option<&str>| devices.availability(class, village, now);
-    let values = engine.values(window, sel, now, &avail, q.id.as_deref());
+    let values = view.indicators(window, sel, q.id.as_deref());
     Ok(Json(values).into_response())
 }
 
 async fn devices(State(s): State<ApiState>) -> impl IntoResponse {
-    let list = s.shared.devices.read().list(Utc::now());
+    let list = s.shared.view(Utc::now()).device_list();
     Json(list)
 }
 

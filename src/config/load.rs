@@ -52,10 +52,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         path: path.display().to_string(),
         source,
     })?;
-    let env: Vec<(String, String)> = std::env::vars()
+    load_str(&text, &path.display().to_string(), &env_overrides())
+}
+
+/// The `IOC__*` variables of the process environment.
+pub(crate) fn env_overrides() -> Vec<(String, String)> {
+    std::env::vars()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-        .collect();
-    load_str(&text, &path.display().to_string(), &env)
+        .collect()
 }
 
 /// Load from a TOML string named `origin`, with explicit overrides (pairs of

@@ -4,6 +4,7 @@
 //! Loaded from a TOML file, then overridden by environment variables named
 //! `IOC__SECTION__KEY` (see [`load`]), then validated (see `validate`).
 
+pub mod examples;
 mod load;
 mod validate;
 

@@ -52,8 +52,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::journal::writer::{AckFn, Inbound};
 use crate::model::Raw;
+use crate::runtime::pipeline::{AckFn, Inbound};
 use crate::state::Shared;
 
 /// Errors setting up the MQTT client.

@@ -133,12 +133,10 @@ async fn pause(cancel: &CancellationToken, d: Duration) -> bool {
 async fn snapshot(shared: &Arc<Shared>, outbox: &Arc<Mutex<Outbox>>) {
     let now = Utc::now();
     let lines: Vec<(String, chrono::DateTime<Utc>)> = {
-        let engine = shared.engine.read();
-        let devices = shared.devices.read();
-        let avail = |class, village: Option<&str>| devices.availability(class, village, now);
         let at = line::snapshot_time(now);
-        engine
-            .values(Window::Today, ScopeSel::All, now, &avail, None)
+        shared
+            .view(now)
+            .indicators(Window::Today, ScopeSel::All, None)
             .iter()
             .filter_map(|v| line::indicator_line(&shared.config.commune.id, v))
             .map(|l| (l, at))
