@@ -59,20 +59,11 @@ async fn empty_messages_and_frigate_stopped_are_events_and_the_dead_letter_list_
     assert_eq!(cam["state"], "online", "{cam}");
 }
 
-/// A value from `/proc/{pid}/status` in KiB (e.g. `VmHWM`, the peak RSS).
-fn proc_kib(pid: u32, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{key} not in /proc/{pid}/status"))
-}
-
 /// A publisher that fires QoS 1 messages without waiting for each PubAck
 /// (up to `inflight` at once) and returns once the broker acknowledged all.
 async fn flood(port: u16, messages: Vec<(String, Vec<u8>)>) {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let mut opts = MqttOptions::new(format!("flood-{}", common::free_port()), "127.0.0.1", port);
+    let mut opts = MqttOptions::new(format!("flood-{}", kit::free_port()), "127.0.0.1", port);
     opts.set_max_packet_size(4 * 1024 * 1024, 4 * 1024 * 1024);
     opts.set_inflight(32);
     let (client, mut el) = AsyncClient::new(opts, 64);
@@ -113,13 +104,13 @@ async fn a_flood_of_1_mib_payloads_stays_bounded_in_memory_and_nothing_is_lost()
     const N: usize = 160;
     /// Peak RSS (VmHWM) the backend may reach, in MiB.
     const BOUND_MIB: u64 = 160;
-    let broker = common::Mosquitto::start();
+    let broker = kit::Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = common::test_config(broker.port, &dir.path().join("store"));
+    let config = kit::test_config(broker.port, &dir.path().join("store"));
     let env = [("IOC__INGEST__MAX_PAYLOAD_BYTES", "1048576")];
-    let mut b = common::Backend::start_with_env(dir.path(), &config, &env);
+    let mut b = kit::Backend::start_with_env(dir.path(), &config, &env);
     b.wait_ready().await;
-    let idle_mib = proc_kib(b.pid().expect("backend runs"), "VmRSS") / 1024;
+    let idle_mib = kit::measure::rss_kib(b.pid().expect("backend runs")).expect("VmRSS") / 1024;
     eprintln!("idle RSS {idle_mib} MiB");
     // The persistent session exists; stop the backend so the broker queues.
     b.stop();
@@ -152,7 +143,8 @@ async fn a_flood_of_1_mib_payloads_stays_bounded_in_memory_and_nothing_is_lost()
         },
     )
     .await;
-    let peak_mib = proc_kib(b.pid().expect("backend runs"), "VmHWM") / 1024;
+    let peak_mib =
+        kit::measure::peak_rss_kib(b.pid().expect("backend runs")).expect("VmHWM") / 1024;
     eprintln!("peak RSS {peak_mib} MiB for {N} x 1 MiB");
     assert_eq!(b.metric("ioc_events_committed_total").await, (N / 2) as f64);
     let body = b.get("/api/dead-letters?reason=oversized&limit=200").await;
