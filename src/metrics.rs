@@ -52,6 +52,14 @@ pub struct Metrics {
     /// Acknowledgements dropped because their connection was gone (the
     /// broker redelivers those messages).
     pub mqtt_acks_stale: Counter,
+    /// MQTT packets larger than the client's packet limit (each costs one
+    /// reconnect; see docs/PROTOCOL.md §1.4).
+    pub mqtt_oversized_packets: Counter,
+    /// Connections the broker closed right after accepting them: another
+    /// client using our client id (session takeover) is the usual cause.
+    pub mqtt_session_takeovers: Counter,
+    /// Payload bytes taken from the broker and not yet committed.
+    pub mqtt_queued_bytes: Gauge,
     /// Steps published by the live hub.
     pub live_steps: Counter,
     /// The live hub's newest `seq`.
@@ -121,6 +129,9 @@ impl Metrics {
             mqtt_connects: Counter::default(),
             mqtt_acks: Counter::default(),
             mqtt_acks_stale: Counter::default(),
+            mqtt_oversized_packets: Counter::default(),
+            mqtt_session_takeovers: Counter::default(),
+            mqtt_queued_bytes: Gauge::default(),
             live_steps: Counter::default(),
             live_seq: Gauge::default(),
             live_connections: Gauge::default(),
@@ -201,6 +212,21 @@ impl Metrics {
             "mqtt_acks_stale",
             "Acknowledgements dropped because their connection was gone",
             m.mqtt_acks_stale.clone(),
+        );
+        registry.register(
+            "mqtt_oversized_packets",
+            "MQTT packets above the client's packet limit (one reconnect each)",
+            m.mqtt_oversized_packets.clone(),
+        );
+        registry.register(
+            "mqtt_session_takeovers",
+            "MQTT connections closed by the broker right after ConnAck (another client with our client id?)",
+            m.mqtt_session_takeovers.clone(),
+        );
+        registry.register(
+            "mqtt_queued_bytes",
+            "Payload bytes taken from the broker and not yet committed",
+            m.mqtt_queued_bytes.clone(),
         );
         registry.register(
             "live_steps",
