@@ -140,7 +140,7 @@ pub fn router(state: ApiState) -> Router {
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         );
     }
-    app.layer(middleware::from_fn(guard::harden))
+    guard::outer_layers(app, state.shared.metrics.http_panics.clone())
 }
 
 /// A JSON body with a JSON error (400 `invalid_body`, 413 `body_too_large`)
@@ -173,7 +173,7 @@ where
 async fn ack_dead_letter(
     State(s): State<ApiState>,
     c: guard::Caller,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam<i64>,
 ) -> Result<Response, ApiError> {
     let store = Arc::clone(&s.actions);
     let outcome = admin::blocking(&s, &c, move |accounts, actor| {
@@ -208,6 +208,31 @@ async fn method_not_allowed() -> Response {
         Json(json!({ "error": { "code": "method_not_allowed", "message": "Phương thức không được hỗ trợ ở địa chỉ này." } })),
     )
         .into_response()
+}
+
+/// Path parameters with a JSON 400 `invalid_path` instead of axum's plain
+/// text (`Invalid URL: Cannot parse…`).
+pub(crate) struct PathParam<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for PathParam<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParam(v)),
+            Err(e) => Err(ApiError::bad(
+                "invalid_path",
+                format!("Địa chỉ không hợp lệ: {}", e.body_text()),
+            )),
+        }
+    }
 }
 
 /// Query-string parsing with a JSON error instead of axum's plain text.

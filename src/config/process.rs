@@ -78,6 +78,17 @@ pub struct Http {
     pub max_body_bytes: usize,
     /// Seconds a request may take before it is answered 408.
     pub request_timeout_s: u64,
+    /// Seconds a new connection may take to send its first request head;
+    /// a connection that is slower (half-sent headers) is closed.
+    pub header_timeout_s: u64,
+    /// Seconds a keep-alive connection may stay idle (no request in
+    /// flight) before it is closed.
+    pub idle_timeout_s: u64,
+    /// Most HTTP connections open at once (WebSockets count until they are
+    /// upgraded, then under `live.max_connections`). At the cap, the
+    /// longest-idle connection is closed to admit a new one. Kept below
+    /// the process's file limit at start.
+    pub max_connections: usize,
 }
 
 impl Default for Http {
@@ -88,6 +99,9 @@ impl Default for Http {
             cors_origins: Vec::new(),
             max_body_bytes: 64 * 1024,
             request_timeout_s: 30,
+            header_timeout_s: 10,
+            idle_timeout_s: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -130,16 +144,25 @@ pub struct Auth {
     pub public_read: bool,
     /// Seconds a login token lives.
     pub session_ttl_s: u64,
-    /// Failed logins for one user name within `failure_window_s` that
-    /// lock it for `lockout_s`.
+    /// Failed logins for one user name from one address within
+    /// `failure_window_s` that lock that name from that address (other
+    /// addresses are not affected; docs/ACCESS.md).
     pub max_failures_per_user: u32,
     /// Failed logins from one address within `failure_window_s` that
     /// lock it for `lockout_s`.
     pub max_failures_per_address: u32,
     /// Seconds over which failed logins are counted.
     pub failure_window_s: u64,
-    /// Seconds a lockout lasts.
+    /// Longest lockout, seconds: the first lasts a minute (or this, if
+    /// shorter), each further one of the same name and address twice as
+    /// long.
     pub lockout_s: u64,
+    /// Logins whose password is checked at once (argon2 takes about 19 MiB
+    /// and tens of ms each).
+    pub login_concurrency: usize,
+    /// Logins that may wait for a check; beyond that, a login is answered
+    /// 503 `login_busy` at once.
+    pub login_queue: usize,
     /// Password of the first `admin` account, used only when there is no
     /// user yet (set it with `IOC__AUTH__ADMIN_PASSWORD`); when absent, one
     /// is generated and printed once.
@@ -155,6 +178,8 @@ impl Default for Auth {
             max_failures_per_address: 20,
             failure_window_s: 900,
             lockout_s: 900,
+            login_concurrency: 2,
+            login_queue: 16,
             admin_password: None,
         }
     }
