@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use commune_ioc::config::load;
-use commune_ioc::journal::writer::{self, Inbound};
 use commune_ioc::journal::Store;
 use commune_ioc::model::Raw;
+use commune_ioc::runtime::pipeline::{self as writer, Inbound};
 use commune_ioc::sim::Traffic;
 use commune_ioc::sinks::{self, influx::InfluxSink};
 use commune_ioc::sources::Decoder;

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use chrono::Utc;
 use commune_ioc::config::{load, SyncMode};
-use commune_ioc::journal::writer::{self, Inbound};
 use commune_ioc::journal::Store;
 use commune_ioc::model::Raw;
+use commune_ioc::runtime::pipeline::{self as writer, Inbound};
 use commune_ioc::sim::Traffic;
 use commune_ioc::sources::Decoder;
 use commune_ioc::state::Shared;

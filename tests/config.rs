@@ -203,7 +203,135 @@ device_class = "drone"
             got.join("\n")
         );
     }
-    assert!(got.iter().all(|g| g.starts_with("test.toml: ")), "{got:?}");
+    // Each problem points into the file: `test.toml:LINE:COLUMN: `.
+    assert!(
+        got.iter().all(|g| {
+            let mut parts = g.splitn(4, ':');
+            parts.next() == Some("test.toml")
+                && parts.next().is_some_and(|l| l.parse::<usize>().is_ok())
+                && parts.next().is_some_and(|c| c.parse::<usize>().is_ok())
+        }),
+        "{got:?}"
+    );
+    // The duplicate village is the second one (line 14), the duplicate
+    // camera's village the first camera's `village` (line 18).
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("test.toml:14:") && g.contains("`village[a].id`")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("test.toml:18:") && g.contains("`camera[cam-1].village`")),
+        "{got:?}"
+    );
+}
+
+/// Mistakes that used to load silently: a ratio that can pass 100 %, an
+/// event kind no decoder produces, a device that is not registered. Each is
+/// refused with its place in the file, its key and a Vietnamese reason.
+#[test]
+fn silent_indicator_mistakes_are_refused_with_file_line_key_and_reason() {
+    let text = r#"
+[commune]
+id = "x"
+name = "X"
+[[camera]]
+id = "cam-01"
+
+[[indicator]]
+id = "on_time"
+name = "Đúng hạn"
+kind = "ratio"
+[indicator.numerator]
+source = "procedure"
+event = "received"
+[indicator.denominator]
+source = "procedure"
+event = "resolved"
+
+[[indicator]]
+id = "typo"
+name = "Hồ sơ"
+kind = "count"
+[indicator.match]
+source = "procedure"
+event = "recieved"
+
+[[indicator]]
+id = "cams"
+name = "Phát hiện"
+kind = "count"
+[indicator.match]
+source = "camera"
+event = "detection"
+devices = ["cam-01", "cam-99"]
+"#;
+    let got = issues(text, &[]);
+    assert_eq!(got.len(), 3, "{got:#?}");
+    let find = |key: &str| {
+        got.iter()
+            .find(|g| g.contains(key))
+            .unwrap_or_else(|| panic!("no {key} in {got:#?}"))
+    };
+    let ratio = find("`indicator[on_time].numerator`");
+    assert!(ratio.starts_with("test.toml:12:"), "{ratio}");
+    assert!(
+        ratio.contains("tử số phải là một phần của mẫu số"),
+        "{ratio}"
+    );
+    assert!(ratio.contains("vượt 100 %"), "{ratio}");
+    let typo = find("`indicator[typo].match.event`");
+    assert!(typo.starts_with("test.toml:25:"), "{typo}");
+    assert!(
+        typo.contains("`recieved` không phải loại sự kiện của nguồn `procedure`")
+            && typo.contains("received, resolved"),
+        "{typo}"
+    );
+    let device = find("`indicator[cams].match.devices`");
+    assert!(device.starts_with("test.toml:34:"), "{device}");
+    assert!(
+        device.contains("không có thiết bị `cam-99`") && !device.contains("`cam-01`"),
+        "{device}"
+    );
+
+    // The same ratio with a narrower numerator, a real kind and registered
+    // devices loads; so do a numerator on a sub-list of the denominator's
+    // values and the same `sum`.
+    let fixed = text
+        .replace(
+            "event = \"received\"\n[indicator.denominator]",
+            "event = \"resolved\"\nwhere = { outcome = \"early\" }\n[indicator.denominator]",
+        )
+        .replace("recieved", "received")
+        .replace(", \"cam-99\"", "");
+    assert_eq!(issues(&fixed, &[]), Vec::<String>::new());
+    let wider = r#"
+[commune]
+id = "x"
+name = "X"
+[[indicator]]
+id = "r"
+name = "R"
+kind = "ratio"
+numerator = { source = "procedure", event = "resolved", where = { outcome = ["early", "late"] } }
+denominator = { source = "procedure", event = "resolved", where = { outcome = ["early", "on_time"] } }
+"#;
+    let got = issues(wider, &[]);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].contains("where.outcome"), "{got:#?}");
+    assert!(issues(&wider.replace("\"late\"", "\"on_time\""), &[]).is_empty());
+}
+
+/// Problems in a value set by an `IOC__*` variable name the variable.
+#[test]
+fn semantic_problems_from_env_name_the_variable() {
+    let got = issues(MINIMAL, &[("IOC__HTTP__LISTEN", "nowhere")]);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("env IOC__HTTP__LISTEN: `http.listen`"),
+        "{got:?}"
+    );
 }
 
 #[test]

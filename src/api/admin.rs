@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
 use super::guard::Caller;
-use super::{ApiError, ApiState, Body, Params};
+use super::{ApiError, ApiState, Body, Params, PathParam};
 use crate::app::{users, Actor, AppError};
 use crate::auth::{AccountError, Accounts, AuditQuery};
 
@@ -41,6 +41,11 @@ fn refuse(e: AccountError) -> ApiError {
         AccountError::Exists(_) => ApiError::Status {
             status: StatusCode::CONFLICT,
             code: "user_exists",
+            message,
+        },
+        AccountError::LastAdmin(_) => ApiError::Status {
+            status: StatusCode::CONFLICT,
+            code: "last_admin",
             message,
         },
         AccountError::NoSuchUser(_) => ApiError::NotFound {
@@ -99,7 +104,7 @@ pub(crate) async fn user_create(
 pub(crate) async fn user_password(
     State(s): State<ApiState>,
     c: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     Body(p): Body<NewPassword>,
 ) -> Result<Response, ApiError> {
     blocking(&s, &c, move |a, actor| {
@@ -115,7 +120,7 @@ pub(crate) async fn user_password(
 pub(crate) async fn user_disable(
     State(s): State<ApiState>,
     c: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> Result<Response, ApiError> {
     blocking(&s, &c, move |a, actor| users::disable(a, actor, &name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -21,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::{middleware, Json, Router};
+use axum::{Json, Router};
 use chrono::Utc;
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -101,7 +101,7 @@ pub fn router(state: ApiState) -> Router {
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         );
     }
-    app.layer(middleware::from_fn(guard::harden))
+    guard::outer_layers(app, state.shared.metrics.http_panics.clone())
 }
 
 /// A JSON body with a JSON error (400 `invalid_body`, 413 `body_too_large`)
@@ -138,7 +138,7 @@ where
 async fn ack_dead_letter(
     State(s): State<ApiState>,
     c: guard::Caller,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam<i64>,
 ) -> Result<Response, ApiError> {
     let store = Arc::clone(&s.actions);
     let outcome = admin::blocking(&s, &c, move |accounts, actor| {
@@ -173,6 +173,31 @@ async fn method_not_allowed() -> Response {
         Json(json!({ "error": { "code": "method_not_allowed", "message": "Phương thức không được hỗ trợ ở địa chỉ này." } })),
     )
         .into_response()
+}
+
+/// Path parameters with a JSON 400 `invalid_path` instead of axum's plain
+/// text (`Invalid URL: Cannot parse…`).
+pub(crate) struct PathParam<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for PathParam<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParam(v)),
+            Err(e) => Err(ApiError::bad(
+                "invalid_path",
+                format!("Địa chỉ không hợp lệ: {}", e.body_text()),
+            )),
+        }
+    }
 }
 
 /// Query-string parsing with a JSON error instead of axum's plain text.
@@ -303,26 +328,23 @@ async fn indicators(
             })
         }
     };
-    let engine = s.shared.engine.read();
+    let view = s.shared.view(Utc::now());
     if let Some(id) = q.id.as_deref() {
-        if !engine.ids().any(|x| x == id) {
+        if !view.engine().ids().any(|x| x == id) {
             return Err(ApiError::NotFound {
                 code: "unknown_indicator",
                 message: format!("Không có chỉ tiêu `{id}`."),
             });
         }
     }
-    let now = Utc::now();
-    let devices = s.shared.devices.read();
-    let avail = |class, village: Option<&str>| devices.availability(class, village, now);
-    let values = engine.values(window, sel, now, &avail, q.id.as_deref());
+    let values = view.indicators(window, sel, q.id.as_deref());
     Ok(Json(values).into_response())
 }
 
 #[utoipa::path(get, path = "/api/devices", tag = "devices",
     responses((status = 200, description = "Every device with its health")))]
 async fn devices(State(s): State<ApiState>) -> impl IntoResponse {
-    let list = s.shared.devices.read().list(Utc::now());
+    let list = s.shared.view(Utc::now()).device_list();
     Json(list)
 }
 

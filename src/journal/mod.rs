@@ -7,12 +7,13 @@
 //! - `state` holds latest readings and freshness times, `devices` the last
 //!   known device health.
 //!
-//! [`writer`] runs the batching writer thread that feeds it.
+//! The journal only stores and reads: the commit pipeline that feeds it
+//! (decode, derive, ack, apply, publish) is `crate::runtime::pipeline`. It
+//! never creates tables: the schema is `crate::store::schema`.
 
 pub mod outbox;
 mod queries;
 mod restore;
-pub mod writer;
 pub use queries::AckOutcome;
 
 use std::path::Path;
@@ -135,6 +136,24 @@ impl Store {
             .optional()?)
     }
 
+    /// The villages of those of `dossiers` whose `received` event named
+    /// one (dossiers not found are left out).
+    pub fn dossier_villages(
+        &self,
+        dossiers: &[&str],
+    ) -> Result<Vec<(String, String)>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT village FROM dossiers WHERE dossier_id = ?1")?;
+        let mut out = Vec::new();
+        for &id in dossiers {
+            if let Some(v) = stmt.query_row([id], |r| r.get(0)).optional()? {
+                out.push((id.to_owned(), v));
+            }
+        }
+        Ok(out)
+    }
+
     /// Set a meta value.
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), JournalError> {
         upsert_meta(&self.conn, key, value)
@@ -177,6 +196,20 @@ impl Store {
                 ])?;
                 if n == 1 {
                     outcome.new_events.push(i);
+                }
+            }
+            // Remember each dossier's village for its later events.
+            let mut dossier = tx.prepare_cached(
+                "INSERT OR IGNORE INTO dossiers (dossier_id, village) VALUES (?1, ?2)",
+            )?;
+            for &i in &outcome.new_events {
+                let e = events[i].event;
+                if e.source != Source::Procedure || e.kind != "received" {
+                    continue;
+                }
+                let id = e.attrs.get("dossier_id").and_then(|v| v.as_str());
+                if let (Some(id), Some(village)) = (id, &e.village) {
+                    dossier.execute(params![id, village])?;
                 }
             }
             let mut ins = tx.prepare_cached(
