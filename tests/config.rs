@@ -364,3 +364,28 @@ fn check_config_exits_non_zero_and_lists_problems() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("không đọc được tệp cấu hình /nonexistent/commune.toml"));
 }
+
+/// Lengths are counted as documented: `mqtt.client_id` in bytes of UTF-8
+/// (what MQTT limits), so 50 Vietnamese letters (150 bytes) are too long
+/// though they are 50 characters, and the message says bytes.
+#[test]
+fn client_id_length_is_counted_in_bytes_as_documented() {
+    let long = "ệ".repeat(50);
+    let text = format!("{MINIMAL}[mqtt]\nclient_id = \"{long}\"\n");
+    let got = issues(&text, &[]);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("`mqtt.client_id`"), "{got:?}");
+    assert!(
+        got[0].contains("128 byte") && got[0].contains("150 byte"),
+        "{got:?}"
+    );
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CONFIG.md")).unwrap();
+    assert!(
+        docs.contains("| `client_id` | string of 1–128 bytes (UTF-8"),
+        "CONFIG.md must say the client id is counted in bytes"
+    );
+    // 128 ASCII bytes are fine.
+    let ok = format!("{MINIMAL}[mqtt]\nclient_id = \"{}\"\n", "a".repeat(128));
+    assert!(issues(&ok, &[]).is_empty());
+}

@@ -504,8 +504,16 @@ impl Validator<'_> {
             }
         }
         if let Some(id) = &m.client_id {
+            // MQTT counts a client id in bytes of UTF-8, not characters.
             if id.is_empty() || id.len() > 128 {
-                self.issue("mqtt.client_id", "phải dài từ 1 đến 128 ký tự");
+                self.issue(
+                    "mqtt.client_id",
+                    format!(
+                        "phải dài từ 1 đến 128 byte (UTF-8: một chữ có dấu chiếm 2–3 byte); `{}` dài {} byte",
+                        id,
+                        id.len()
+                    ),
+                );
             }
         }
         if let Some(g) = &m.share_group {
