@@ -7,6 +7,7 @@ mod dashboard;
 mod error;
 pub mod guard;
 mod history;
+pub mod serve;
 mod ws;
 
 pub use error::ApiError;
