@@ -642,34 +642,48 @@ async fn idle_and_half_sent_connections_are_closed_and_the_cap_holds() {
 
 // ---------------------------------------------------------------- item 12 (property)
 
-/// Every route: (method, path template; `{}` takes a generated segment).
-const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("POST", "/api/auth/login"),
-    ("GET", "/api/ws"),
-    ("GET", "/metrics"),
-    ("GET", "/api/commune"),
-    ("GET", "/api/villages"),
-    ("GET", "/api/indicators"),
-    ("GET", "/api/indicators/{}/history"),
-    ("GET", "/api/devices"),
-    ("GET", "/api/dead-letters"),
-    ("GET", "/api/auth/me"),
-    ("POST", "/api/auth/logout"),
-    ("POST", "/api/dead-letters/{}/ack"),
-    ("GET", "/api/auth/kiosk-tokens"),
-    ("POST", "/api/auth/kiosk-tokens"),
-    ("DELETE", "/api/auth/kiosk-tokens/{}"),
-    ("GET", "/api/users"),
-    ("POST", "/api/users"),
-    ("POST", "/api/users/{}/password"),
-    ("POST", "/api/users/{}/disable"),
-    ("GET", "/api/audit"),
+/// Probes beyond the documented routes: (method, path template; `{}`
+/// takes a generated segment). The routes themselves come from the served
+/// OpenAPI document, so a new route is probed without editing this list.
+const EXTRA: &[(&str, &str)] = &[
     ("GET", "/api/{}"),
+    ("POST", "/api/{}/{}"),
     ("PUT", "/api/indicators"),
+    ("DELETE", "/api/users"),
     ("GET", "/{}"),
+    ("GET", "/metrics"),
 ];
+
+/// Every (method, path template) of the served OpenAPI document, with its
+/// `{param}`s as `{}`, and the extra probes.
+async fn every_route(b: &Backend) -> Vec<(String, String)> {
+    let doc = b.get("/api/openapi.json").await;
+    let mut out = Vec::new();
+    for (path, ops) in doc["paths"]
+        .as_object()
+        .expect("paths in /api/openapi.json")
+    {
+        let mut template = String::new();
+        let mut in_param = false;
+        for ch in path.chars() {
+            match (ch, in_param) {
+                ('{', _) => in_param = true,
+                ('}', true) => {
+                    in_param = false;
+                    template.push_str("{}");
+                }
+                (_, true) => {}
+                (c, false) => template.push(c),
+            }
+        }
+        for method in ops.as_object().unwrap().keys() {
+            out.push((method.to_uppercase(), template.clone()));
+        }
+    }
+    assert!(out.len() >= 20, "{out:?}");
+    out.extend(EXTRA.iter().map(|(m, p)| (m.to_string(), p.to_string())));
+    out
+}
 
 /// Query keys the handlers read, and some they do not.
 const KEYS: &[&str] = &[
@@ -713,7 +727,7 @@ struct Probe {
     authed: bool,
 }
 
-fn probe() -> impl proptest::strategy::Strategy<Value = Probe> {
+fn probe(routes: usize) -> impl proptest::strategy::Strategy<Value = Probe> {
     use proptest::prelude::*;
     let segment = prop_oneof![
         prop::sample::select(SEGMENTS).prop_map(str::to_owned),
@@ -761,20 +775,15 @@ fn probe() -> impl proptest::strategy::Strategy<Value = Probe> {
         prop::collection::vec(any::<u8>(), 0..300).prop_map(Some),
         json_body.prop_map(Some),
     ];
-    (
-        0..ROUTES.len(),
-        segment,
-        query,
-        body,
-        prop::bool::weighted(0.8),
-    )
-        .prop_map(|(route, segment, query, body, authed)| Probe {
+    (0..routes, segment, query, body, prop::bool::weighted(0.8)).prop_map(
+        |(route, segment, query, body, authed)| Probe {
             route,
             segment,
             query,
             body,
             authed,
-        })
+        },
+    )
 }
 
 /// Arbitrary path segments, query strings and bodies at every route of the
@@ -790,6 +799,7 @@ fn arbitrary_requests_at_every_route_get_a_json_answer_below_500() {
         .unwrap();
     let (_broker, _dir, b) = rt.block_on(start("", &[]));
     let token = rt.block_on(b.token());
+    let routes = rt.block_on(every_route(&b));
     // A user the generated requests may change or disable.
     rt.block_on(async {
         let (s, _, text, _) = send(
@@ -813,8 +823,8 @@ fn arbitrary_requests_at_every_route_get_a_json_answer_below_500() {
         ..Config::default()
     });
     let started = Instant::now();
-    let result = runner.run(&probe(), |p| {
-        let (method, template) = ROUTES[p.route];
+    let result = runner.run(&probe(routes.len()), |p| {
+        let (method, template) = (&routes[p.route].0, &routes[p.route].1);
         let path = template.replace("{}", &p.segment);
         let url = if p.query.is_empty() {
             format!("{}{path}", b.url)
@@ -826,7 +836,7 @@ fn arbitrary_requests_at_every_route_get_a_json_answer_below_500() {
         };
         let mut req = client.request(Method::from_bytes(method.as_bytes()).unwrap(), url.clone());
         // Logout with the admin's token would end the run's session.
-        if p.authed && template != "/api/auth/logout" {
+        if p.authed && template.as_str() != "/api/auth/logout" {
             req = req.bearer_auth(&token);
         }
         if let Some(body) = p.body.clone() {
