@@ -3,12 +3,12 @@
 //! `RUST_LOG=trace`, and malformed or oversized WebSocket frames written
 //! byte by byte. Every test runs the real binary on loopback.
 
-mod common;
+mod kit;
 
 use std::time::{Duration, Instant};
 
-use common::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
 use futures_util::{SinkExt, StreamExt};
+use kit::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

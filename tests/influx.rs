@@ -8,14 +8,14 @@
 //! `INFLUXDB_BUCKET`) set, `cargo test --test influx -- --ignored` also runs
 //! the round trip against a real InfluxDB 2.
 
-mod common;
+mod kit;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
-use common::victoria::{Series, Victoria};
-use common::{test_config, Backend, Mosquitto, Publisher, DOSSIER};
+use kit::victoria::{Series, Victoria};
+use kit::{test_config, Backend, Mosquitto, Publisher, DOSSIER};
 
 /// The standard test config with an `[influx]` section (the URL comes from
 /// the environment, as in the compose file).
@@ -233,7 +233,7 @@ async fn events_reach_victoria_metrics_with_measurement_tags_fields_and_times() 
     };
     let addr = b.url.trim_start_matches("http://");
     assert!(health(addr).status.success());
-    let closed = format!("127.0.0.1:{}", common::free_port());
+    let closed = format!("127.0.0.1:{}", kit::free_port());
     let out = health(&closed);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("không kết nối được"));
@@ -476,7 +476,7 @@ async fn influxdb2_round_trip() {
     );
     b.wait_ready().await;
     let t = Utc::now().timestamp_millis() - 5_000;
-    let id = format!("HS-{}", common::free_port());
+    let id = format!("HS-{}", kit::free_port());
     let mut p = Publisher::new(broker.port);
     p.send(DOSSIER, &dossier(&id, t)).await;
     let flux = format!(

@@ -2,12 +2,12 @@
 //! backend connects and ingests; a wrong password keeps it not ready, with
 //! the reason in the log and never the password.
 
-mod common;
+mod kit;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{dossier_received, free_port, test_config, Backend, Mosquitto, Publisher, DOSSIER};
+use kit::{dossier_received, free_port, test_config, Backend, Mosquitto, Publisher, DOSSIER};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use serde_json::json;
 
