@@ -14,7 +14,7 @@ use super::{ApiError, ApiState, Body, PathParam};
 use crate::auth::store::valid_username;
 use crate::auth::{NewAudit, Outcome};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct LoginBody {
     username: String,
     password: String,
@@ -35,6 +35,11 @@ fn attempted(name: &str) -> &str {
 /// from this address and of the address (429; refused attempts are counted
 /// and audited once per pair and window), the attempt counted, then the
 /// password checked on one of the few hashing slots.
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", request_body = LoginBody,
+    responses((status = 200, description = "A session token, its role and expiry"),
+        (status = 401, description = "`invalid_credentials`"),
+        (status = 429, description = "`locked_out`, with Retry-After"),
+        (status = 503, description = "`login_busy`")))]
 pub(crate) async fn login(
     State(s): State<ApiState>,
     req: axum::extract::Request,
@@ -104,6 +109,8 @@ pub(crate) async fn login(
     }
 }
 
+#[utoipa::path(post, path = "/api/auth/logout", tag = "accounts",
+    responses((status = 204, description = "The session token is revoked")))]
 pub(crate) async fn logout(State(s): State<ApiState>, c: Caller) -> Result<Response, ApiError> {
     let Some(id) = c.principal.token_id else {
         return Err(ApiError::Unauthorized);
@@ -119,6 +126,8 @@ pub(crate) async fn logout(State(s): State<ApiState>, c: Caller) -> Result<Respo
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/api/auth/me", tag = "accounts",
+    responses((status = 200, description = "Who is calling: username, role, via")))]
 pub(crate) async fn me(c: Caller) -> impl IntoResponse {
     Json(json!({
         "username": c.principal.name,
@@ -127,11 +136,13 @@ pub(crate) async fn me(c: Caller) -> impl IntoResponse {
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct KioskBody {
     label: String,
 }
 
+#[utoipa::path(post, path = "/api/auth/kiosk-tokens", tag = "accounts", request_body = KioskBody,
+    responses((status = 201, description = "The kiosk token (shown once) and its record")))]
 pub(crate) async fn kiosk_create(
     State(s): State<ApiState>,
     c: Caller,
@@ -148,10 +159,15 @@ pub(crate) async fn kiosk_create(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/auth/kiosk-tokens", tag = "accounts",
+    responses((status = 200, description = "Kiosk tokens (without the secrets)")))]
 pub(crate) async fn kiosk_list(State(s): State<ApiState>) -> Result<Response, ApiError> {
     Ok(Json(s.accounts.kiosk_tokens()?).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/auth/kiosk-tokens/{id}", tag = "accounts",
+    params(("id" = i64, Path, description = "Kiosk token id", example = 1)),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "`unknown_token`")))]
 pub(crate) async fn kiosk_revoke(
     State(s): State<ApiState>,
     c: Caller,

@@ -14,18 +14,20 @@ use super::{ApiError, ApiState, Body, Params, PathParam};
 use crate::app::{users, Actor, AppError};
 use crate::auth::{AccountError, Accounts, AuditQuery};
 
+#[utoipa::path(get, path = "/api/users", tag = "accounts",
+    responses((status = 200, description = "Users with role and state")))]
 pub(crate) async fn users(State(s): State<ApiState>) -> Result<Response, ApiError> {
     Ok(Json(s.accounts.users()?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewUser {
     username: String,
     password: String,
     role: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewPassword {
     password: String,
 }
@@ -80,6 +82,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|_| ApiError::Task)??)
 }
 
+#[utoipa::path(post, path = "/api/users", tag = "accounts", request_body = NewUser,
+    responses((status = 201, description = "Created"), (status = 400, description = "Invalid name, role or password"),
+        (status = 409, description = "The name exists")))]
 pub(crate) async fn user_create(
     State(s): State<ApiState>,
     c: Caller,
@@ -93,6 +98,9 @@ pub(crate) async fn user_create(
     Ok(StatusCode::CREATED.into_response())
 }
 
+#[utoipa::path(post, path = "/api/users/{name}/password", tag = "accounts", request_body = NewPassword,
+    params(("name" = String, Path, description = "User name", example = "admin")),
+    responses((status = 204, description = "Changed; the user's sessions are revoked")))]
 pub(crate) async fn user_password(
     State(s): State<ApiState>,
     c: Caller,
@@ -106,6 +114,9 @@ pub(crate) async fn user_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(post, path = "/api/users/{name}/disable", tag = "accounts",
+    params(("name" = String, Path, description = "User name", example = "admin")),
+    responses((status = 204, description = "Disabled; the user's tokens stop at once")))]
 pub(crate) async fn user_disable(
     State(s): State<ApiState>,
     c: Caller,
@@ -115,6 +126,8 @@ pub(crate) async fn user_disable(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/api/audit", tag = "accounts",
+    responses((status = 200, description = "Audit entries, newest first (query: action, actor, limit, before)")))]
 pub(crate) async fn audit(
     State(s): State<ApiState>,
     Params(q): Params<AuditQuery>,

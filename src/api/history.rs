@@ -13,7 +13,8 @@ use serde_json::json;
 use super::{ApiError, ApiState, Params, PathParam};
 use crate::indicators::HistoryPlan;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
     from: Option<String>,
     to: Option<String>,
@@ -57,6 +58,11 @@ pub(crate) fn parse_step(s: &str) -> Option<i64> {
     (secs <= MAX_STEP_SECS).then_some(secs)
 }
 
+#[utoipa::path(get, path = "/api/indicators/{id}/history", tag = "indicators",
+    params(("id" = String, Path, description = "Indicator id", example = "dossiers_received"), HistoryQuery),
+    responses((status = 200, description = "Buckets of one indicator (PROTOCOL.md §6)"),
+        (status = 400, description = "`invalid_step`, `step_too_fine`, `invalid_range`, `history_unsupported`"),
+        (status = 404, description = "`unknown_indicator`, `unknown_village`")))]
 pub(crate) async fn history(
     State(s): State<ApiState>,
     PathParam(id): PathParam<String>,
