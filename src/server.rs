@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -315,21 +314,10 @@ pub async fn run(
             backend.clone(),
         ));
     }
+    let limits = api::serve::Limits::from_config(&shared.config);
+    let http_shared = Arc::clone(&shared);
     let http = tasks.spawn(async move {
-        // Live frames are small and frequent: without TCP_NODELAY, Nagle's
-        // algorithm holds each one back until the client's (delayed)
-        // acknowledgement of the previous one, tens of ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-            }
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { fe.cancelled().await })
-        .await
+        api::serve::serve(listener, app, limits, &http_shared.metrics, fe).await
     });
     tasks.close();
     on_ready(Handle {

@@ -7,7 +7,8 @@
 
 mod kit;
 
-use std::net::IpAddr;
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use kit::{test_config, Backend, Mosquitto, Publisher, DOSSIER};
@@ -547,4 +548,458 @@ async fn audited_writes_cannot_fill_the_room_reserved_for_ingest() {
         .await;
     let r = reqwest::get(format!("{}/readyz", b.url)).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", b.log_text());
+}
+// ---------------------------------------------------------------- item 2
+
+/// Open a socket and send `prefix` (maybe nothing).
+fn raw(b: &Backend, prefix: &[u8]) -> TcpStream {
+    let addr = b.url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    if !prefix.is_empty() {
+        s.write_all(prefix).expect("write");
+    }
+    s
+}
+
+/// Whether the server closed `s` (EOF or reset), waiting up to `wait`.
+fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // e.g. a 408 before closing
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+async fn healthz(b: &Backend) -> StatusCode {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(format!("{}/healthz", b.url))
+        .send()
+        .await
+        .map(|r| r.status())
+        .unwrap_or(StatusCode::GATEWAY_TIMEOUT)
+}
+
+/// Half-sent requests and idle sockets are closed by the server within the
+/// timeouts; with the connection cap reached, /healthz keeps answering
+/// (the longest-idle connection makes room).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_are_closed_and_the_cap_holds() {
+    let (_broker, _dir, b) = start(
+        "",
+        &[
+            ("IOC__HTTP__HEADER_TIMEOUT_S", "2"),
+            ("IOC__HTTP__IDLE_TIMEOUT_S", "3"),
+            ("IOC__HTTP__MAX_CONNECTIONS", "60"),
+        ],
+    )
+    .await;
+    // 50 half-sent request heads, 50 idle sockets: twice... beyond the cap.
+    let mut socks: Vec<TcpStream> = (0..50)
+        .map(|i| {
+            raw(
+                &b,
+                format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-{i}: ").as_bytes(),
+            )
+        })
+        .collect();
+    socks.extend((0..50).map(|_| raw(&b, b"")));
+    // The cap is reached; /healthz still answers, many times over.
+    for _ in 0..20 {
+        assert_eq!(healthz(&b).await, StatusCode::OK);
+    }
+    // Every socket is closed by the server (timeouts of 2-3 s; generous
+    // deadline).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, s) in socks.iter_mut().enumerate() {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(10));
+        assert!(closed_within(s, left), "socket {i} still open after 30 s");
+    }
+    // A keep-alive connection idle after an answer is closed too.
+    let mut s = raw(&b, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        closed_within(&mut s, Duration::from_secs(30)),
+        "idle keep-alive still open"
+    );
+    assert!(b.metric("ioc_http_connections_timed_out_total").await >= 1.0);
+    assert!(b.metric("ioc_http_connections_shed_total").await >= 1.0);
+    assert_eq!(healthz(&b).await, StatusCode::OK);
+}
+
+// ---------------------------------------------------------------- what held
+
+/// Send raw bytes on a new connection and read the answer's status line
+/// (None when the server closed without one).
+fn raw_status(b: &Backend, request: &[u8]) -> Option<String> {
+    let mut s = raw(b, b"");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // The server may answer (and close) before reading everything.
+    let _ = s.write_all(request);
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    text.lines()
+        .next()
+        .map(str::to_owned)
+        .filter(|l| l.starts_with("HTTP/"))
+}
+
+/// What held in the probe keeps holding: static files do not escape their
+/// directory; oversized bodies, headers and URLs are refused without
+/// harm; no secret (a password, a token) comes back in an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traversal_oversized_input_and_secrets_still_hold() {
+    let (_broker, _dir, b) = start("", &[]).await;
+    let token = b.token().await;
+    // Path traversal on the static files and the API.
+    for path in [
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/js/..%2f..%2f..%2fCargo.toml",
+        "/..%5c..%5cCargo.toml",
+        "/api/indicators/..%2f..%2fetc%2fpasswd/history",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+        let mut s = raw(&b, req.as_bytes());
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 "), "{path}: {text}");
+        assert!(!text.contains("root:"), "{path} leaked /etc/passwd");
+        assert!(!text.contains("[package]"), "{path} leaked Cargo.toml");
+        let status: u16 = text[9..12].parse().unwrap();
+        assert!(status < 500, "{path}: {text}");
+    }
+    // A body over http.max_body_bytes (64 KiB): 413 in JSON.
+    let c = reqwest::Client::new();
+    let big = "x".repeat(70 * 1024);
+    let r = c
+        .post(format!("{}/api/auth/login", b.url))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"username":"admin","password":"{big}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "body_too_large");
+    // A 1 MiB header and a 1 MiB URL: refused (4xx) or the connection
+    // closed, never a 5xx, and the server goes on.
+    let huge = "a".repeat(1024 * 1024);
+    for req in [
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {huge}\r\n\r\n"),
+        format!("GET /api/{huge} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "X-H: 1\r\n".repeat(5000)
+        ),
+    ] {
+        if let Some(line) = raw_status(&b, req.as_bytes()) {
+            let status: u16 = line[9..12].parse().unwrap();
+            assert!((400..500).contains(&status), "{line}");
+        }
+    }
+    assert_eq!(healthz(&b).await, StatusCode::OK);
+    // Secrets: a login answer carries the new token, never the password;
+    // errors echo neither.
+    let (s, v) = login(&c, &b, "admin", &b.admin_password).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!v.to_string().contains(&b.admin_password));
+    let (_, _, text, _) = send(
+        &c,
+        &b,
+        Method::POST,
+        "/api/auth/login",
+        None,
+        Some(json!({"username": "admin", "password": "sai-mat-khau-bi-mat-123"})),
+    )
+    .await;
+    assert!(!text.contains("sai-mat-khau-bi-mat-123"), "{text}");
+    let (_, _, text, _) = send(
+        &c,
+        &b,
+        Method::GET,
+        "/api/auth/me",
+        Some("Bearer ioc_s_secret-forged-token"),
+        None,
+    )
+    .await;
+    assert!(!text.contains("secret-forged-token"), "{text}");
+    let log = b.log_text();
+    for secret in [
+        b.admin_password.as_str(),
+        "sai-mat-khau-bi-mat-123",
+        token.as_str(),
+    ] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+}
+
+// ---------------------------------------------------------------- item 12 (property)
+
+/// Probes beyond the documented routes: (method, path template; `{}`
+/// takes a generated segment). The routes themselves come from the served
+/// OpenAPI document, so a new route is probed without editing this list.
+const EXTRA: &[(&str, &str)] = &[
+    ("GET", "/api/{}"),
+    ("POST", "/api/{}/{}"),
+    ("PUT", "/api/indicators"),
+    ("DELETE", "/api/users"),
+    ("GET", "/{}"),
+    ("GET", "/metrics"),
+];
+
+/// Every (method, path template) of the served OpenAPI document, with its
+/// `{param}`s as `{}`, and the extra probes.
+async fn every_route(b: &Backend) -> Vec<(String, String)> {
+    let doc = b.get("/api/openapi.json").await;
+    let mut out = Vec::new();
+    for (path, ops) in doc["paths"]
+        .as_object()
+        .expect("paths in /api/openapi.json")
+    {
+        let mut template = String::new();
+        let mut in_param = false;
+        for ch in path.chars() {
+            match (ch, in_param) {
+                ('{', _) => in_param = true,
+                ('}', true) => {
+                    in_param = false;
+                    template.push_str("{}");
+                }
+                (_, true) => {}
+                (c, false) => template.push(c),
+            }
+        }
+        for method in ops.as_object().unwrap().keys() {
+            out.push((method.to_uppercase(), template.clone()));
+        }
+    }
+    assert!(out.len() >= 20, "{out:?}");
+    out.extend(EXTRA.iter().map(|(m, p)| (m.to_string(), p.to_string())));
+    out
+}
+
+/// Query keys the handlers read, and some they do not.
+const KEYS: &[&str] = &[
+    "step", "step", "from", "to", "step", "village", "window", "id", "limit", "before", "reason",
+    "actor", "action", "token", "x",
+];
+
+/// Segments that reach deeper into handlers than random text does.
+const SEGMENTS: &[&str] = &[
+    "dossiers_received",
+    "dossier_online_ratio",
+    "camera_online",
+    "1",
+    "-1",
+    "9223372036854775807",
+    "truc.ban",
+    "..",
+    "%2e%2e",
+    "%00",
+    "%FF",
+];
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+struct Probe {
+    route: usize,
+    segment: String,
+    query: String,
+    body: Option<Vec<u8>>,
+    authed: bool,
+}
+
+fn probe(routes: usize) -> impl proptest::strategy::Strategy<Value = Probe> {
+    use proptest::prelude::*;
+    let segment = prop_oneof![
+        prop::sample::select(SEGMENTS).prop_map(str::to_owned),
+        any::<String>().prop_map(|s| encode(&s)),
+        "[a-zA-Z0-9%._~-]{0,12}",
+    ];
+    let pair = (
+        prop_oneof![
+            3 => prop::sample::select(KEYS).prop_map(str::to_owned),
+            1 => any::<String>().prop_map(|s| encode(&s))
+        ],
+        prop_oneof![
+            1 => any::<String>().prop_map(|s| encode(&s)),
+            2 => "[0-9]{1,20}[mhdé😀]?".prop_map(|s| encode(&s)),
+            1 => "[a-zA-Z0-9%=&+:._~-]{0,24}",
+            1 => Just("2026-11-01T00:00:00%2B07:00".to_owned()),
+        ],
+    );
+    let query = prop_oneof![
+        prop::collection::vec(pair, 0..4).prop_map(|kv| kv
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")),
+        "[a-zA-Z0-9%=&;+._~-]{0,40}",
+    ];
+    let json_body = (
+        prop::sample::select(&["username", "password", "label", "role", "x"][..]),
+        any::<String>(),
+        prop::sample::select(&["username", "password", "label", "role"][..]),
+        prop_oneof![
+            any::<String>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+        ],
+    )
+        .prop_map(|(k1, v1, k2, v2)| {
+            let mut m = serde_json::Map::new();
+            m.insert(k1.to_owned(), v1.into());
+            m.insert(k2.to_owned(), v2);
+            serde_json::Value::Object(m).to_string().into_bytes()
+        });
+    let body = prop_oneof![
+        Just(None),
+        prop::collection::vec(any::<u8>(), 0..300).prop_map(Some),
+        json_body.prop_map(Some),
+    ];
+    (0..routes, segment, query, body, prop::bool::weighted(0.8)).prop_map(
+        |(route, segment, query, body, authed)| Probe {
+            route,
+            segment,
+            query,
+            body,
+            authed,
+        },
+    )
+}
+
+/// Arbitrary path segments, query strings and bodies at every route of the
+/// real server: each answer is below 500, API answers are JSON, and no
+/// handler panicked.
+#[test]
+fn arbitrary_requests_at_every_route_get_a_json_answer_below_500() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_broker, _dir, b) = rt.block_on(start("", &[]));
+    let token = rt.block_on(b.token());
+    let routes = rt.block_on(every_route(&b));
+    // A user the generated requests may change or disable.
+    rt.block_on(async {
+        let (s, _, text, _) = send(
+            &reqwest::Client::new(),
+            &b,
+            Method::POST,
+            "/api/users",
+            Some(&format!("Bearer {token}")),
+            Some(json!({"username": "truc.ban", "password": "mật khẩu trực ban", "role": "operator"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{text}");
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 1500,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let started = Instant::now();
+    let result = runner.run(&probe(routes.len()), |p| {
+        let (method, template) = (&routes[p.route].0, &routes[p.route].1);
+        let path = template.replace("{}", &p.segment);
+        let url = if p.query.is_empty() {
+            format!("{}{path}", b.url)
+        } else {
+            format!("{}{path}?{}", b.url, p.query)
+        };
+        let Ok(url) = reqwest::Url::parse(&url) else {
+            return Ok(());
+        };
+        let mut req = client.request(Method::from_bytes(method.as_bytes()).unwrap(), url.clone());
+        // Logout with the admin's token would end the run's session.
+        if p.authed && template.as_str() != "/api/auth/logout" {
+            req = req.bearer_auth(&token);
+        }
+        if let Some(body) = p.body.clone() {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let (status, ctype, text) = rt.block_on(async {
+            let r = req
+                .send()
+                .await
+                .map_err(|e| TestCaseError::fail(format!("{method} {url}: no answer: {e}")))?;
+            let status = r.status();
+            let ctype = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let text = r.text().await.unwrap_or_default();
+            Ok::<_, TestCaseError>((status, ctype, text))
+        })?;
+        proptest::prop_assert!(
+            status.as_u16() < 500,
+            "{method} {url} ({:?}): {status} {text}",
+            p.body.as_deref().map(String::from_utf8_lossy)
+        );
+        let json_answer = (url.path().starts_with("/api/") && url.path() != "/api/")
+            || url.path() == "/healthz"
+            || url.path() == "/readyz"
+            || (url.path() == "/metrics" && status.as_u16() >= 400);
+        let json_answer = json_answer && status != StatusCode::NO_CONTENT;
+        if json_answer {
+            proptest::prop_assert!(
+                ctype.starts_with("application/json"),
+                "{method} {url}: {status} content-type {ctype:?}: {text}"
+            );
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                TestCaseError::fail(format!("{method} {url}: not JSON ({e}): {text}"))
+            })?;
+            if status.as_u16() >= 400 {
+                proptest::prop_assert!(is_json_error(&v), "{method} {url}: {status} {text}");
+            }
+        }
+        Ok(())
+    });
+    println!("1500 generated requests in {:?}", started.elapsed());
+    if let Err(e) = result {
+        panic!("{e}\nlog:\n{}", b.log_text());
+    }
+    assert_eq!(rt.block_on(b.metric("ioc_http_panics_total")), 0.0);
 }

@@ -8,6 +8,7 @@ mod error;
 pub mod guard;
 mod history;
 mod routes;
+pub mod serve;
 mod ws;
 
 pub use error::ApiError;
