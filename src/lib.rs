@@ -25,3 +25,4 @@ pub mod sinks;
 pub mod sources;
 pub mod state;
 pub mod store;
+pub mod vocab;

@@ -91,6 +91,19 @@ pub struct Metrics {
     pub influx_up: Gauge,
     /// Time-series sink: seconds per successful write request.
     pub influx_write_seconds: Histogram,
+    /// HTTP handlers that panicked (answered with a JSON 500).
+    pub http_panics: Counter,
+    /// Open HTTP connections (before a WebSocket upgrade).
+    pub http_connections: Gauge,
+    /// HTTP connections closed for idling or for a request head not
+    /// finished in time.
+    pub http_connections_timed_out: Counter,
+    /// HTTP connections closed to admit a new one at the cap (the oldest
+    /// idle one), or refused at the cap when none was idle.
+    pub http_connections_shed: Counter,
+    /// Logins answered 503 `login_busy` because too many were hashing or
+    /// waiting.
+    pub login_busy: Counter,
 }
 
 impl Default for Metrics {
@@ -133,6 +146,11 @@ impl Metrics {
             influx_write_errors: Counter::default(),
             influx_up: Gauge::default(),
             influx_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            http_panics: Counter::default(),
+            http_connections: Gauge::default(),
+            http_connections_timed_out: Counter::default(),
+            http_connections_shed: Counter::default(),
+            login_busy: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -275,6 +293,31 @@ impl Metrics {
             "influx_write_seconds",
             "Time of one successful write request to the time-series store",
             m.influx_write_seconds.clone(),
+        );
+        registry.register(
+            "http_panics",
+            "HTTP handlers that panicked (answered with a JSON 500)",
+            m.http_panics.clone(),
+        );
+        registry.register(
+            "http_connections",
+            "Open HTTP connections (before a WebSocket upgrade)",
+            m.http_connections.clone(),
+        );
+        registry.register(
+            "http_connections_timed_out",
+            "HTTP connections closed for idling or a slow request head",
+            m.http_connections_timed_out.clone(),
+        );
+        registry.register(
+            "http_connections_shed",
+            "HTTP connections closed or refused at the connection cap",
+            m.http_connections_shed.clone(),
+        );
+        registry.register(
+            "login_busy",
+            "Logins refused because too many were being checked at once",
+            m.login_busy.clone(),
         );
         Metrics { registry, ..m }
     }

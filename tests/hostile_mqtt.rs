@@ -306,7 +306,7 @@ async fn the_shipped_mosquitto_keeps_acknowledged_messages_across_kill_9() {
     drop(p);
     // Mosquitto sends the PubAck before it saves (its next loop turn), so
     // wait until the file holds the last message: the window between the
-    // two is the residual loss on a power cut (docs/DEPLOY.md §5.3).
+    // two is the residual loss on a power cut (docs/DEPLOY.md §6.3).
     let last = format!("k9-{}", N - 1);
     kit::wait_until(
         "the broker saved the last message",

@@ -16,11 +16,16 @@ use super::guard::bearer;
 use super::{ApiState, Params};
 use crate::live::conn;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WsQuery {
     token: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/ws", tag = "live",
+    params(WsQuery),
+    responses((status = 101, description = "WebSocket of the live stream (PROTOCOL.md §7); the token may also come in an `auth` frame"),
+        (status = 426, description = "`websocket_required`")))]
 pub(crate) async fn ws(
     State(state): State<ApiState>,
     Params(query): Params<WsQuery>,

@@ -6,7 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::Decoder;
 use crate::config::load_str;
-use crate::model::{Raw, Reason, Registry, Source};
+use crate::config::Registry;
+use crate::model::{Raw, Reason, Source};
 
 const CONFIG: &str = r#"
 [commune]
