@@ -102,7 +102,9 @@ async fn main() {
             .unwrap_or(0),
         load_average()
     );
-    println!("path         publish (QoS 1, PubAck) → Mosquitto → commit → hub step → /api/ws → DOM");
+    println!(
+        "path         publish (QoS 1, PubAck) → Mosquitto → commit → hub step → /api/ws → DOM"
+    );
     println!(
         "latency ms   p50 {:.0} · p95 {:.0} · max {:.0} · mean {:.0} (n = {n})",
         percentile(&took, 0.5),

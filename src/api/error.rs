@@ -146,10 +146,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Whether answers under this path are JSON: the API, the probes and
+/// Whether answers under this path are JSON: the API (not `/api/` itself,
+/// which belongs to the static files, PROTOCOL.md §6.1), the probes and
 /// `/metrics` (its errors; the metrics text itself is not JSON).
 fn json_path(path: &str) -> bool {
-    path.starts_with("/api/") || matches!(path, "/api" | "/healthz" | "/readyz" | "/metrics")
+    (path.starts_with("/api/") && path != "/api/")
+        || matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
 /// The stable code and Vietnamese message of an error status that no
