@@ -14,31 +14,24 @@
 //! Run: `cargo bench --bench influx` (env BENCH_POINTS, default 200000;
 //! BENCH_BATCH = influx.batch_max_points, default 5000).
 
-#[path = "../tests/common/victoria.rs"]
-#[allow(dead_code)]
-mod victoria;
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use commune_ioc::config::load;
-use commune_ioc::journal::writer::{self, Inbound};
 use commune_ioc::journal::Store;
 use commune_ioc::model::Raw;
+use commune_ioc::runtime::pipeline::{self as writer, Inbound};
 use commune_ioc::sim::Traffic;
 use commune_ioc::sinks::{self, influx::InfluxSink};
 use commune_ioc::sources::Decoder;
 use commune_ioc::state::Shared;
+use kit::measure::cpu_seconds;
+use kit::victoria;
 use tokio_util::sync::CancellationToken;
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 /// Journal `n` simulated messages through the real writer thread; returns
 /// how many became events.

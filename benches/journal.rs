@@ -13,30 +13,16 @@ use std::time::Instant;
 
 use chrono::Utc;
 use commune_ioc::config::{load, SyncMode};
-use commune_ioc::journal::writer::{self, Inbound};
 use commune_ioc::journal::Store;
 use commune_ioc::model::Raw;
+use commune_ioc::runtime::pipeline::{self as writer, Inbound};
 use commune_ioc::sim::Traffic;
 use commune_ioc::sources::Decoder;
 use commune_ioc::state::Shared;
+use kit::measure::{cpu_seconds, peak_rss_mib};
 
-fn cpu_seconds() -> f64 {
-    // utime + stime of this process, in clock ticks (100 per second on Linux).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 
 fn main() {
     let n: usize = std::env::var("BENCH_EVENTS")

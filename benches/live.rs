@@ -48,7 +48,8 @@
 //! `IOC__*` (passed to commune-ioc), `BENCH_PUBLISHERS` (MQTT publishing
 //! connections, default 4).
 
-mod common;
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -66,10 +67,12 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use common::{
-    clock_ticks, cpu_ticks, env_num, find_mosquitto, free_port, log_tail, mosquitto_version,
-    peak_rss_kib, rss_kib, start_backend, start_mosquitto, Http, Proc,
-};
+use kit::backend::start_backend;
+use kit::http::Http;
+use kit::measure::{clock_ticks, cpu_ticks, env_num, load_average, peak_rss_kib, rss_kib};
+use kit::mosquitto::{find_mosquitto, mosquitto_version, start_mosquitto};
+use kit::proc::{free_port, log_tail, Proc};
+use kit::Pipelined;
 
 const COMMAND: &str = "cargo bench --bench live";
 const COMMUNE: &str = "bench";
@@ -86,12 +89,6 @@ const KNEE_LOSS: f64 = 0.001;
 fn now_us() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_micros() as u64
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 fn epoch_ms() -> u64 {
@@ -337,10 +334,7 @@ struct LastProbe(Vec<AtomicU64>);
 
 /// One MQTT publishing connection; it owns the groups `g % n == index`.
 struct Publisher {
-    client: AsyncClient,
-    task: JoinHandle<()>,
-    connected: Arc<AtomicBool>,
-    errors: Arc<AtomicU64>,
+    conn: Pipelined,
     /// (topic, group) of the sensors it publishes for.
     sensors: Vec<(String, usize)>,
     next: usize,
@@ -352,28 +346,9 @@ struct Publisher {
 
 impl Publisher {
     async fn connect(index: usize, of: usize, port: u16, tag: &str) -> Result<Publisher> {
-        let mut opts = MqttOptions::new(format!("bench-live-pub-{tag}-{index}"), "127.0.0.1", port);
-        opts.set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(true)
-            .set_inflight(1000)
-            .set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut el) = AsyncClient::new(opts, 10_000);
-        let connected = Arc::new(AtomicBool::new(false));
-        let errors = Arc::new(AtomicU64::new(0));
-        let (c, e) = (connected.clone(), errors.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                match el.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => c.store(true, Ordering::SeqCst),
-                    Ok(_) => {}
-                    Err(_) => {
-                        c.store(false, Ordering::SeqCst);
-                        e.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
+        let conn = Pipelined::connect(&format!("bench-live-pub-{tag}-{index}"), port, true)
+            .await
+            .with_context(|| format!("publisher {index}"))?;
         let sensors = (0..GROUPS * PER_GROUP)
             .filter(|s| (s / PER_GROUP) % of == index)
             .map(|s| {
@@ -383,19 +358,8 @@ impl Publisher {
                 )
             })
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !connected.load(Ordering::SeqCst) {
-            if Instant::now() > deadline {
-                task.abort();
-                bail!("publisher {index} did not connect to mosquitto on port {port} within 10 s");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         Ok(Publisher {
-            client,
-            task,
-            connected,
-            errors,
+            conn,
             sensors,
             next: 0,
             seq: 0,
@@ -412,10 +376,7 @@ impl Publisher {
         self.last_ts[group] = ts;
         let probe = now_us();
         let payload = format!(r#"{{"ts":{ts},"seq":{},"probe_us":{probe}}}"#, self.seq);
-        self.client
-            .publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
-            .await
-            .map_err(|e| anyhow!("publish: {e}"))?;
+        self.conn.publish(topic, payload).await?;
         last.0[group].store(probe, Ordering::Relaxed);
         Ok(())
     }
@@ -483,24 +444,13 @@ impl Publishers {
 
     fn check(&self) -> Result<()> {
         for (i, p) in self.pubs.iter().enumerate() {
-            if !p.connected.load(Ordering::SeqCst) {
-                bail!(
-                    "publisher {i} lost its connection to mosquitto ({} errors)",
-                    p.errors.load(Ordering::Relaxed)
-                );
-            }
+            p.conn.check(&format!("publisher {i}"))?;
         }
         Ok(())
     }
 
     async fn stop(self) {
-        for p in &self.pubs {
-            let _ = p.client.try_disconnect();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        for p in &self.pubs {
-            p.task.abort();
-        }
+        futures_util::future::join_all(self.pubs.into_iter().map(|p| p.conn.stop())).await;
     }
 }
 
@@ -1169,7 +1119,7 @@ impl Env {
                     )
                     .with_context(|| format!("copying {f}"))?;
                 }
-                let port = free_port()?;
+                let port = free_port();
                 let mut cmd = Command::new(&nr.node);
                 cmd.arg(&nr.red_js)
                     .arg("--userDir")

@@ -38,10 +38,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod common;
+#[path = "../tests/kit/mod.rs"]
+mod kit;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
@@ -50,10 +51,12 @@ use commune_ioc::sim::{Message, Traffic};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::task::JoinHandle;
 
-use common::{
-    clock_ticks, cpu_ticks, env_num, filesystem_of, find_mosquitto, log_tail, mosquitto_version,
-    peak_rss_kib, start_backend, start_mosquitto, Http, Proc, Scrape,
-};
+use kit::backend::start_backend;
+use kit::http::{Http, Scrape};
+use kit::measure::{clock_ticks, cpu_ticks, env_num, filesystem_of, peak_rss_kib};
+use kit::mosquitto::{find_mosquitto, mosquitto_version, start_mosquitto};
+use kit::proc::{log_tail, Proc};
+use kit::Pipelined as Publisher;
 
 const COMMAND: &str = "cargo bench --bench pipeline";
 const COMMUNE: &str = "bench";
@@ -313,88 +316,10 @@ fn mix(messages: &[Message]) -> String {
 
 // ---------------------------------------------------------------- publishers
 
-/// One MQTT publisher connection with its event loop polled in a task.
-struct Publisher {
-    client: AsyncClient,
-    acked: Arc<AtomicU64>,
-    error: Arc<Mutex<Option<String>>>,
-    task: JoinHandle<()>,
-}
-
-impl Publisher {
-    async fn connect(index: usize, port: u16) -> Result<Publisher> {
-        let mut opts = MqttOptions::new(
-            format!("ioc-bench-pub-{index}-{}", std::process::id()),
-            "127.0.0.1",
-            port,
-        );
-        opts.set_keep_alive(Duration::from_secs(60));
-        opts.set_clean_session(true);
-        opts.set_inflight(1000);
-        opts.set_max_packet_size(1 << 20, 1 << 20);
-        let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
-        let acked = Arc::new(AtomicU64::new(0));
-        let error = Arc::new(Mutex::new(None));
-        let (connected_tx, connected_rx) = tokio::sync::oneshot::channel();
-        let task = {
-            let acked = Arc::clone(&acked);
-            let error = Arc::clone(&error);
-            tokio::spawn(async move {
-                let mut connected_tx = Some(connected_tx);
-                loop {
-                    match eventloop.poll().await {
-                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            if let Some(tx) = connected_tx.take() {
-                                let _ = tx.send(());
-                            }
-                        }
-                        Ok(Event::Incoming(Packet::PubAck(_))) => {
-                            acked.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            if let Ok(mut slot) = error.lock() {
-                                *slot = Some(e.to_string());
-                            }
-                            break;
-                        }
-                    }
-                }
-            })
-        };
-        match tokio::time::timeout(Duration::from_secs(10), connected_rx).await {
-            Ok(Ok(())) => {}
-            _ => {
-                let why = error
-                    .lock()
-                    .ok()
-                    .and_then(|e| e.clone())
-                    .unwrap_or_else(|| "no CONNACK".into());
-                bail!("publisher {index} could not connect to mosquitto on port {port}: {why}");
-            }
-        }
-        Ok(Publisher {
-            client,
-            acked,
-            error,
-            task,
-        })
-    }
-
-    fn acked(&self) -> u64 {
-        self.acked.load(Ordering::Relaxed)
-    }
-
-    fn check(&self, index: usize) -> Result<()> {
-        match self.error.lock().ok().and_then(|e| e.clone()) {
-            Some(e) => bail!("publisher {index} lost its MQTT connection: {e}"),
-            None => Ok(()),
-        }
-    }
-}
-
 fn check_publishers(pubs: &[Publisher]) -> Result<()> {
-    pubs.iter().enumerate().try_for_each(|(i, p)| p.check(i))
+    pubs.iter()
+        .enumerate()
+        .try_for_each(|(i, p)| p.check(&format!("publisher {i}")))
 }
 
 fn total_acked(pubs: &[Publisher]) -> u64 {
@@ -1132,7 +1057,14 @@ impl Stack {
         .await?;
         let mut pubs = Vec::new();
         for i in 0..2 {
-            pubs.push(Publisher::connect(i, mqtt_port).await?);
+            pubs.push(
+                Publisher::connect(
+                    &format!("ioc-bench-pub-{i}-{}", std::process::id()),
+                    mqtt_port,
+                    false,
+                )
+                .await?,
+            );
         }
         let stats = BrokerStats::connect(mqtt_port).await?;
         Ok(Stack {
@@ -1160,13 +1092,12 @@ impl Stack {
     /// Disconnect, SIGTERM the server (graceful: it drains its queue), stop
     /// the broker. Returns how long the server took to stop.
     async fn stop(mut self) -> Result<Option<Duration>> {
-        for p in &self.pubs {
-            let _ = p.client.try_disconnect();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        for p in &self.pubs {
-            p.task.abort();
-        }
+        futures_util::future::join_all(
+            std::mem::take(&mut self.pubs)
+                .into_iter()
+                .map(Publisher::stop),
+        )
+        .await;
         self.stats.task.abort();
         let stopped = self.server.terminate(Duration::from_secs(10))?;
         self.broker.terminate(Duration::from_secs(2))?;

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod devices;
@@ -15,10 +16,14 @@ pub mod indicators;
 pub mod ingest;
 pub mod journal;
 pub mod live;
+pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod runtime;
 pub mod server;
 pub mod sim;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod store;
+pub mod vocab;

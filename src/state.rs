@@ -1,17 +1,20 @@
-//! The shared handles that the journal writer updates and the API reads.
+//! The shared handles that the commit pipeline updates, and [`View`], the
+//! one read model of the site's current state that the API, the
+//! time-series sink and the live hub read through.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
 use crate::config::Config;
-use crate::devices::DeviceTracker;
-use crate::indicators::{Engine, Touched};
+use crate::config::Registry;
+use crate::devices::{Availability, DeviceTracker, DeviceView};
+use crate::indicators::{Engine, Frame, IndicatorValue, ScopeSel, Touched, Window};
 use crate::metrics::Metrics;
-use crate::model::{Event, Registry, Source};
+use crate::model::{DeviceClass, Event, Source};
 
 /// A newly committed dead letter, as the live stream reports it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -97,8 +100,93 @@ impl Shared {
         }
     }
 
+    /// The current view at `now`: indicators and devices read together
+    /// (one consistent state between two commits).
+    pub fn view(&self, now: DateTime<Utc>) -> View<'_> {
+        // Engine first, then devices: the order every reader and the
+        // pipeline's derive step take them in.
+        let engine = self.engine.read();
+        let devices = self.devices.read();
+        View {
+            engine,
+            devices,
+            now,
+        }
+    }
+
     /// The last commit and the last write probe both succeeded.
     pub fn store_ok(&self) -> bool {
         self.store_writable.load(Ordering::Relaxed) && self.store_probe_ok.load(Ordering::Relaxed)
+    }
+}
+
+/// The site's current state as every reader sees it: indicator values (with
+/// device availability) and device health, at one time `now`, under the
+/// read locks of the engine and the device tracker (held until the view is
+/// dropped: keep it short, never across an `.await`).
+pub struct View<'a> {
+    engine: RwLockReadGuard<'a, Engine>,
+    devices: RwLockReadGuard<'a, DeviceTracker>,
+    now: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for View<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View").field("now", &self.now).finish()
+    }
+}
+
+impl View<'_> {
+    /// The time the view is computed at.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// The indicator engine (ids, scopes, frames, what a batch affects).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The device tracker.
+    pub fn devices(&self) -> &DeviceTracker {
+        &self.devices
+    }
+
+    /// Devices of `class` (in `village`, or the commune) up now.
+    pub fn availability(&self, class: DeviceClass, village: Option<&str>) -> Availability {
+        self.devices.availability(class, village, self.now)
+    }
+
+    /// Indicator values in `window` for the scopes `sel`, all indicators or
+    /// `only` one.
+    pub fn indicators(
+        &self,
+        window: Window,
+        sel: ScopeSel<'_>,
+        only: Option<&str>,
+    ) -> Vec<IndicatorValue> {
+        let avail = |class, village: Option<&str>| self.availability(class, village);
+        self.engine.values(window, sel, self.now, &avail, only)
+    }
+
+    /// The bounds of `window` at the view's time.
+    pub fn frame(&self, window: Window) -> Frame {
+        self.engine.frame(window, self.now)
+    }
+
+    /// One indicator (by index) in one scope (by index) in `frame`.
+    pub fn indicator(&self, spec: usize, scope: usize, frame: &Frame) -> IndicatorValue {
+        let avail = |class, village: Option<&str>| self.availability(class, village);
+        self.engine.value_at(spec, scope, frame, self.now, &avail)
+    }
+
+    /// Every device's health.
+    pub fn device_list(&self) -> Vec<DeviceView> {
+        self.devices.list(self.now)
+    }
+
+    /// One device's health.
+    pub fn device(&self, class: DeviceClass, id: &str) -> DeviceView {
+        self.devices.view(class, id, self.now)
     }
 }

@@ -1,13 +1,13 @@
 //! The live stream `/api/ws` with real WebSocket clients (tokio-tungstenite)
 //! against the real binary, fed through a real Mosquitto.
 
-mod common;
+mod kit;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
 use futures_util::{SinkExt, StreamExt};
+use kit::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -182,7 +182,7 @@ const ONLINE_TODAY: &str = "indicator:dossier_online_ratio:today:commune";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_then_ordered_typed_updates() {
-    let (broker, _dir, b) = common::stack().await;
+    let (broker, _dir, b) = kit::stack().await;
     let mut c = Client::connect(&b).await;
     assert!(c.hello["epoch"].as_str().is_some_and(|e| !e.is_empty()));
     let (snap_seq, resync, items) = c
@@ -244,7 +244,7 @@ async fn publish_spaced(p: &mut Publisher, ns: std::ops::RangeInclusive<u32>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_gets_exactly_the_missed_steps() {
-    let (broker, _dir, b) = common::stack().await;
+    let (broker, _dir, b) = kit::stack().await;
     let sub = json!({"type": "subscribe", "id": "r", "keys": ["indicator:dossiers_received"]});
     let mut a = Client::connect(&b).await;
     let mut control = Client::connect(&b).await;
@@ -600,7 +600,7 @@ async fn devices_dead_letters_feed_and_heartbeats_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_websockets_with_a_close_frame() {
-    let (_broker, _dir, mut b) = common::stack().await;
+    let (_broker, _dir, mut b) = kit::stack().await;
     let mut c = Client::connect(&b).await;
     c.subscribe(json!({"type": "subscribe", "id": "s", "keys": ["indicator"]}))
         .await;
@@ -626,7 +626,7 @@ async fn shutdown_closes_websockets_with_a_close_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_on_the_websocket_path_is_a_json_error() {
-    let (_broker, _dir, b) = common::stack().await;
+    let (_broker, _dir, b) = kit::stack().await;
     let (status, body) = b.get_status("/api/ws").await;
     assert_eq!(status, 426);
     assert_eq!(body["error"]["code"], "websocket_required");
@@ -653,7 +653,7 @@ async fn a_silent_peer_is_dropped_after_three_heartbeats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_share_frames_only_with_equal_subscriptions() {
-    let (broker, _dir, b) = common::stack().await;
+    let (broker, _dir, b) = kit::stack().await;
     // Two clients with one subscription, one with another, one with a
     // village filter on the first: each sees exactly its own keys.
     let mut same_a = Client::connect(&b).await;
@@ -733,7 +733,7 @@ async fn min_step_gathers_commits_into_fewer_steps() {
 /// unit, target or window bounds), with `updated_at` in milliseconds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_carry_only_what_changes() {
-    let (broker, _dir, b) = common::stack().await;
+    let (broker, _dir, b) = kit::stack().await;
     let mut c = Client::connect(&b).await;
     let (_, _, items) = c
         .subscribe(json!({"type": "subscribe", "id": "s", "keys": [RECEIVED_TODAY, ONLINE_TODAY, "device:camera:cam-01"]}))

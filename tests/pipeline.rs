@@ -1,19 +1,19 @@
 //! End to end through a real Mosquitto: publish with a real client, read the
 //! indicators, devices and dead letters back over HTTP from the real binary.
 
-mod common;
+mod kit;
 
 use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
-use common::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
+use kit::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_ratio_is_exact_per_commune_and_village() {
-    let (broker, _dir, b) = common::stack().await;
+    let (broker, _dir, b) = kit::stack().await;
     let mut p = Publisher::new(broker.port);
     for i in 0..80 {
         let village = if i < 50 { "tan-binh" } else { "hung-binh" };
@@ -87,7 +87,7 @@ async fn online_ratio_is_exact_per_commune_and_village() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_count_once() {
-    let (broker, _dir, b) = common::stack().await;
+    let (broker, _dir, b) = kit::stack().await;
     let mut p = Publisher::new(broker.port);
     for i in 0..10 {
         p.send(
@@ -130,7 +130,7 @@ async fn duplicates_count_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_data_is_null_not_zero() {
-    let (_broker, _dir, b) = common::stack().await;
+    let (_broker, _dir, b) = kit::stack().await;
     for id in [
         "dossier_online_ratio",
         "dossier_on_time_ratio",
@@ -267,7 +267,7 @@ async fn bad_input_becomes_dead_letters_and_the_flow_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn device_status_drives_availability() {
-    let (broker, _dir, b) = common::stack().await;
+    let (broker, _dir, b) = kit::stack().await;
     let mut p = Publisher::new(broker.port);
     p.send_opts("ioc/binh-lu/camera/cam-01/status", b"online", true)
         .await;
@@ -324,7 +324,7 @@ async fn device_status_drives_availability() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frigate_objects_count_once_and_procedures_derive_outcomes() {
-    let (broker, _dir, b) = common::stack().await;
+    let (broker, _dir, b) = kit::stack().await;
     let mut p = Publisher::new(broker.port);
     let now = Utc::now().timestamp_millis() as f64 / 1000.0;
     let frigate = |kind: &str, id: &str, label: &str, sub: Value, t: f64| {
@@ -432,7 +432,7 @@ async fn frigate_objects_count_once_and_procedures_derive_outcomes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_survives_restart_and_history_answers_buckets() {
-    let (broker, _dir, mut b) = common::stack().await;
+    let (broker, _dir, mut b) = kit::stack().await;
     let mut p = Publisher::new(broker.port);
     for i in 0..9 {
         p.send(
@@ -524,7 +524,7 @@ async fn state_survives_restart_and_history_answers_buckets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_broker_end_to_end() {
-    let port = common::free_port();
+    let port = kit::free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = test_config(port, &dir.path().join("store")).replace(
         "[mqtt]\nhost = \"127.0.0.1\"",

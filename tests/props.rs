@@ -1,15 +1,21 @@
 //! Property tests: arbitrary bytes on every topic never panic the decoders,
-//! and through the real journal writer every message becomes exactly one of
-//! event, dead letter or recognised duplicate, and is acknowledged.
+//! and through the real commit pipeline every message becomes exactly one of
+//! event, dead letter or recognised duplicate (counted against what the
+//! decoder says, not against the pipeline's own figures), and is
+//! acknowledged only once its row is committed (each ack checks the store
+//! when it happens).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use commune_ioc::config::load_str;
-use commune_ioc::journal::writer::{self, Inbound};
+use commune_ioc::config::Registry;
 use commune_ioc::journal::Store;
-use commune_ioc::model::{Raw, Registry};
+use commune_ioc::model::Raw;
+use commune_ioc::runtime::pipeline::{self as writer, Inbound};
 use commune_ioc::sources::Decoder;
 use commune_ioc::state::Shared;
 use proptest::prelude::*;
@@ -187,15 +193,35 @@ proptest! {
             .chain(msgs.iter().take(repeat).cloned())
             .map(|(t, p)| (t.to_string(), p))
             .collect();
+        let check = Arc::new(Checker::open(&cfg.journal_path()));
         for (topic, payload) in &sent {
             let a = Arc::clone(&acked);
+            let c = Arc::clone(&check);
+            let raw = Raw { topic: topic.clone(), payload: payload.clone(), received_at: now, retained: false };
+            let key = (topic.clone(), payload.clone());
             tx.blocking_send(Inbound {
-                raw: Raw { topic: topic.clone(), payload: payload.clone(), received_at: now, retained: false },
-                ack: Some(Box::new(move || { a.fetch_add(1, Ordering::SeqCst); })),
+                raw,
+                ack: Some(Box::new(move || {
+                    c.assert_committed(&key.0, &key.1);
+                    a.fetch_add(1, Ordering::SeqCst);
+                })),
             }).unwrap();
         }
         drop(tx);
         handle.join().unwrap();
+        check.no_violations();
+
+        // What the store must hold, from the decoder alone.
+        let d = decoder();
+        let mut event_keys = HashSet::new();
+        let mut dead_keys = HashSet::new();
+        for (topic, payload) in &sent {
+            let raw = Raw { topic: topic.clone(), payload: payload.clone(), received_at: now, retained: false };
+            match d.decode(&raw) {
+                Ok(e) => { event_keys.insert(e.dedup_key); }
+                Err(_) => { dead_keys.insert((topic.clone(), payload.clone())); }
+            }
+        }
 
         let reader = Store::open_reader(&cfg.journal_path()).unwrap();
         let events = reader.event_count().unwrap() as usize;
@@ -205,8 +231,167 @@ proptest! {
             .find(|l| l.starts_with("ioc_duplicates_total "))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .unwrap() as usize;
-        prop_assert_eq!(events + dead as usize + dups, sent.len());
+        prop_assert_eq!(events, event_keys.len(), "one event per distinct dedup key");
+        prop_assert_eq!(dead as usize, dead_keys.len(), "one dead letter per distinct rejected message");
+        prop_assert_eq!(dups, sent.len() - event_keys.len() - dead_keys.len(), "the rest counted as duplicates");
         prop_assert!(dups >= repeat.min(msgs.len()), "each repeated message is a duplicate");
         prop_assert_eq!(acked.load(Ordering::SeqCst), sent.len(), "every message acknowledged after commit");
     }
+}
+
+/// Checks, from its own read-only connection, that a message is in the
+/// store at the moment its ack is called.
+struct Checker {
+    conn: parking_lot::Mutex<rusqlite::Connection>,
+    violations: parking_lot::Mutex<Vec<String>>,
+}
+
+impl Checker {
+    fn open(path: &std::path::Path) -> Checker {
+        Checker {
+            conn: parking_lot::Mutex::new(commune_ioc::store::open_read_only(path).unwrap()),
+            violations: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The message (topic, payload) is committed as an event or a dead
+    /// letter (a dead letter keeps at most `OVERSIZE_KEEP` bytes).
+    fn committed(&self, topic: &str, payload: &[u8]) -> bool {
+        let kept = &payload[..payload.len().min(commune_ioc::journal::OVERSIZE_KEEP)];
+        self.conn
+            .lock()
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM events WHERE topic = ?1 AND payload = ?2)
+                     OR EXISTS(SELECT 1 FROM dead_letters WHERE topic = ?1
+                               AND (payload = ?2 OR payload = ?3))",
+                rusqlite::params![topic, payload, kept],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    fn assert_committed(&self, topic: &str, payload: &[u8]) {
+        if !self.committed(topic, payload) {
+            self.violations.lock().push(format!(
+                "acknowledged before commit: {topic} {}",
+                String::from_utf8_lossy(payload)
+            ));
+        }
+    }
+
+    fn no_violations(&self) {
+        let v = self.violations.lock();
+        assert!(
+            v.is_empty(),
+            "{} acks before commit: {:?}",
+            v.len(),
+            &v[..v.len().min(5)]
+        );
+    }
+}
+
+/// Deterministic ack-after-commit: while the store refuses every write
+/// (a trigger, as a full or broken disk would), the pipeline retries and
+/// acknowledges nothing; once it accepts writes, every message is
+/// acknowledged, in order, and each ack finds its row already committed.
+#[test]
+fn acks_follow_commits_and_a_failing_store_gets_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = load_str(CONFIG, "props.toml", &[]).unwrap();
+    cfg.store.path = dir.path().to_path_buf();
+    cfg.store.batch_max = 4;
+    let store = Store::open(&cfg.journal_path()).unwrap();
+    let admin = rusqlite::Connection::open(cfg.journal_path()).unwrap();
+    admin
+        .execute_batch(
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON events
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;
+             CREATE TRIGGER refuse_dead BEFORE INSERT ON dead_letters
+             BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+        )
+        .unwrap();
+    let shared = Arc::new(Shared::new(cfg.clone()));
+    let dec = Decoder::new(Arc::clone(&shared.registry), cfg.ingest.clone(), false);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let handle = writer::spawn(store, dec, Arc::clone(&shared), rx).unwrap();
+    let check = Arc::new(Checker::open(&cfg.journal_path()));
+    let acked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    const N: usize = 120;
+    let now = Utc::now();
+    let message = |i: usize| -> (String, Vec<u8>) {
+        if i % 7 == 3 {
+            (
+                "ioc/binh-lu/procedure/dossier".into(),
+                format!("{{not json {i}").into_bytes(),
+            )
+        } else {
+            (
+                "ioc/binh-lu/procedure/dossier".into(),
+                format!(
+                    r#"{{"dossier_id":"A-{i}","event":"received","channel":"online","ts":"{}"}}"#,
+                    now.to_rfc3339()
+                )
+                .into_bytes(),
+            )
+        }
+    };
+    let send = |i: usize| {
+        let (topic, payload) = message(i);
+        let (c, a) = (Arc::clone(&check), Arc::clone(&acked));
+        let (t, p) = (topic.clone(), payload.clone());
+        tx.blocking_send(Inbound {
+            raw: Raw {
+                topic,
+                payload,
+                received_at: now,
+                retained: false,
+            },
+            ack: Some(Box::new(move || {
+                c.assert_committed(&t, &p);
+                a.lock().push(i);
+            })),
+        })
+        .unwrap();
+    };
+    for i in 0..10 {
+        send(i);
+    }
+    // The pipeline has tried (and failed) three times: nothing acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shared.metrics.journal_errors.get() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the pipeline never tried to commit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        acked.lock().is_empty(),
+        "acks while the store refused writes: {:?}",
+        acked.lock()
+    );
+    assert!(!shared.store_writable.load(Ordering::Relaxed));
+
+    admin
+        .execute_batch("DROP TRIGGER refuse_events; DROP TRIGGER refuse_dead;")
+        .unwrap();
+    for i in 10..N {
+        send(i);
+    }
+    drop(tx);
+    handle.join().unwrap();
+    check.no_violations();
+    assert_eq!(
+        *acked.lock(),
+        (0..N).collect::<Vec<_>>(),
+        "every message acknowledged once, in order"
+    );
+    let reader = Store::open_reader(&cfg.journal_path()).unwrap();
+    let dead: u64 = reader
+        .dead_letter_counts()
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(reader.event_count().unwrap() + dead, N as u64);
 }

@@ -1,383 +1,83 @@
 //! The wall screen in a real browser: Debian's Chromium, headless, against
 //! the real binary fed through a real Mosquitto.
 //!
-//! Chromium is driven over the DevTools protocol (CDP) with the WebSocket
-//! client the live-stream tests already use (tokio-tungstenite), not over
-//! WebDriver: no chromedriver process to start and match to the browser's
-//! version, no extra crate, and CDP reports what these tests must check
-//! directly: every network request and WebSocket the page opens (including
-//! ones that fail, which `performance` entries do not list), console
-//! messages, uncaught exceptions and full-page screenshots.
-//!
-//! A missing Chromium or font fails the tests with the command that
-//! installs them (scripts/test does). Screenshots are written to
+//! Chromium is driven over the DevTools protocol by the kit
+//! (`tests/kit/browser.rs`). Screenshots are written to
 //! `target/screenshots/` for a person to look at.
 
-mod common;
+mod kit;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use base64::Engine;
-use common::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
-use futures_util::{SinkExt, StreamExt};
+use kit::browser::{Browser, BROWSER_SLOT};
+use kit::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
 
-const WAIT: Duration = Duration::from_secs(20);
-const INSTALL: &str = "apt-get install -y chromium fonts-noto-core (scripts/test does this)";
+/// Display sizes of the TVs and monitors communes buy (16:9), the smallest
+/// first; 1440×900 and 1280×1024 for other shapes.
+const SIZES: &[(u32, u32)] = &[
+    (1280, 720),
+    (1366, 768),
+    (1440, 900),
+    (1600, 900),
+    (1920, 1080),
+    (2560, 1440),
+    (3840, 2160),
+    (1280, 1024),
+];
 
-/// One browser at a time: the machine has two cores shared by the tests.
-static BROWSER_SLOT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn chromium_bin() -> PathBuf {
-    for p in ["/usr/bin/chromium", "/usr/lib/chromium/chromium"] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("Debian's chromium is not installed: the wall-screen tests need a real browser. Install it with `{INSTALL}`.");
-}
-
-fn require_fonts() {
-    let noto = Path::new("/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf");
-    assert!(
-        noto.exists(),
-        "Noto Sans is not installed: the screen needs a font with Vietnamese coverage. Install it with `{INSTALL}`."
-    );
-}
-
-/// Where screenshots go: `target/screenshots/`.
-fn screenshot_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| if p.is_relative() { manifest.join(p) } else { p })
-        .unwrap_or_else(|| manifest.join("target"));
-    let dir = target.join("screenshots");
-    std::fs::create_dir_all(&dir).expect("create target/screenshots");
-    dir
-}
-
-/// A minimal DevTools-protocol client for one page.
-struct Cdp {
-    out: mpsc::UnboundedSender<Message>,
-    next: AtomicU64,
-    pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
-    events: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Cdp {
-    async fn connect(url: &str) -> Cdp {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect to Chromium's DevTools endpoint");
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut rx) = mpsc::unbounded_channel::<Message>();
-        tokio::spawn(async move {
-            while let Some(m) = rx.recv().await {
-                if sink.send(m).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let pending: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>> = Arc::default();
-        let events: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let (p, e) = (Arc::clone(&pending), Arc::clone(&events));
-        tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                let Message::Text(t) = msg else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(t.as_str()) else {
-                    continue;
-                };
-                if let Some(id) = v["id"].as_u64() {
-                    if let Some(tx) = p.lock().unwrap().remove(&id) {
-                        let _ = tx.send(v);
-                    }
-                } else {
-                    e.lock().unwrap().push(v);
-                }
-            }
-        });
-        Cdp {
-            out,
-            next: AtomicU64::new(1),
-            pending,
-            events,
-        }
-    }
-
-    async fn call(&self, method: &str, params: Value) -> Value {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(id, tx);
-        let msg = json!({"id": id, "method": method, "params": params});
-        self.out
-            .send(Message::text(msg.to_string()))
-            .expect("DevTools connection is open");
-        let v = tokio::time::timeout(WAIT, rx)
-            .await
-            .unwrap_or_else(|_| panic!("no answer from Chromium to {method}"))
-            .expect("DevTools connection closed");
-        if let Some(err) = v.get("error") {
-            panic!("{method} failed: {err}");
-        }
-        v["result"].clone()
-    }
-
-    fn events(&self) -> Vec<Value> {
-        self.events.lock().unwrap().clone()
-    }
-}
-
-/// Headless Chromium with one page and its own profile.
-struct Browser {
-    child: Option<Child>,
-    _profile: tempfile::TempDir,
-    cdp: Cdp,
-}
-
-impl Browser {
-    async fn launch() -> Browser {
-        let bin = chromium_bin();
-        require_fonts();
-        let profile = tempfile::tempdir().expect("profile dir");
-        let mut cmd = Command::new(&bin);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-default-apps",
-            "--disable-extensions",
-            "--hide-scrollbars",
-            "--window-size=1920,1080",
-            "--remote-debugging-port=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("about:blank")
-        // The page must show Việt Nam time whatever the machine's zone is.
-        .env("TZ", "UTC")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}. Install with `{INSTALL}`.", bin.display()));
-        let port_file = profile.path().join("DevToolsActivePort");
-        let deadline = Instant::now() + WAIT;
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&port_file) {
-                if let Some(p) = text
-                    .lines()
-                    .next()
-                    .and_then(|l| l.trim().parse::<u16>().ok())
-                {
-                    break p;
-                }
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("chromium exited at start ({status}); is it installed? `{INSTALL}`");
-            }
-            assert!(Instant::now() < deadline, "chromium did not open DevTools");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
-            .await
-            .expect("list DevTools targets")
-            .json()
-            .await
-            .expect("targets JSON");
-        let page = targets
-            .as_array()
-            .and_then(|a| a.iter().find(|t| t["type"] == "page"))
-            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-            .unwrap_or_else(|| panic!("no page target: {targets}"))
-            .to_owned();
-        let cdp = Cdp::connect(&page).await;
-        for domain in [
-            "Runtime.enable",
-            "Log.enable",
-            "Network.enable",
-            "Page.enable",
-        ] {
-            cdp.call(domain, json!({})).await;
-        }
-        cdp.call(
-            "Emulation.setDeviceMetricsOverride",
-            json!({"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": false}),
-        )
-        .await;
-        Browser {
-            child: Some(child),
-            _profile: profile,
-            cdp,
-        }
-    }
-
-    async fn open(&self, url: &str) {
-        self.cdp.call("Page.navigate", json!({"url": url})).await;
-        self.wait_js("document.readyState === 'complete'", "the page to load")
-            .await;
-    }
-
-    /// Evaluate an expression (promises awaited) and return its value.
-    async fn eval(&self, expr: &str) -> Value {
-        let r = self
-            .cdp
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": expr, "returnByValue": true, "awaitPromise": true}),
-            )
-            .await;
-        if let Some(ex) = r.get("exceptionDetails") {
-            panic!("evaluating `{expr}` threw: {ex}");
-        }
-        r["result"]["value"].clone()
-    }
-
-    /// Wait until `expr` is truthy; returns how long it took.
-    async fn wait_js(&self, expr: &str, what: &str) -> Duration {
-        self.wait_js_for(expr, what, WAIT).await
-    }
-
-    async fn wait_js_for(&self, expr: &str, what: &str, timeout: Duration) -> Duration {
-        let start = Instant::now();
-        loop {
-            let v = self.eval(&format!("!!({expr})")).await;
-            if v == Value::Bool(true) {
-                return start.elapsed();
-            }
-            if start.elapsed() > timeout {
-                let text = self
-                    .eval("document.body ? document.body.innerText.slice(0, 3000) : ''")
-                    .await;
-                panic!(
-                    "timed out waiting for {what} (`{expr}`); page text:\n{}\nproblems: {:?}",
-                    text.as_str().unwrap_or_default(),
-                    self.problems()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Text of the first element matching `selector`, whitespace normalised.
-    async fn text(&self, selector: &str) -> String {
-        let v = self
-            .eval(&format!(
-                "(() => {{ const e = document.querySelector({sel}); return e ? e.textContent.replace(/\\s+/g, ' ').trim() : null; }})()",
-                sel = Value::from(selector)
-            ))
-            .await;
-        v.as_str().unwrap_or("<missing>").to_owned()
-    }
-
-    /// Console errors, uncaught exceptions and error log entries so far.
-    fn problems(&self) -> Vec<String> {
-        self.cdp
-            .events()
-            .iter()
-            .filter_map(|e| {
-                let p = &e["params"];
-                match e["method"].as_str()? {
-                    "Runtime.exceptionThrown" => {
-                        Some(format!("exception: {}", p["exceptionDetails"]))
-                    }
-                    "Runtime.consoleAPICalled"
-                        if matches!(p["type"].as_str(), Some("error" | "assert")) =>
-                    {
-                        Some(format!("console.{}: {}", p["type"], p["args"]))
-                    }
-                    "Log.entryAdded" if p["entry"]["level"] == "error" => {
-                        Some(format!("log: {}", p["entry"]))
-                    }
-                    _ => None,
-                }
-            })
-            .collect()
-    }
-
-    /// Uncaught exceptions only (bugs in the page, whatever the network does).
-    fn exceptions(&self) -> Vec<String> {
-        self.problems()
-            .into_iter()
-            .filter(|p| p.starts_with("exception"))
-            .collect()
-    }
-
-    /// Every URL the page requested or opened a WebSocket to.
-    fn requests(&self) -> Vec<String> {
-        self.cdp
-            .events()
-            .iter()
-            .filter_map(|e| match e["method"].as_str()? {
-                "Network.requestWillBeSent" => {
-                    e["params"]["request"]["url"].as_str().map(str::to_owned)
-                }
-                "Network.webSocketCreated" => e["params"]["url"].as_str().map(str::to_owned),
-                _ => None,
-            })
-            .collect()
-    }
-
-    async fn screenshot(&self, name: &str) -> PathBuf {
-        let r = self
-            .cdp
-            .call("Page.captureScreenshot", json!({"format": "png"}))
-            .await;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(r["data"].as_str().expect("screenshot data"))
-            .expect("screenshot is base64");
-        assert_eq!(&png[1..4], b"PNG");
-        let path = screenshot_dir().join(name);
-        std::fs::write(&path, png).expect("write screenshot");
-        eprintln!("screenshot: {}", path.display());
-        path
-    }
-
-    async fn close(mut self) {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.cdp.call("Browser.close", json!({})),
-        )
-        .await;
-        if let Some(mut c) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            kill_browser(&mut c);
-        }
-    }
-}
-
-/// Kill the browser process itself (by its id only): its helper processes
-/// exit when their browser is gone.
-fn kill_browser(c: &mut Child) {
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            kill_browser(&mut c);
-        }
-    }
-}
+/// Every panel and tile inside the viewport (and inside its panel, so
+/// nothing is cut off), no scroll bars, and the smallest text as drawn.
+const LAYOUT_CHECK: &str = r##"(() => {
+  const W = innerWidth, H = innerHeight, outside = [];
+  const box = (e) => e.getBoundingClientRect();
+  const inside = (r, o, what) => {
+    if (r.width < 1 || r.height < 1 || r.left < o.left - 0.5 || r.top < o.top - 0.5
+        || r.right > o.right + 0.5 || r.bottom > o.bottom + 0.5)
+      outside.push(`${what} ${Math.round(r.left)},${Math.round(r.top)} ${Math.round(r.width)}×${Math.round(r.height)}`);
+  };
+  const view = { left: 0, top: 0, right: W, bottom: H };
+  for (const sel of ["header.top", ".panel.kpis", ".panel.map", ".panel.devices", ".panel.feed", "footer.bottom"]) {
+    const e = document.querySelector(sel);
+    if (!e) { outside.push(sel + " missing"); continue; }
+    inside(box(e), view, sel);
+  }
+  const within = (panel, sel) => document.querySelectorAll(`${panel} ${sel}`).forEach((e, i) =>
+    inside(box(e), box(document.querySelector(panel)), `${panel} ${sel}[${i}]`));
+  within(".panel.kpis", ".kpi");
+  document.querySelectorAll(".kpi").forEach((k, i) => k.querySelectorAll(".kpi-name, .kpi-value, .kpi-status, .kpi-target, .kpi-detail, .trend")
+    .forEach((e) => inside(box(e), box(k), `kpi ${i} .${e.getAttribute("class")}`)));
+  within(".panel.devices", ".dev");
+  within(".panel.devices", ".dev-sum");
+  within(".panel.map", ".map-svg");
+  within(".panel.map", ".legend-item");
+  // A feed row is shown whole or not at all.
+  const list = box(document.getElementById("feed"));
+  document.querySelectorAll("#feed .ev").forEach((e, i) => {
+    const r = box(e);
+    const whole = r.top >= list.top - 0.5 && r.bottom <= list.bottom + 0.5 && r.left >= list.left - 0.5 && r.right <= list.right + 0.5;
+    const gone = r.left >= list.right - 0.5 || r.top >= list.bottom - 0.5;
+    if (!whole && !gone) outside.push(`feed row ${i} cut: ${Math.round(r.top)}–${Math.round(r.bottom)} in ${Math.round(list.top)}–${Math.round(list.bottom)}`);
+  });
+  const d = document.documentElement;
+  if (d.scrollWidth > W || d.scrollHeight > H) outside.push(`scrolls: ${d.scrollWidth}×${d.scrollHeight}`);
+  const feedRows = [...document.querySelectorAll("#feed .ev")].filter((e) => box(e).right <= list.right + 0.5).length;
+  // Drawn size of the smallest visible text (font size × zoom).
+  const zoom = Number(document.body.style.zoom) || 1;
+  let smallest = Infinity, smallestAt = "";
+  for (const e of document.querySelectorAll("body *")) {
+    if (![...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const r = box(e);
+    if (r.width < 1 || r.height < 1 || r.bottom > H || r.right > W) continue;
+    if (getComputedStyle(e).visibility === "hidden") continue;
+    // SVG text is scaled by its viewBox: user units to screen pixels.
+    const px = parseFloat(getComputedStyle(e).fontSize)
+      * (e instanceof SVGGraphicsElement ? e.getScreenCTM().a : zoom);
+    if (px < smallest) { smallest = px; smallestAt = `${e.tagName.toLowerCase()}.${e.getAttribute("class") || ""} "${e.textContent.trim().slice(0, 30)}"`; }
+  }
+  return { outside, smallest_text_px: Math.round(smallest * 10) / 10, smallest_text: smallestAt, feed_rows: feedRows, zoom };
+})()"##;
 
 /// The test config, with coordinates and a dead zone when `geo`.
 fn config(broker: u16, store: &Path, geo: bool) -> String {
@@ -410,7 +110,7 @@ struct Stack {
 async fn stack(geo: bool) -> Stack {
     let broker = Mosquitto::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = format!("127.0.0.1:{}", kit::free_port());
     let backend = Backend::start_with_env(
         dir.path(),
         &config(broker.port, &dir.path().join("store"), geo),
@@ -424,18 +124,9 @@ async fn stack(geo: bool) -> Stack {
     }
 }
 
-/// A kiosk token made by the admin (POST /api/auth/kiosk-tokens).
+/// A kiosk token made by the admin.
 async fn kiosk_token(b: &Backend) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/auth/kiosk-tokens", b.url))
-        .bearer_auth(b.token().await)
-        .json(&json!({"label": "Màn hình phòng IOC (thử)"}))
-        .send()
-        .await
-        .expect("POST /api/auth/kiosk-tokens");
-    assert!(r.status().is_success(), "kiosk token: {}", r.status());
-    let v: Value = r.json().await.expect("kiosk token JSON");
-    v["token"].as_str().expect("token").to_owned()
+    b.kiosk_token("Màn hình phòng IOC (thử)").await
 }
 
 /// The screen's address with a fresh kiosk token.
@@ -562,14 +253,44 @@ async fn page_loads_without_console_errors_or_requests_leaving_localhost() {
             "devices, map and feed to fill",
         )
         .await;
-    // Let the trend lines (seeded from history) and the flash settle.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    browser.screenshot("ioc-1920x1080.png").await;
-    // Nothing overflows the wall screen.
-    let fits = browser
-        .eval("document.documentElement.scrollWidth <= 1920 && document.documentElement.scrollHeight <= 1080")
+    // The trend lines are drawn (seeded from history) and no new feed row
+    // is still flashing.
+    browser
+        .wait_js(
+            "document.querySelectorAll('.kpi .spark-line').length > 0 \
+             && !document.getAnimations().some(a => a.playState === 'running')",
+            "trend lines drawn and animations over",
+        )
         .await;
-    assert_eq!(fits, Value::Bool(true), "the screen scrolls at 1920×1080");
+    // Every panel on screen, without scrolling, at every display size a
+    // commune may have (a kiosk cannot scroll).
+    for (w, h) in SIZES {
+        browser.set_viewport(*w, *h).await;
+        browser
+            .wait_js(
+                &format!("innerWidth === {w} && document.documentElement.classList.contains('fit') \
+                          && Math.abs(Number(document.body.style.zoom) - Math.min({w} / 1920, {h} / 1080)) < 1e-4"),
+                "the layout fitted to the display",
+            )
+            .await;
+        let report = browser.eval(LAYOUT_CHECK).await;
+        browser.screenshot(&format!("ioc-{w}x{h}.png")).await;
+        eprintln!("{w}×{h}: {report}");
+        assert_eq!(
+            report["outside"],
+            json!([]),
+            "{w}×{h}: outside the viewport or clipped"
+        );
+        let smallest = report["smallest_text_px"].as_f64().unwrap();
+        // Legible: at 1280×720 nothing is drawn below 10 px (about 5 mm on
+        // a 32-inch TV), from 1366×768 on nothing below 10.5 px.
+        let floor = if *w < 1366 { 10.0 } else { 10.5 };
+        assert!(
+            smallest >= floor,
+            "{w}×{h}: text drawn at {smallest} px: {report}"
+        );
+    }
+    browser.set_viewport(1920, 1080).await;
 
     let problems = browser.problems();
     assert!(problems.is_empty(), "console errors: {problems:#?}");
@@ -605,7 +326,7 @@ async fn page_loads_without_console_errors_or_requests_leaving_localhost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dossier_changes_the_online_percentage_within_2_seconds() {
+async fn a_dossier_changes_the_online_percentage_live() {
     let _slot = BROWSER_SLOT.lock().await;
     let s = stack(false).await;
     let browser = Browser::launch().await;
@@ -644,21 +365,16 @@ async fn a_dossier_changes_the_online_percentage_within_2_seconds() {
     };
     browser.wait_js(&shows("66,7 %"), "66,7 %").await;
 
-    // From the publish to the DOM change: 3 of 4 online is 75 %.
-    let start = Instant::now();
+    // A live update, without a reload: 3 of 4 online is 75 %. (How fast
+    // is measured by `cargo bench --bench screen`, not asserted here.)
+    browser.eval("window.__sameDocument = 'yes'").await;
     p.send(
         DOSSIER,
         &dossier_received("d-3", "online", Some("hung-binh")),
     )
     .await;
-    browser
-        .wait_js_for(&shows("75 %"), "75 % within 2 s", Duration::from_secs(2))
-        .await;
-    let took = start.elapsed();
-    assert!(
-        took <= Duration::from_secs(2),
-        "the screen showed 75 % after {took:?}"
-    );
+    browser.wait_js(&shows("75 %"), "75 %").await;
+    assert_eq!(browser.eval("window.__sameDocument").await, "yes");
     assert_eq!(
         browser
             .text("[data-indicator=\"dossier_online_ratio\"] .kpi-status")

@@ -3,28 +3,31 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
 use super::guard::Caller;
-use super::{ApiError, ApiState, Body, Params};
-use crate::auth::{AccountError, AuditQuery, NewAudit, Outcome, Role};
+use super::{ApiError, ApiState, Body, Params, PathParam};
+use crate::app::{users, Actor, AppError};
+use crate::auth::{AccountError, Accounts, AuditQuery};
 
+#[utoipa::path(get, path = "/api/users", tag = "accounts",
+    responses((status = 200, description = "Users with role and state")))]
 pub(crate) async fn users(State(s): State<ApiState>) -> Result<Response, ApiError> {
     Ok(Json(s.accounts.users()?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewUser {
     username: String,
     password: String,
     role: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewPassword {
     password: String,
 }
@@ -40,6 +43,11 @@ fn refuse(e: AccountError) -> ApiError {
             code: "user_exists",
             message,
         },
+        AccountError::LastAdmin(_) => ApiError::Status {
+            status: StatusCode::CONFLICT,
+            code: "last_admin",
+            message,
+        },
         AccountError::NoSuchUser(_) => ApiError::NotFound {
             code: "unknown_user",
             message,
@@ -48,80 +56,78 @@ fn refuse(e: AccountError) -> ApiError {
     }
 }
 
-/// Run an account change off the async threads (argon2 is slow on
-/// purpose), audit it, and answer.
-async fn change(
-    s: &ApiState,
-    c: &Caller,
-    action: &'static str,
-    object: String,
-    f: impl FnOnce(&crate::auth::Accounts) -> Result<(), AccountError> + Send + 'static,
-) -> Result<Response, ApiError> {
-    let accounts = Arc::clone(&s.accounts);
-    let result = tokio::task::spawn_blocking(move || f(&accounts))
-        .await
-        .map_err(|_| ApiError::Task)?;
-    let outcome = if result.is_ok() {
-        Outcome::Ok
-    } else {
-        Outcome::Failed
-    };
-    s.accounts.audit(&NewAudit::by(
-        &c.principal,
-        c.addr_string(),
-        action,
-        Some(&object),
-        outcome,
-    ));
-    result.map_err(refuse)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            AppError::InvalidRole(_) => ApiError::bad("invalid_role", message),
+            AppError::InvalidLabel => ApiError::bad("invalid_label", message),
+            AppError::Accounts(e) => refuse(e),
+            AppError::Journal(e) => ApiError::Store(e),
+        }
+    }
 }
 
+/// Run a use case off the async threads (argon2 is slow on purpose; SQLite
+/// blocks) as the caller, and map its error.
+pub(crate) async fn blocking<T: Send + 'static>(
+    s: &ApiState,
+    c: &Caller,
+    f: impl FnOnce(&Accounts, &Actor) -> Result<T, AppError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let accounts = Arc::clone(&s.accounts);
+    let actor = Actor::caller(&c.principal, c.addr_string());
+    Ok(tokio::task::spawn_blocking(move || f(&accounts, &actor))
+        .await
+        .map_err(|_| ApiError::Task)??)
+}
+
+#[utoipa::path(post, path = "/api/users", tag = "accounts", request_body = NewUser,
+    responses((status = 201, description = "Created"), (status = 400, description = "Invalid name, role or password"),
+        (status = 409, description = "The name exists")))]
 pub(crate) async fn user_create(
     State(s): State<ApiState>,
     c: Caller,
     Body(u): Body<NewUser>,
 ) -> Result<Response, ApiError> {
-    let role = Role::parse(&u.role).ok_or_else(|| {
-        ApiError::bad(
-            "invalid_role",
-            format!(
-                "Vai trò `{}` không có: dùng viewer, operator hoặc admin.",
-                u.role
-            ),
-        )
-    })?;
-    let name = u.username.trim().to_lowercase();
-    let object = name.clone();
-    let res = change(&s, &c, "user_create", object, move |a| {
-        a.add_user(&name, role, &u.password)
+    let role = users::parse_role(&u.role)?;
+    blocking(&s, &c, move |a, actor| {
+        users::add(a, actor, &u.username, role, &u.password)
     })
     .await?;
-    Ok((StatusCode::CREATED, res).into_response())
+    Ok(StatusCode::CREATED.into_response())
 }
 
+#[utoipa::path(post, path = "/api/users/{name}/password", tag = "accounts", request_body = NewPassword,
+    params(("name" = String, Path, description = "User name", example = "admin")),
+    responses((status = 204, description = "Changed; the user's sessions are revoked")))]
 pub(crate) async fn user_password(
     State(s): State<ApiState>,
     c: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     Body(p): Body<NewPassword>,
 ) -> Result<Response, ApiError> {
-    let n = name.clone();
-    change(&s, &c, "user_password", name, move |a| {
-        a.set_password(&n, &p.password)
+    blocking(&s, &c, move |a, actor| {
+        users::set_password(a, actor, &name, &p.password)
     })
-    .await
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(post, path = "/api/users/{name}/disable", tag = "accounts",
+    params(("name" = String, Path, description = "User name", example = "admin")),
+    responses((status = 204, description = "Disabled; the user's tokens stop at once")))]
 pub(crate) async fn user_disable(
     State(s): State<ApiState>,
     c: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> Result<Response, ApiError> {
-    let n = name.clone();
-    change(&s, &c, "user_disable", name, move |a| a.disable(&n)).await
+    blocking(&s, &c, move |a, actor| users::disable(a, actor, &name)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/api/audit", tag = "accounts",
+    responses((status = 200, description = "Audit entries, newest first (query: action, actor, limit, before)")))]
 pub(crate) async fn audit(
     State(s): State<ApiState>,
     Params(q): Params<AuditQuery>,

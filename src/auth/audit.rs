@@ -8,25 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{Principal, Role};
 
-pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    role TEXT,
-    addr TEXT,
-    action TEXT NOT NULL,
-    object TEXT,
-    outcome TEXT NOT NULL,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS audit_actor ON audit (actor, id);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#;
-
 /// How an action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -194,8 +175,8 @@ mod tests {
 
     #[test]
     fn entries_cannot_be_edited_or_deleted() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
         append(
             &conn,
             &NewAudit::system("user_create", Some("admin"), "first start"),

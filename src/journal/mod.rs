@@ -7,12 +7,13 @@
 //! - `state` holds latest readings and freshness times, `devices` the last
 //!   known device health.
 //!
-//! [`writer`] runs the batching writer thread that feeds it.
+//! The journal only stores and reads: the commit pipeline that feeds it
+//! (decode, derive, ack, apply, publish) is `crate::runtime::pipeline`. It
+//! never creates tables: the schema is `crate::store::schema`.
 
 pub mod outbox;
 mod queries;
 mod restore;
-pub mod writer;
 pub use queries::AckOutcome;
 
 use std::path::Path;
@@ -31,72 +32,13 @@ pub enum JournalError {
     /// SQLite failed.
     #[error("journal database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The store directory could not be created.
-    #[error("cannot create store directory {path}: {source}")]
-    Dir {
-        /// The directory.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// The store could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// A stored row could not be read back.
     #[error("corrupt journal row: {0}")]
     Corrupt(String),
 }
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS dead_letter_acks (
-    dead_letter_id INTEGER PRIMARY KEY,
-    acked_by TEXT NOT NULL,
-    acked_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    dedup_key TEXT NOT NULL UNIQUE,
-    source TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    device TEXT,
-    village TEXT,
-    ts INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    seq INTEGER,
-    attrs TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY,
-    dedup_key TEXT NOT NULL UNIQUE,
-    reason TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    source TEXT,
-    device TEXT,
-    size INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    payload BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rollup_minute (
-    counter TEXT NOT NULL, scope TEXT NOT NULL, bucket INTEGER NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (counter, scope, bucket)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rollup_hour (
-    counter TEXT NOT NULL, scope TEXT NOT NULL, bucket INTEGER NOT NULL, value REAL NOT NULL,
-    PRIMARY KEY (counter, scope, bucket)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS state (
-    key TEXT PRIMARY KEY, ts INTEGER NOT NULL, value REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS influx_outbox (
-    id INTEGER PRIMARY KEY, line TEXT NOT NULL, ts INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS devices (
-    class TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL, last_seen INTEGER, detail TEXT,
-    PRIMARY KEY (class, id)
-) WITHOUT ROWID;
-"#;
 
 /// Largest payload stored with a dead letter when it is over the ingest
 /// limit (the rest is counted in `size`).
@@ -157,30 +99,6 @@ pub struct Store {
     conn: Connection,
 }
 
-/// Open a read-write connection to the store file at `path` (creating its
-/// directory), in WAL mode with the given durability. Other rooms that keep
-/// tables in the same file (accounts, audit log) use this too.
-pub fn connect(path: &Path, sync: SyncMode) -> Result<Connection, JournalError> {
-    if let Some(dir) = path.parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
-    }
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    let sync = match sync {
-        SyncMode::Full => "FULL",
-        SyncMode::Normal => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", sync)?;
-    conn.pragma_update(None, "busy_timeout", 5000)?;
-    conn.pragma_update(None, "cache_size", -32_000)?;
-    Ok(conn)
-}
-
 impl Store {
     /// Open (and create) the journal at `path` with full durability and no
     /// size limit.
@@ -190,8 +108,7 @@ impl Store {
 
     /// Open (and create) the journal at `path`; `max_size_mb` = 0 is no limit.
     pub fn open_with(path: &Path, sync: SyncMode, max_size_mb: u64) -> Result<Store, JournalError> {
-        let conn = connect(path, sync)?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = crate::store::open(path, sync)?;
         if max_size_mb > 0 {
             let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
             let pages = (max_size_mb.saturating_mul(1024 * 1024) / page.max(512) as u64).max(1);
@@ -206,12 +123,9 @@ impl Store {
 
     /// Open a second, read-only connection for queries (the API).
     pub fn open_reader(path: &Path) -> Result<Store, JournalError> {
-        let conn = Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.pragma_update(None, "busy_timeout", 5000)?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn: crate::store::open_read_only(path)?,
+        })
     }
 
     /// A meta value.
@@ -220,6 +134,24 @@ impl Store {
             .conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
+    }
+
+    /// The villages of those of `dossiers` whose `received` event named
+    /// one (dossiers not found are left out).
+    pub fn dossier_villages(
+        &self,
+        dossiers: &[&str],
+    ) -> Result<Vec<(String, String)>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT village FROM dossiers WHERE dossier_id = ?1")?;
+        let mut out = Vec::new();
+        for &id in dossiers {
+            if let Some(v) = stmt.query_row([id], |r| r.get(0)).optional()? {
+                out.push((id.to_owned(), v));
+            }
+        }
+        Ok(out)
     }
 
     /// Set a meta value.
@@ -264,6 +196,20 @@ impl Store {
                 ])?;
                 if n == 1 {
                     outcome.new_events.push(i);
+                }
+            }
+            // Remember each dossier's village for its later events.
+            let mut dossier = tx.prepare_cached(
+                "INSERT OR IGNORE INTO dossiers (dossier_id, village) VALUES (?1, ?2)",
+            )?;
+            for &i in &outcome.new_events {
+                let e = events[i].event;
+                if e.source != Source::Procedure || e.kind != "received" {
+                    continue;
+                }
+                let id = e.attrs.get("dossier_id").and_then(|v| v.as_str());
+                if let (Some(id), Some(village)) = (id, &e.village) {
+                    dossier.execute(params![id, village])?;
                 }
             }
             let mut ins = tx.prepare_cached(

@@ -40,7 +40,8 @@ impl Store {
                     r.get::<_, Option<String>>(4)?,
                     r.get::<_, i64>(5)?,
                     r.get::<_, i64>(6)?,
-                    r.get::<_, Vec<u8>>(7)?,
+                    // SQLite's substr() of an empty blob is NULL.
+                    r.get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default(),
                     r.get::<_, Option<String>>(8)?,
                     r.get::<_, Option<i64>>(9)?,
                 ))
@@ -128,7 +129,11 @@ impl Store {
 
     /// Sums of a counter per bucket of `step_secs`, from `from` (inclusive)
     /// to `to` (exclusive). Uses hour rollups when the step and the start are
-    /// whole hours, else minute rollups.
+    /// whole hours, else minute rollups. Nothing after the minute of `to`
+    /// is counted: when `to` falls inside an hour, that last part hour
+    /// comes from the minute rollups; a `to` inside a minute counts that
+    /// minute whole (rollups have no finer grain; with `to` = now, the
+    /// current minute is what just arrived).
     pub fn history(
         &self,
         counter: &str,
@@ -137,24 +142,30 @@ impl Store {
         to: DateTime<Utc>,
         step_secs: i64,
     ) -> Result<Vec<(i64, f64)>, JournalError> {
-        let (table, unit) = if step_secs % 3600 == 0 && from.timestamp() % 3600 == 0 {
-            ("rollup_hour", 3600)
-        } else {
-            ("rollup_minute", 60)
-        };
-        let sql = format!(
-            "SELECT (bucket * ?1 - ?2) / ?3 AS b, SUM(value) FROM {table}
-             WHERE counter = ?4 AND scope = ?5 AND bucket >= ?6 AND bucket < ?7
-             GROUP BY b ORDER BY b"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
         let f = from.timestamp();
         let t = to.timestamp();
-        let lo = f.div_euclid(unit);
-        let hi = (t + unit - 1).div_euclid(unit);
-        let rows = stmt.query_map(params![unit, f, step_secs, counter, scope, lo, hi], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?))
-        })?;
+        // Minutes up to the one holding `to`; with hour rollups, whole
+        // hours before `to` and then the minutes of the last part hour.
+        let minute_hi = (t + 59).div_euclid(60);
+        let (hour_lo, hour_hi, minute_lo) = if step_secs % 3600 == 0 && f % 3600 == 0 {
+            let hi = t.div_euclid(3600);
+            (f.div_euclid(3600), hi, hi * 60)
+        } else {
+            (0, 0, f.div_euclid(60))
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT b, SUM(v) FROM (
+                 SELECT (bucket * 3600 - ?1) / ?2 AS b, value AS v FROM rollup_hour
+                 WHERE counter = ?3 AND scope = ?4 AND bucket >= ?5 AND bucket < ?6
+                 UNION ALL
+                 SELECT (bucket * 60 - ?1) / ?2 AS b, value AS v FROM rollup_minute
+                 WHERE counter = ?3 AND scope = ?4 AND bucket >= ?7 AND bucket < ?8
+             ) GROUP BY b ORDER BY b",
+        )?;
+        let rows = stmt.query_map(
+            params![f, step_secs, counter, scope, hour_lo, hour_hi, minute_lo, minute_hi],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, f64>(1)?)),
+        )?;
         let mut out = Vec::new();
         for row in rows {
             out.push(row?);

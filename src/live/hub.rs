@@ -10,7 +10,6 @@
 //! their own pace, and to a history kept for resuming clients.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -76,6 +75,21 @@ impl Item {
         }
     }
 
+    /// A whole item from its JSON (`{"key","scope","updated_at","value"}`),
+    /// e.g. for a test's fake hub.
+    pub fn whole_from_json(key: Arc<KeyInfo>, json: Arc<str>) -> Item {
+        let body = Body {
+            value: Box::new(Raw(Arc::clone(&json))),
+            whole: OnceLock::from(Arc::clone(&json)),
+        };
+        Item {
+            key,
+            json,
+            whole: true,
+            body: Arc::new(body),
+        }
+    }
+
     /// The whole item, as a snapshot carries it:
     /// `{"key","scope","updated_at","value"}` (built once, on demand).
     pub fn whole_json(&self) -> Arc<str> {
@@ -100,6 +114,19 @@ impl Item {
     }
 }
 
+/// A value known only by its whole item's JSON.
+#[derive(Debug)]
+struct Raw(Arc<str>);
+
+impl LiveValue for Raw {
+    fn updated_at(&self) -> Option<DateTime<Utc>> {
+        None
+    }
+    fn write_whole(&self, out: &mut String) {
+        out.push_str(&self.0);
+    }
+}
+
 /// The items one step of the hub changed.
 #[derive(Debug)]
 pub struct Step {
@@ -114,6 +141,20 @@ pub struct Step {
     /// signature: connections with the same subscriptions (every wall
     /// screen) share one serialization. Cleared two steps later.
     pub frames: Mutex<Vec<(u64, Arc<[Utf8Bytes]>)>>,
+}
+
+impl Step {
+    /// A step of `items` at `seq`.
+    pub fn new(seq: u64, at: DateTime<Utc>, items: Vec<Item>) -> Step {
+        let bytes = items.iter().map(|i| i.json.len() + ITEM_OVERHEAD).sum();
+        Step {
+            seq,
+            at,
+            items,
+            bytes,
+            frames: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 /// Most distinct subscription signatures whose frames a step keeps.
@@ -171,19 +212,6 @@ pub struct Hub {
     book: Mutex<Book>,
     state: Mutex<State>,
     tx: broadcast::Sender<Arc<Step>>,
-    connections: AtomicUsize,
-}
-
-/// Holds a connection slot; released on drop.
-#[derive(Debug)]
-pub struct Admission {
-    hub: Arc<Hub>,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.hub.connections.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Hub {
@@ -210,7 +238,6 @@ impl Hub {
                 history_bytes: 0,
             }),
             tx,
-            connections: AtomicUsize::new(0),
         });
         hub.advance(&[], Pass::Start, Utc::now());
         (hub, commits)
@@ -234,35 +261,6 @@ impl Hub {
     /// The newest `seq`.
     pub fn seq(&self) -> u64 {
         self.state.lock().seq
-    }
-
-    /// Take a connection slot, unless `live.max_connections` are open.
-    pub fn admit(self: &Arc<Self>) -> Option<Admission> {
-        let max = self.limits().max_connections;
-        let mut n = self.connections.load(Ordering::Acquire);
-        loop {
-            if n >= max {
-                return None;
-            }
-            match self.connections.compare_exchange_weak(
-                n,
-                n + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    return Some(Admission {
-                        hub: Arc::clone(self),
-                    })
-                }
-                Err(now) => n = now,
-            }
-        }
-    }
-
-    /// Open connections.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Acquire)
     }
 
     /// The newest `seq` and a receiver of every later step.
@@ -349,20 +347,13 @@ impl Hub {
             return;
         }
         st.seq += 1;
-        let bytes = changed.iter().map(|i| i.json.len() + ITEM_OVERHEAD).sum();
-        let step = Arc::new(Step {
-            seq: st.seq,
-            at: now,
-            items: changed,
-            bytes,
-            frames: Mutex::new(Vec::new()),
-        });
+        let step = Arc::new(Step::new(st.seq, now, changed));
         // Connections that keep up read a step right after it is published;
         // shared frames of older steps are not needed any more.
         if let Some(old) = st.history.iter().rev().nth(1) {
             old.frames.lock().clear();
         }
-        st.history_bytes += bytes;
+        st.history_bytes += step.bytes;
         st.history.push_back(Arc::clone(&step));
         let live = self.limits();
         while st.history.len() > live.history_batches || st.history_bytes > HISTORY_MAX_BYTES {

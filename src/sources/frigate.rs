@@ -5,7 +5,8 @@
 //!   a string or `[name, score]`, and many keys we ignore. Each tracked object
 //!   counts once: `new` and `end` are de-duplicated by object id.
 //! - `frigate/reviews`: review items, same `type`/`before`/`after` shape.
-//! - `frigate/available`: `online` / `offline` for Frigate itself.
+//! - `frigate/available`: `online` / `offline` for Frigate itself, and
+//!   `stopped` (from 0.18) when Frigate shuts down cleanly.
 //!
 //! Frigate camera names map to registry cameras through `frigate_name`.
 
@@ -133,10 +134,12 @@ pub fn available(ctx: &Ctx<'_>) -> Result<Event, Rejection> {
     let state = match ctx.raw.payload.trim_ascii() {
         b"online" => "online",
         b"offline" => "offline",
+        // Frigate 0.18 publishes `stopped` on a clean shutdown.
+        b"stopped" => "stopped",
         _ => {
             return Err(src(Rejection::new(
                 Reason::InvalidField,
-                "frigate/available must be `online` or `offline`",
+                "frigate/available must be `online`, `offline` or `stopped`",
             )))
         }
     };

@@ -13,6 +13,9 @@
 //! | `ioc/{commune}/procedure/dossier` | `procedure` |
 //! | `ioc/{commune}/sensor/{id}/telemetry` | `sensor` |
 //! | `ioc/{commune}/sensor/{id}/status` | `status` |
+//!
+//! An empty payload on any of these topics (a cleared retained message)
+//! is a `cleared` event that changes nothing (see [`CLEARED`]).
 
 mod camera;
 pub mod fields;
@@ -27,7 +30,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::config::Ingest;
-use crate::model::{DeviceClass, DeviceInfo, Event, Raw, Reason, Registry, Rejection, Source};
+use crate::config::Registry;
+use crate::model::{DeviceClass, DeviceInfo, Event, Raw, Reason, Rejection, Source};
 
 /// Everything a decoder needs besides the message: the registry and limits.
 #[derive(Debug, Clone)]
@@ -81,6 +85,11 @@ impl Decoder {
                     self.limits.max_payload_bytes
                 ),
             ));
+        }
+        if raw.payload.is_empty() {
+            if let Some(e) = cleared(raw, &self.registry.commune) {
+                return Ok(e);
+            }
         }
         let ctx = Ctx {
             raw,
@@ -137,6 +146,53 @@ impl Decoder {
             _ => Err(unknown_topic(raw)),
         }
     }
+}
+
+/// The kind of the event an empty payload becomes.
+pub const CLEARED: &str = "cleared";
+
+/// An empty payload on a topic this service decodes: in MQTT, that is how a
+/// retained message is cleared (an empty retained publish), so it is valid
+/// input, not an error. It becomes a `cleared` event that changes nothing:
+/// no device (so no `last_seen`), no indicator (see
+/// `indicators::Engine::delta`). The device id, even one not in the
+/// registry (a device taken out of service is the usual reason to clear its
+/// retained status), is kept in `attrs.device_id`, the topic in
+/// `attrs.topic`. Topics this service does not decode stay dead letters.
+fn cleared(raw: &Raw, commune: &str) -> Option<Event> {
+    let levels: Vec<&str> = raw.topic.split('/').collect();
+    let (source, device) = match levels.as_slice() {
+        ["frigate", "events" | "reviews" | "available"] => (Source::Camera, None),
+        ["ioc", c, rest @ ..] if *c == commune => match rest {
+            ["camera", id, "event" | "status"] => (Source::Camera, Some(*id)),
+            ["speaker", id, "status" | "session"] => (Source::Speaker, Some(*id)),
+            ["sensor", id, "telemetry" | "status"] => (Source::Sensor, Some(*id)),
+            ["procedure", "dossier"] => (Source::Procedure, None),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let mut attrs = serde_json::Map::new();
+    attrs.insert("topic".into(), serde_json::Value::from(raw.topic.as_str()));
+    if let Some(id) = device {
+        attrs.insert("device_id".into(), serde_json::Value::from(id));
+    }
+    Some(Event {
+        source,
+        kind: CLEARED.into(),
+        device: None,
+        village: None,
+        ts: raw.received_at,
+        received_at: raw.received_at,
+        seq: None,
+        attrs,
+        dedup_key: format!(
+            "{}:{}",
+            content_key(raw, false),
+            raw.received_at.timestamp_micros()
+        ),
+        retained: raw.retained,
+    })
 }
 
 fn unknown_topic(raw: &Raw) -> Rejection {

@@ -6,7 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::Decoder;
 use crate::config::load_str;
-use crate::model::{Raw, Reason, Registry, Source};
+use crate::config::Registry;
+use crate::model::{Raw, Reason, Source};
 
 const CONFIG: &str = r#"
 [commune]
@@ -194,4 +195,116 @@ fn skew_limits() {
         Reason::InvalidTimestamp,
         "a time without offset is ambiguous"
     );
+}
+
+#[test]
+fn frigate_available_accepts_the_stopped_of_frigate_0_18() {
+    let d = decoder();
+    for (payload, state) in [
+        ("online", "online"),
+        ("offline", "offline"),
+        ("stopped", "stopped"),
+        ("stopped\n", "stopped"),
+    ] {
+        let e = d
+            .decode(&raw("frigate/available", payload, Utc::now()))
+            .unwrap_or_else(|r| panic!("{payload:?}: {r:?}"));
+        assert_eq!(e.kind, "frigate_available");
+        assert_eq!(e.attr_str("state"), Some(state));
+    }
+    let r = d
+        .decode(&raw("frigate/available", "paused", Utc::now()))
+        .unwrap_err();
+    assert_eq!(r.reason, Reason::InvalidField);
+}
+
+#[test]
+fn an_empty_payload_is_a_cleared_retained_message_not_an_error() {
+    let d = decoder();
+    let t = Utc::now();
+    for (topic, source, device) in [
+        (
+            "ioc/binh-lu/camera/cam-01/event",
+            Source::Camera,
+            Some("cam-01"),
+        ),
+        (
+            "ioc/binh-lu/camera/cam-01/status",
+            Source::Camera,
+            Some("cam-01"),
+        ),
+        // A device taken out of the config: clearing its retained status
+        // is the usual reason for an empty message.
+        (
+            "ioc/binh-lu/speaker/spk-99/status",
+            Source::Speaker,
+            Some("spk-99"),
+        ),
+        (
+            "ioc/binh-lu/sensor/rain-01/telemetry",
+            Source::Sensor,
+            Some("rain-01"),
+        ),
+        ("ioc/binh-lu/procedure/dossier", Source::Procedure, None),
+        ("frigate/available", Source::Camera, None),
+    ] {
+        let mut r = raw(topic, "", t);
+        r.retained = true;
+        let e = d.decode(&r).unwrap_or_else(|r| panic!("{topic}: {r:?}"));
+        assert_eq!(e.kind, crate::sources::CLEARED, "{topic}");
+        assert_eq!(e.source, source, "{topic}");
+        assert_eq!(e.device, None, "{topic}: no device, so no last_seen");
+        assert_eq!(e.attr_str("device_id"), device, "{topic}");
+        assert_eq!(e.attr_str("topic"), Some(topic));
+        assert!(e.retained);
+    }
+    // Topics this service does not decode stay dead letters.
+    for (topic, reason) in [
+        ("ioc/binh-lu/camera/cam-01/nothing", Reason::UnknownTopic),
+        ("ioc/lung-phinh/procedure/dossier", Reason::WrongCommune),
+        ("elsewhere", Reason::UnknownTopic),
+    ] {
+        assert_eq!(
+            d.decode(&raw(topic, "", t)).unwrap_err().reason,
+            reason,
+            "{topic}"
+        );
+    }
+}
+
+/// The event kinds config validation accepts (`vocab::Source::event_kinds`)
+/// include every kind these decoders produce, so a filter on a real kind is
+/// never refused as a typo.
+#[test]
+fn config_knows_every_event_kind_the_decoders_produce() {
+    let has = |s: Source, kind: &str| {
+        assert!(
+            s.event_kinds().contains(&kind),
+            "`{kind}` ({s}) is missing from vocab::Source::event_kinds"
+        )
+    };
+    for k in super::camera::KINDS {
+        has(Source::Camera, k);
+    }
+    for k in super::procedure::EVENTS {
+        has(Source::Procedure, k);
+    }
+    for phase in ["start", "end"] {
+        has(Source::Speaker, &format!("session_{phase}"));
+    }
+    for kind in ["new", "update", "end"] {
+        has(Source::Camera, &format!("review_{kind}"));
+    }
+    for k in [
+        "detection",
+        "detection_update",
+        "detection_end",
+        "frigate_available",
+    ] {
+        has(Source::Camera, k);
+    }
+    for s in [Source::Camera, Source::Speaker, Source::Sensor] {
+        has(s, "status");
+    }
+    has(Source::Sensor, "telemetry");
 }

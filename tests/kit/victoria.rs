@@ -1,19 +1,15 @@
 //! A real VictoriaMetrics (Debian package `victoria-metrics`) on a free
 //! loopback port, for the time-series sink tests and benchmark. When the
 //! binary is missing the test fails and says what to install (scripts/test
-//! installs it). Self-contained, so `benches/influx.rs` includes it too.
+//! installs it).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A free loopback TCP port.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    l.local_addr().expect("local addr").port()
-}
+use super::proc::{free_port, Proc};
 
 /// Path of the victoria-metrics binary, or a panic that says how to install it.
 pub fn victoria_bin() -> PathBuf {
@@ -53,7 +49,7 @@ impl Series {
 
 /// A VictoriaMetrics owned by a test.
 pub struct Victoria {
-    child: Option<Child>,
+    proc: Option<Proc>,
     /// The port it listens on.
     pub port: u16,
     dir: tempfile::TempDir,
@@ -71,7 +67,7 @@ impl Victoria {
     /// the store down).
     pub fn new() -> Victoria {
         Victoria {
-            child: None,
+            proc: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir for victoria-metrics"),
         }
@@ -84,25 +80,18 @@ impl Victoria {
 
     /// Start (again) on the same port and data directory; waits for `/health`.
     pub fn spawn(&mut self) {
-        assert!(self.child.is_none(), "victoria-metrics already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("vm.log"))
-            .expect("victoria-metrics log");
-        let child = Command::new(victoria_bin())
-            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+        assert!(self.proc.is_none(), "victoria-metrics already running");
+        let mut cmd = Command::new(victoria_bin());
+        cmd.arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
             .arg(format!(
                 "-storageDataPath={}",
                 self.dir.path().join("data").display()
             ))
             .arg("-retentionPeriod=100y")
-            .arg("-search.disableCache")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start victoria-metrics");
-        self.child = Some(child);
+            .arg("-search.disableCache");
+        let proc = Proc::spawn("victoria-metrics", cmd, self.dir.path().join("vm.log"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.proc = Some(proc);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ok = http_get(&format!("{}/health", self.url())).is_some_and(|b| b.trim() == "OK");
@@ -121,12 +110,8 @@ impl Victoria {
 
     /// Stop gracefully (SIGTERM: it flushes what it holds in memory).
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let _ = c.wait();
+        if let Some(mut p) = self.proc.take() {
+            p.stop();
         }
     }
 
@@ -177,15 +162,6 @@ impl Victoria {
 impl Default for Victoria {
     fn default() -> Self {
         Victoria::new()
-    }
-}
-
-impl Drop for Victoria {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

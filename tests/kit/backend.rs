@@ -1,169 +1,136 @@
-//! Test harness: a real Mosquitto on a free loopback port, the real
-//! `commune-ioc` binary started on port 0, a publisher that waits for the
-//! broker's PubAck, and HTTP helpers.
-//!
-//! Nothing here is mocked. When Mosquitto is missing the tests fail and say
-//! what to install (scripts/test installs it).
+//! The real `commune-ioc` binary (`serve`, HTTP on port 0, the address read
+//! from `--port-file`): `Backend` for tests (panics with the log on
+//! failure, restarts on the same store) and `start_backend` for the
+//! benchmarks (errors, timing). Also the standard test commune's config.
 
-#![allow(dead_code)]
-
-pub mod victoria;
-
-use std::io::Write;
-use std::net::TcpListener;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-/// A free loopback TCP port.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    l.local_addr().expect("local addr").port()
+use super::http::{Http, Scrape, BENCH_ADMIN_PASSWORD};
+use super::proc::{log_tail, Proc};
+
+/// The binary under test (debug for tests, release for benchmarks).
+pub const BINARY: &str = env!("CARGO_BIN_EXE_commune-ioc");
+
+/// Start `commune-ioc serve --config CONFIG --port-file PORT_FILE` with
+/// `env` (IOC_CONFIG and IOC_PORT_FILE of the caller removed), output
+/// appended to `log`.
+pub fn spawn_serve(
+    config: &Path,
+    port_file: &Path,
+    env: &[(String, String)],
+    log: PathBuf,
+) -> Result<Proc> {
+    let _ = std::fs::remove_file(port_file);
+    let mut cmd = Command::new(BINARY);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .arg("--port-file")
+        .arg(port_file)
+        .env_remove("IOC_CONFIG")
+        .env_remove("IOC_PORT_FILE")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    Proc::spawn("commune-ioc serve", cmd, log)
 }
 
-/// Path of the mosquitto binary, or a panic that says how to install it.
-pub fn mosquitto_bin() -> PathBuf {
-    for p in [
-        "/usr/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-    ] {
-        if Path::new(p).exists() {
-            return PathBuf::from(p);
+/// Wait until the server wrote its address to `port_file`.
+pub fn wait_port_file(
+    server: &mut Proc,
+    port_file: &Path,
+    timeout: Duration,
+) -> Result<SocketAddr> {
+    let started = Instant::now();
+    loop {
+        server.ensure_running()?;
+        if let Ok(text) = std::fs::read_to_string(port_file) {
+            if let Ok(a) = text.trim().parse() {
+                return Ok(a);
+            }
         }
-    }
-    if let Ok(out) = Command::new("sh")
-        .arg("-c")
-        .arg("command -v mosquitto")
-        .output()
-    {
-        let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !s.is_empty() {
-            return PathBuf::from(s);
-        }
-    }
-    panic!(
-        "mosquitto is not installed: these tests need a real MQTT broker. \
-         Install it with `apt-get install -y mosquitto` (scripts/test does this)."
-    );
-}
-
-fn wait_port(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
+        if started.elapsed() > timeout {
+            bail!(
+                "the server wrote no port file ({}) within {timeout:?}; log:\n{}",
+                port_file.display(),
+                log_tail(&server.log, 30)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    false
 }
 
-/// A Mosquitto broker owned by a test.
-pub struct Mosquitto {
-    child: Option<Child>,
-    /// The port it listens on.
-    pub port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    /// Start with persistence on (so a restart keeps sessions and queues).
-    pub fn start() -> Mosquitto {
-        Mosquitto::start_prepared(|_| String::new())
-    }
-
-    /// Start after `prepare` wrote files into the broker's directory and
-    /// returned extra mosquitto.conf lines (listeners, TLS, passwords).
-    pub fn start_prepared(prepare: impl FnOnce(&Path) -> String) -> Mosquitto {
-        let dir = tempfile::tempdir().expect("temp dir for mosquitto");
-        // Mosquitto started as root drops to the `mosquitto` user: it must be
-        // able to write its persistence file and log here, or it silently
-        // loses every session on restart.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
-                .expect("make the mosquitto dir writable");
+/// Wait until `/readyz` answers 200.
+pub async fn wait_ready(server: &mut Proc, http: &Http, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        server.ensure_running()?;
+        if let Ok((status, _)) = http.get("/readyz").await {
+            if status == reqwest::StatusCode::OK {
+                return Ok(());
+            }
         }
-        let port = free_port();
-        let extra = prepare(dir.path());
-        std::fs::write(dir.path().join("extra.conf"), extra).expect("write extra mosquitto config");
-        let mut m = Mosquitto {
-            child: None,
-            port,
-            dir,
-        };
-        m.spawn();
-        m
+        if started.elapsed() > timeout {
+            let body = http
+                .get("/readyz")
+                .await
+                .map(|(_, b)| b)
+                .unwrap_or_default();
+            bail!(
+                "the server was not ready within {timeout:?} (/readyz: {body}); log:\n{}",
+                log_tail(&server.log, 30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
 
-    /// The broker's own log.
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
-
-    /// The broker's working directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn spawn(&mut self) {
-        let conf = self.dir.path().join("mosquitto.conf");
-        let extra = std::fs::read_to_string(self.dir.path().join("extra.conf")).unwrap_or_default();
-        let anonymous = !extra.contains("password_file");
-        let mut f = std::fs::File::create(&conf).expect("write mosquitto.conf");
-        writeln!(
-            f,
-            "per_listener_settings false\nallow_anonymous {anonymous}\npersistence true\n\
-             persistence_location {dir}/\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n\
-             log_dest file {dir}/mosquitto.log\nlistener {port} 127.0.0.1\n{extra}",
-            port = self.port,
-            dir = self.dir.path().display()
+/// A benchmark's backend: `serve` (the release binary that `cargo bench`
+/// builds) on `config_path`, connected to the broker on `mqtt_port`, HTTP
+/// on a free port. Returns once `/readyz` answers 200, with the seconds
+/// that took, and an `Http` logged in as the store's first admin (whose
+/// password is set through `IOC__AUTH__ADMIN_PASSWORD`).
+pub async fn start_backend(
+    dir: &Path,
+    tag: &str,
+    config_path: &Path,
+    mqtt_port: u16,
+    server_log: &str,
+    overrides: &[(String, String)],
+) -> Result<(Proc, Http, f64)> {
+    let port_file = dir.join(format!("http-{tag}.addr"));
+    let mut env = vec![
+        ("RUST_LOG".to_string(), server_log.to_string()),
+        (
+            "IOC__AUTH__ADMIN_PASSWORD".to_string(),
+            BENCH_ADMIN_PASSWORD.to_string(),
+        ),
+    ];
+    env.extend(overrides.iter().cloned());
+    env.push(("IOC__MQTT__PORT".into(), mqtt_port.to_string()));
+    let started = Instant::now();
+    let mut server = spawn_serve(
+        config_path,
+        &port_file,
+        &env,
+        dir.join(format!("server-{tag}.log")),
+    )?;
+    let addr = wait_port_file(&mut server, &port_file, Duration::from_secs(30))?;
+    let mut http = Http::new(addr)?;
+    wait_ready(&mut server, &http, Duration::from_secs(30)).await?;
+    let ready = started.elapsed().as_secs_f64();
+    http.login().await.with_context(|| {
+        format!(
+            "logging in as admin; server log:\n{}",
+            log_tail(&server.log, 30)
         )
-        .expect("write mosquitto.conf");
-        let child = Command::new(mosquitto_bin())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        self.child = Some(child);
-        assert!(
-            wait_port(self.port, Duration::from_secs(10)),
-            "mosquitto did not open port {}",
-            self.port
-        );
-    }
-
-    /// Stop gracefully (SIGTERM: Mosquitto saves its persistence file).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let _ = c.wait();
-        }
-    }
-
-    /// Start again on the same port with the same persistence.
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    })?;
+    Ok((server, http, ready))
 }
 
 /// The standard test commune (villages, devices, every contract indicator),
@@ -329,9 +296,9 @@ source = "procedure"
     )
 }
 
-/// The real binary, started with `serve`.
+/// The real binary, started with `serve`, owned by a test.
 pub struct Backend {
-    child: Option<Child>,
+    proc: Option<Proc>,
     /// Base URL, e.g. `http://127.0.0.1:34567`.
     pub url: String,
     /// The first admin's password (`IOC__AUTH__ADMIN_PASSWORD`), random
@@ -372,7 +339,7 @@ impl Backend {
             }
         };
         let mut b = Backend {
-            child: None,
+            proc: None,
             url: String::new(),
             admin_password,
             token: std::sync::Mutex::new(None),
@@ -387,47 +354,12 @@ impl Backend {
 
     fn spawn(&mut self) {
         let port_file = self.dir.join("port");
-        let _ = std::fs::remove_file(&port_file);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open backend log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_commune-ioc"));
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--port-file")
-            .arg(&port_file)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start commune-ioc");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(addr) = std::fs::read_to_string(&port_file) {
-                self.url = format!("http://{}", addr.trim());
-                break;
-            }
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!(
-                        "commune-ioc exited early ({status}); log:\n{}",
-                        self.log_text()
-                    );
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "commune-ioc did not start; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut proc = spawn_serve(&self.config, &port_file, &self.env, self.log.clone())
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let addr = wait_port_file(&mut proc, &port_file, Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("commune-ioc did not start: {e:#}"));
+        self.url = format!("http://{addr}");
+        self.proc = Some(proc);
     }
 
     /// The backend's log so far.
@@ -435,32 +367,28 @@ impl Backend {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
     /// Kill without warning (SIGKILL), as a crash or power cut would.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
         }
     }
 
     /// Send SIGTERM without waiting for the exit.
     pub fn signal_term(&self) {
-        if let Some(c) = self.child.as_ref() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
+        if let Some(p) = self.proc.as_ref() {
+            p.signal_term();
         }
     }
 
     /// Graceful stop (SIGTERM) and wait.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("backend is running");
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(c.id().to_string())
-            .status();
-        c.wait().expect("wait for commune-ioc")
+    pub fn stop(&mut self) -> ExitStatus {
+        self.proc.take().expect("backend is running").stop()
     }
 
     /// Start again with the same config and store.
@@ -512,6 +440,20 @@ impl Backend {
         t
     }
 
+    /// A kiosk token made by the admin (`POST /api/auth/kiosk-tokens`).
+    pub async fn kiosk_token(&self, label: &str) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/auth/kiosk-tokens", self.url))
+            .bearer_auth(self.token().await)
+            .json(&serde_json::json!({ "label": label }))
+            .send()
+            .await
+            .expect("POST /api/auth/kiosk-tokens");
+        assert!(r.status().is_success(), "kiosk token: {}", r.status());
+        let v: Value = r.json().await.expect("kiosk token JSON");
+        v["token"].as_str().expect("token").to_owned()
+    }
+
     /// A GET with the admin's token.
     pub async fn authed_get(&self, path: &str) -> reqwest::Response {
         reqwest::Client::new()
@@ -547,19 +489,20 @@ impl Backend {
             .unwrap_or_else(|| panic!("indicator {id} missing in {all}"))
     }
 
-    /// A counter from /metrics (sum over labels).
-    pub async fn metric(&self, name: &str) -> f64 {
+    /// One scrape of /metrics (as admin).
+    pub async fn scrape(&self) -> Scrape {
         let text = self
             .authed_get("/metrics")
             .await
             .text()
             .await
             .expect("metrics text");
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.split(['{', ' ']).next() == Some(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        Scrape::parse(&text)
+    }
+
+    /// A counter from /metrics (sum over labels).
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.scrape().await.sum(name)
     }
 
     /// Wait until an indicator has the value `want`; returns the item.
@@ -597,15 +540,9 @@ impl Backend {
     }
 }
 
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// A Mosquitto, a temp dir and the backend on the test config, ready.
-pub async fn stack() -> (Mosquitto, tempfile::TempDir, Backend) {
-    let broker = Mosquitto::start();
+pub async fn stack() -> (super::Mosquitto, tempfile::TempDir, Backend) {
+    let broker = super::Mosquitto::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let b = Backend::start(
         dir.path(),
@@ -613,108 +550,6 @@ pub async fn stack() -> (Mosquitto, tempfile::TempDir, Backend) {
     );
     b.wait_ready().await;
     (broker, dir, b)
-}
-
-/// A QoS 1 publisher that sends one message at a time and waits for the
-/// broker's PubAck, reconnecting and resending on any error. What it
-/// returns from, the broker has accepted.
-pub struct Publisher {
-    port: u16,
-    conn: Option<(AsyncClient, rumqttc::EventLoop)>,
-    id: String,
-    credentials: Option<(String, String)>,
-}
-
-impl Publisher {
-    /// A publisher to the broker on `port`.
-    pub fn new(port: u16) -> Publisher {
-        Publisher {
-            port,
-            conn: None,
-            id: format!("test-pub-{}-{}", std::process::id(), free_port()),
-            credentials: None,
-        }
-    }
-
-    /// A publisher that logs in with a username and password.
-    pub fn with_credentials(port: u16, user: &str, pass: &str) -> Publisher {
-        let mut p = Publisher::new(port);
-        p.credentials = Some((user.into(), pass.into()));
-        p
-    }
-
-    async fn connect(&mut self) -> bool {
-        let mut opts = MqttOptions::new(self.id.clone(), "127.0.0.1", self.port);
-        opts.set_keep_alive(Duration::from_secs(10));
-        opts.set_max_packet_size(16 * 1024 * 1024, 16 * 1024 * 1024);
-        if let Some((u, p)) = &self.credentials {
-            opts.set_credentials(u.clone(), p.clone());
-        }
-        let (client, mut el) = AsyncClient::new(opts, 16);
-        let ok = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                match el.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => return true,
-                    Ok(_) => {}
-                    Err(_) => return false,
-                }
-            }
-        })
-        .await
-        .unwrap_or(false);
-        if ok {
-            self.conn = Some((client, el));
-        }
-        ok
-    }
-
-    /// Publish and wait for the broker's acknowledgement, retrying for up to
-    /// 60 s across broker restarts.
-    pub async fn send(&mut self, topic: &str, payload: &[u8]) {
-        self.send_opts(topic, payload, false).await;
-    }
-
-    /// Publish with the retain flag.
-    pub async fn send_opts(&mut self, topic: &str, payload: &[u8], retain: bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "could not publish to {topic} within 60 s"
-            );
-            if self.conn.is_none() && !self.connect().await {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            let Some((client, el)) = self.conn.as_mut() else {
-                continue;
-            };
-            if client
-                .publish(topic, QoS::AtLeastOnce, retain, payload.to_vec())
-                .await
-                .is_err()
-            {
-                self.conn = None;
-                continue;
-            }
-            let acked = tokio::time::timeout(Duration::from_secs(3), async {
-                loop {
-                    match el.poll().await {
-                        Ok(Event::Incoming(Packet::PubAck(_))) => return true,
-                        Ok(_) => {}
-                        Err(_) => return false,
-                    }
-                }
-            })
-            .await
-            .unwrap_or(false);
-            if acked {
-                return;
-            }
-            self.conn = None;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// A dossier `received` payload.

@@ -1,0 +1,31 @@
+//! `commune-ioc simulate`: publish realistic commune traffic to a broker.
+
+use anyhow::Result;
+
+use commune_ioc::config::Config;
+use commune_ioc::sim;
+
+/// What to publish and where.
+pub struct Options {
+    /// Broker host (default: mqtt.host).
+    pub host: Option<String>,
+    /// Broker port (default: mqtt.port).
+    pub port: Option<u16>,
+    /// Messages per second.
+    pub rate: f64,
+    /// Stop after this many.
+    pub count: Option<u64>,
+    /// Random seed.
+    pub seed: u64,
+}
+
+/// Publish until `count` or Ctrl+C.
+pub async fn run(cfg: Config, o: Options) -> Result<()> {
+    let host = o.host.unwrap_or_else(|| cfg.mqtt.host.clone());
+    let port = o.port.unwrap_or(cfg.mqtt.port);
+    let cancel = super::shutdown_signal();
+    tracing::info!(%host, port, rate = o.rate, "publishing simulated traffic");
+    let sent = sim::publish(&cfg, &host, port, o.rate, o.count, o.seed, cancel).await?;
+    tracing::info!(sent, "simulator stopped");
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! The test kit, shared by the integration tests (`mod kit;`) and the
+//! benchmarks (`#[path = "../tests/kit/mod.rs"] mod kit;`): real parts on
+//! loopback, nothing mocked.
+//!
+//! - `proc`: child processes killed by their own handle, free ports,
+//!   waiting on conditions;
+//! - `mosquitto`: a real Mosquitto (tests: persistent, restartable;
+//!   benchmarks: `$SYS` every second);
+//! - `backend`: the real `commune-ioc serve` (tests: `Backend`, panics
+//!   with the log; benchmarks: `start_backend`), the test commune's config;
+//! - `publisher`: QoS 1 publishers (one at a time and acknowledged, or
+//!   pipelined with PubAck counts);
+//! - `http`: an HTTP client with the admin's token, `/metrics` scrapes;
+//! - `victoria`: a real VictoriaMetrics;
+//! - `browser`: headless Chromium over the DevTools protocol;
+//! - `receiver`: a local HTTP endpoint that records what it is sent
+//!   (webhooks, the province's report endpoint);
+//! - `measure`: CPU, memory and load figures for the benchmarks.
+//!
+//! A missing program (mosquitto, victoria-metrics, chromium) fails with the
+//! command that installs it; scripts/test installs them.
+
+#![allow(dead_code, unused_imports)]
+
+pub mod backend;
+pub mod browser;
+pub mod http;
+pub mod measure;
+pub mod mosquitto;
+pub mod proc;
+pub mod publisher;
+pub mod receiver;
+pub mod victoria;
+
+pub use backend::{dossier_received, stack, test_config, Backend, DOSSIER};
+pub use mosquitto::Mosquitto;
+pub use proc::{free_port, wait_until};
+pub use publisher::{Pipelined, Publisher};

@@ -1,0 +1,149 @@
+//! A local HTTP receiver on a free loopback port, standing in for the
+//! endpoints commune-ioc sends to (webhooks, the province's report
+//! endpoint): it records every request and answers with the statuses a
+//! test scripts (default 200 with an empty JSON object).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Notify;
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    /// Path and query, e.g. `/hook?x=1`.
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    /// The body as JSON (panics when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{} {}: body is not JSON ({e})", self.method, self.uri))
+    }
+
+    /// A header's value as text ("" when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    received: Mutex<Vec<Received>>,
+    /// Scripted answers, used in order; then `default`.
+    answers: Mutex<VecDeque<(StatusCode, String)>>,
+    default: Mutex<Option<(StatusCode, String)>>,
+    arrived: Notify,
+}
+
+/// The receiver; stops when dropped.
+pub struct Receiver {
+    inner: Arc<Inner>,
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Listen on `127.0.0.1:0`.
+    pub async fn start() -> Receiver {
+        let inner = Arc::new(Inner::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the receiver on a loopback port");
+        let url = format!(
+            "http://{}",
+            listener.local_addr().expect("receiver address")
+        );
+        let state = Arc::clone(&inner);
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let state = Arc::clone(&state);
+                async move { record(&state, method, uri, headers, body) }
+            },
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { inner, url, task }
+    }
+
+    /// Answer the next requests with these statuses and bodies, in order.
+    pub fn answer(&self, status: u16, body: &str) {
+        self.inner.answers.lock().unwrap().push_back((
+            StatusCode::from_u16(status).expect("a valid status"),
+            body.to_owned(),
+        ));
+    }
+
+    /// Answer every request not scripted with `answer` like this.
+    pub fn answer_always(&self, status: u16, body: &str) {
+        *self.inner.default.lock().unwrap() = Some((
+            StatusCode::from_u16(status).expect("a valid status"),
+            body.to_owned(),
+        ));
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.received.lock().unwrap().clone()
+    }
+
+    /// Wait until at least `n` requests arrived (panics after `timeout`).
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.arrived.notified();
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "the receiver got {} of {n} requests within {timeout:?}",
+                    self.received().len()
+                );
+            }
+        }
+    }
+}
+
+fn record(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    inner.received.lock().unwrap().push(Received {
+        method,
+        uri: uri.to_string(),
+        headers,
+        body,
+    });
+    inner.arrived.notify_waiters();
+    let (status, body) = inner
+        .answers
+        .lock()
+        .unwrap()
+        .pop_front()
+        .or_else(|| inner.default.lock().unwrap().clone())
+        .unwrap_or((StatusCode::OK, "{}".into()));
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
