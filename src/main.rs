@@ -6,7 +6,7 @@
 //! commune-ioc serve --config FILE        # the backend against any MQTT broker
 //! commune-ioc check-config FILE          # validate a config, list every problem
 //! commune-ioc simulate [--config FILE]   # publish realistic commune traffic
-//! commune-ioc user add|passwd|list|disable  # accounts, on the box
+//! commune-ioc user add|passwd|list|disable|unlock  # accounts, on the box
 //! ```
 
 mod commands;

@@ -52,12 +52,22 @@ pub struct Metrics {
     /// Acknowledgements dropped because their connection was gone (the
     /// broker redelivers those messages).
     pub mqtt_acks_stale: Counter,
+    /// MQTT packets larger than the client's packet limit (each costs one
+    /// reconnect; see docs/PROTOCOL.md §1.4).
+    pub mqtt_oversized_packets: Counter,
+    /// Connections the broker closed right after accepting them: another
+    /// client using our client id (session takeover) is the usual cause.
+    pub mqtt_session_takeovers: Counter,
+    /// Payload bytes taken from the broker and not yet committed.
+    pub mqtt_queued_bytes: Gauge,
     /// Steps published by the live hub.
     pub live_steps: Counter,
     /// The live hub's newest `seq`.
     pub live_seq: Gauge,
-    /// Open WebSocket connections.
+    /// Open WebSocket connections (authenticated).
     pub live_connections: Gauge,
+    /// WebSocket connections waiting for their `auth` frame.
+    pub live_unauthenticated: Gauge,
     /// Snapshots sent with `resync: true` (a client fell behind or resumed
     /// too late).
     pub live_resyncs: Counter,
@@ -83,6 +93,19 @@ pub struct Metrics {
     pub influx_up: Gauge,
     /// Time-series sink: seconds per successful write request.
     pub influx_write_seconds: Histogram,
+    /// HTTP handlers that panicked (answered with a JSON 500).
+    pub http_panics: Counter,
+    /// Open HTTP connections (before a WebSocket upgrade).
+    pub http_connections: Gauge,
+    /// HTTP connections closed for idling or for a request head not
+    /// finished in time.
+    pub http_connections_timed_out: Counter,
+    /// HTTP connections closed to admit a new one at the cap (the oldest
+    /// idle one), or refused at the cap when none was idle.
+    pub http_connections_shed: Counter,
+    /// Logins answered 503 `login_busy` because too many were hashing or
+    /// waiting.
+    pub login_busy: Counter,
 }
 
 impl Default for Metrics {
@@ -108,9 +131,13 @@ impl Metrics {
             mqtt_connects: Counter::default(),
             mqtt_acks: Counter::default(),
             mqtt_acks_stale: Counter::default(),
+            mqtt_oversized_packets: Counter::default(),
+            mqtt_session_takeovers: Counter::default(),
+            mqtt_queued_bytes: Gauge::default(),
             live_steps: Counter::default(),
             live_seq: Gauge::default(),
             live_connections: Gauge::default(),
+            live_unauthenticated: Gauge::default(),
             live_resyncs: Counter::default(),
             live_frames: Counter::default(),
             live_errors: Counter::default(),
@@ -122,6 +149,11 @@ impl Metrics {
             influx_write_errors: Counter::default(),
             influx_up: Gauge::default(),
             influx_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            http_panics: Counter::default(),
+            http_connections: Gauge::default(),
+            http_connections_timed_out: Counter::default(),
+            http_connections_shed: Counter::default(),
+            login_busy: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -185,6 +217,21 @@ impl Metrics {
             m.mqtt_acks_stale.clone(),
         );
         registry.register(
+            "mqtt_oversized_packets",
+            "MQTT packets above the client's packet limit (one reconnect each)",
+            m.mqtt_oversized_packets.clone(),
+        );
+        registry.register(
+            "mqtt_session_takeovers",
+            "MQTT connections closed by the broker right after ConnAck (another client with our client id?)",
+            m.mqtt_session_takeovers.clone(),
+        );
+        registry.register(
+            "mqtt_queued_bytes",
+            "Payload bytes taken from the broker and not yet committed",
+            m.mqtt_queued_bytes.clone(),
+        );
+        registry.register(
             "live_steps",
             "Steps published by the live hub",
             m.live_steps.clone(),
@@ -192,8 +239,13 @@ impl Metrics {
         registry.register("live_seq", "The live hub's newest seq", m.live_seq.clone());
         registry.register(
             "live_connections",
-            "Open WebSocket connections",
+            "Open WebSocket connections (authenticated)",
             m.live_connections.clone(),
+        );
+        registry.register(
+            "live_unauthenticated",
+            "WebSocket connections waiting for their auth frame",
+            m.live_unauthenticated.clone(),
         );
         registry.register(
             "live_resyncs",
@@ -249,6 +301,31 @@ impl Metrics {
             "influx_write_seconds",
             "Time of one successful write request to the time-series store",
             m.influx_write_seconds.clone(),
+        );
+        registry.register(
+            "http_panics",
+            "HTTP handlers that panicked (answered with a JSON 500)",
+            m.http_panics.clone(),
+        );
+        registry.register(
+            "http_connections",
+            "Open HTTP connections (before a WebSocket upgrade)",
+            m.http_connections.clone(),
+        );
+        registry.register(
+            "http_connections_timed_out",
+            "HTTP connections closed for idling or a slow request head",
+            m.http_connections_timed_out.clone(),
+        );
+        registry.register(
+            "http_connections_shed",
+            "HTTP connections closed or refused at the connection cap",
+            m.http_connections_shed.clone(),
+        );
+        registry.register(
+            "login_busy",
+            "Logins refused because too many were being checked at once",
+            m.login_busy.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -126,6 +125,90 @@ async fn probe_store(shared: Arc<Shared>, cancel: CancellationToken) {
     }
 }
 
+/// How often the login housekeeping runs: unlocks from the CLI are picked
+/// up this often, and refused logins are written to the audit log as one
+/// count per name, address and [`REFUSAL_WINDOW`].
+const LOGIN_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+/// The window over which refused attempts against a locked name are
+/// summed into one audit entry.
+const REFUSAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Write the counted refusals as one audit entry per name and address.
+fn audit_refusals(accounts: &Accounts, limiter: &LoginLimiter) {
+    for r in limiter.take_refusals() {
+        let addr = r.addr.to_string();
+        let detail = format!("locked out; {} more attempts refused", r.count);
+        let actor = if r.name.is_empty() {
+            "(nhiều tên)"
+        } else {
+            r.name.as_str()
+        };
+        accounts.audit(&crate::auth::NewAudit {
+            actor,
+            role: None,
+            addr: Some(addr),
+            action: "login",
+            object: None,
+            outcome: crate::auth::Outcome::Denied,
+            detail: Some(&detail),
+        });
+    }
+}
+
+/// Login housekeeping: apply `commune-ioc user unlock` (read from the
+/// audit log, where the CLI records it), and write refused-attempt counts
+/// once per window (and on shutdown).
+async fn login_upkeep(
+    accounts: Arc<Accounts>,
+    limiter: Arc<LoginLimiter>,
+    cancel: CancellationToken,
+) {
+    let mut seen = {
+        let a = Arc::clone(&accounts);
+        tokio::task::spawn_blocking(move || a.last_audit_id())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0)
+    };
+    let mut interval = tokio::time::interval(LOGIN_TICK);
+    let mut window_start = tokio::time::Instant::now();
+    loop {
+        let stopping = tokio::select! {
+            _ = cancel.cancelled() => true,
+            _ = interval.tick() => false,
+        };
+        let flush = stopping || window_start.elapsed() >= REFUSAL_WINDOW;
+        if flush {
+            window_start = tokio::time::Instant::now();
+        }
+        let (a, l) = (Arc::clone(&accounts), Arc::clone(&limiter));
+        let after = seen;
+        let done = tokio::task::spawn_blocking(move || {
+            if flush {
+                audit_refusals(&a, &l);
+            }
+            let unlocks = a.unlocks_after(after)?;
+            let mut last = after;
+            for (id, name) in unlocks {
+                let n = l.unlock(&name);
+                tracing::info!(user = %name, lockouts = n, "login lockouts lifted by `user unlock`");
+                last = id;
+            }
+            Ok::<_, AccountError>(last)
+        })
+        .await;
+        match done {
+            Ok(Ok(last)) => seen = last,
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read unlocks from the audit log"),
+            Err(e) => tracing::error!(error = %e, "login upkeep task failed"),
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
 /// Run the backend until `shutdown` is cancelled. `on_ready` is called with
 /// the shared state once everything is started.
 pub async fn run(
@@ -184,6 +267,7 @@ pub async fn run(
     let ws = WsTasks {
         tracker: TaskTracker::new(),
         cancel: frontend.child_token(),
+        slots: live::session::Slots::new(&shared.config.live, &shared.metrics),
     };
     let accounts = Arc::new(Accounts::open(
         &shared.config.journal_path(),
@@ -197,7 +281,13 @@ pub async fn run(
         .as_ref()
         .filter(|p| !p.expose().is_empty());
     let first_admin_password = accounts.bootstrap_admin(admin_password)?;
-    let actions = Store::open_with(&shared.config.journal_path(), shared.config.store.sync, 0)?;
+    accounts.reserve_for_ingest(shared.config.store.max_size_mb)?;
+    let actions = Store::open_with(
+        &shared.config.journal_path(),
+        shared.config.store.sync,
+        shared.config.store.max_size_mb,
+    )?;
+    let limiter = Arc::new(LoginLimiter::new(&shared.config.auth));
     let app = api::router(ApiState {
         shared: Arc::clone(&shared),
         reader: Arc::new(Mutex::new(reader)),
@@ -205,10 +295,15 @@ pub async fn run(
         live: Arc::clone(&hub),
         auth: Arc::clone(&accounts) as Arc<dyn Authenticator>,
         accounts: Arc::clone(&accounts),
-        limiter: Arc::new(LoginLimiter::new(&shared.config.auth)),
+        limiter: Arc::clone(&limiter),
         ws: ws.clone(),
     });
     let hub_task = tasks.spawn(live::run(hub, commits, frontend.clone()));
+    tasks.spawn(login_upkeep(
+        Arc::clone(&accounts),
+        Arc::clone(&limiter),
+        frontend.clone(),
+    ));
     let fe = frontend.clone();
     tasks.spawn(probe_store(Arc::clone(&shared), backend.clone()));
     if crate::sinks::enabled(&shared) {
@@ -219,21 +314,10 @@ pub async fn run(
             backend.clone(),
         ));
     }
+    let limits = api::serve::Limits::from_config(&shared.config);
+    let http_shared = Arc::clone(&shared);
     let http = tasks.spawn(async move {
-        // Live frames are small and frequent: without TCP_NODELAY, Nagle's
-        // algorithm holds each one back until the client's (delayed)
-        // acknowledgement of the previous one, tens of ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-            }
-        });
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { fe.cancelled().await })
-        .await
+        api::serve::serve(listener, app, limits, &http_shared.metrics, fe).await
     });
     tasks.close();
     on_ready(Handle {

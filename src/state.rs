@@ -10,10 +10,11 @@ use parking_lot::{RwLock, RwLockReadGuard};
 use tokio::sync::broadcast;
 
 use crate::config::Config;
+use crate::config::Registry;
 use crate::devices::{Availability, DeviceTracker, DeviceView};
 use crate::indicators::{Engine, Frame, IndicatorValue, ScopeSel, Touched, Window};
 use crate::metrics::Metrics;
-use crate::model::{DeviceClass, Event, Registry, Source};
+use crate::model::{DeviceClass, Event, Source};
 
 /// A newly committed dead letter, as the live stream reports it.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -79,27 +79,59 @@ async fn create_user(b: &Backend, name: &str, role: &str, password: &str) {
     assert_eq!(s, StatusCode::CREATED, "{v}");
 }
 
-/// Every protected route: (method, path, lowest role).
-const ROUTES: &[(&str, &str, &str)] = &[
-    ("GET", "/metrics", "viewer"),
-    ("GET", "/api/commune", "viewer"),
-    ("GET", "/api/villages", "viewer"),
-    ("GET", "/api/indicators", "viewer"),
-    ("GET", "/api/indicators/dossiers_received/history", "viewer"),
-    ("GET", "/api/devices", "viewer"),
-    ("GET", "/api/dead-letters", "viewer"),
-    ("GET", "/api/auth/me", "viewer"),
-    ("POST", "/api/auth/logout", "viewer"),
-    ("POST", "/api/dead-letters/1/ack", "operator"),
-    ("GET", "/api/auth/kiosk-tokens", "admin"),
-    ("POST", "/api/auth/kiosk-tokens", "admin"),
-    ("DELETE", "/api/auth/kiosk-tokens/1", "admin"),
-    ("GET", "/api/users", "admin"),
-    ("POST", "/api/users", "admin"),
-    ("POST", "/api/users/admin/password", "admin"),
-    ("POST", "/api/users/admin/disable", "admin"),
-    ("GET", "/api/audit", "admin"),
-];
+/// One documented operation: method, a concrete path (each `{param}`
+/// replaced by its documented example), the role it needs
+/// (`public`, `viewer`, `operator`, `admin`) and whether
+/// `auth.public_read` opens it.
+struct Route {
+    method: String,
+    path: String,
+    role: String,
+    public_read: bool,
+}
+
+/// The route table as the server documents it (`/api/openapi.json`, public).
+async fn routes(b: &Backend) -> Vec<Route> {
+    let (s, _, doc) = call(b, Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK, "the OpenAPI document is public: {doc}");
+    assert!(doc["openapi"].as_str().unwrap_or("").starts_with("3."));
+    let mut out = Vec::new();
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        for (m, op) in item.as_object().unwrap() {
+            let mut path = template.clone();
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "path" {
+                    let example = match &p["example"] {
+                        Value::String(s) => s.clone(),
+                        v => v.to_string(),
+                    };
+                    path = path.replace(&format!("{{{}}}", p["name"].as_str().unwrap()), &example);
+                }
+            }
+            assert!(
+                !path.contains('{'),
+                "{m} {template}: a path parameter without an example"
+            );
+            let role = op["x-role"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{m} {template}: no x-role"));
+            if role != "public" {
+                assert_eq!(
+                    op["security"],
+                    json!([{"bearer": [role]}]),
+                    "{m} {template}: the security requirement names the role"
+                );
+            }
+            out.push(Route {
+                method: m.to_uppercase(),
+                path,
+                role: role.to_owned(),
+                public_read: op["x-public-read"] == true,
+            });
+        }
+    }
+    out
+}
 
 fn method(m: &str) -> Method {
     Method::from_bytes(m.as_bytes()).unwrap()
@@ -108,18 +140,66 @@ fn method(m: &str) -> Method {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_needs_a_token_and_the_right_role() {
     let (_broker, _dir, b) = start("", &[]).await;
-    for (m, path, _) in ROUTES {
-        let (s, h, v) = call(&b, method(m), path, None, None).await;
+    let routes = routes(&b).await;
+    let protected: Vec<&Route> = routes.iter().filter(|r| r.role != "public").collect();
+    assert!(
+        protected.len() >= 18,
+        "{} protected routes",
+        protected.len()
+    );
+    // The guard is a route layer: it runs only on a route the router
+    // serves, so a 401 also proves that the documented route exists.
+    for r in &protected {
+        let (m, path) = (method(&r.method), r.path.as_str());
+        if path == "/api/ws" {
+            // Authenticates in the stream (tested below); plain HTTP: 426.
+            let (s, _, v) = call(&b, m, path, None, None).await;
+            assert_eq!(s, StatusCode::UPGRADE_REQUIRED, "{v}");
+            continue;
+        }
+        let (s, h, v) = call(&b, m.clone(), path, None, None).await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{m} {path}: {v}");
         assert_eq!(v["error"]["code"], "unauthorized", "{m} {path}");
         assert_eq!(h["www-authenticate"], "Bearer");
-        let (s, _, _) = call(&b, method(m), path, Some("ioc_s_forged"), None).await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED, "forged token on {m} {path}");
+        let (s, _, _) = call(&b, m, path, Some("ioc_s_forged"), None).await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "forged token on {} {path}",
+            r.method
+        );
     }
-    // Public: probes, the screen's files, the login itself.
+    // Public: the documented ones answer (not 401/404/405), the screen's
+    // files too.
+    for r in routes.iter().filter(|r| r.role == "public") {
+        let (s, _, v) = call(&b, method(&r.method), &r.path, None, None).await;
+        assert!(
+            ![
+                StatusCode::UNAUTHORIZED,
+                StatusCode::NOT_FOUND,
+                StatusCode::METHOD_NOT_ALLOWED
+            ]
+            .contains(&s),
+            "public {} {}: {s} {v}",
+            r.method,
+            r.path
+        );
+    }
     for path in ["/healthz", "/readyz", "/"] {
         let (s, _, _) = call(&b, Method::GET, path, None, None).await;
         assert_eq!(s, StatusCode::OK, "{path}");
+    }
+    // The router serves no method the document does not list: every other
+    // method on a documented path is a JSON 405.
+    for r in &routes {
+        for m in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if routes.iter().any(|o| o.path == r.path && o.method == m) {
+                continue;
+            }
+            let (s, _, v) = call(&b, method(m), &r.path, Some(&b.token().await), None).await;
+            assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{m} {}: {v}", r.path);
+            assert_eq!(v["error"]["code"], "method_not_allowed");
+        }
     }
 
     create_user(&b, "lanh.dao", "viewer", "mật khẩu lãnh đạo xã").await;
@@ -128,12 +208,13 @@ async fn every_route_needs_a_token_and_the_right_role() {
     let operator = b.login("truc.ban", "mật khẩu trực ban xã").await;
     let rank = |r: &str| ["viewer", "operator", "admin"].iter().position(|x| *x == r);
     for (who, token) in [("viewer", &viewer), ("operator", &operator)] {
-        for (m, path, need) in ROUTES {
-            if *path == "/api/auth/logout" {
+        for r in &protected {
+            if r.path == "/api/auth/logout" {
                 continue;
             }
+            let (m, path) = (&r.method, &r.path);
             let (s, _, v) = call(&b, method(m), path, Some(token), None).await;
-            if rank(who) < rank(need) {
+            if rank(who) < rank(&r.role) {
                 assert_eq!(s, StatusCode::FORBIDDEN, "{who} on {m} {path}: {v}");
                 assert_eq!(v["error"]["code"], "forbidden");
             } else {
@@ -545,6 +626,24 @@ async fn public_read_opens_reads_but_not_actions() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _, _) = call(&b, Method::GET, "/api/audit", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Exactly the operations the document marks `x-public-read` open up.
+    for r in routes(&b)
+        .await
+        .iter()
+        .filter(|r| r.role != "public" && r.path != "/api/ws")
+    {
+        let (s, _, v) = call(&b, method(&r.method), &r.path, None, None).await;
+        if r.public_read {
+            assert!(
+                s != StatusCode::UNAUTHORIZED && s != StatusCode::FORBIDDEN,
+                "public read {} {}: {s} {v}",
+                r.method,
+                r.path
+            );
+        } else {
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{} {}: {v}", r.method, r.path);
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,7 +203,135 @@ device_class = "drone"
             got.join("\n")
         );
     }
-    assert!(got.iter().all(|g| g.starts_with("test.toml: ")), "{got:?}");
+    // Each problem points into the file: `test.toml:LINE:COLUMN: `.
+    assert!(
+        got.iter().all(|g| {
+            let mut parts = g.splitn(4, ':');
+            parts.next() == Some("test.toml")
+                && parts.next().is_some_and(|l| l.parse::<usize>().is_ok())
+                && parts.next().is_some_and(|c| c.parse::<usize>().is_ok())
+        }),
+        "{got:?}"
+    );
+    // The duplicate village is the second one (line 14), the duplicate
+    // camera's village the first camera's `village` (line 18).
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("test.toml:14:") && g.contains("`village[a].id`")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("test.toml:18:") && g.contains("`camera[cam-1].village`")),
+        "{got:?}"
+    );
+}
+
+/// Mistakes that used to load silently: a ratio that can pass 100 %, an
+/// event kind no decoder produces, a device that is not registered. Each is
+/// refused with its place in the file, its key and a Vietnamese reason.
+#[test]
+fn silent_indicator_mistakes_are_refused_with_file_line_key_and_reason() {
+    let text = r#"
+[commune]
+id = "x"
+name = "X"
+[[camera]]
+id = "cam-01"
+
+[[indicator]]
+id = "on_time"
+name = "Đúng hạn"
+kind = "ratio"
+[indicator.numerator]
+source = "procedure"
+event = "received"
+[indicator.denominator]
+source = "procedure"
+event = "resolved"
+
+[[indicator]]
+id = "typo"
+name = "Hồ sơ"
+kind = "count"
+[indicator.match]
+source = "procedure"
+event = "recieved"
+
+[[indicator]]
+id = "cams"
+name = "Phát hiện"
+kind = "count"
+[indicator.match]
+source = "camera"
+event = "detection"
+devices = ["cam-01", "cam-99"]
+"#;
+    let got = issues(text, &[]);
+    assert_eq!(got.len(), 3, "{got:#?}");
+    let find = |key: &str| {
+        got.iter()
+            .find(|g| g.contains(key))
+            .unwrap_or_else(|| panic!("no {key} in {got:#?}"))
+    };
+    let ratio = find("`indicator[on_time].numerator`");
+    assert!(ratio.starts_with("test.toml:12:"), "{ratio}");
+    assert!(
+        ratio.contains("tử số phải là một phần của mẫu số"),
+        "{ratio}"
+    );
+    assert!(ratio.contains("vượt 100 %"), "{ratio}");
+    let typo = find("`indicator[typo].match.event`");
+    assert!(typo.starts_with("test.toml:25:"), "{typo}");
+    assert!(
+        typo.contains("`recieved` không phải loại sự kiện của nguồn `procedure`")
+            && typo.contains("received, resolved"),
+        "{typo}"
+    );
+    let device = find("`indicator[cams].match.devices`");
+    assert!(device.starts_with("test.toml:34:"), "{device}");
+    assert!(
+        device.contains("không có thiết bị `cam-99`") && !device.contains("`cam-01`"),
+        "{device}"
+    );
+
+    // The same ratio with a narrower numerator, a real kind and registered
+    // devices loads; so do a numerator on a sub-list of the denominator's
+    // values and the same `sum`.
+    let fixed = text
+        .replace(
+            "event = \"received\"\n[indicator.denominator]",
+            "event = \"resolved\"\nwhere = { outcome = \"early\" }\n[indicator.denominator]",
+        )
+        .replace("recieved", "received")
+        .replace(", \"cam-99\"", "");
+    assert_eq!(issues(&fixed, &[]), Vec::<String>::new());
+    let wider = r#"
+[commune]
+id = "x"
+name = "X"
+[[indicator]]
+id = "r"
+name = "R"
+kind = "ratio"
+numerator = { source = "procedure", event = "resolved", where = { outcome = ["early", "late"] } }
+denominator = { source = "procedure", event = "resolved", where = { outcome = ["early", "on_time"] } }
+"#;
+    let got = issues(wider, &[]);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(got[0].contains("where.outcome"), "{got:#?}");
+    assert!(issues(&wider.replace("\"late\"", "\"on_time\""), &[]).is_empty());
+}
+
+/// Problems in a value set by an `IOC__*` variable name the variable.
+#[test]
+fn semantic_problems_from_env_name_the_variable() {
+    let got = issues(MINIMAL, &[("IOC__HTTP__LISTEN", "nowhere")]);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("env IOC__HTTP__LISTEN: `http.listen`"),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -235,4 +363,29 @@ fn check_config_exits_non_zero_and_lists_problems() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("không đọc được tệp cấu hình /nonexistent/commune.toml"));
+}
+
+/// Lengths are counted as documented: `mqtt.client_id` in bytes of UTF-8
+/// (what MQTT limits), so 50 Vietnamese letters (150 bytes) are too long
+/// though they are 50 characters, and the message says bytes.
+#[test]
+fn client_id_length_is_counted_in_bytes_as_documented() {
+    let long = "ệ".repeat(50);
+    let text = format!("{MINIMAL}[mqtt]\nclient_id = \"{long}\"\n");
+    let got = issues(&text, &[]);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].contains("`mqtt.client_id`"), "{got:?}");
+    assert!(
+        got[0].contains("128 byte") && got[0].contains("150 byte"),
+        "{got:?}"
+    );
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/CONFIG.md")).unwrap();
+    assert!(
+        docs.contains("| `client_id` | string of 1–128 bytes (UTF-8"),
+        "CONFIG.md must say the client id is counted in bytes"
+    );
+    // 128 ASCII bytes are fine.
+    let ok = format!("{MINIMAL}[mqtt]\nclient_id = \"{}\"\n", "a".repeat(128));
+    assert!(issues(&ok, &[]).is_empty());
 }

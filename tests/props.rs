@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use commune_ioc::config::load_str;
+use commune_ioc::config::Registry;
 use commune_ioc::journal::Store;
-use commune_ioc::model::{Raw, Registry};
+use commune_ioc::model::Raw;
 use commune_ioc::runtime::pipeline::{self as writer, Inbound};
 use commune_ioc::sources::Decoder;
 use commune_ioc::state::Shared;

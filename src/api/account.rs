@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Path, State};
+use axum::extract::{FromRequest, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,11 +10,11 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::guard::{peer, Caller};
-use super::{ApiError, ApiState, Body};
+use super::{ApiError, ApiState, Body, PathParam};
 use crate::auth::store::valid_username;
 use crate::auth::{NewAudit, Outcome};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct LoginBody {
     username: String,
     password: String,
@@ -30,6 +30,16 @@ fn attempted(name: &str) -> &str {
     }
 }
 
+/// `POST /api/auth/login`. In order: a place among the logins being
+/// checked (503 `login_busy` at once when full), the lockout of this name
+/// from this address and of the address (429; refused attempts are counted
+/// and audited once per pair and window), the attempt counted, then the
+/// password checked on one of the few hashing slots.
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts", request_body = LoginBody,
+    responses((status = 200, description = "A session token, its role and expiry"),
+        (status = 401, description = "`invalid_credentials`"),
+        (status = 429, description = "`locked_out`, with Retry-After"),
+        (status = 503, description = "`login_busy`")))]
 pub(crate) async fn login(
     State(s): State<ApiState>,
     req: axum::extract::Request,
@@ -48,26 +58,43 @@ pub(crate) async fn login(
             detail: Some(detail),
         });
     };
-    if let Err(locked) = s.limiter.check(&name, addr) {
-        audit(Outcome::Denied, "locked out");
-        return Err(ApiError::LockedOut(locked.retry_after.as_secs().max(1)));
-    }
+    let Ok(admission) = s.limiter.admit() else {
+        s.shared.metrics.login_busy.inc();
+        return Err(ApiError::LoginBusy);
+    };
+    let attempt = match s.limiter.begin(attempted(&name), addr) {
+        Ok(a) => a,
+        Err(locked) => {
+            // One audit row per name, address and window: the first at
+            // once, the rest as one count (server::audit_refusals).
+            if s.limiter.refused(attempted(&name), addr) {
+                audit(Outcome::Denied, "locked out");
+            }
+            return Err(ApiError::LockedOut(locked.retry_after.as_secs().max(1)));
+        }
+    };
+    let Some(slot) = admission.hashing().await else {
+        return Err(ApiError::Task);
+    };
     let accounts = Arc::clone(&s.accounts);
     let (n, p) = (name.clone(), body.password);
-    let session = tokio::task::spawn_blocking(move || accounts.login(&n, &p))
-        .await
-        .map_err(|_| ApiError::Task)??;
+    let session = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        accounts.login(&n, &p)
+    })
+    .await
+    .map_err(|_| ApiError::Task)??;
+    drop(admission);
     match session {
         Some(session) => {
-            s.limiter.succeeded(&name);
+            s.limiter.succeeded(attempt);
             audit(Outcome::Ok, "password");
             Ok(Json(session).into_response())
         }
         None => {
-            let locked = s.limiter.failed(&name, addr);
             audit(
                 Outcome::Denied,
-                if locked {
+                if attempt.locked_now {
                     "wrong credentials; now locked out"
                 } else {
                     "wrong credentials"
@@ -82,6 +109,8 @@ pub(crate) async fn login(
     }
 }
 
+#[utoipa::path(post, path = "/api/auth/logout", tag = "accounts",
+    responses((status = 204, description = "The session token is revoked")))]
 pub(crate) async fn logout(State(s): State<ApiState>, c: Caller) -> Result<Response, ApiError> {
     let Some(id) = c.principal.token_id else {
         return Err(ApiError::Unauthorized);
@@ -97,6 +126,8 @@ pub(crate) async fn logout(State(s): State<ApiState>, c: Caller) -> Result<Respo
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/api/auth/me", tag = "accounts",
+    responses((status = 200, description = "Who is calling: username, role, via")))]
 pub(crate) async fn me(c: Caller) -> impl IntoResponse {
     Json(json!({
         "username": c.principal.name,
@@ -105,11 +136,13 @@ pub(crate) async fn me(c: Caller) -> impl IntoResponse {
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct KioskBody {
     label: String,
 }
 
+#[utoipa::path(post, path = "/api/auth/kiosk-tokens", tag = "accounts", request_body = KioskBody,
+    responses((status = 201, description = "The kiosk token (shown once) and its record")))]
 pub(crate) async fn kiosk_create(
     State(s): State<ApiState>,
     c: Caller,
@@ -126,14 +159,19 @@ pub(crate) async fn kiosk_create(
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/auth/kiosk-tokens", tag = "accounts",
+    responses((status = 200, description = "Kiosk tokens (without the secrets)")))]
 pub(crate) async fn kiosk_list(State(s): State<ApiState>) -> Result<Response, ApiError> {
     Ok(Json(s.accounts.kiosk_tokens()?).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/auth/kiosk-tokens/{id}", tag = "accounts",
+    params(("id" = i64, Path, description = "Kiosk token id", example = 1)),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "`unknown_token`")))]
 pub(crate) async fn kiosk_revoke(
     State(s): State<ApiState>,
     c: Caller,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam<i64>,
 ) -> Result<Response, ApiError> {
     let done = super::admin::blocking(&s, &c, move |a, actor| {
         crate::app::kiosk::revoke(a, actor, id)

@@ -3,29 +3,31 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
 use super::guard::Caller;
-use super::{ApiError, ApiState, Body, Params};
+use super::{ApiError, ApiState, Body, Params, PathParam};
 use crate::app::{users, Actor, AppError};
 use crate::auth::{AccountError, Accounts, AuditQuery};
 
+#[utoipa::path(get, path = "/api/users", tag = "accounts",
+    responses((status = 200, description = "Users with role and state")))]
 pub(crate) async fn users(State(s): State<ApiState>) -> Result<Response, ApiError> {
     Ok(Json(s.accounts.users()?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewUser {
     username: String,
     password: String,
     role: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct NewPassword {
     password: String,
 }
@@ -39,6 +41,11 @@ fn refuse(e: AccountError) -> ApiError {
         AccountError::Exists(_) => ApiError::Status {
             status: StatusCode::CONFLICT,
             code: "user_exists",
+            message,
+        },
+        AccountError::LastAdmin(_) => ApiError::Status {
+            status: StatusCode::CONFLICT,
+            code: "last_admin",
             message,
         },
         AccountError::NoSuchUser(_) => ApiError::NotFound {
@@ -75,6 +82,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|_| ApiError::Task)??)
 }
 
+#[utoipa::path(post, path = "/api/users", tag = "accounts", request_body = NewUser,
+    responses((status = 201, description = "Created"), (status = 400, description = "Invalid name, role or password"),
+        (status = 409, description = "The name exists")))]
 pub(crate) async fn user_create(
     State(s): State<ApiState>,
     c: Caller,
@@ -88,10 +98,13 @@ pub(crate) async fn user_create(
     Ok(StatusCode::CREATED.into_response())
 }
 
+#[utoipa::path(post, path = "/api/users/{name}/password", tag = "accounts", request_body = NewPassword,
+    params(("name" = String, Path, description = "User name", example = "admin")),
+    responses((status = 204, description = "Changed; the user's sessions are revoked")))]
 pub(crate) async fn user_password(
     State(s): State<ApiState>,
     c: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     Body(p): Body<NewPassword>,
 ) -> Result<Response, ApiError> {
     blocking(&s, &c, move |a, actor| {
@@ -101,15 +114,20 @@ pub(crate) async fn user_password(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(post, path = "/api/users/{name}/disable", tag = "accounts",
+    params(("name" = String, Path, description = "User name", example = "admin")),
+    responses((status = 204, description = "Disabled; the user's tokens stop at once")))]
 pub(crate) async fn user_disable(
     State(s): State<ApiState>,
     c: Caller,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> Result<Response, ApiError> {
     blocking(&s, &c, move |a, actor| users::disable(a, actor, &name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(get, path = "/api/audit", tag = "accounts",
+    responses((status = 200, description = "Audit entries, newest first (query: action, actor, limit, before)")))]
 pub(crate) async fn audit(
     State(s): State<ApiState>,
     Params(q): Params<AuditQuery>,

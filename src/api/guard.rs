@@ -11,6 +11,9 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use prometheus_client::metrics::counter::Counter;
+use tower_http::catch_panic::CatchPanicLayer;
+
 use super::{ApiError, ApiState};
 use crate::auth::{AuthError, NewAudit, Outcome, Principal, Role};
 
@@ -62,10 +65,15 @@ pub(crate) fn peer(req_extensions: &axum::http::Extensions) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
-/// The token of `Authorization: Bearer …`.
+/// The token of `Authorization: Bearer …` (the scheme is
+/// case-insensitive, RFC 9110 §11.1).
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ")?.trim();
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
     (!token.is_empty()).then(|| token.to_owned())
 }
 
@@ -116,6 +124,19 @@ pub(crate) async fn guard(
     next.run(req).await
 }
 
+/// The layers around every route, inside out: every error answer of the
+/// API in JSON ([`super::error::json_errors`]), a handler's panic turned
+/// into a JSON 500 and counted (`ioc_http_panics_total`), the security
+/// headers.
+pub(crate) fn outer_layers(app: axum::Router, panics: Counter) -> axum::Router {
+    app.layer(axum::middleware::from_fn(super::error::json_errors))
+        .layer(CatchPanicLayer::custom(move |panic| {
+            panics.inc();
+            super::error::panicked(panic)
+        }))
+        .layer(axum::middleware::from_fn(harden))
+}
+
 /// Security headers on every answer, and `no-store` on the API's.
 pub(crate) async fn harden(req: Request, next: Next) -> Response {
     let api = req.uri().path().starts_with("/api/") || req.uri().path() == "/metrics";
@@ -142,4 +163,86 @@ pub(crate) async fn harden(req: Request, next: Next) -> Response {
         set(h, header::CACHE_CONTROL, "no-store");
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    async fn call(app: &axum::Router, uri: &str) -> (u16, String, serde_json::Value) {
+        use tower::ServiceExt;
+        let res = app
+            .clone()
+            .oneshot(Request::get(uri).body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let ctype = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            ctype,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_counted_json_500_and_rejections_become_json() {
+        use axum::routing::get;
+        let panics = Counter::default();
+        let app = outer_layers(
+            axum::Router::new()
+                .route(
+                    "/api/boom",
+                    get(|| async {
+                        if true {
+                            panic!("boom");
+                        }
+                    }),
+                )
+                .route(
+                    "/api/n/{id}",
+                    get(
+                        |axum::extract::Path(id): axum::extract::Path<i64>| async move {
+                            id.to_string()
+                        },
+                    ),
+                ),
+            panics.clone(),
+        );
+        let (status, ctype, v) = call(&app, "/api/boom").await;
+        assert_eq!((status, ctype.as_str()), (500, "application/json"));
+        assert_eq!(v["error"]["code"], "internal");
+        assert_eq!(panics.get(), 1);
+        let (status, ctype, v) = call(&app, "/api/n/abc").await;
+        assert_eq!((status, ctype.as_str()), (400, "application/json"), "{v}");
+        assert_eq!(v["error"]["code"], "bad_request");
+        let (status, _, v) = call(&app, "/api/nowhere").await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (404, Some("not_found"))
+        );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR   abc "] {
+            assert_eq!(bearer(&auth(v)).as_deref(), Some("abc"), "{v}");
+        }
+        for v in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc"] {
+            assert_eq!(bearer(&auth(v)), None, "{v}");
+        }
+    }
 }

@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, ApiState, Params};
+use super::{ApiError, ApiState, Params, PathParam};
 use crate::indicators::HistoryPlan;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
     from: Option<String>,
     to: Option<String>,
@@ -35,22 +36,36 @@ fn parse_time(s: &str, name: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
-/// Parse `15m`, `1h`, `1d` (minutes, hours, days).
+/// Longest step: a year (longer ones would overflow the time arithmetic
+/// and mean nothing for a commune's history).
+pub(crate) const MAX_STEP_SECS: i64 = 366 * 86_400;
+
+/// Parse `15m`, `1h`, `1d` (minutes, hours, days), at most
+/// [`MAX_STEP_SECS`]. Any other text (non-ASCII included) is `None`.
 pub(crate) fn parse_step(s: &str) -> Option<i64> {
-    let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+    let unit = s.chars().last()?;
+    let num = &s[..s.len() - unit.len_utf8()];
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
     let secs = match unit {
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
+        'm' => n.checked_mul(60)?,
+        'h' => n.checked_mul(3600)?,
+        'd' => n.checked_mul(86_400)?,
         _ => return None,
     };
-    Some(secs)
+    (secs <= MAX_STEP_SECS).then_some(secs)
 }
 
+#[utoipa::path(get, path = "/api/indicators/{id}/history", tag = "indicators",
+    params(("id" = String, Path, description = "Indicator id", example = "dossiers_received"), HistoryQuery),
+    responses((status = 200, description = "Buckets of one indicator (PROTOCOL.md §6)"),
+        (status = 400, description = "`invalid_step`, `step_too_fine`, `invalid_range`, `history_unsupported`"),
+        (status = 404, description = "`unknown_indicator`, `unknown_village`")))]
 pub(crate) async fn history(
     State(s): State<ApiState>,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
     Params(q): Params<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
@@ -63,7 +78,7 @@ pub(crate) async fn history(
         Some(st) => parse_step(st).ok_or_else(|| {
             ApiError::bad(
                 "invalid_step",
-                format!("Bước `{st}` không hợp lệ: dùng dạng 15m, 1h hoặc 1d."),
+                format!("Bước `{st}` không hợp lệ: dùng dạng 15m, 1h hoặc 1d, tối đa 366d."),
             )
         })?,
     };
@@ -183,4 +198,35 @@ pub(crate) async fn history(
         "buckets": out,
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_parse_and_refuse_without_panicking() {
+        assert_eq!(parse_step("15m"), Some(900));
+        assert_eq!(parse_step("1h"), Some(3600));
+        assert_eq!(parse_step("366d"), Some(MAX_STEP_SECS));
+        for bad in [
+            "",
+            "m",
+            "0h",
+            "-1h",
+            "+1h",
+            "1é",
+            "hé",
+            "😀",
+            "1😀",
+            "99999999d",
+            "106751991167300d",
+            "2562047788015215h",
+            "367d",
+            "1 h",
+            "1s",
+        ] {
+            assert_eq!(parse_step(bad), None, "{bad:?}");
+        }
+    }
 }

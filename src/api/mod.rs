@@ -7,6 +7,8 @@ mod dashboard;
 mod error;
 pub mod guard;
 mod history;
+mod routes;
+pub mod serve;
 mod ws;
 
 pub use error::ApiError;
@@ -19,8 +21,8 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, delete, get, post};
-use axum::{middleware, Json, Router};
+use axum::routing::any;
+use axum::{Json, Router};
 use chrono::Utc;
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -31,7 +33,7 @@ use tower_http::timeout::TimeoutLayer;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Accounts, Authenticator, LoginLimiter, Role};
+use crate::auth::{Accounts, Authenticator, LoginLimiter};
 use crate::indicators::{ScopeSel, Window};
 use crate::journal::AckOutcome;
 use crate::journal::Store;
@@ -60,64 +62,27 @@ pub struct ApiState {
     pub ws: WsTasks,
 }
 
-/// The WebSocket connections' tasks and the token that closes them.
-#[derive(Debug, Clone, Default)]
+/// The WebSocket connections' tasks, their slots and the token that
+/// closes them.
+#[derive(Debug, Clone)]
 pub struct WsTasks {
     /// Tracks every connection task.
     pub tracker: TaskTracker,
     /// Cancelled when the server stops: connections send a close frame.
     pub cancel: CancellationToken,
+    /// Connection slots (authenticated, and waiting for `auth`).
+    pub slots: Arc<crate::live::session::Slots>,
 }
 
-/// The router: public probes and login; read routes for every signed-in
-/// role (and for anyone with `auth.public_read`); operator actions; admin
-/// routes. Every answer gets the security headers.
+/// The router: the route table (`routes.rs`: public probes, login and the
+/// OpenAPI document; read routes for every signed-in role and for anyone
+/// with `auth.public_read`; operator actions; admin routes), JSON 404/405
+/// for the rest of `/api`, the wall screen. Every answer gets the security
+/// headers.
 pub fn router(state: ApiState) -> Router {
-    let need = |role, public_read| {
-        middleware::from_fn_with_state(
-            (state.clone(), guard::Need { role, public_read }),
-            guard::guard,
-        )
-    };
-    let public = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/api/auth/login", post(account::login))
-        .route("/api/ws", get(ws::ws));
-    let read = Router::new()
-        .route("/metrics", get(metrics))
-        .route("/api/commune", get(commune))
-        .route("/api/villages", get(villages))
-        .route("/api/indicators", get(indicators))
-        .route("/api/indicators/{id}/history", get(history::history))
-        .route("/api/devices", get(devices))
-        .route("/api/dead-letters", get(dead_letters))
-        .route_layer(need(Role::Viewer, true));
-    let signed_in = Router::new()
-        .route("/api/auth/me", get(account::me))
-        .route("/api/auth/logout", post(account::logout))
-        .route_layer(need(Role::Viewer, false));
-    let operator = Router::new()
-        .route("/api/dead-letters/{id}/ack", post(ack_dead_letter))
-        .route_layer(need(Role::Operator, false));
-    let admin = Router::new()
-        .route(
-            "/api/auth/kiosk-tokens",
-            get(account::kiosk_list).post(account::kiosk_create),
-        )
-        .route("/api/auth/kiosk-tokens/{id}", delete(account::kiosk_revoke))
-        .route("/api/users", get(admin::users).post(admin::user_create))
-        .route("/api/users/{name}/password", post(admin::user_password))
-        .route("/api/users/{name}/disable", post(admin::user_disable))
-        .route("/api/audit", get(admin::audit))
-        .route_layer(need(Role::Admin, false));
+    let (api, _) = routes::table(&state);
     let http = &state.shared.config.http;
-    let routes = Router::new()
-        .merge(public)
-        .merge(read)
-        .merge(signed_in)
-        .merge(operator)
-        .merge(admin)
+    let routes = api
         .route("/api/{*rest}", any(api_not_found))
         .method_not_allowed_fallback(method_not_allowed);
     let mut app = dashboard::attach(routes, &state.shared.config)
@@ -140,7 +105,7 @@ pub fn router(state: ApiState) -> Router {
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         );
     }
-    app.layer(middleware::from_fn(guard::harden))
+    guard::outer_layers(app, state.shared.metrics.http_panics.clone())
 }
 
 /// A JSON body with a JSON error (400 `invalid_body`, 413 `body_too_large`)
@@ -170,10 +135,14 @@ where
     }
 }
 
+#[utoipa::path(post, path = "/api/dead-letters/{id}/ack", tag = "dead letters",
+    params(("id" = i64, Path, description = "Dead letter id", example = 1)),
+    responses((status = 200, description = "Acknowledged (or `already: true`)"),
+        (status = 404, description = "`unknown_dead_letter`")))]
 async fn ack_dead_letter(
     State(s): State<ApiState>,
     c: guard::Caller,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam<i64>,
 ) -> Result<Response, ApiError> {
     let store = Arc::clone(&s.actions);
     let outcome = admin::blocking(&s, &c, move |accounts, actor| {
@@ -210,6 +179,31 @@ async fn method_not_allowed() -> Response {
         .into_response()
 }
 
+/// Path parameters with a JSON 400 `invalid_path` instead of axum's plain
+/// text (`Invalid URL: Cannot parse…`).
+pub(crate) struct PathParam<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for PathParam<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(PathParam(v)),
+            Err(e) => Err(ApiError::bad(
+                "invalid_path",
+                format!("Địa chỉ không hợp lệ: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
 /// Query-string parsing with a JSON error instead of axum's plain text.
 pub(crate) struct Params<T>(pub T);
 
@@ -234,10 +228,15 @@ where
     }
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "The process runs")))]
 async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "probes",
+    responses((status = 200, description = "MQTT connected and the store writable"),
+        (status = 503, description = "Not ready (same body)")))]
 async fn readyz(State(s): State<ApiState>) -> Response {
     let mqtt = s.shared.mqtt_connected.load(Ordering::Relaxed);
     let store = s.shared.store_ok();
@@ -261,6 +260,8 @@ async fn readyz(State(s): State<ApiState>) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Prometheus / OpenMetrics text", content_type = "application/openmetrics-text")))]
 async fn metrics(State(s): State<ApiState>) -> Response {
     (
         [(
@@ -272,6 +273,8 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/api/commune", tag = "site",
+    responses((status = 200, description = "The commune: id, name, province, time zone, report regime")))]
 async fn commune(State(s): State<ApiState>) -> impl IntoResponse {
     let c = &s.shared.config.commune;
     Json(json!({
@@ -283,11 +286,14 @@ async fn commune(State(s): State<ApiState>) -> impl IntoResponse {
     }))
 }
 
+#[utoipa::path(get, path = "/api/villages", tag = "site",
+    responses((status = 200, description = "The villages of the config")))]
 async fn villages(State(s): State<ApiState>) -> impl IntoResponse {
     Json(s.shared.config.villages.clone())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct IndicatorQuery {
     window: Option<String>,
     village: Option<String>,
@@ -306,6 +312,10 @@ pub(crate) fn parse_window(w: Option<&str>) -> Result<Window, ApiError> {
     }
 }
 
+#[utoipa::path(get, path = "/api/indicators", tag = "indicators", params(IndicatorQuery),
+    responses((status = 200, description = "Indicator values (PROTOCOL.md §6)"),
+        (status = 400, description = "`invalid_window`, `invalid_query`"),
+        (status = 404, description = "`unknown_village`, `unknown_indicator`")))]
 async fn indicators(
     State(s): State<ApiState>,
     Params(q): Params<IndicatorQuery>,
@@ -335,18 +345,24 @@ async fn indicators(
     Ok(Json(values).into_response())
 }
 
+#[utoipa::path(get, path = "/api/devices", tag = "devices",
+    responses((status = 200, description = "Every device with its health")))]
 async fn devices(State(s): State<ApiState>) -> impl IntoResponse {
     let list = s.shared.view(Utc::now()).device_list();
     Json(list)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeadLetterQuery {
     limit: Option<usize>,
     before: Option<i64>,
     reason: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/dead-letters", tag = "dead letters", params(DeadLetterQuery),
+    responses((status = 200, description = "Dead letters, newest first, with counts per reason"),
+        (status = 400, description = "`invalid_reason`, `invalid_query`")))]
 async fn dead_letters(
     State(s): State<ApiState>,
     Params(q): Params<DeadLetterQuery>,

@@ -16,11 +16,16 @@ use super::guard::bearer;
 use super::{ApiState, Params};
 use crate::live::conn;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct WsQuery {
     token: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/ws", tag = "live",
+    params(WsQuery),
+    responses((status = 101, description = "WebSocket of the live stream (PROTOCOL.md §7); the token may also come in an `auth` frame"),
+        (status = 426, description = "`websocket_required`")))]
 pub(crate) async fn ws(
     State(state): State<ApiState>,
     Params(query): Params<WsQuery>,
@@ -53,6 +58,7 @@ pub(crate) async fn ws(
     let auth = state.auth.clone();
     let cancel = state.ws.cancel.clone();
     let tracker = state.ws.tracker.clone();
+    let slots = state.ws.slots.clone();
     upgrade
         .read_buffer_size(4096)
         .write_buffer_size(0)
@@ -60,6 +66,8 @@ pub(crate) async fn ws(
         .max_frame_size(max_in)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
-            tracker.track_future(conn::serve(socket, hub, auth, principal, token, cancel))
+            tracker.track_future(conn::serve(
+                socket, hub, auth, slots, principal, token, cancel,
+            ))
         })
 }

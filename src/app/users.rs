@@ -2,7 +2,8 @@
 //! whether it succeeds or fails.
 
 use super::{audited, Actor, AppError};
-use crate::auth::{Accounts, Role};
+use crate::auth::store::valid_username;
+use crate::auth::{AccountError, Accounts, Outcome, Role};
 
 /// Parse a role name (`viewer`, `operator`, `admin`).
 pub fn parse_role(role: &str) -> Result<Role, AppError> {
@@ -43,4 +44,16 @@ pub fn set_password(
 pub fn disable(accounts: &Accounts, actor: &Actor, name: &str) -> Result<(), AppError> {
     let r = accounts.disable(name);
     Ok(audited(accounts, actor, "user_disable", name, r)?)
+}
+
+/// Lift the login lockouts of `name` (from every address) on the running
+/// server: the unlock is an audit entry (`user_unlock`), which the server
+/// reads back within a second (server::login_upkeep). Returns the name.
+pub fn unlock(accounts: &Accounts, actor: &Actor, name: &str) -> Result<String, AppError> {
+    let name = normalize_name(name);
+    if !valid_username(&name) {
+        return Err(AccountError::InvalidName(name).into());
+    }
+    accounts.audit_or_fail(&actor.entry("user_unlock", Some(&name), Outcome::Ok))?;
+    Ok(name)
 }

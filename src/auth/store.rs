@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use super::audit::{self, AuditEntry, AuditQuery, NewAudit};
 use super::password::{self, MIN_PASSWORD_CHARS};
+
 use super::{AuthError, Authenticator, Principal, Role, Via};
 use crate::config;
 
@@ -42,9 +43,12 @@ pub enum AccountError {
     /// No such user.
     #[error("không có tài khoản `{0}`")]
     NoSuchUser(String),
-    /// Too short a password.
-    #[error("mật khẩu phải dài ít nhất {MIN_PASSWORD_CHARS} ký tự")]
+    /// Too short a password, or one with control characters.
+    #[error("mật khẩu phải có ít nhất {MIN_PASSWORD_CHARS} ký tự không phải khoảng trắng và không được chứa ký tự điều khiển")]
     WeakPassword,
+    /// The change would leave no enabled admin.
+    #[error("không thể vô hiệu hóa `{0}`: đây là tài khoản quản trị (admin) cuối cùng còn hoạt động; hãy tạo hoặc bật một tài khoản quản trị khác trước")]
+    LastAdmin(String),
     /// Hashing failed.
     #[error("không băm được mật khẩu: {0}")]
     Hash(String),
@@ -137,6 +141,44 @@ impl Accounts {
         })
     }
 
+    /// Keep a quarter of the store's size cap (`store.max_size_mb`, 0: no
+    /// cap) for ingest: this connection (users, tokens, the audit log) may
+    /// grow the file to three quarters of it only, so no flood of audited
+    /// actions can leave the journal writer without room.
+    pub fn reserve_for_ingest(&self, max_size_mb: u64) -> Result<(), AccountError> {
+        if max_size_mb == 0 {
+            return Ok(());
+        }
+        let conn = self.conn.lock();
+        let page: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let cap = max_size_mb.saturating_mul(1024 * 1024) / page.max(512) as u64;
+        let pages = (cap / 4 * 3).max(1);
+        let _: i64 = conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+            r.get(0)
+        })?;
+        Ok(())
+    }
+
+    /// The newest audit entry's id (0 for none).
+    pub fn last_audit_id(&self) -> Result<i64, AccountError> {
+        Ok(self
+            .conn
+            .lock()
+            .query_row("SELECT coalesce(max(id), 0) FROM audit", [], |r| r.get(0))?)
+    }
+
+    /// Unlocks recorded by `commune-ioc user unlock` after audit entry
+    /// `after`: (entry id, user name), oldest first.
+    pub fn unlocks_after(&self, after: i64) -> Result<Vec<(i64, String)>, AccountError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, object FROM audit WHERE id > ?1 AND action = 'user_unlock'
+               AND object IS NOT NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([after], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// On a store with no user: create `admin` with `password`, or with a
     /// generated one that is returned (to be shown once).
     pub fn bootstrap_admin(
@@ -168,7 +210,7 @@ impl Accounts {
         if !valid_username(name) {
             return Err(AccountError::InvalidName(name.to_owned()));
         }
-        if pw.chars().count() < MIN_PASSWORD_CHARS {
+        if !password::acceptable(pw) {
             return Err(AccountError::WeakPassword);
         }
         let hash = password::hash(pw).map_err(AccountError::Hash)?;
@@ -192,7 +234,7 @@ impl Accounts {
     /// Set a user's password (and enable the account); revokes its login
     /// tokens.
     pub fn set_password(&self, name: &str, pw: &str) -> Result<(), AccountError> {
-        if pw.chars().count() < MIN_PASSWORD_CHARS {
+        if !password::acceptable(pw) {
             return Err(AccountError::WeakPassword);
         }
         let hash = password::hash(pw).map_err(AccountError::Hash)?;
@@ -214,22 +256,43 @@ impl Accounts {
         Ok(())
     }
 
-    /// Disable a user and revoke its login tokens.
+    /// Disable a user and revoke its login tokens. The last enabled admin
+    /// cannot be disabled (nobody could manage users through the API any
+    /// more).
     pub fn disable(&self, name: &str) -> Result<(), AccountError> {
         let now = ms(Utc::now());
-        let conn = self.conn.lock();
-        let n = conn.execute(
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let user: Option<(String, bool)> = tx
+            .query_row(
+                "SELECT role, disabled FROM users WHERE username = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((role, disabled)) = user else {
+            return Err(AccountError::NoSuchUser(name.to_owned()));
+        };
+        if role == Role::Admin.as_str() && !disabled {
+            let others: i64 = tx.query_row(
+                "SELECT count(*) FROM users WHERE role = 'admin' AND disabled = 0 AND username <> ?1",
+                [name],
+                |r| r.get(0),
+            )?;
+            if others == 0 {
+                return Err(AccountError::LastAdmin(name.to_owned()));
+            }
+        }
+        tx.execute(
             "UPDATE users SET disabled = 1, updated_at = ?2 WHERE username = ?1",
             params![name, now],
         )?;
-        if n == 0 {
-            return Err(AccountError::NoSuchUser(name.to_owned()));
-        }
-        conn.execute(
+        tx.execute(
             "UPDATE tokens SET revoked_at = ?2
              WHERE revoked_at IS NULL AND user_id = (SELECT id FROM users WHERE username = ?1)",
             params![name, now],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -284,6 +347,12 @@ impl Accounts {
         let expires_at = now + self.session_ttl;
         let token = password::new_token(SESSION_PREFIX);
         let conn = self.conn.lock();
+        // Forget login tokens that expired more than a day ago (first, so
+        // their room serves the new one).
+        conn.execute(
+            "DELETE FROM tokens WHERE kind = 'session' AND expires_at < ?1",
+            [ms(now - Duration::days(1))],
+        )?;
         conn.execute(
             "INSERT INTO tokens (token_hash, kind, user_id, created_at, expires_at)
              VALUES (?1, 'session', ?2, ?3, ?4)",
@@ -293,11 +362,6 @@ impl Accounts {
                 ms(now),
                 ms(expires_at)
             ],
-        )?;
-        // Forget login tokens that expired more than a day ago.
-        conn.execute(
-            "DELETE FROM tokens WHERE kind = 'session' AND expires_at < ?1",
-            [ms(now - Duration::days(1))],
         )?;
         Ok(Some(Session {
             token,
@@ -426,6 +490,12 @@ impl Accounts {
                 false
             }
         }
+    }
+
+    /// Append to the audit log where the entry itself is the change (an
+    /// unlock the running server reads back): a failure is an error.
+    pub fn audit_or_fail(&self, entry: &NewAudit<'_>) -> Result<(), AccountError> {
+        Ok(audit::append(&self.conn.lock(), entry)?)
     }
 
     /// Read the audit log.

@@ -1,4 +1,4 @@
-//! `commune-ioc user add|passwd|list|disable`: accounts, on the box (works
+//! `commune-ioc user add|passwd|list|disable|unlock`: accounts, on the box (works
 //! while the server runs; changes take effect at once). The changes are the
 //! same use cases as the HTTP admin routes (`commune_ioc::app::users`).
 
@@ -36,6 +36,12 @@ pub enum UserAction {
     List,
     /// Disable a user and revoke its tokens.
     Disable {
+        /// User name.
+        name: String,
+    },
+    /// Lift the login lockouts of a user name, from every address, on the
+    /// running server (within a second or two).
+    Unlock {
         /// User name.
         name: String,
     },
@@ -106,6 +112,10 @@ pub fn run(cfg: &Config, action: UserAction) -> Result<()> {
         UserAction::Disable { name } => {
             users::disable(&accounts, &actor, &name)?;
             println!("Đã khóa tài khoản {name} và thu hồi mọi mã truy cập của nó.");
+        }
+        UserAction::Unlock { name } => {
+            let name = users::unlock(&accounts, &actor, &name)?;
+            println!("Đã mở khóa đăng nhập cho {name}: máy chủ đang chạy áp dụng trong vài giây.");
         }
     }
     Ok(())

@@ -92,13 +92,28 @@ pub fn load_str(text: &str, origin: &str, env: &[(String, String)]) -> Result<Co
         config = apply_env(text, origin, env)?;
     }
 
-    // 3. Semantic checks, all reported together.
-    let issues = super::validate::validate(&config, origin);
-    if issues.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid(issues))
+    // 3. Semantic checks, all reported together, each placed in the file
+    //    (line and column of its key) or at the variable that set it.
+    let mut issues = match super::validate::validate(&config, origin) {
+        Ok(site) => {
+            config.site = std::sync::Arc::new(site);
+            return Ok(config);
+        }
+        Err(issues) => issues,
+    };
+    let positions = super::positions::Positions::new(text);
+    for issue in &mut issues {
+        let overridden = env.iter().find(|(name, _)| {
+            name.strip_prefix(ENV_PREFIX)
+                .is_some_and(|rest| rest.to_ascii_lowercase().replace("__", ".") == issue.key)
+        });
+        if let Some((name, _)) = overridden {
+            issue.origin = format!("env {name}");
+        } else if let Some(span) = positions.span(&issue.key) {
+            issue.origin = with_position(origin, text, Some(span));
+        }
     }
+    Err(ConfigError::Invalid(issues))
 }
 
 fn apply_env(text: &str, origin: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {

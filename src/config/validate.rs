@@ -4,24 +4,35 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::{Config, Filter, IndicatorKind};
-use crate::config::ConfigIssue;
-use crate::indicators::Target;
-use crate::model::{DeviceClass, Source};
+use std::collections::BTreeMap;
 
-/// All problems found in `config` (empty when it is valid).
-pub fn validate(config: &Config, origin: &str) -> Vec<ConfigIssue> {
+use super::{Config, Filter, FilterDef, Indicator, IndicatorDef, IndicatorKind, Measure, Site};
+use crate::config::ConfigIssue;
+use crate::vocab::{DeviceClass, Source, Target};
+
+/// The typed site of a valid `config`, or every problem found in it.
+pub fn validate(config: &Config, origin: &str) -> Result<Site, Vec<ConfigIssue>> {
     let mut v = Validator {
         origin,
         issues: Vec::new(),
+        known: HashSet::new(),
+        site: Site::default(),
     };
     v.check(config);
-    v.issues
+    if v.issues.is_empty() {
+        Ok(v.site)
+    } else {
+        Err(v.issues)
+    }
 }
 
 struct Validator<'a> {
     origin: &'a str,
     issues: Vec<ConfigIssue>,
+    /// Registered devices.
+    known: HashSet<(DeviceClass, String)>,
+    /// The typed site, built along the checks.
+    site: Site,
 }
 
 /// A slug usable as an MQTT topic level and a URL path segment.
@@ -92,6 +103,7 @@ impl Validator<'_> {
         let l = &c.live;
         for (key, value) in [
             ("live.max_connections", l.max_connections),
+            ("live.max_unauthenticated", l.max_unauthenticated),
             ("live.max_subscriptions", l.max_subscriptions),
             ("live.queue_batches", l.queue_batches),
             ("live.history_batches", l.history_batches),
@@ -111,6 +123,18 @@ impl Validator<'_> {
             self.issue("live.commands_per_second", "phải từ 1 trở lên");
         }
         for (key, value) in [
+            (
+                "live.snapshot_bytes_per_second",
+                l.snapshot_bytes_per_second,
+            ),
+            ("live.snapshot_burst_bytes", l.snapshot_burst_bytes),
+        ] {
+            if value < 1024 {
+                self.issue(key, "phải từ 1024 byte trở lên");
+            }
+        }
+        for (key, value) in [
+            ("live.auth_timeout_s", l.auth_timeout_s),
             ("live.heartbeat_s", l.heartbeat_s),
             ("live.send_timeout_s", l.send_timeout_s),
         ] {
@@ -259,6 +283,10 @@ impl Validator<'_> {
             }
         }
 
+        self.known = devices
+            .into_iter()
+            .map(|(class, id)| (class, id.to_owned()))
+            .collect();
         let mut ids = HashSet::new();
         for ind in &c.indicators {
             let key = format!("indicator[{}]", ind.id);
@@ -269,61 +297,162 @@ impl Validator<'_> {
                 );
             }
             if !ids.insert(ind.id.as_str()) {
-                self.issue(format!("{key}.id"), "duplicate indicator id");
+                self.issue(format!("{key}.id"), "mã chỉ tiêu bị trùng");
             }
             if ind.name.trim().is_empty() {
                 self.issue(format!("{key}.name"), "không được để trống");
             }
-            if let Some(t) = &ind.target {
-                if let Err(e) = Target::parse(t) {
-                    self.issue(format!("{key}.target"), e);
+            if let Some(typed) = self.indicator(&key, ind) {
+                self.site.indicators.push(typed);
+            }
+        }
+    }
+
+    /// The typed indicator, or None after reporting why it cannot be one.
+    fn indicator(&mut self, key: &str, ind: &IndicatorDef) -> Option<Indicator> {
+        let target = match ind.target.as_deref().map(Target::parse) {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                self.issue(format!("{key}.target"), e);
+                None
+            }
+        };
+        let measure = match ind.kind {
+            IndicatorKind::Count => {
+                Measure::Count(self.need_filter(key, "match", ind.filter.as_ref())?)
+            }
+            IndicatorKind::Ratio => {
+                let numerator = self.need_filter(key, "numerator", ind.numerator.as_ref());
+                let denominator = self.need_filter(key, "denominator", ind.denominator.as_ref());
+                let (numerator, denominator) = (numerator?, denominator?);
+                self.check_subset(key, &numerator, &denominator);
+                Measure::Ratio {
+                    numerator,
+                    denominator,
                 }
             }
-            match ind.kind {
-                IndicatorKind::Count => self.need_filter(&key, "match", ind.filter.as_ref()),
-                IndicatorKind::Ratio => {
-                    self.need_filter(&key, "numerator", ind.numerator.as_ref());
-                    self.need_filter(&key, "denominator", ind.denominator.as_ref());
+            IndicatorKind::Latest => {
+                let filter = match &ind.filter {
+                    Some(f) => self.filter(&format!("{key}.match"), f),
+                    None => Some(Filter::default()),
+                };
+                let Some(field) = ind.field.clone() else {
+                    self.issue(format!("{key}.field"), "chỉ tiêu loại `latest` cần `field`");
+                    return None;
+                };
+                Measure::Latest {
+                    field,
+                    filter: filter?,
                 }
-                IndicatorKind::Latest => {
-                    if ind.field.is_none() {
-                        self.issue(format!("{key}.field"), "chỉ tiêu loại `latest` cần `field`");
+            }
+            IndicatorKind::Availability => match ind.device_class.as_deref() {
+                Some(dc) => match DeviceClass::parse(dc) {
+                    Some(class) => Measure::Availability(class),
+                    None => {
+                        self.issue(
+                            format!("{key}.device_class"),
+                            format!("`{dc}` không thuộc camera, speaker, sensor"),
+                        );
+                        return None;
                     }
-                    if let Some(f) = &ind.filter {
-                        self.check_filter(&format!("{key}.match"), f);
-                    }
-                }
-                IndicatorKind::Availability => match ind.device_class.as_deref() {
-                    Some(dc) if DeviceClass::parse(dc).is_some() => {}
-                    Some(dc) => self.issue(
-                        format!("{key}.device_class"),
-                        format!("`{dc}` không thuộc camera, speaker, sensor"),
-                    ),
-                    None => self.issue(
+                },
+                None => {
+                    self.issue(
                         format!("{key}.device_class"),
                         "chỉ tiêu loại `availability` cần `device_class`",
-                    ),
+                    );
+                    return None;
+                }
+            },
+            IndicatorKind::Freshness => match ind.source.as_deref() {
+                Some(s) => match Source::parse(s) {
+                    Some(source) => Measure::Freshness(source),
+                    None => {
+                        self.issue(
+                            format!("{key}.source"),
+                            format!("`{s}` không thuộc camera, speaker, procedure, sensor"),
+                        );
+                        return None;
+                    }
                 },
-                IndicatorKind::Freshness => match ind.source.as_deref() {
-                    Some(s) if Source::parse(s).is_some() => {}
-                    Some(s) => self.issue(
-                        format!("{key}.source"),
-                        format!("`{s}` không thuộc camera, speaker, procedure, sensor"),
-                    ),
-                    None => self.issue(
+                None => {
+                    self.issue(
                         format!("{key}.source"),
                         "chỉ tiêu loại `freshness` cần `source`",
-                    ),
-                },
-                IndicatorKind::DeadLetters => {}
+                    );
+                    return None;
+                }
+            },
+            IndicatorKind::DeadLetters => Measure::DeadLetters,
+        };
+        if ind.target.is_some() && target.is_none() {
+            return None;
+        }
+        Some(Indicator {
+            id: ind.id.clone(),
+            name: ind.name.clone(),
+            unit: ind.unit.clone(),
+            target,
+            measure,
+        })
+    }
+
+    /// A ratio's numerator must count a subset of the denominator's events,
+    /// or the value can pass 100 %: every condition of the denominator must
+    /// hold for the numerator too (the same or a narrower one), and both
+    /// must count the same way (`sum`).
+    fn check_subset(&mut self, key: &str, num: &Filter, den: &Filter) {
+        let mut why = Vec::new();
+        if let Some(s) = den.source {
+            if num.source != Some(s) {
+                why.push(format!(
+                    "mẫu số chỉ tính nguồn `{s}` nên tử số cũng phải có `source = \"{s}\"`"
+                ));
             }
+        }
+        if !den.events.is_empty()
+            && (num.events.is_empty() || num.events.iter().any(|e| !den.events.contains(e)))
+        {
+            why.push(format!(
+                "`event` của tử số phải nằm trong `event` của mẫu số ({})",
+                den.events.join(", ")
+            ));
+        }
+        for (attr, allowed) in &den.conditions {
+            let narrower = num
+                .conditions
+                .get(attr)
+                .is_some_and(|vals| vals.iter().all(|v| allowed.contains(v)));
+            if !narrower {
+                why.push(format!(
+                    "mẫu số có điều kiện `where.{attr}` nên tử số cũng phải có, với giá trị nằm trong đó"
+                ));
+            }
+        }
+        if !den.devices.is_empty()
+            && (num.devices.is_empty() || num.devices.iter().any(|d| !den.devices.contains(d)))
+        {
+            why.push("`devices` của tử số phải nằm trong `devices` của mẫu số".to_string());
+        }
+        if num.sum != den.sum {
+            why.push("tử số và mẫu số phải cùng cách tính (`sum` giống nhau)".to_string());
+        }
+        if !why.is_empty() {
+            self.issue(
+                format!("{key}.numerator"),
+                format!(
+                    "tử số phải là một phần của mẫu số, nếu không tỷ lệ có thể vượt 100 %: {}",
+                    why.join("; ")
+                ),
+            );
         }
     }
 
     fn check_influx(&mut self, c: &Config) {
         let i = &c.influx;
         if let Some(url) = &i.url {
-            if let Err(reason) = crate::sinks::check_url(url) {
+            if let Err(reason) = check_url(url) {
                 self.issue("influx.url", reason);
             }
         }
@@ -388,8 +517,16 @@ impl Validator<'_> {
             }
         }
         if let Some(id) = &m.client_id {
+            // MQTT counts a client id in bytes of UTF-8, not characters.
             if id.is_empty() || id.len() > 128 {
-                self.issue("mqtt.client_id", "phải dài từ 1 đến 128 ký tự");
+                self.issue(
+                    "mqtt.client_id",
+                    format!(
+                        "phải dài từ 1 đến 128 byte (UTF-8: một chữ có dấu chiếm 2–3 byte); `{}` dài {} byte",
+                        id,
+                        id.len()
+                    ),
+                );
             }
         }
         if let Some(g) = &m.share_group {
@@ -402,37 +539,112 @@ impl Validator<'_> {
         }
     }
 
-    fn need_filter(&mut self, key: &str, name: &str, f: Option<&Filter>) {
+    fn need_filter(&mut self, key: &str, name: &str, f: Option<&FilterDef>) -> Option<Filter> {
         match f {
-            None => self.issue(
-                format!("{key}.{name}"),
-                format!("loại chỉ tiêu này cần `{name}`"),
-            ),
-            Some(f) => self.check_filter(&format!("{key}.{name}"), f),
+            None => {
+                self.issue(
+                    format!("{key}.{name}"),
+                    format!("loại chỉ tiêu này cần `{name}`"),
+                );
+                None
+            }
+            Some(f) => self.filter(&format!("{key}.{name}"), f),
         }
     }
 
-    fn check_filter(&mut self, key: &str, f: &Filter) {
-        if let Some(s) = &f.source {
-            if Source::parse(s).is_none() {
+    /// The typed filter, or None after reporting every problem in it.
+    fn filter(&mut self, key: &str, f: &FilterDef) -> Option<Filter> {
+        let before = self.issues.len();
+        let source = match f.source.as_deref() {
+            None => None,
+            Some(s) => {
+                let parsed = Source::parse(s);
+                if parsed.is_none() {
+                    self.issue(
+                        format!("{key}.source"),
+                        format!("`{s}` không thuộc camera, speaker, procedure, sensor"),
+                    );
+                }
+                parsed
+            }
+        };
+        let mut events = f.event.as_ref().map(|e| e.to_vec()).unwrap_or_default();
+        for e in &events {
+            let known: Vec<&str> = match source {
+                Some(s) => s.event_kinds().to_vec(),
+                None => Source::ALL
+                    .iter()
+                    .flat_map(|s| s.event_kinds().iter().copied())
+                    .collect(),
+            };
+            if !known.contains(&e.as_str()) {
+                let whose = match source {
+                    Some(s) => format!("của nguồn `{s}`"),
+                    None => "của nguồn nào".to_string(),
+                };
+                let mut list = known.clone();
+                list.sort_unstable();
+                list.dedup();
                 self.issue(
-                    format!("{key}.source"),
-                    format!("`{s}` không thuộc camera, speaker, procedure, sensor"),
+                    format!("{key}.event"),
+                    format!(
+                        "`{e}` không phải loại sự kiện {whose}: dùng một trong {}",
+                        list.join(", ")
+                    ),
                 );
             }
         }
+        events.sort();
+        events.dedup();
+        let mut conditions = BTreeMap::new();
         for (attr, value) in &f.conditions {
-            let ok = match value {
-                toml::Value::Array(items) => !items.is_empty() && items.iter().all(is_scalar),
-                other => is_scalar(other),
+            let values = match value {
+                toml::Value::Array(items) => items.clone(),
+                other => vec![other.clone()],
             };
-            if !ok {
+            if values.is_empty() || !values.iter().all(is_scalar) {
                 self.issue(
                     format!("{key}.where.{attr}"),
                     "phải là chuỗi, số, true/false hoặc một danh sách không rỗng các giá trị đó",
                 );
             }
+            conditions.insert(attr.clone(), values);
         }
+        if !f.devices.is_empty() && source == Some(Source::Procedure) {
+            self.issue(
+                format!("{key}.devices"),
+                "sự kiện của nguồn `procedure` không gắn với thiết bị nào: bỏ `devices`",
+            );
+        }
+        let class = source.and_then(|s| DeviceClass::parse(s.as_str()));
+        let mut seen = HashSet::new();
+        for d in f.devices.iter().filter(|d| seen.insert(d.as_str())) {
+            let known = match class {
+                Some(c) => self.known.contains(&(c, d.clone())),
+                None => self.known.iter().any(|(_, id)| id == d),
+            };
+            if !known && source != Some(Source::Procedure) {
+                let section = class
+                    .map(DeviceClass::as_str)
+                    .unwrap_or("camera/speaker/sensor");
+                self.issue(
+                    format!("{key}.devices"),
+                    format!("không có thiết bị `{d}` trong danh sách thiết bị: hãy khai báo nó trong một mục [[{section}]] trước"),
+                );
+            }
+        }
+        if self.issues.len() > before {
+            return None;
+        }
+        let mut devices = f.devices.clone();
+        devices.sort();
+        Some(Filter {
+            source,
+            events,
+            conditions,
+            sum: f.sum.clone(),
+            devices,
+        })
     }
 }
 
@@ -444,4 +656,30 @@ fn is_scalar(v: &toml::Value) -> bool {
             | toml::Value::Float(_)
             | toml::Value::Boolean(_)
     )
+}
+
+/// Check a store base URL: `http(s)://host[:port]`, without a path (the
+/// client replaces any path with `/api/v2/write`). The reason is in
+/// Vietnamese, for `check-config`.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest011::Url::parse(url).map_err(|_| {
+        format!(
+            "`{url}` không phải URL hợp lệ: viết dạng http://127.0.0.1:8086 (giao thức, máy, cổng)"
+        )
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "`{url}`: chỉ hỗ trợ http:// hoặc https://, không hỗ trợ `{}`",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{url}`: thiếu tên máy hoặc địa chỉ IP"));
+    }
+    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+        return Err(format!(
+            "`{url}`: không được có đường dẫn hay tham số sau cổng; chương trình luôn ghi vào URL/api/v2/write"
+        ));
+    }
+    Ok(())
 }

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::DeviceTimeouts;
-use crate::model::{DeviceClass, DeviceState, Event, Registry, Source};
+use crate::config::Registry;
+use crate::model::{DeviceClass, DeviceState, Event, Source};
 
 /// What the tracker remembers about a device (persisted by the journal).
 #[derive(Debug, Clone, PartialEq)]

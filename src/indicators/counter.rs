@@ -47,32 +47,21 @@ fn to_json(v: &toml::Value) -> Value {
 }
 
 impl Matcher {
-    /// Compile a config filter; also returns its canonical signature.
+    /// Compile a typed config filter; also returns its canonical
+    /// signature (the same text for the same definition as before filters
+    /// were typed at load, so persisted rollups still match).
     pub fn compile(f: &Filter) -> (Matcher, String) {
         let conditions: Vec<(String, Vec<Value>)> = f
             .conditions
             .iter()
-            .map(|(k, v)| {
-                let values = match v {
-                    toml::Value::Array(items) => items.iter().map(to_json).collect(),
-                    other => vec![to_json(other)],
-                };
-                (k.clone(), values)
-            })
+            .map(|(k, values)| (k.clone(), values.iter().map(to_json).collect()))
             .collect();
-        let mut devices = f.devices.clone();
-        devices.sort();
         let m = Matcher {
-            source: f.source.as_deref().and_then(Source::parse),
-            events: {
-                let mut e = f.event.as_ref().map(|e| e.to_vec()).unwrap_or_default();
-                e.sort();
-                e.dedup();
-                e
-            },
+            source: f.source,
+            events: f.events.clone(),
             conditions,
             sum: f.sum.clone(),
-            devices,
+            devices: f.devices.clone(),
         };
         let signature = serde_json::json!({
             "source": m.source.map(Source::as_str),

@@ -8,11 +8,10 @@
 //! of replaying every event; the engine keeps the recent buckets in memory.
 
 mod counter;
-mod target;
 pub mod window;
 
+pub use crate::vocab::{Op, Target};
 pub use counter::{Counter, CounterKind, Matcher};
-pub use target::{Op, Target};
 pub use window::{bounds, period_of, Period, Window};
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::config::{Config, IndicatorDef, IndicatorKind, Regime};
+use crate::config::{Config, IndicatorKind, Measure, Regime};
 use crate::devices::Availability;
 use crate::model::{DeviceClass, Event, Source};
 
@@ -249,8 +248,15 @@ impl DeviceIndex {
 }
 
 impl Engine {
-    /// Compile the indicator definitions of a validated config.
+    /// Compile the typed indicators of a loaded config (`config.site`,
+    /// built and checked by `config::load`: nothing is parsed or dropped
+    /// here).
     pub fn new(config: &Config) -> Engine {
+        debug_assert_eq!(
+            config.site.indicators.len(),
+            config.indicators.len(),
+            "a Config not made by config::load has no typed site"
+        );
         let mut counters: Vec<Counter> = vec![Counter::dead_letters()];
         let mut intern = |c: Counter| -> usize {
             if let Some(i) = counters.iter().position(|x| x.key == c.key) {
@@ -261,17 +267,15 @@ impl Engine {
             }
         };
         let mut specs = Vec::new();
-        for def in &config.indicators {
-            if let Some(kind) = compile(def, &mut intern) {
-                specs.push(Spec {
-                    id: def.id.clone(),
-                    def_kind: def.kind,
-                    name: def.name.clone(),
-                    unit: def.unit.clone(),
-                    target: def.target.as_deref().and_then(|t| Target::parse(t).ok()),
-                    kind,
-                });
-            }
+        for def in &config.site.indicators {
+            specs.push(Spec {
+                id: def.id.clone(),
+                def_kind: def.kind(),
+                name: def.name.clone(),
+                unit: def.unit.clone(),
+                target: def.target,
+                kind: compile(&def.measure, &mut intern),
+            });
         }
         let by_device = DeviceIndex::build(&counters, &specs);
         let mut scopes = vec![COMMUNE.to_string()];
@@ -748,28 +752,28 @@ pub enum HistoryPlan<'a> {
     Unsupported,
 }
 
-fn compile(def: &IndicatorDef, intern: &mut impl FnMut(Counter) -> usize) -> Option<SpecKind> {
-    Some(match def.kind {
-        IndicatorKind::Count => SpecKind::Count(intern(Counter::from_filter(def.filter.as_ref()?))),
-        IndicatorKind::Ratio => SpecKind::Ratio(
-            intern(Counter::from_filter(def.numerator.as_ref()?)),
-            intern(Counter::from_filter(def.denominator.as_ref()?)),
+fn compile(measure: &Measure, intern: &mut impl FnMut(Counter) -> usize) -> SpecKind {
+    match measure {
+        Measure::Count(f) => SpecKind::Count(intern(Counter::from_filter(f))),
+        Measure::Ratio {
+            numerator,
+            denominator,
+        } => SpecKind::Ratio(
+            intern(Counter::from_filter(numerator)),
+            intern(Counter::from_filter(denominator)),
         ),
-        IndicatorKind::Latest => {
-            let filter = def.filter.clone().unwrap_or_default();
-            let (matcher, signature) = Matcher::compile(&filter);
+        Measure::Latest { field, filter } => {
+            let (matcher, signature) = Matcher::compile(filter);
             SpecKind::Latest {
                 matcher,
                 signature,
-                field: def.field.clone()?,
+                field: field.clone(),
             }
         }
-        IndicatorKind::Availability => {
-            SpecKind::Availability(DeviceClass::parse(def.device_class.as_deref()?)?)
-        }
-        IndicatorKind::Freshness => SpecKind::Freshness(Source::parse(def.source.as_deref()?)?),
-        IndicatorKind::DeadLetters => SpecKind::DeadLetters(0),
-    })
+        Measure::Availability(class) => SpecKind::Availability(*class),
+        Measure::Freshness(source) => SpecKind::Freshness(*source),
+        Measure::DeadLetters => SpecKind::DeadLetters(0),
+    }
 }
 
 #[cfg(test)]
@@ -787,6 +791,10 @@ name = "A"
 [[village]]
 id = "b"
 name = "B"
+[[sensor]]
+id = "s-1"
+[[sensor]]
+id = "s-2"
 [[indicator]]
 id = "received"
 name = "Hồ sơ"

@@ -19,9 +19,29 @@
 //! the broker queues for us). Acknowledgements are sent in commit order by
 //! one acker task that waits for room in rumqttc's request queue: an ack is
 //! never dropped while its connection lives.
+//!
+//! Memory is bounded in bytes as well as in messages: payload bytes taken
+//! from the broker and not yet committed are at most [`MAX_QUEUED_BYTES`]
+//! (plus one message); beyond that polling pauses the same way. A payload is
+//! held once (the ack keeps only the packet id).
+//!
+//! Packets are limited to `ingest.max_payload_bytes` plus
+//! [`PACKET_OVERHEAD`] (topic and header). A larger packet cannot be read
+//! without holding it, and refusing it for good would wedge the session (the
+//! broker redelivers an unacknowledged QoS 1 message on every reconnect). So
+//! an oversized packet costs one reconnect: the next connection accepts
+//! packets up to that size, the message becomes an `oversized` dead letter
+//! and is acknowledged, and the connection after that is back to the limit.
+//! Set the broker's own size limit (Mosquitto `message_size_limit`) so that
+//! such packets never reach it.
+//!
+//! A connection the broker closes right after its ConnAck, again and again,
+//! is what another client with our client id looks like (the broker hands
+//! the session, and our messages, to whichever connected last): it is
+//! counted (`ioc_mqtt_session_takeovers_total`) and logged as an error.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +106,78 @@ impl Backoff {
 /// journal queue before polling pauses.
 const MAX_PENDING: usize = 1024;
 
+/// Largest number of payload bytes taken from the broker and not yet
+/// committed (held here, in the journal queue or in the batch being
+/// written) before polling pauses.
+pub const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+
+/// Room for the topic and the header on top of `ingest.max_payload_bytes`
+/// in the client's packet limit.
+pub const PACKET_OVERHEAD: usize = 4096;
+
+/// The largest packet MQTT can describe (remaining length 268,435,455 plus
+/// the fixed header).
+const MQTT_MAX_PACKET: usize = 268_435_460;
+
+/// A connection closed by the broker sooner than this after its ConnAck
+/// counts as a possible session takeover.
+const SHORT_SESSION: Duration = Duration::from_secs(3);
+
+/// Consecutive short sessions before the takeover is logged as an error.
+const TAKEOVER_ALERT: u32 = 3;
+
+/// Payload bytes between the broker and the journal, released when the
+/// message is committed (or dropped).
+#[derive(Debug, Default)]
+struct Budget {
+    used: AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+/// Holds `bytes` of the budget until dropped.
+struct Held {
+    budget: Arc<Budget>,
+    bytes: usize,
+    shared: Arc<Shared>,
+}
+
+impl Held {
+    fn new(budget: &Arc<Budget>, bytes: usize, shared: &Arc<Shared>) -> Held {
+        let now = budget.used.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        shared.metrics.mqtt_queued_bytes.set(now as i64);
+        Held {
+            budget: Arc::clone(budget),
+            bytes,
+            shared: Arc::clone(shared),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let now = self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel) - self.bytes;
+        self.shared.metrics.mqtt_queued_bytes.set(now as i64);
+        self.budget.freed.notify_one();
+    }
+}
+
+/// The client's packet limit for a payload limit.
+pub fn packet_limit(max_payload_bytes: usize) -> usize {
+    max_payload_bytes
+        .saturating_add(PACKET_OVERHEAD)
+        .min(MQTT_MAX_PACKET)
+}
+
+/// The size of an oversized packet, when that is why the connection ended.
+fn oversized(e: &rumqttc::ConnectionError) -> Option<usize> {
+    match e {
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(n),
+        )) => Some(*n),
+        _ => None,
+    }
+}
+
 /// An acknowledgement waiting to be sent: the connection epoch it belongs to
 /// and the message.
 type PendingAck = (u64, rumqttc::Publish);
@@ -123,9 +215,8 @@ pub fn options(config: &Config) -> Result<MqttOptions, MqttError> {
     opts.set_keep_alive(Duration::from_secs(m.keep_alive_secs));
     opts.set_clean_session(false);
     opts.set_manual_acks(true);
-    // Accept anything the broker delivers: oversized payloads must reach the
-    // decoder to become dead letters, not kill the connection in a loop.
-    opts.set_max_packet_size(256 * 1024 * 1024, 1024 * 1024);
+    // Larger packets cost one reconnect each (see the module docs).
+    opts.set_max_packet_size(packet_limit(config.ingest.max_payload_bytes), 1024 * 1024);
     opts.set_request_channel_capacity(4096);
     if let (Some(u), Some(p)) = (&m.username, &m.password) {
         opts.set_credentials(u.clone(), p.expose().to_owned());
@@ -191,6 +282,13 @@ pub async fn run(
     // beyond it, polling pauses until the journal catches up (TCP then holds
     // the broker back).
     let mut pending: VecDeque<Inbound> = VecDeque::new();
+    let budget = Arc::new(Budget::default());
+    let limit = packet_limit(config.ingest.max_payload_bytes);
+    let outgoing_limit = 1024 * 1024;
+    // When the current connection started (its ConnAck), and how many
+    // connections in a row the broker closed right after accepting them.
+    let mut connected_at: Option<std::time::Instant> = None;
+    let mut short_sessions: u32 = 0;
     'run: loop {
         while !pending.is_empty() {
             match tx.try_reserve() {
@@ -220,11 +318,15 @@ pub async fn run(
                 }
                 continue;
             }
-            ev = eventloop.poll(), if pending.len() < MAX_PENDING => ev,
+            _ = budget.freed.notified(),
+                if budget.used.load(Ordering::Acquire) >= MAX_QUEUED_BYTES => continue,
+            ev = eventloop.poll(), if pending.len() < MAX_PENDING
+                && budget.used.load(Ordering::Acquire) < MAX_QUEUED_BYTES => ev,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 let gen = epoch.fetch_add(1, Ordering::AcqRel) + 1;
+                connected_at = Some(std::time::Instant::now());
                 backoff.reset();
                 last_error = None;
                 shared.metrics.mqtt_connects.inc();
@@ -244,25 +346,34 @@ pub async fn run(
                 });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                let held = Held::new(&budget, p.payload.len() + p.topic.len(), &shared);
+                // The ack needs only the packet id and QoS: the payload is
+                // held once, in `raw`.
+                let mut slim = rumqttc::Publish::new("", p.qos, Vec::<u8>::new());
+                slim.pkid = p.pkid;
                 let raw = Raw {
                     topic: String::from_utf8_lossy(p.topic.as_ref()).into_owned(),
                     payload: p.payload.to_vec(),
                     received_at: Utc::now(),
                     retained: p.retain,
                 };
-                let ack = if p.qos == QoS::AtMostOnce {
-                    None
-                } else {
-                    let gen = epoch.load(Ordering::Acquire);
-                    let acks = acks.clone();
-                    let ack: AckFn = Box::new(move || {
-                        // Runs on the journal thread after the commit: hand
-                        // the ack to the acker task, in commit order.
-                        let _ = acks.send((gen, p));
-                    });
-                    Some(ack)
-                };
-                pending.push_back(Inbound { raw, ack });
+                drop(p);
+                let gen = epoch.load(Ordering::Acquire);
+                let acks = acks.clone();
+                let qos = slim.qos;
+                let ack: AckFn = Box::new(move || {
+                    // Runs on the journal thread after the commit: hand the
+                    // ack to the acker task, in commit order; the budget is
+                    // released with `held`.
+                    if qos != QoS::AtMostOnce {
+                        let _ = acks.send((gen, slim));
+                    }
+                    drop(held);
+                });
+                pending.push_back(Inbound {
+                    raw,
+                    ack: Some(ack),
+                });
             }
             Ok(_) => {}
             Err(e) => {
@@ -270,6 +381,33 @@ pub async fn run(
                 shared.metrics.mqtt_connected.set(0);
                 shared.metrics.mqtt_connection_errors.inc();
                 epoch.fetch_add(1, Ordering::AcqRel);
+                let lived = connected_at.take().map(|t| t.elapsed());
+                if let Some(size) = oversized(&e) {
+                    // Take it on the next connection, then back to the limit.
+                    shared.metrics.mqtt_oversized_packets.inc();
+                    let allow = size.saturating_add(16).clamp(limit, MQTT_MAX_PACKET);
+                    eventloop
+                        .mqtt_options
+                        .set_max_packet_size(allow, outgoing_limit);
+                    tracing::warn!(%broker, packet_bytes = size, limit,
+                        "MQTT packet larger than the limit (ingest.max_payload_bytes + 4 KiB); reconnecting once to take it as an oversized dead letter");
+                    continue;
+                }
+                eventloop
+                    .mqtt_options
+                    .set_max_packet_size(limit, outgoing_limit);
+                match lived {
+                    Some(d) if d < SHORT_SESSION => {
+                        short_sessions += 1;
+                        shared.metrics.mqtt_session_takeovers.inc();
+                        if short_sessions == TAKEOVER_ALERT || short_sessions % 50 == 0 {
+                            tracing::error!(%broker, client_id = %config.client_id(), times = short_sessions,
+                                "the broker keeps closing our MQTT session right after accepting it: another client is probably connecting with our client id and taking our messages (session takeover); restrict client ids and topics on the broker (docs/DEPLOY.md)");
+                        }
+                    }
+                    Some(_) => short_sessions = 0,
+                    None => {}
+                }
                 let delay = backoff.next_delay();
                 let text = e.to_string();
                 let retry_in_ms = delay.as_millis() as u64;

@@ -5,51 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The producer family an event came from. One decoder exists per family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// Security and AI cameras, publishing on `ioc/{commune}/camera/...`
-    /// directly or through Frigate (`frigate/...`, marked `via = "frigate"`).
-    Camera,
-    /// Smart loudspeaker clusters.
-    Speaker,
-    /// The administrative-procedure (dossier) system.
-    Procedure,
-    /// Sensors (rain, water level, temperature, ...).
-    Sensor,
-}
-
-impl Source {
-    /// All families, in a stable order.
-    pub const ALL: [Source; 4] = [
-        Source::Camera,
-        Source::Speaker,
-        Source::Procedure,
-        Source::Sensor,
-    ];
-
-    /// The lowercase name used in config, topics and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Camera => "camera",
-            Source::Speaker => "speaker",
-            Source::Procedure => "procedure",
-            Source::Sensor => "sensor",
-        }
-    }
-
-    /// Parse the lowercase name.
-    pub fn parse(s: &str) -> Option<Source> {
-        Source::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::vocab::{DeviceClass, DeviceInfo, Source};
 
 /// One MQTT message as it arrived, before decoding.
 #[derive(Debug, Clone)]
@@ -234,39 +190,6 @@ pub struct DeadLetter {
     pub acked_at: Option<DateTime<Utc>>,
 }
 
-/// The class of a registered device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceClass {
-    /// A camera (direct or through Frigate).
-    Camera,
-    /// A loudspeaker cluster.
-    Speaker,
-    /// A sensor.
-    Sensor,
-}
-
-impl DeviceClass {
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceClass::Camera => "camera",
-            DeviceClass::Speaker => "speaker",
-            DeviceClass::Sensor => "sensor",
-        }
-    }
-
-    /// Parse the lowercase name.
-    pub fn parse(s: &str) -> Option<DeviceClass> {
-        match s {
-            "camera" => Some(DeviceClass::Camera),
-            "speaker" => Some(DeviceClass::Speaker),
-            "sensor" => Some(DeviceClass::Sensor),
-            _ => None,
-        }
-    }
-}
-
 /// The reported state of a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -312,6 +235,3 @@ impl DeviceState {
         matches!(self, DeviceState::Online | DeviceState::Broadcasting)
     }
 }
-
-mod registry;
-pub use registry::{DeviceInfo, Registry};

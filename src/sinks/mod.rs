@@ -78,31 +78,7 @@ pub trait TsdbSink: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
-/// Check a store base URL: `http(s)://host[:port]`, without a path (the
-/// client replaces any path with `/api/v2/write`). The reason is in
-/// Vietnamese, for `check-config`.
-pub fn check_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest011::Url::parse(url).map_err(|_| {
-        format!(
-            "`{url}` không phải URL hợp lệ: viết dạng http://127.0.0.1:8086 (giao thức, máy, cổng)"
-        )
-    })?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!(
-            "`{url}`: chỉ hỗ trợ http:// hoặc https://, không hỗ trợ `{}`",
-            parsed.scheme()
-        ));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`{url}`: thiếu tên máy hoặc địa chỉ IP"));
-    }
-    if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
-        return Err(format!(
-            "`{url}`: không được có đường dẫn hay tham số sau cổng; chương trình luôn ghi vào URL/api/v2/write"
-        ));
-    }
-    Ok(())
-}
+pub use crate::config::check_url;
 
 /// Levels of backlog fill (percent of the bound) that are logged once
 /// each time the backlog rises past them.

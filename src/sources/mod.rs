@@ -30,7 +30,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::config::Ingest;
-use crate::model::{DeviceClass, DeviceInfo, Event, Raw, Reason, Registry, Rejection, Source};
+use crate::config::Registry;
+use crate::model::{DeviceClass, DeviceInfo, Event, Raw, Reason, Rejection, Source};
 
 /// Everything a decoder needs besides the message: the registry and limits.
 #[derive(Debug, Clone)]

@@ -6,7 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::Decoder;
 use crate::config::load_str;
-use crate::model::{Raw, Reason, Registry, Source};
+use crate::config::Registry;
+use crate::model::{Raw, Reason, Source};
 
 const CONFIG: &str = r#"
 [commune]
@@ -269,4 +270,41 @@ fn an_empty_payload_is_a_cleared_retained_message_not_an_error() {
             "{topic}"
         );
     }
+}
+
+/// The event kinds config validation accepts (`vocab::Source::event_kinds`)
+/// include every kind these decoders produce, so a filter on a real kind is
+/// never refused as a typo.
+#[test]
+fn config_knows_every_event_kind_the_decoders_produce() {
+    let has = |s: Source, kind: &str| {
+        assert!(
+            s.event_kinds().contains(&kind),
+            "`{kind}` ({s}) is missing from vocab::Source::event_kinds"
+        )
+    };
+    for k in super::camera::KINDS {
+        has(Source::Camera, k);
+    }
+    for k in super::procedure::EVENTS {
+        has(Source::Procedure, k);
+    }
+    for phase in ["start", "end"] {
+        has(Source::Speaker, &format!("session_{phase}"));
+    }
+    for kind in ["new", "update", "end"] {
+        has(Source::Camera, &format!("review_{kind}"));
+    }
+    for k in [
+        "detection",
+        "detection_update",
+        "detection_end",
+        "frigate_available",
+    ] {
+        has(Source::Camera, k);
+    }
+    for s in [Source::Camera, Source::Speaker, Source::Sensor] {
+        has(s, "status");
+    }
+    has(Source::Sensor, "telemetry");
 }

@@ -440,6 +440,20 @@ impl Backend {
         t
     }
 
+    /// A kiosk token made by the admin (`POST /api/auth/kiosk-tokens`).
+    pub async fn kiosk_token(&self, label: &str) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/auth/kiosk-tokens", self.url))
+            .bearer_auth(self.token().await)
+            .json(&serde_json::json!({ "label": label }))
+            .send()
+            .await
+            .expect("POST /api/auth/kiosk-tokens");
+        assert!(r.status().is_success(), "kiosk token: {}", r.status());
+        let v: Value = r.json().await.expect("kiosk token JSON");
+        v["token"].as_str().expect("token").to_owned()
+    }
+
     /// A GET with the admin's token.
     pub async fn authed_get(&self, path: &str) -> reqwest::Response {
         reqwest::Client::new()

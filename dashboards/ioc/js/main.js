@@ -392,7 +392,9 @@ let mapKey = "";
 function renderMap() {
   const box = $("map");
   const status = villageStatus();
-  const rect = box.getBoundingClientRect();
+  // Layout size (CSS pixels before js/fit.js's zoom), so the map scales
+  // with the rest of the screen.
+  const rect = { width: box.clientWidth, height: box.clientHeight };
   const key = JSON.stringify([state.villages, [...status], Math.round(rect.width), Math.round(rect.height)]);
   if (key === mapKey) return;
   mapKey = key;

@@ -3,24 +3,8 @@
 
 use std::collections::HashMap;
 
-use crate::config::{Config, SpeakerKind};
-use crate::model::DeviceClass;
-
-/// What the registry knows about one device.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeviceInfo {
-    /// Device id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Class.
-    pub class: DeviceClass,
-    /// Village id.
-    pub village: Option<String>,
-    /// Whether the device reports over MQTT (legacy FE radio stations do not)
-    /// and so counts in availability.
-    pub reporting: bool,
-}
+use super::{Config, SpeakerKind};
+use crate::vocab::{DeviceClass, DeviceInfo};
 
 /// Read-only registry of villages and devices.
 #[derive(Debug, Clone, Default)]

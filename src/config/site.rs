@@ -1,0 +1,339 @@
+//! The site definition: the commune, its villages and devices, its
+//! indicators and report regime (`[commune]`, `[[village]]`, `[[camera]]`,
+//! `[[speaker]]`, `[[sensor]]`, `[procedure]`, `[report]`, `[devices]`,
+//! `[[indicator]]`), as written in the file, and [`Site`], the typed form
+//! built once at load (targets, sources, device classes parsed; every
+//! problem reported then, with its place in the file).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::vocab::SpeakerKind;
+use crate::vocab::{DeviceClass, Source, Target};
+
+/// The commune.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commune {
+    /// ASCII slug used in MQTT topics, e.g. `binh-lu`.
+    pub id: String,
+    /// Display name, e.g. `Xã Bình Lư`.
+    pub name: String,
+    /// Province, e.g. `Lai Châu`.
+    #[serde(default)]
+    pub province: String,
+}
+
+/// How monthly report periods are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Regime {
+    /// Nghị định 09/2019/NĐ-CP Điều 12: 15th of the previous month to the
+    /// 15th of this month, 00:00 +07:00, half open.
+    #[default]
+    Nd09,
+    /// Calendar month, 00:00 +07:00.
+    Calendar,
+}
+
+/// Report settings.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Report {
+    /// The period regime for the `month` window.
+    pub regime: Regime,
+}
+
+/// Inactivity timeouts after which a silent device counts as offline.
+/// Zero disables the timeout for that class.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceTimeouts {
+    /// Cameras, seconds.
+    pub camera_secs: i64,
+    /// Loudspeaker clusters, seconds.
+    pub speaker_secs: i64,
+    /// Sensors, seconds.
+    pub sensor_secs: i64,
+}
+
+impl Default for DeviceTimeouts {
+    fn default() -> Self {
+        DeviceTimeouts {
+            camera_secs: 300,
+            speaker_secs: 900,
+            sensor_secs: 1800,
+        }
+    }
+}
+
+impl DeviceTimeouts {
+    /// The timeout for a class, in seconds (0 = none).
+    pub fn for_class(&self, class: DeviceClass) -> i64 {
+        match class {
+            DeviceClass::Camera => self.camera_secs,
+            DeviceClass::Speaker => self.speaker_secs,
+            DeviceClass::Sensor => self.sensor_secs,
+        }
+    }
+}
+
+/// A village (thôn/bản).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Village {
+    /// ASCII slug.
+    pub id: String,
+    /// Name as the documents give it.
+    pub name: String,
+    /// True when the name is not in the source documents and must be filled
+    /// in by the commune.
+    #[serde(default)]
+    pub placeholder: bool,
+    /// Mobile dead zone (vùng lõm sóng).
+    #[serde(default)]
+    pub dead_zone: bool,
+    /// Latitude (WGS84) for the map.
+    #[serde(default)]
+    pub lat: Option<f64>,
+    /// Longitude (WGS84) for the map.
+    #[serde(default)]
+    pub lon: Option<f64>,
+}
+
+/// A camera.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    /// Id used in topics.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Village id.
+    pub village: Option<String>,
+    /// The camera's name in Frigate, when it is watched by Frigate.
+    #[serde(default)]
+    pub frigate_name: Option<String>,
+}
+
+/// A loudspeaker cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Speaker {
+    /// Id used in topics.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Village id.
+    pub village: Option<String>,
+    /// Smart or FE.
+    #[serde(default)]
+    pub kind: SpeakerKind,
+}
+
+/// A sensor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sensor {
+    /// Id used in topics.
+    pub id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Village id.
+    pub village: Option<String>,
+    /// What it measures, e.g. `rain`, `water_level`, `temperature`.
+    #[serde(default)]
+    pub kind: String,
+}
+
+/// The procedure (dossier) system.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Procedure {
+    /// Display name of the system.
+    pub name: String,
+    /// Dossier events with a `village` not in the registry are kept at
+    /// commune scope; set this to reject them as dead letters instead.
+    pub reject_unknown_village: bool,
+}
+
+impl Default for Procedure {
+    fn default() -> Self {
+        Procedure {
+            name: "Hệ thống thông tin giải quyết thủ tục hành chính".into(),
+            reject_unknown_village: false,
+        }
+    }
+}
+
+/// What an indicator computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IndicatorKind {
+    /// Number (or sum of a field) of matching events in the window.
+    Count,
+    /// 100 × numerator / denominator, each a count over the window.
+    Ratio,
+    /// Latest value of a numeric field.
+    Latest,
+    /// Percentage of registered devices of a class that are online now.
+    Availability,
+    /// Seconds since the last event from a source family.
+    Freshness,
+    /// Number of dead letters in the window.
+    DeadLetters,
+}
+
+/// A filter on events as written: every given condition must hold.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FilterDef {
+    /// Producer family (`camera`, `speaker`, `procedure`, `sensor`).
+    pub source: Option<String>,
+    /// Event kind, e.g. `received`, or a list of kinds (any of).
+    pub event: Option<OneOrMany>,
+    /// Attribute equalities, e.g. `{ channel = "online" }`; a list means any of.
+    #[serde(default, rename = "where")]
+    pub conditions: BTreeMap<String, toml::Value>,
+    /// Sum this numeric attribute instead of counting events.
+    pub sum: Option<String>,
+    /// Only these devices.
+    #[serde(default)]
+    pub devices: Vec<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One value.
+    One(String),
+    /// Any of these values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values as a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// An indicator definition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndicatorDef {
+    /// Stable id (a contract with the screen and reports).
+    pub id: String,
+    /// Vietnamese display name.
+    pub name: String,
+    /// What it computes.
+    pub kind: IndicatorKind,
+    /// Unit shown with the value (`%`, `hồ sơ`, `s`...).
+    #[serde(default)]
+    pub unit: String,
+    /// Target, e.g. `"> 90"`, `">= 60"`, `"< 20"`.
+    pub target: Option<String>,
+    /// For `count` and `latest`.
+    #[serde(rename = "match")]
+    pub filter: Option<FilterDef>,
+    /// For `ratio`.
+    pub numerator: Option<FilterDef>,
+    /// For `ratio`.
+    pub denominator: Option<FilterDef>,
+    /// For `latest`: the numeric attribute.
+    pub field: Option<String>,
+    /// For `availability`: `camera`, `speaker` or `sensor`.
+    pub device_class: Option<String>,
+    /// For `freshness`: the producer family.
+    pub source: Option<String>,
+}
+
+/// The site in typed form, built once at load from the site sections.
+/// Next: alert rules, speaker coverage and the report regime's details.
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    /// Indicators, in file order.
+    pub indicators: Vec<Indicator>,
+}
+
+/// An indicator, typed: what the engine compiles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Indicator {
+    /// Stable id.
+    pub id: String,
+    /// Vietnamese display name.
+    pub name: String,
+    /// Unit shown with the value.
+    pub unit: String,
+    /// Target, parsed.
+    pub target: Option<Target>,
+    /// What it computes, with its typed parameters.
+    pub measure: Measure,
+}
+
+impl Indicator {
+    /// The kind, as the API reports it.
+    pub fn kind(&self) -> IndicatorKind {
+        match self.measure {
+            Measure::Count(_) => IndicatorKind::Count,
+            Measure::Ratio { .. } => IndicatorKind::Ratio,
+            Measure::Latest { .. } => IndicatorKind::Latest,
+            Measure::Availability(_) => IndicatorKind::Availability,
+            Measure::Freshness(_) => IndicatorKind::Freshness,
+            Measure::DeadLetters => IndicatorKind::DeadLetters,
+        }
+    }
+}
+
+/// What an indicator computes, with everything it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measure {
+    /// Matching events (or the sum of a field) in the window.
+    Count(Filter),
+    /// 100 × numerator / denominator; the numerator's events are a subset of
+    /// the denominator's (checked at load).
+    Ratio {
+        /// Counted above the line.
+        numerator: Filter,
+        /// Counted below the line.
+        denominator: Filter,
+    },
+    /// The newest value of `field` among matching events.
+    Latest {
+        /// The numeric attribute.
+        field: String,
+        /// Which events (an empty filter: all).
+        filter: Filter,
+    },
+    /// Percentage of registered reporting devices of a class online now.
+    Availability(DeviceClass),
+    /// Seconds since the newest event from a family.
+    Freshness(Source),
+    /// Dead letters in the window.
+    DeadLetters,
+}
+
+/// A filter, typed: every given condition must hold.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Filter {
+    /// Producer family.
+    pub source: Option<Source>,
+    /// Event kinds (any of), each a kind the family's decoder produces;
+    /// empty: any kind.
+    pub events: Vec<String>,
+    /// Attribute → accepted values (any of), each a string, number or
+    /// boolean.
+    pub conditions: BTreeMap<String, Vec<toml::Value>>,
+    /// Sum this numeric attribute instead of counting events.
+    pub sum: Option<String>,
+    /// Only these registered devices; empty: any.
+    pub devices: Vec<String>,
+}
