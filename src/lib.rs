@@ -16,6 +16,7 @@ pub mod indicators;
 pub mod ingest;
 pub mod journal;
 pub mod live;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod runtime;

@@ -64,8 +64,10 @@ pub struct Metrics {
     pub live_steps: Counter,
     /// The live hub's newest `seq`.
     pub live_seq: Gauge,
-    /// Open WebSocket connections.
+    /// Open WebSocket connections (authenticated).
     pub live_connections: Gauge,
+    /// WebSocket connections waiting for their `auth` frame.
+    pub live_unauthenticated: Gauge,
     /// Snapshots sent with `resync: true` (a client fell behind or resumed
     /// too late).
     pub live_resyncs: Counter,
@@ -135,6 +137,7 @@ impl Metrics {
             live_steps: Counter::default(),
             live_seq: Gauge::default(),
             live_connections: Gauge::default(),
+            live_unauthenticated: Gauge::default(),
             live_resyncs: Counter::default(),
             live_frames: Counter::default(),
             live_errors: Counter::default(),
@@ -236,8 +239,13 @@ impl Metrics {
         registry.register("live_seq", "The live hub's newest seq", m.live_seq.clone());
         registry.register(
             "live_connections",
-            "Open WebSocket connections",
+            "Open WebSocket connections (authenticated)",
             m.live_connections.clone(),
+        );
+        registry.register(
+            "live_unauthenticated",
+            "WebSocket connections waiting for their auth frame",
+            m.live_unauthenticated.clone(),
         );
         registry.register(
             "live_resyncs",

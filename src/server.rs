@@ -267,6 +267,7 @@ pub async fn run(
     let ws = WsTasks {
         tracker: TaskTracker::new(),
         cancel: frontend.child_token(),
+        slots: live::session::Slots::new(&shared.config.live, &shared.metrics),
     };
     let accounts = Arc::new(Accounts::open(
         &shared.config.journal_path(),

@@ -62,13 +62,16 @@ pub struct ApiState {
     pub ws: WsTasks,
 }
 
-/// The WebSocket connections' tasks and the token that closes them.
-#[derive(Debug, Clone, Default)]
+/// The WebSocket connections' tasks, their slots and the token that
+/// closes them.
+#[derive(Debug, Clone)]
 pub struct WsTasks {
     /// Tracks every connection task.
     pub tracker: TaskTracker,
     /// Cancelled when the server stops: connections send a close frame.
     pub cancel: CancellationToken,
+    /// Connection slots (authenticated, and waiting for `auth`).
+    pub slots: Arc<crate::live::session::Slots>,
 }
 
 /// The router: the route table (`routes.rs`: public probes, login and the

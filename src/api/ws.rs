@@ -58,6 +58,7 @@ pub(crate) async fn ws(
     let auth = state.auth.clone();
     let cancel = state.ws.cancel.clone();
     let tracker = state.ws.tracker.clone();
+    let slots = state.ws.slots.clone();
     upgrade
         .read_buffer_size(4096)
         .write_buffer_size(0)
@@ -65,6 +66,8 @@ pub(crate) async fn ws(
         .max_frame_size(max_in)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
-            tracker.track_future(conn::serve(socket, hub, auth, principal, token, cancel))
+            tracker.track_future(conn::serve(
+                socket, hub, auth, slots, principal, token, cancel,
+            ))
         })
 }

@@ -18,17 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use commune_ioc::config::{self, Config};
 
-/// Logs go to stderr; `RUST_LOG` overrides the default filter.
+/// Logs go to stderr; `RUST_LOG` overrides the default filter (never the
+/// rule that drops WebSocket frame dumps: `commune_ioc::logging`).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    commune_ioc::logging::init();
 }
 
 /// Load and validate a config file with its `IOC__*` overrides.

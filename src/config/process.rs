@@ -232,8 +232,13 @@ impl Default for Store {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Live {
-    /// Most WebSocket connections open at once.
+    /// Most authenticated WebSocket connections open at once.
     pub max_connections: usize,
+    /// Most connections waiting for their `auth` frame at once (a budget of
+    /// their own: they never take the slots of `max_connections`).
+    pub max_unauthenticated: usize,
+    /// Seconds a connection opened without a token has to authenticate.
+    pub auth_timeout_s: u64,
     /// Most subscriptions per connection.
     pub max_subscriptions: usize,
     /// Largest frame the server sends; snapshots and large updates are
@@ -243,6 +248,12 @@ pub struct Live {
     pub max_command_bytes: usize,
     /// Commands a client may send per second.
     pub commands_per_second: u32,
+    /// Snapshot bytes a connection may ask for per second (subscribe and
+    /// resume answers), on average.
+    pub snapshot_bytes_per_second: usize,
+    /// Snapshot bytes a connection may ask for at once (a fresh connection
+    /// starts with this much).
+    pub snapshot_burst_bytes: usize,
     /// Steps a connection may fall behind before it gets a resync.
     pub queue_batches: usize,
     /// Steps kept for resuming clients.
@@ -265,10 +276,14 @@ impl Default for Live {
     fn default() -> Self {
         Live {
             max_connections: 2000,
+            max_unauthenticated: 32,
+            auth_timeout_s: 5,
             max_subscriptions: 16,
             max_frame_bytes: 64 * 1024,
             max_command_bytes: 4096,
             commands_per_second: 20,
+            snapshot_bytes_per_second: 256 * 1024,
+            snapshot_burst_bytes: 4 * 1024 * 1024,
             queue_batches: 1024,
             history_batches: 4096,
             heartbeat_s: 15,

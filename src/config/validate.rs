@@ -103,6 +103,7 @@ impl Validator<'_> {
         let l = &c.live;
         for (key, value) in [
             ("live.max_connections", l.max_connections),
+            ("live.max_unauthenticated", l.max_unauthenticated),
             ("live.max_subscriptions", l.max_subscriptions),
             ("live.queue_batches", l.queue_batches),
             ("live.history_batches", l.history_batches),
@@ -122,6 +123,18 @@ impl Validator<'_> {
             self.issue("live.commands_per_second", "phải từ 1 trở lên");
         }
         for (key, value) in [
+            (
+                "live.snapshot_bytes_per_second",
+                l.snapshot_bytes_per_second,
+            ),
+            ("live.snapshot_burst_bytes", l.snapshot_burst_bytes),
+        ] {
+            if value < 1024 {
+                self.issue(key, "phải từ 1024 byte trở lên");
+            }
+        }
+        for (key, value) in [
+            ("live.auth_timeout_s", l.auth_timeout_s),
             ("live.heartbeat_s", l.heartbeat_s),
             ("live.send_timeout_s", l.send_timeout_s),
         ] {

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +59,20 @@ pub struct Step {
     pub frames: Mutex<Vec<(u64, Arc<[Utf8Bytes]>)>>,
 }
 
+impl Step {
+    /// A step of `items` at `seq`.
+    pub fn new(seq: u64, at: DateTime<Utc>, items: Vec<Item>) -> Step {
+        let bytes = items.iter().map(|i| i.json.len()).sum();
+        Step {
+            seq,
+            at,
+            items,
+            bytes,
+            frames: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 /// Most distinct subscription signatures whose frames a step keeps.
 pub const MAX_SHARED_FRAMES: usize = 8;
 
@@ -107,7 +120,6 @@ pub struct Hub {
     clock: Mutex<Clock>,
     state: Mutex<State>,
     tx: broadcast::Sender<Arc<Step>>,
-    connections: AtomicUsize,
 }
 
 /// What a step recomputes.
@@ -135,18 +147,6 @@ struct Clock {
     minute: i64,
     today_from: Option<DateTime<Utc>>,
     month_from: Option<DateTime<Utc>>,
-}
-
-/// Holds a connection slot; released on drop.
-#[derive(Debug)]
-pub struct Admission {
-    hub: Arc<Hub>,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.hub.connections.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Hub {
@@ -186,7 +186,6 @@ impl Hub {
                 dead: DeadSummary::default(),
             }),
             tx,
-            connections: AtomicUsize::new(0),
         });
         {
             let engine = hub.shared.engine.read();
@@ -225,35 +224,6 @@ impl Hub {
     /// The newest `seq`.
     pub fn seq(&self) -> u64 {
         self.state.lock().seq
-    }
-
-    /// Take a connection slot, unless `live.max_connections` are open.
-    pub fn admit(self: &Arc<Self>) -> Option<Admission> {
-        let max = self.limits().max_connections;
-        let mut n = self.connections.load(Ordering::Acquire);
-        loop {
-            if n >= max {
-                return None;
-            }
-            match self.connections.compare_exchange_weak(
-                n,
-                n + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    return Some(Admission {
-                        hub: Arc::clone(self),
-                    })
-                }
-                Err(now) => n = now,
-            }
-        }
-    }
-
-    /// Open connections.
-    pub fn connections(&self) -> usize {
-        self.connections.load(Ordering::Acquire)
     }
 
     /// The newest `seq` and a receiver of every later step.
@@ -432,20 +402,13 @@ impl Hub {
             return;
         }
         st.seq += 1;
-        let bytes = changed.iter().map(|i| i.json.len()).sum();
-        let step = Arc::new(Step {
-            seq: st.seq,
-            at: now,
-            items: changed,
-            bytes,
-            frames: Mutex::new(Vec::new()),
-        });
+        let step = Arc::new(Step::new(st.seq, now, changed));
         // Connections that keep up read a step right after it is published;
         // shared frames of older steps are not needed any more.
         if let Some(old) = st.history.iter().rev().nth(1) {
             old.frames.lock().clear();
         }
-        st.history_bytes += bytes;
+        st.history_bytes += step.bytes;
         st.history.push_back(Arc::clone(&step));
         while st.history.len() > live.history_batches || st.history_bytes > HISTORY_MAX_BYTES {
             match st.history.pop_front() {

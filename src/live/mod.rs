@@ -4,8 +4,10 @@
 //!
 //! - [`keys`]: key names and subscription patterns.
 //! - [`hub`]: current values, steps with `seq`, resume history.
-//! - [`conn`]: one connection's loop (commands, merging, heartbeats, close).
-//! - [`protocol`]: commands, error codes, paged frames.
+//! - [`session`]: one connection's state machine without I/O (auth,
+//!   slots, subscriptions, resume, rate limits, merging, heartbeats).
+//! - [`conn`]: the socket glue that runs a session.
+//! - [`protocol`]: commands, error codes and every frame the server sends.
 //!
 //! The contract is docs/PROTOCOL.md §7.
 
@@ -13,5 +15,6 @@ pub mod conn;
 pub mod hub;
 pub mod keys;
 pub mod protocol;
+pub mod session;
 
 pub use hub::{run, Hub};
