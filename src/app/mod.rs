@@ -103,3 +103,107 @@ pub(crate) fn audited<T, E>(
     accounts.audit(&actor.entry(action, Some(object), outcome));
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AuditQuery, Outcome};
+    use crate::journal::{AckOutcome, Store};
+
+    fn open() -> (tempfile::TempDir, Store, crate::auth::Accounts) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let store = Store::open(&path).unwrap();
+        let accounts = crate::auth::Accounts::open(&path, &crate::config::Auth::default()).unwrap();
+        (dir, store, accounts)
+    }
+
+    fn last(accounts: &crate::auth::Accounts) -> crate::auth::AuditEntry {
+        accounts
+            .audit_log(&AuditQuery::default())
+            .unwrap()
+            .into_iter()
+            .next()
+            .expect("an audit entry")
+    }
+
+    /// A change and its audit entry go together, success or failure, with
+    /// the actor as the caller gave it.
+    #[test]
+    fn changes_are_audited_with_their_outcome_and_actor() {
+        let (_dir, store, accounts) = open();
+        let cli = Actor::cli();
+        let name = users::add(
+            &accounts,
+            &cli,
+            " Truc.Ban ",
+            Role::Operator,
+            "mật khẩu dài đủ",
+        )
+        .unwrap();
+        assert_eq!(name, "truc.ban");
+        let e = last(&accounts);
+        assert_eq!(
+            (e.actor.as_str(), e.action.as_str(), e.object.as_deref()),
+            ("cli", "user_create", Some("truc.ban"))
+        );
+        assert_eq!(e.outcome, Outcome::Ok);
+        assert_eq!(e.detail.as_deref(), Some("commune-ioc user"));
+
+        let weak = users::set_password(&accounts, &cli, "truc.ban", "ngắn");
+        assert!(matches!(
+            weak,
+            Err(AppError::Accounts(AccountError::WeakPassword))
+        ));
+        let e = last(&accounts);
+        assert_eq!(
+            (e.action.as_str(), e.outcome),
+            ("user_password", Outcome::Failed)
+        );
+
+        let admin = Actor {
+            name: "admin".into(),
+            role: Some(Role::Admin),
+            addr: Some("127.0.0.1".into()),
+            detail: None,
+        };
+        assert_eq!(
+            dead_letters::ack(&store, &accounts, &admin, 42).unwrap(),
+            AckOutcome::NotFound
+        );
+        let e = last(&accounts);
+        assert_eq!(
+            (e.actor.as_str(), e.action.as_str(), e.outcome),
+            ("admin", "dead_letter_ack", Outcome::Failed)
+        );
+        assert_eq!(e.addr.as_deref(), Some("127.0.0.1"));
+    }
+
+    /// Kiosk labels are 1–100 characters (not bytes): 100 Vietnamese
+    /// letters (300 bytes) pass, 101 do not, nor a blank label.
+    #[test]
+    fn kiosk_labels_are_counted_in_characters() {
+        let (_dir, _store, accounts) = open();
+        let admin = Actor::cli();
+        let label = "ệ".repeat(kiosk::MAX_LABEL_CHARS);
+        let (k, token) = kiosk::create(&accounts, &admin, &label).unwrap();
+        assert_eq!(k.label, label);
+        assert!(!token.is_empty());
+        let long = "ệ".repeat(kiosk::MAX_LABEL_CHARS + 1);
+        assert!(matches!(
+            kiosk::create(&accounts, &admin, &long),
+            Err(AppError::InvalidLabel)
+        ));
+        assert!(matches!(
+            kiosk::create(&accounts, &admin, "   "),
+            Err(AppError::InvalidLabel)
+        ));
+        assert!(kiosk::revoke(&accounts, &admin, k.id).unwrap());
+        assert!(!kiosk::revoke(&accounts, &admin, k.id).unwrap());
+        let e = last(&accounts);
+        assert_eq!(
+            (e.action.as_str(), e.outcome),
+            ("kiosk_token_revoke", Outcome::Failed)
+        );
+    }
+}

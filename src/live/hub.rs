@@ -434,9 +434,9 @@ impl Hub {
         pass: Pass,
         now: DateTime<Utc>,
     ) -> Vec<Candidate> {
-        let engine = self.shared.engine.read();
-        let tracker = self.shared.devices.read();
-        let availability = |class, village: Option<&str>| tracker.availability(class, village, now);
+        let view = self.shared.view(now);
+        let (engine, tracker) = (view.engine(), view.devices());
+        let availability = |class, village: Option<&str>| view.availability(class, village);
         let views: Vec<DeviceView> = if pass == Pass::Commits {
             let mut touched: Vec<&(DeviceClass, String)> = devices.iter().collect();
             touched.sort();
