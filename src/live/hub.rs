@@ -322,16 +322,14 @@ impl Hub {
             let Book {
                 projections, out, ..
             } = &mut *book;
-            // Engine first, then devices: the journal writer's order.
-            let engine = self.shared.engine.read();
-            let devices = self.shared.devices.read();
+            // One read model for every projection of the step.
+            let view = self.shared.view(now);
             let cx = Context {
                 pass,
                 commits,
                 now,
                 shared: &self.shared,
-                engine: &engine,
-                devices: &devices,
+                view: &view,
             };
             for p in projections.iter_mut() {
                 p.project(&cx, out);

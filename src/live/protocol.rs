@@ -45,6 +45,19 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The command's `type`, for logs (never its fields: `auth` carries a
+    /// token).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Auth { .. } => "auth",
+            Command::Subscribe { .. } => "subscribe",
+            Command::Unsubscribe { .. } => "unsubscribe",
+            Command::Ping { .. } => "ping",
+        }
+    }
+}
+
 /// Where a resuming client left off.
 #[derive(Debug, Deserialize)]
 pub struct Resume {

@@ -602,7 +602,13 @@ impl<S: Source> Session<S> {
                 )
             }
         };
-        let token = match parse_command(text) {
+        let parsed = parse_command(text);
+        tracing::trace!(
+            command = parsed.as_ref().map_or("malformed", Command::name),
+            bytes = text.len(),
+            "websocket frame before auth"
+        );
+        let token = match parsed {
             Ok(Command::Auth { token }) => token,
             _ => {
                 return self.refuse_and_close(
@@ -645,6 +651,11 @@ impl<S: Source> Session<S> {
             Ok(c) => c,
             Err(reason) => return self.refuse(&Refusal::Malformed(reason), None),
         };
+        tracing::trace!(
+            command = cmd.name(),
+            bytes = text.len(),
+            "websocket command"
+        );
         match cmd {
             // Already authenticated: nothing to do.
             Command::Auth { .. } => {}

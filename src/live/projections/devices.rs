@@ -56,7 +56,6 @@ impl Projection for Devices {
     }
 
     fn project(&mut self, cx: &Context<'_>, out: &mut Out) {
-        let tracker = cx.devices;
         let views: Vec<DeviceView> = if cx.pass == Pass::Commits {
             let mut touched: HashSet<(DeviceClass, &str)> = HashSet::new();
             for c in cx.commits {
@@ -75,10 +74,10 @@ impl Projection for Devices {
             touched.sort();
             touched
                 .into_iter()
-                .map(|(class, id)| tracker.view(class, id, cx.now))
+                .map(|(class, id)| cx.view.device(class, id))
                 .collect()
         } else {
-            tracker.list(cx.now)
+            cx.view.device_list()
         };
         for d in views {
             let by_id = self.keys.entry(d.class).or_default();

@@ -69,7 +69,7 @@ impl Projection for Indicators {
     }
 
     fn project(&mut self, cx: &Context<'_>, out: &mut Out) {
-        let engine = cx.engine;
+        let engine = cx.view.engine();
         let now = cx.now;
         let nscopes = engine.scopes().len();
         if self.keys.is_empty() {
@@ -150,14 +150,12 @@ impl Projection for Indicators {
                 pairs
             }
         };
-        let tracker = cx.devices;
-        let availability = |class, village: Option<&str>| tracker.availability(class, village, now);
         for (wi, frame) in frames.iter().enumerate() {
             for &(si, scope) in &pairs[wi] {
                 let Some(key) = self.keys.get((si * nscopes + scope) * 3 + wi) else {
                     continue;
                 };
-                let v = engine.value_at(si, scope, frame, now, &availability);
+                let v = cx.view.indicator(si, scope, frame);
                 out.offer(key, print(&v), v);
             }
         }

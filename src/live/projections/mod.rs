@@ -22,9 +22,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::keys::{key_info, Family, KeyInfo};
-use crate::devices::DeviceTracker;
-use crate::indicators::Engine;
-use crate::state::{Committed, Shared};
+use crate::state::{Committed, Shared, View};
 
 /// Every projection of the live stream, in the order their keys are first
 /// interned (snapshots list keys in that order).
@@ -51,9 +49,9 @@ pub enum Pass {
     Tick,
 }
 
-/// What a projection sees in one step. The engine and device tracker are
-/// read-locked for the whole step (engine first), so every projection sees
-/// the same state.
+/// What a projection sees in one step: one read model ([`View`], the
+/// engine and device tracker read-locked for the whole step), so every
+/// projection sees the same state.
 pub struct Context<'a> {
     /// Why the step runs.
     pub pass: Pass,
@@ -63,10 +61,8 @@ pub struct Context<'a> {
     pub now: DateTime<Utc>,
     /// Config, registry, metrics.
     pub shared: &'a Shared,
-    /// Indicator state.
-    pub engine: &'a Engine,
-    /// Device health.
-    pub devices: &'a DeviceTracker,
+    /// The site's state at `now`.
+    pub view: &'a View<'a>,
 }
 
 /// One family of live values (see the module docs).

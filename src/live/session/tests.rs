@@ -284,7 +284,7 @@ fn a_token_in_the_handshake_attaches_then_says_hello() {
     assert_eq!(f[0]["epoch"], "e1");
     assert_eq!(f[0]["seq"], 10);
     assert_eq!(f[0]["limits"]["commands_per_second"], 20);
-    assert_eq!(f[0]["limits"]["snapshot_bytes_per_second"], 256 * 1024);
+    assert_eq!(f[0]["limits"]["snapshot_bytes_per_second"], 128 * 1024);
 }
 
 #[test]
