@@ -25,6 +25,11 @@ use super::protocol::{change_item, whole_item};
 use crate::config::Live;
 use crate::state::{Committed, Shared};
 
+/// How long the hub gathers commits into one step while no connection is
+/// attached (a connection that attaches meanwhile waits at most this long
+/// for its first update).
+pub const IDLE_STEP: Duration = Duration::from_millis(100);
+
 /// Most bytes of items kept in the resume history, whatever
 /// `live.history_batches` says.
 pub const HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
@@ -400,11 +405,18 @@ pub async fn run(
         }
         // Optionally let commits gather into fewer, larger steps: fewer
         // wake-ups and frames per client, at the cost of latency.
+        // With no connection attached, no one waits for a step: gather
+        // commits for longer (the ingest path pays less for the hub).
+        let gather = if hub.tx.receiver_count() == 0 {
+            min_step.max(IDLE_STEP)
+        } else {
+            min_step
+        };
         let since = last_step.elapsed();
-        if !pending.is_empty() && since < min_step {
+        if !pending.is_empty() && since < gather {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(min_step - since) => {}
+                _ = tokio::time::sleep(gather - since) => {}
             }
         }
         last_step = std::time::Instant::now();

@@ -127,7 +127,17 @@ impl Projection for Indicators {
                     .collect();
                 classes.sort();
                 classes.dedup();
-                let affected = engine.affected(&touched, &classes);
+                // Several batches touch the same counters: compute each
+                // value once.
+                touched.counters.sort_unstable();
+                touched.counters.dedup();
+                touched.latest.sort_unstable();
+                touched.latest.dedup();
+                touched.fresh.sort_unstable();
+                touched.fresh.dedup();
+                let mut affected = engine.affected(&touched, &classes);
+                affected.sort_unstable();
+                affected.dedup();
                 [affected.clone(), affected.clone(), affected]
             }
             Pass::Tick => {
