@@ -216,7 +216,25 @@ fn mosquitto_requires_passwords_persists_and_queues_enough() {
         assert!(get("password_file ").starts_with('/'), "{file}");
         let queued: u64 = get("max_queued_messages ").parse().expect("a number");
         assert!(queued >= 100_000, "{file}: max_queued_messages {queued}");
+        // What the broker acknowledged survives kill -9 (tests/hostile_mqtt.rs
+        // runs the real broker on this file).
+        assert_eq!(get("autosave_on_changes "), "true", "{file}");
+        assert_eq!(get("autosave_interval "), "1", "{file}");
+        assert!(get("acl_file ").starts_with('/'), "{file}");
+        // A listener setting: Mosquitto 2.0 ignores it before `listener`.
+        let lines: Vec<&str> = conf.lines().map(str::trim).collect();
+        let listener = lines.iter().position(|l| l.starts_with("listener "));
+        let by_user = lines
+            .iter()
+            .position(|l| *l == "use_username_as_clientid true");
+        assert!(
+            matches!((listener, by_user), (Some(l), Some(u)) if u > l),
+            "{file}: use_username_as_clientid true after the listener line"
+        );
     }
+    let compose = read("docker-compose.yml");
+    assert!(compose.contains("./deploy/mosquitto/acl:/mosquitto/config/acl:ro"));
+    assert!(read("deploy/mosquitto/acl").contains("pattern write ioc/+/+/%u/+"));
     assert_eq!(
         read("deploy/mosquitto/mosquitto.conf")
             .lines()

@@ -165,3 +165,316 @@ async fn a_flood_of_1_mib_payloads_stays_bounded_in_memory_and_nothing_is_lost()
         "peak RSS {peak_mib} MiB, bound {BOUND_MIB} MiB"
     );
 }
+
+/// Mosquitto started with the shipped `deploy/mosquitto/mosquitto.conf` and
+/// `deploy/mosquitto/acl` as they are, but for the paths (moved from
+/// `/mosquitto/data/` to a temp dir), the listener (a free loopback port) and
+/// the log (to a file): persistence, autosave, ACL and client-id rules are
+/// the shipped ones.
+struct Shipped {
+    proc: Option<kit::proc::Proc>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Shipped {
+    /// Start with these accounts (user, password) in the password file.
+    fn start(accounts: &[(&str, &str)]) -> Shipped {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Mosquitto started as root drops to the `mosquitto` user.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let port = kit::free_port();
+        let data = format!("{}/", dir.path().display());
+        let conf = std::fs::read_to_string(root.join("deploy/mosquitto/mosquitto.conf"))
+            .expect("read the shipped mosquitto.conf");
+        let mut out = String::new();
+        for line in conf.lines() {
+            let line = line.replace("/mosquitto/data/", &data);
+            if line.starts_with("listener ") {
+                out += &format!("listener {port} 127.0.0.1\n");
+            } else if line.starts_with("log_dest ") {
+                out += &format!("log_dest file {data}mosquitto.log\n");
+            } else {
+                out += &line;
+                out.push('\n');
+            }
+        }
+        std::fs::write(dir.path().join("mosquitto.conf"), out).unwrap();
+        std::fs::copy(root.join("deploy/mosquitto/acl"), dir.path().join("acl")).unwrap();
+        let passwd = dir.path().join("passwd");
+        std::fs::write(&passwd, "").unwrap();
+        for (user, pass) in accounts {
+            let ok = std::process::Command::new("mosquitto_passwd")
+                .arg("-b")
+                .arg(&passwd)
+                .arg(user)
+                .arg(pass)
+                .status()
+                .expect("run mosquitto_passwd (package mosquitto)");
+            assert!(ok.success(), "mosquitto_passwd {user}");
+        }
+        for f in ["passwd", "acl", "mosquitto.conf"] {
+            std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+        }
+        let mut m = Shipped {
+            proc: None,
+            port,
+            dir,
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = std::process::Command::new(kit::mosquitto::mosquitto_bin());
+        cmd.arg("-c").arg(self.dir.path().join("mosquitto.conf"));
+        let proc = kit::proc::Proc::spawn("mosquitto", cmd, self.dir.path().join("stderr.log"))
+            .expect("start mosquitto");
+        assert!(
+            kit::proc::wait_port(self.port, Duration::from_secs(10)),
+            "mosquitto did not listen; {}",
+            self.log()
+        );
+        self.proc = Some(proc);
+    }
+
+    /// SIGKILL by its own PID (a power cut, for the broker), then start again
+    /// on the same files.
+    fn kill_and_restart(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+        // The port can be briefly taken by a client socket of a parallel
+        // test (ephemeral ports): try the bind again, a bounded number of
+        // times.
+        for _ in 0..50 {
+            let free = std::net::TcpListener::bind(("127.0.0.1", self.port)).is_ok();
+            if free {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.spawn();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+/// The backend's config for a broker that wants its login.
+fn with_login(port: u16, dir: &std::path::Path, user: &str, pass: &str) -> String {
+    kit::test_config(port, &dir.join("store")).replacen(
+        "[mqtt]\n",
+        &format!("[mqtt]\nusername = \"{user}\"\npassword = \"{pass}\"\n"),
+        1,
+    )
+}
+
+/// Issue 11 #9: with the shipped Mosquitto config, what the broker
+/// acknowledged survives `kill -9` of the broker (a power cut): the backend's
+/// persistent session is offline, N QoS 1 messages are acknowledged by the
+/// broker, the broker is killed by its PID and restarted, and all N arrive.
+/// (With the former `autosave_interval 60`: 0 of N.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_mosquitto_keeps_acknowledged_messages_across_kill_9() {
+    const N: usize = 200;
+    let mut m = Shipped::start(&[("ioc", "mk-ioc-1"), ("dossier", "mk-dossier-1")]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut b = kit::Backend::start(
+        dir.path(),
+        &with_login(m.port, dir.path(), "ioc", "mk-ioc-1"),
+    );
+    b.wait_ready().await;
+    let mut p = Publisher::with_credentials(m.port, "dossier", "mk-dossier-1");
+    // One message through proves the session and its subscription exist.
+    p.send(DOSSIER, &dossier_received("before", "online", None))
+        .await;
+    b.wait_value("dossiers_received", "month", "commune", 1.0)
+        .await;
+    b.stop();
+    for i in 0..N {
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("k9-{i}"), "online", None),
+        )
+        .await;
+    }
+    drop(p);
+    // Mosquitto sends the PubAck before it saves (its next loop turn), so
+    // wait until the file holds the last message: the window between the
+    // two is the residual loss on a power cut (docs/DEPLOY.md §6.3).
+    let last = format!("k9-{}", N - 1);
+    kit::wait_until(
+        "the broker saved the last message",
+        Duration::from_secs(20),
+        || async {
+            let db = std::fs::read(m.dir.path().join("mosquitto.db")).unwrap_or_default();
+            db.windows(last.len())
+                .any(|w| w == last.as_bytes())
+                .then_some(())
+        },
+    )
+    .await;
+    m.kill_and_restart();
+    b.restart();
+    b.wait_ready().await;
+    let got = b
+        .wait_value("dossiers_received", "month", "commune", (N + 1) as f64)
+        .await;
+    assert_eq!(got["value"].as_f64(), Some((N + 1) as f64));
+}
+
+/// Issue 11 #6, Mosquitto: a client with a valid device login loops
+/// connecting as the backend's client id (`commune-ioc-binh-lu`) with a
+/// persistent session, subscribing to `ioc/#` and a shared subscription,
+/// while 200 dossiers are published. With the shipped ACL and
+/// `use_username_as_clientid`, the thief gets its own session and reads
+/// nothing, and the backend loses nothing and is never kicked off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thief_with_the_backends_client_id_gets_nothing_from_the_shipped_mosquitto() {
+    const N: usize = 200;
+    let m = Shipped::start(&[
+        ("ioc", "mk-ioc-2"),
+        ("dossier", "mk-dossier-2"),
+        ("cam-01", "mk-cam-2"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let b = kit::Backend::start(
+        dir.path(),
+        &with_login(m.port, dir.path(), "ioc", "mk-ioc-2"),
+    );
+    b.wait_ready().await;
+    let mut p = Publisher::with_credentials(m.port, "dossier", "mk-dossier-2");
+    p.send(DOSSIER, &dossier_received("before", "online", None))
+        .await;
+    b.wait_value("dossiers_received", "month", "commune", 1.0)
+        .await;
+    let thief = Thief::start(m.port, Some(("cam-01", "mk-cam-2")));
+    // Publish in 5 rounds, each after one more connection of the thief.
+    for round in 0..5u64 {
+        thief.wait_connects(round + 1).await;
+        for i in 0..N / 5 {
+            let id = format!("th-{round}-{i}");
+            p.send(DOSSIER, &dossier_received(&id, "online", None))
+                .await;
+        }
+    }
+    let (connects, stolen) = thief.stop().await;
+    assert!(connects >= 5, "the thief connected {connects} times");
+    assert_eq!(stolen, 0, "the thief read IOC messages");
+    b.wait_value("dossiers_received", "month", "commune", (N + 1) as f64)
+        .await;
+    assert_eq!(b.metric("ioc_mqtt_session_takeovers_total").await, 0.0);
+    assert_eq!(b.metric("ioc_mqtt_connects_total").await, 1.0);
+    assert!(m.log().contains("cam-01"), "{}", m.log());
+}
+
+/// A client that keeps connecting with the backend's client id and a
+/// persistent session, subscribing to everything it can, counting what it
+/// receives.
+struct Thief {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connects: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<(u64, u64)>,
+}
+
+impl Thief {
+    fn start(port: u16, login: Option<(&str, &str)>) -> Thief {
+        use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let connects = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = std::sync::Arc::clone(&connects);
+        let login = login.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        let task = tokio::spawn(async move {
+            let mut stolen = 0u64;
+            // Bounded: at most 400 rounds of at most ~200 ms.
+            for _ in 0..400 {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let mut opts = MqttOptions::new("commune-ioc-binh-lu", "127.0.0.1", port);
+                opts.set_clean_session(false);
+                if let Some((u, p)) = &login {
+                    opts.set_credentials(u.clone(), p.clone());
+                }
+                let (client, mut el) = AsyncClient::new(opts, 16);
+                let _ = tokio::time::timeout(Duration::from_millis(150), async {
+                    loop {
+                        match el.poll().await {
+                            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                                for f in ["ioc/#", "$share/thieves/ioc/#", "#"] {
+                                    let _ = client.try_subscribe(f, QoS::AtLeastOnce);
+                                }
+                            }
+                            Ok(Event::Incoming(Packet::Publish(p)))
+                                if p.topic.starts_with("ioc/") =>
+                            {
+                                stolen += 1;
+                            }
+                            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                                // Stay a moment to catch deliveries.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .await;
+                let _ = client.try_disconnect();
+                let _ = tokio::time::timeout(Duration::from_millis(50), el.poll()).await;
+            }
+            (counter.load(Ordering::SeqCst), stolen)
+        });
+        Thief {
+            stop,
+            connects,
+            task,
+        }
+    }
+
+    /// Wait (up to 20 s) until the broker accepted the thief `n` times.
+    async fn wait_connects(&self, n: u64) {
+        kit::wait_until(
+            "the thief's connections",
+            Duration::from_secs(20),
+            || async {
+                (self.connects.load(std::sync::atomic::Ordering::SeqCst) >= n).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Stop; returns (connections accepted, IOC messages received).
+    async fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.task.await.expect("thief task")
+    }
+}
+
+/// Issue 11 #6, the backend's side: on a broker that lets anyone use any
+/// client id, a thief taking the backend's session again and again is
+/// counted (`ioc_mqtt_session_takeovers_total`) and logged as an error that
+/// says what is going on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_taken_over_again_and_again_is_logged_and_counted() {
+    let (broker, _dir, b) = stack().await;
+    let thief = Thief::start(broker.port, None);
+    b.wait_for("3 takeovers counted", Duration::from_secs(30), || async {
+        b.metric("ioc_mqtt_session_takeovers_total").await >= 3.0
+    })
+    .await;
+    thief.stop().await;
+    assert!(
+        b.log_text().contains("session takeover"),
+        "{}",
+        b.log_text()
+    );
+}

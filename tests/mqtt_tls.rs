@@ -100,7 +100,16 @@ async fn wrong_password_is_not_ready_and_not_logged() {
     let (broker, dir, config) = tls_broker();
     let wrong = "sai-mat-khau-9876";
     let b = Backend::start_with_env(dir.path(), &config, &[("IOC__MQTT__PASSWORD", wrong)]);
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // A refused connection, counted and logged with its reason.
+    b.wait_for(
+        "a refused connection",
+        std::time::Duration::from_secs(20),
+        || async {
+            b.metric("ioc_mqtt_connection_errors_total").await >= 1.0
+                && b.log_text().contains("NotAuthorized")
+        },
+    )
+    .await;
     let (status, body) = b.get_status("/readyz").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["mqtt_connected"], false);

@@ -10,6 +10,23 @@ use std::time::{Duration, Instant};
 use kit::{dossier_received, test_config, Backend, Mosquitto, Pipelined, Publisher, DOSSIER};
 use serde_json::json;
 
+/// Wait until every message the backend received has been committed as an
+/// event, a dead letter or a recognised duplicate.
+async fn settled(b: &Backend) {
+    b.wait_for(
+        "the pipeline to settle",
+        Duration::from_secs(60),
+        || async {
+            let m = b.scrape().await;
+            m.sum("ioc_messages_received_total")
+                == m.sum("ioc_events_committed_total")
+                    + m.sum("ioc_dead_letters_total")
+                    + m.sum("ioc_duplicates_total")
+        },
+    )
+    .await;
+}
+
 async fn wait_count(b: &Backend, want: f64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
@@ -78,8 +95,10 @@ async fn broker_restart_mid_stream_counts_every_event_once() {
         .await;
     }
     wait_count(&b, N as f64, Duration::from_secs(60)).await;
-    // Settle, then check nothing more arrives (no late duplicates).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Everything the backend received is accounted for (no message still
+    // in the pipeline that could count late); a late redelivery would be a
+    // duplicate, which the assertion below would catch as a count over N.
+    settled(&b).await;
     assert_eq!(
         b.indicator("dossiers_received", "month", "commune").await["value"],
         json!(N as f64)
@@ -131,7 +150,7 @@ async fn backend_killed_mid_stream_counts_every_event_once() {
     }
     b.wait_ready().await;
     wait_count(&b, N as f64, Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settled(&b).await;
     let r = b
         .indicator("dossier_online_ratio", "month", "commune")
         .await;
@@ -185,7 +204,7 @@ async fn full_store_pauses_ingest_and_loses_nothing() {
     let mut b = Backend::start_with_env(dir.path(), &config, &[("IOC__STORE__MAX_SIZE_MB", "0")]);
     b.wait_ready().await;
     wait_count(&b, N as f64, Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    settled(&b).await;
     assert_eq!(
         b.indicator("dossiers_received", "month", "commune").await["value"],
         json!(N as f64)
