@@ -641,6 +641,19 @@ async fn public_read_opens_reads_but_not_actions() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _, _) = call(&b, Method::GET, "/api/audit", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // HEAD is a GET without the body: open too, and only on read routes.
+    let head = reqwest::Client::new()
+        .head(format!("{}/api/indicators", b.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    let head = reqwest::Client::new()
+        .head(format!("{}/api/auth/kiosk-tokens", b.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::UNAUTHORIZED);
     // Exactly the operations the document marks `x-public-read` open up.
     for r in routes(&b)
         .await

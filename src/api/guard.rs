@@ -87,7 +87,7 @@ pub(crate) async fn guard(
     let principal = match bearer(req.headers()) {
         None if need.public_read
             && state.shared.config.auth.public_read
-            && req.method() == Method::GET =>
+            && (req.method() == Method::GET || req.method() == Method::HEAD) =>
         {
             Principal::anonymous()
         }
