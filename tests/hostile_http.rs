@@ -501,6 +501,28 @@ async fn refused_logins_against_a_locked_name_are_aggregated_in_the_audit_log() 
         .filter(|r| r["detail"] == "locked out")
         .count() as u64;
     assert_eq!(counted + first, refused, "{audit}");
+
+    // A spray of new names from a locked address adds no row per name.
+    let sprayer = client_from("127.0.0.8");
+    for i in 0..20 {
+        let (s, _) = login(&sprayer, &b, &format!("n{i}"), "wrong password!").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    for i in 20..320 {
+        let (s, v) = login(&sprayer, &b, &format!("n{i}"), "wrong password!").await;
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    }
+    let audit = b.get("/api/audit?action=login&limit=1000").await;
+    let from_sprayer = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["addr"] == "127.0.0.8")
+        .count();
+    assert!(
+        from_sprayer <= 20 + 1,
+        "{from_sprayer} audit rows for 320 attempts"
+    );
 }
 
 /// With a 1 MiB store cap, an admin creating kiosk tokens until the store

@@ -65,10 +65,18 @@ pub(crate) async fn login(
     let attempt = match s.limiter.begin(attempted(&name), addr) {
         Ok(a) => a,
         Err(locked) => {
-            // One audit row per name, address and window: the first at
-            // once, the rest as one count (server::audit_refusals).
-            if s.limiter.refused(attempted(&name), addr) {
-                audit(Outcome::Denied, "locked out");
+            // One audit row per name and address (or per address, when it
+            // is the address that is locked) and window: the first at once,
+            // the rest as one count (server::audit_refusals).
+            if s.limiter.refused(attempted(&name), addr, &locked) {
+                audit(
+                    Outcome::Denied,
+                    if locked.address {
+                        "locked out (address)"
+                    } else {
+                        "locked out"
+                    },
+                );
             }
             return Err(ApiError::LockedOut(locked.retry_after.as_secs().max(1)));
         }

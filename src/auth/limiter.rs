@@ -149,6 +149,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
 pub struct Locked {
     /// Time until the lockout ends.
     pub retry_after: Duration,
+    /// The address is locked (for every name), not only this name from it.
+    pub address: bool,
 }
 
 /// Too many logins are being checked at once.
@@ -247,13 +249,13 @@ impl LoginLimiter {
         // Lock order: pairs, then addrs (everywhere).
         let mut pairs = self.pairs.lock();
         let mut addrs = self.addrs.lock();
-        let locked = pairs
-            .locked(&key, now)
-            .into_iter()
-            .chain(addrs.locked(&addr, now))
-            .max();
-        if let Some(retry_after) = locked {
-            return Err(Locked { retry_after });
+        let pair = pairs.locked(&key, now);
+        let address = addrs.locked(&addr, now);
+        if let Some(retry_after) = pair.into_iter().chain(address).max() {
+            return Err(Locked {
+                retry_after,
+                address: address.is_some(),
+            });
         }
         let p = pairs.count(&key, now, self.pair);
         let a = addrs.count(&addr, now, self.addr);
@@ -272,10 +274,14 @@ impl LoginLimiter {
         self.addrs.lock().uncount(&attempt.addr);
     }
 
-    /// Count a refused attempt against a locked pair (for the audit log);
-    /// true for the first one of the pair in the current window.
-    pub fn refused(&self, name: &str, addr: IpAddr) -> bool {
+    /// Count a refused attempt (for the audit log): per name and address
+    /// when the pair is locked, per address alone (any name) when the
+    /// address is, so a spray of new names from a locked address adds no
+    /// entry per name. True for the first one of its key in the current
+    /// window.
+    pub fn refused(&self, name: &str, addr: IpAddr, locked: &Locked) -> bool {
         let mut r = self.refusals.lock();
+        let name = if locked.address { "" } else { name };
         let key = (name.to_owned(), addr);
         if let Some(n) = r.get_mut(&key) {
             *n = n.saturating_add(1);
@@ -283,7 +289,8 @@ impl LoginLimiter {
         }
         if r.len() >= MAX_REFUSALS {
             // Counted under one catch-all entry rather than dropped.
-            let n = r.entry((String::new(), addr)).or_insert(0);
+            let any = (String::new(), IpAddr::from([0, 0, 0, 0]));
+            let n = r.entry(any).or_insert(0);
             *n = n.saturating_add(1);
             return false;
         }
@@ -446,15 +453,20 @@ mod tests {
         assert!(l.begin("other", a).is_err(), "other names stay locked");
     }
 
+    const PAIR: Locked = Locked {
+        retry_after: Duration::from_secs(1),
+        address: false,
+    };
+
     #[test]
     fn refusals_are_counted_per_pair_and_window() {
         let l = limiter(1, 100, 900);
         let a = ip("10.0.0.12");
-        assert!(l.refused("admin", a), "the first is written at once");
+        assert!(l.refused("admin", a, &PAIR), "the first is written at once");
         for _ in 0..99 {
-            assert!(!l.refused("admin", a));
+            assert!(!l.refused("admin", a, &PAIR));
         }
-        assert!(l.refused("admin", ip("10.0.0.13")));
+        assert!(l.refused("admin", ip("10.0.0.13"), &PAIR));
         let r = l.take_refusals();
         assert_eq!(
             r,
@@ -465,7 +477,23 @@ mod tests {
             }]
         );
         assert!(l.take_refusals().is_empty());
-        assert!(l.refused("admin", a), "a new window");
+        assert!(l.refused("admin", a, &PAIR), "a new window");
+    }
+
+    #[test]
+    fn a_spray_from_a_locked_address_is_counted_per_address() {
+        let l = limiter(100, 1, 900);
+        let a = ip("10.0.0.14");
+        let _ = fail(&l, "x", a);
+        let locked = l.begin("y", a).unwrap_err();
+        assert!(locked.address);
+        assert!(l.refused("n0", a, &locked));
+        for i in 1..500 {
+            assert!(!l.refused(&format!("n{i}"), a, &locked), "n{i}");
+        }
+        let r = l.take_refusals();
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].name.as_str(), r[0].count), ("", 499));
     }
 
     #[test]
@@ -477,7 +505,7 @@ mod tests {
         }
         assert!(l.pairs.lock().map.len() <= MAX_TRACKED);
         for i in 0..(MAX_REFUSALS + 500) {
-            l.refused(&format!("n{i}"), a);
+            l.refused(&format!("n{i}"), a, &PAIR);
         }
         assert!(l.refusals.lock().len() <= MAX_REFUSALS + 1);
     }

@@ -282,7 +282,7 @@ impl Default for Live {
             max_frame_bytes: 64 * 1024,
             max_command_bytes: 4096,
             commands_per_second: 20,
-            snapshot_bytes_per_second: 256 * 1024,
+            snapshot_bytes_per_second: 128 * 1024,
             snapshot_burst_bytes: 4 * 1024 * 1024,
             queue_batches: 1024,
             history_batches: 4096,
