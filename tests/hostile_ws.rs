@@ -327,6 +327,50 @@ async fn tokens_are_never_logged_even_at_trace() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_without_a_close_frame() {
+    let (_broker, _dir, b) = stack_with(&[
+        ("IOC__LIVE__SEND_TIMEOUT_S", "1"),
+        ("IOC__LIVE__COMMANDS_PER_SECOND", "1000"),
+        ("IOC__LIVE__SNAPSHOT_BURST_BYTES", "268435456"),
+    ])
+    .await;
+    // A tiny receive buffer, and a client that asks for far more than
+    // the socket buffers hold, then reads nothing.
+    let addr: std::net::SocketAddr = b.url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let url = format!("{}?token={}", ws_base(&b), b.token().await);
+    let (mut ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        .await
+        .expect("websocket handshake");
+    let everything = json!({"type": "subscribe", "id": "all",
+        "keys": ["indicator", "device", "feed", "dead_letters"]});
+    for _ in 0..300 {
+        send(&mut ws, everything.clone()).await;
+    }
+    b.wait_for("the server to drop the stalled client", WAIT, || async {
+        b.metric("ioc_live_connections").await == 0.0
+    })
+    .await;
+    // What was written before the drop arrives; then the stream ends with
+    // no close frame (PROTOCOL.md §7.5).
+    let end = tokio::time::timeout(WAIT * 3, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(f))) => return Some(f),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the stream ended");
+    assert_eq!(end, None, "no close frame after a send timeout");
+    assert!(b.log_text().contains("too slow to take a frame"));
+}
+
 // --- frames written byte by byte ---
 
 /// A raw WebSocket client over TCP, past the handshake and the hello.

@@ -293,30 +293,51 @@ async fn a_stalled_client_does_not_delay_others_and_gets_a_resync() {
     let (broker, _dir, b) = stack_with(&[
         ("IOC__LIVE__QUEUE_BATCHES", "4"),
         ("IOC__LIVE__SEND_TIMEOUT_S", "120"),
+        // Long feeds (republished whole, with every event, every 200 ms)
+        // make volume quickly: update items carry only what changed.
+        ("IOC__LIVE__FEED_LEN", "1000"),
     ])
     .await;
+    let everything =
+        json!({"type": "subscribe", "id": "all", "keys": ["indicator", "feed", "device"]});
     let mut stalled = Client::connect_small_buffer(&b).await;
-    stalled
-        .subscribe(
-            json!({"type": "subscribe", "id": "all", "keys": ["indicator", "feed", "device"]}),
-        )
-        .await;
+    stalled.subscribe(everything.clone()).await;
+    // A twin that reads what the stalled client would: publishing goes on
+    // until that is more than the kernel can buffer for the stalled one
+    // (twice the largest TCP send buffer, plus a margin).
+    let mut twin = Client::connect(&b).await;
+    twin.subscribe(everything).await;
     let mut healthy = Client::connect(&b).await;
     healthy
         .subscribe(json!({"type": "subscribe", "id": "h", "keys": [RECEIVED_TODAY]}))
         .await;
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2).and_then(|n| n.parse().ok()))
+        .unwrap_or(4 << 20);
+    let enough = 2 * wmem_max + (1 << 20);
 
     // The stalled client reads nothing from here on. Spaced publishing
-    // makes many small steps, each a large frame for the stalled client.
+    // makes many small steps, and a large feed frame every 200 ms.
     let mut p = Publisher::new(broker.port);
-    let total = 300;
-    for i in 0..total {
-        p.send(
-            DOSSIER,
-            &dossier_received(&format!("s-{i}"), "online", Some("tan-binh")),
-        )
-        .await;
+    let mut total = 0u32;
+    let mut twin_bytes = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while twin_bytes < enough {
+        assert!(
+            Instant::now() < deadline,
+            "{total} events published, the twin read only {twin_bytes} bytes"
+        );
+        let id = format!("s-{total:0>124}");
+        p.send(DOSSIER, &dossier_received(&id, "online", Some("tan-binh")))
+            .await;
+        total += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
+        while let Ok(Some(Ok(m))) =
+            tokio::time::timeout(Duration::from_millis(1), twin.ws.next()).await
+        {
+            twin_bytes += m.len();
+        }
     }
     healthy
         .updates_until(|i| item_is(i, RECEIVED_TODAY, f64::from(total)))
@@ -330,7 +351,11 @@ async fn a_stalled_client_does_not_delay_others_and_gets_a_resync() {
             Instant::now() < deadline,
             "no resync for the stalled client after {frames} frames, {bytes} bytes"
         );
-        let f = stalled.frame().await;
+        // Heartbeats count against the deadline too (frame() skips them).
+        let f = match stalled.read(WAIT).await {
+            Got::Frame(f) => f,
+            Got::Closed(code) => panic!("stalled client closed ({code:?})"),
+        };
         frames += 1;
         bytes += f.to_string().len();
         if f["type"] == "snapshot" && f["resync"] == true {
@@ -701,4 +726,79 @@ async fn min_step_gathers_commits_into_fewer_steps() {
         "{} update frames for 5 commits 30 ms apart: {frames:?}",
         frames.len()
     );
+}
+
+/// PROTOCOL §7.3: a snapshot item is whole; an update item of a value whose
+/// static part did not change carries only what changes (no scope, name,
+/// unit, target or window bounds), with `updated_at` in milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_carry_only_what_changes() {
+    let (broker, _dir, b) = kit::stack().await;
+    let mut c = Client::connect(&b).await;
+    let (_, _, items) = c
+        .subscribe(json!({"type": "subscribe", "id": "s", "keys": [RECEIVED_TODAY, ONLINE_TODAY, "device:camera:cam-01"]}))
+        .await;
+    let ratio = items.iter().find(|i| i["key"] == ONLINE_TODAY).unwrap();
+    assert_eq!(ratio["scope"], "commune", "{ratio}");
+    for field in ["id", "name", "unit", "window", "from", "to", "status"] {
+        assert!(
+            !ratio["value"][field].is_null(),
+            "whole: {field} in {ratio}"
+        );
+    }
+
+    let mut p = Publisher::new(broker.port);
+    p.send(
+        DOSSIER,
+        &dossier_received("c-1", "online", Some("tan-binh")),
+    )
+    .await;
+    p.send("ioc/binh-lu/camera/cam-01/status", b"offline").await;
+    let fields = |i: &Value| -> BTreeSet<String> {
+        i["value"].as_object().unwrap().keys().cloned().collect()
+    };
+    let set =
+        |names: &[&str]| -> BTreeSet<String> { names.iter().map(|s| s.to_string()).collect() };
+    let (mut count, mut online, mut camera) = (false, false, false);
+    let deadline = Instant::now() + WAIT;
+    while !(count && online && camera) {
+        assert!(
+            Instant::now() < deadline,
+            "count={count} online={online} camera={camera}"
+        );
+        let f = c.frame().await;
+        assert_eq!(f["type"], "update", "{f}");
+        for i in f["items"].as_array().unwrap() {
+            assert!(i.get("scope").is_none(), "a change has no scope: {i}");
+            if i["updated_at"].is_string() {
+                let t = i["updated_at"].as_str().unwrap();
+                assert_eq!(
+                    t.len(),
+                    "2026-11-23T10:00:00.402Z".len(),
+                    "ms precision: {t}"
+                );
+            }
+            if item_is(i, RECEIVED_TODAY, 1.0) {
+                assert_eq!(fields(i), set(&["value", "status"]), "{i}");
+                count = true;
+            }
+            if item_is(i, ONLINE_TODAY, 100.0) {
+                assert_eq!(
+                    fields(i),
+                    set(&["value", "status", "numerator", "denominator"]),
+                    "{i}"
+                );
+                assert_eq!(i["value"]["numerator"], json!(1.0));
+                online = true;
+            }
+            if i["key"] == "device:camera:cam-01" && i["value"]["state"] == "offline" {
+                assert_eq!(
+                    fields(i),
+                    set(&["state", "reported_state", "stale", "last_seen", "detail"]),
+                    "{i}"
+                );
+                camera = true;
+            }
+        }
+    }
 }

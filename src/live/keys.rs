@@ -1,56 +1,28 @@
 //! Keys of the live stream and the patterns clients subscribe with.
 //!
-//! A key names one value: `indicator:{id}:{window}:{scope}`,
-//! `device:{class}:{id}`, `feed:{scope}` or `dead_letters`. A pattern is a
-//! key with `*` segments, possibly cut short (a prefix matches every key
-//! that starts with it). See docs/PROTOCOL.md §7.2–7.3.
+//! A key names one value: `{family}:{segment}:…`, e.g.
+//! `indicator:{id}:{window}:{scope}`, `device:{class}:{id}`, `feed:{scope}`
+//! or `dead_letters`. Families are declared by the projections that produce
+//! them (`live::projections`), so checking a pattern needs no central list.
+//! A pattern is a key with `*` segments, possibly cut short (a prefix
+//! matches every key that starts with it). See docs/PROTOCOL.md §7.2–7.3.
 
 use std::collections::HashSet;
 
-use crate::indicators::Window;
-use crate::model::DeviceClass;
-
-/// The family of a key (its first segment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// `indicator:{id}:{window}:{scope}`.
-    Indicator,
-    /// `device:{class}:{id}`.
-    Device,
-    /// `feed:{scope}`.
-    Feed,
-    /// `dead_letters`.
-    DeadLetters,
+/// A family of keys, declared by its projection.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Family {
+    /// The first segment of its keys, e.g. `indicator`.
+    pub name: &'static str,
+    /// Other names accepted in patterns, e.g. `indicators`.
+    pub aliases: &'static [&'static str],
+    /// Segments after the family name.
+    pub arity: usize,
 }
 
 impl Family {
-    fn parse(s: &str) -> Option<Family> {
-        match s {
-            "indicator" | "indicators" => Some(Family::Indicator),
-            "device" | "devices" => Some(Family::Device),
-            "feed" => Some(Family::Feed),
-            "dead_letters" => Some(Family::DeadLetters),
-            _ => None,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Family::Indicator => "indicator",
-            Family::Device => "device",
-            Family::Feed => "feed",
-            Family::DeadLetters => "dead_letters",
-        }
-    }
-
-    /// Segments after the family.
-    fn arity(self) -> usize {
-        match self {
-            Family::Indicator => 3,
-            Family::Device => 2,
-            Family::Feed => 1,
-            Family::DeadLetters => 0,
-        }
+    fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.aliases.contains(&name)
     }
 }
 
@@ -63,11 +35,23 @@ pub struct KeyInfo {
     /// The full key, e.g. `indicator:dossier_online_ratio:month:commune`.
     pub name: String,
     /// Family.
-    pub family: Family,
+    pub family: &'static Family,
     /// Segments after the family.
     pub segments: Vec<String>,
     /// `commune` or a village id.
     pub scope: String,
+}
+
+/// What exists: the families, the literal segments they know of, and the
+/// scopes. Implemented by the hub over its projections.
+pub trait Catalog {
+    /// The family a pattern's first segment names.
+    fn family(&self, name: &str) -> Option<&'static Family>;
+    /// Whether `segment` at position `index` (after the family name) of a
+    /// key of `family` names something that exists.
+    fn knows(&self, family: &Family, index: usize, segment: &str) -> bool;
+    /// `commune` and every village id.
+    fn scopes(&self) -> &HashSet<String>;
 }
 
 /// One pattern segment.
@@ -80,34 +64,23 @@ enum Segment {
 /// A subscription pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
-    family: Family,
+    family: &'static Family,
     segments: Vec<Segment>,
-}
-
-/// What exists, for checking the literal segments of a pattern.
-#[derive(Debug, Clone, Default)]
-pub struct Known {
-    /// Indicator ids.
-    pub indicators: HashSet<String>,
-    /// `commune` and every village id.
-    pub scopes: HashSet<String>,
-    /// Device ids of every class (registered or seen).
-    pub devices: HashSet<String>,
 }
 
 impl Pattern {
     /// Parse and check a pattern; the error is the reason, in Vietnamese.
-    pub fn parse(text: &str, known: &Known) -> Result<Pattern, String> {
+    pub fn parse(text: &str, known: &dyn Catalog) -> Result<Pattern, String> {
         let mut parts = text.split(':');
         let head = parts.next().unwrap_or_default();
-        let family = Family::parse(head)
+        let family = known
+            .family(head)
             .ok_or_else(|| format!("Khóa không tồn tại: `{text}` (loại `{head}` không có)"))?;
         let rest: Vec<&str> = parts.collect();
-        if rest.len() > family.arity() {
+        if rest.len() > family.arity {
             return Err(format!(
                 "Khóa không tồn tại: `{text}` (loại `{}` có {} phần sau tên loại)",
-                family.as_str(),
-                family.arity()
+                family.name, family.arity
             ));
         }
         let mut segments = Vec::with_capacity(rest.len());
@@ -116,15 +89,7 @@ impl Pattern {
                 segments.push(Segment::Any);
                 continue;
             }
-            let ok = match (family, i) {
-                (Family::Indicator, 0) => known.indicators.contains(*part),
-                (Family::Indicator, 1) => Window::parse(part).is_some(),
-                (Family::Indicator, 2) | (Family::Feed, 0) => known.scopes.contains(*part),
-                (Family::Device, 0) => DeviceClass::parse(part).is_some(),
-                (Family::Device, 1) => known.devices.contains(*part),
-                _ => false,
-            };
-            if !ok {
+            if !known.knows(family, i, part) {
                 return Err(format!("Khóa không tồn tại: `{text}` (không có `{part}`)"));
             }
             segments.push(Segment::Literal((*part).to_owned()));
@@ -134,7 +99,7 @@ impl Pattern {
 
     /// Whether `key` matches.
     pub fn matches(&self, key: &KeyInfo) -> bool {
-        self.family == key.family
+        std::ptr::eq(self.family, key.family)
             && self
                 .segments
                 .iter()
@@ -146,9 +111,17 @@ impl Pattern {
     }
 }
 
+/// The family among `families` that `name` names.
+pub fn find_family<'a>(
+    families: impl IntoIterator<Item = &'a Family>,
+    name: &str,
+) -> Option<&'a Family> {
+    families.into_iter().find(|f| f.answers_to(name))
+}
+
 /// Build the interned form of a key.
-pub fn key_info(id: u32, family: Family, segments: Vec<String>, scope: String) -> KeyInfo {
-    let mut name = String::from(family.as_str());
+pub fn key_info(id: u32, family: &'static Family, segments: Vec<String>, scope: String) -> KeyInfo {
+    let mut name = String::from(family.name);
     for s in &segments {
         name.push(':');
         name.push_str(s);
@@ -166,15 +139,53 @@ pub fn key_info(id: u32, family: Family, segments: Vec<String>, scope: String) -
 mod tests {
     use super::*;
 
-    fn known() -> Known {
-        Known {
-            indicators: ["dossier_online_ratio".to_string()].into(),
-            scopes: ["commune".to_string(), "ban-a".to_string()].into(),
-            devices: ["cam-01".to_string()].into(),
+    static INDICATOR: Family = Family {
+        name: "indicator",
+        aliases: &["indicators"],
+        arity: 3,
+    };
+    static DEVICE: Family = Family {
+        name: "device",
+        aliases: &["devices"],
+        arity: 2,
+    };
+    static FEED: Family = Family {
+        name: "feed",
+        aliases: &[],
+        arity: 1,
+    };
+    static DEAD: Family = Family {
+        name: "dead_letters",
+        aliases: &[],
+        arity: 0,
+    };
+
+    struct Fake(HashSet<String>);
+
+    impl Catalog for Fake {
+        fn family(&self, name: &str) -> Option<&'static Family> {
+            find_family([&INDICATOR, &DEVICE, &FEED, &DEAD], name)
+        }
+        fn knows(&self, family: &Family, i: usize, s: &str) -> bool {
+            match (family.name, i) {
+                ("indicator", 0) => s == "dossier_online_ratio",
+                ("indicator", 1) => ["today", "24h", "month"].contains(&s),
+                ("indicator", 2) | ("feed", 0) => self.0.contains(s),
+                ("device", 0) => ["camera", "speaker", "sensor"].contains(&s),
+                ("device", 1) => s == "cam-01",
+                _ => false,
+            }
+        }
+        fn scopes(&self) -> &HashSet<String> {
+            &self.0
         }
     }
 
-    fn key(family: Family, segs: &[&str], scope: &str) -> KeyInfo {
+    fn known() -> Fake {
+        Fake(["commune".to_string(), "ban-a".to_string()].into())
+    }
+
+    fn key(family: &'static Family, segs: &[&str], scope: &str) -> KeyInfo {
         key_info(
             0,
             family,
@@ -186,7 +197,7 @@ mod tests {
     #[test]
     fn prefixes_and_wildcards_match() {
         let k = key(
-            Family::Indicator,
+            &INDICATOR,
             &["dossier_online_ratio", "month", "ban-a"],
             "ban-a",
         );
@@ -204,7 +215,7 @@ mod tests {
         for p in ["indicator:*:today", "indicator:*:month:commune", "device"] {
             assert!(!Pattern::parse(p, &known()).unwrap().matches(&k), "{p}");
         }
-        let d = key(Family::Device, &["camera", "cam-01"], "ban-a");
+        let d = key(&DEVICE, &["camera", "cam-01"], "ban-a");
         assert!(Pattern::parse("devices", &known()).unwrap().matches(&d));
         assert!(Pattern::parse("device:camera:cam-01", &known())
             .unwrap()

@@ -14,6 +14,7 @@
 pub mod conn;
 pub mod hub;
 pub mod keys;
+pub mod projections;
 pub mod protocol;
 pub mod session;
 

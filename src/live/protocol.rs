@@ -6,6 +6,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::keys::KeyInfo;
+use super::projections::{push_json_str, push_time, LiveValue};
 use crate::config::Live;
 
 /// A command from a client.
@@ -377,6 +379,37 @@ pub fn parse_command(text: &str) -> Result<Command, String> {
             "Lệnh không hợp lệ: cần `type` là subscribe, unsubscribe, ping hoặc auth với đủ trường ({e})."
         )
     })
+}
+
+/// An item as a snapshot carries it:
+/// `{"key":…,"scope":…,"updated_at":…,"value":{…whole value…}}`.
+pub fn whole_item(key: &KeyInfo, value: &dyn LiveValue) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str("{\"key\":");
+    push_json_str(&mut out, &key.name);
+    out.push_str(",\"scope\":");
+    push_json_str(&mut out, &key.scope);
+    out.push_str(",\"updated_at\":");
+    push_time(&mut out, value.updated_at());
+    out.push_str(",\"value\":");
+    value.write_whole(&mut out);
+    out.push('}');
+    out
+}
+
+/// An item as an update carries it when only its changing part changed:
+/// `{"key":…,"updated_at":…,"value":{…changing fields…}}`. The client
+/// merges `value` into the value it has (docs/PROTOCOL.md §7.3).
+pub fn change_item(key: &KeyInfo, value: &dyn LiveValue) -> String {
+    let mut out = String::with_capacity(64 + key.name.len());
+    out.push_str("{\"key\":");
+    push_json_str(&mut out, &key.name);
+    out.push_str(",\"updated_at\":");
+    push_time(&mut out, value.updated_at());
+    out.push_str(",\"value\":");
+    value.write_change(&mut out);
+    out.push('}');
+    out
 }
 
 /// Split pre-serialized items into frames of at most `max` bytes: each

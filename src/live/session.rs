@@ -879,7 +879,9 @@ impl<S: Source> Session<S> {
         let Some(last) = steps.last() else {
             return Vec::new();
         };
-        let mut out: Vec<&Item> = Vec::new();
+        // The latest item of each key wins; when an earlier one carried the
+        // whole value (its static part changed), the winner goes whole too.
+        let mut out: Vec<(&Item, bool)> = Vec::new();
         let mut index: HashMap<u32, usize> = HashMap::new();
         for step in steps {
             for item in &step.items {
@@ -891,10 +893,10 @@ impl<S: Source> Session<S> {
                     continue;
                 }
                 match index.get(&item.key.id) {
-                    Some(&i) => out[i] = item,
+                    Some(&i) => out[i] = (item, out[i].1 || item.whole),
                     None => {
                         index.insert(item.key.id, out.len());
-                        out.push(item);
+                        out.push((item, item.whole));
                     }
                 }
             }
@@ -902,7 +904,15 @@ impl<S: Source> Session<S> {
         if out.is_empty() {
             return Vec::new();
         }
-        let texts: Vec<&str> = out.iter().map(|i| &*i.json).collect();
+        let wholes: Vec<Option<Arc<str>>> = out
+            .iter()
+            .map(|(i, whole)| (*whole && !i.whole).then(|| i.whole_json()))
+            .collect();
+        let texts: Vec<&str> = out
+            .iter()
+            .zip(&wholes)
+            .map(|((i, _), w)| w.as_deref().unwrap_or(&i.json))
+            .collect();
         let max = self.source.limits().max_frame_bytes;
         item_frames(Items::Update, last.seq, last.at, &texts, max)
     }

@@ -1,7 +1,9 @@
 // The /api/ws client (docs/PROTOCOL.md §7): subscribes, gathers snapshot
 // pages, applies updates in order, keeps `epoch` and the last `seq` for a
 // resume, reconnects with exponential backoff (1 s → 30 s) and reports
-// the connection state. Values go to `onItems(items, {replace, id})`.
+// the connection state. An update item carries only the fields that
+// changed: it is merged into the whole item of the snapshot, so values
+// always go whole to `onItems(items, {replace, id})`.
 
 const BACKOFF_MIN = 1000;
 const BACKOFF_MAX = 30_000;
@@ -25,6 +27,7 @@ export class Live {
     this.heartbeatMs = 15_000;
     this.backoff = BACKOFF_MIN;
     this.pages = new Map(); // subscription id -> items gathered so far
+    this.items = new Map(); // key -> the whole item, with every update merged
     this.lastFrameAt = 0;
     this.lastDataAt = null;
     this.state = "connecting";
@@ -136,6 +139,7 @@ export class Live {
           break;
         }
         this.pages.delete(f.id);
+        for (const it of got) this.items.set(it.key, it);
         this.stats.snapshots += 1;
         if (f.resync) this.stats.resyncs += 1;
         this.opts.onItems(got, { id: f.id, replace: true, resync: !!f.resync, at: f.at });
@@ -147,7 +151,7 @@ export class Live {
         this.markLive();
         break;
       case "update":
-        this.opts.onItems(f.items, { id: null, replace: false, at: f.at });
+        this.opts.onItems(f.items.map((it) => this.merge(it)), { id: null, replace: false, at: f.at });
         // Every page of a split update carries the same seq; the last page
         // completes the step.
         if (!f.pages || f.page === f.pages) this.advance(f.seq);
@@ -167,6 +171,27 @@ export class Live {
       default:
         break;
     }
+  }
+
+  /**
+   * An update item is whole (it has `scope`, like a snapshot's) or a
+   * change: `value` holds only the fields that change, and the value's own
+   * `updated_at`, when it has one, is the item's (PROTOCOL §7.3).
+   */
+  merge(it) {
+    const cur = this.items.get(it.key);
+    let out = it;
+    if (it.scope === undefined && cur) {
+      const old = cur.value;
+      let value = it.value;
+      if (old && typeof old === "object" && value && typeof value === "object") {
+        value = Object.assign({}, old, value);
+        if ("updated_at" in old && !("updated_at" in it.value)) value.updated_at = it.updated_at;
+      }
+      out = { key: it.key, scope: cur.scope, updated_at: it.updated_at, value };
+    }
+    this.items.set(it.key, out);
+    return out;
   }
 
   advance(seq) {

@@ -8,7 +8,34 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::auth::{Role, Via};
-use crate::live::keys::{key_info, Family, Known};
+use std::collections::HashSet;
+
+use crate::live::keys::{find_family, key_info, Catalog, Family};
+use crate::live::projections::{devices, feed, indicators};
+
+/// What the fake hub knows: indicator ids and scopes.
+struct Known {
+    indicators: HashSet<String>,
+    scopes: HashSet<String>,
+}
+
+impl Catalog for Known {
+    fn family(&self, name: &str) -> Option<&'static Family> {
+        find_family([&indicators::FAMILY, &devices::FAMILY, &feed::FAMILY], name)
+    }
+    fn knows(&self, family: &Family, index: usize, segment: &str) -> bool {
+        match (family.name, index) {
+            ("indicator", 0) => self.indicators.contains(segment),
+            ("indicator", 1) => ["today", "24h", "month"].contains(&segment),
+            ("indicator", 2) | ("feed", 0) => self.scopes.contains(segment),
+            ("device", 0) => ["camera", "speaker", "sensor"].contains(&segment),
+            _ => false,
+        }
+    }
+    fn scopes(&self) -> &HashSet<String> {
+        &self.scopes
+    }
+}
 
 const GOOD: &str = "good-token-0123456789";
 
@@ -103,7 +130,7 @@ impl Authenticator for Auth {
 fn key(n: u32, ind: &str, scope: &str) -> Arc<KeyInfo> {
     Arc::new(key_info(
         n,
-        Family::Indicator,
+        &indicators::FAMILY,
         vec![ind.into(), "today".into(), scope.into()],
         scope.into(),
     ))
@@ -112,10 +139,7 @@ fn key(n: u32, ind: &str, scope: &str) -> Arc<KeyInfo> {
 fn item(k: &Arc<KeyInfo>, value: f64) -> Item {
     let json = json!({"key": k.name, "scope": k.scope, "updated_at": null,
         "value": {"value": value, "pad": "x".repeat(200)}});
-    Item {
-        key: Arc::clone(k),
-        json: json.to_string().into(),
-    }
+    Item::whole_from_json(Arc::clone(k), json.to_string().into())
 }
 
 fn at() -> chrono::DateTime<Utc> {
@@ -141,7 +165,6 @@ fn world_with(f: impl FnOnce(&mut Live)) -> World {
     let known = Known {
         indicators: ["received", "ratio"].map(String::from).into(),
         scopes: ["commune", "tan-binh"].map(String::from).into(),
-        devices: Default::default(),
     };
     let history = vec![
         Arc::new(Step::new(8, at(), vec![item(&keys[0], 1.0)])),
