@@ -301,11 +301,11 @@ async fn client(
         .map_err(|e| format!("write: {e}"))?;
     // The broker's answers go back as they are.
     let mut down = wr;
-    let back = tokio::spawn(async move {
+    let mut back = tokio::spawn(async move {
         let _ = tokio::io::copy(&mut up_rd, &mut down).await;
         let _ = down.shutdown().await;
     });
-    let result = async {
+    let forward = async {
         loop {
             let Some(packet) = read_packet(&mut rd, &mut buf, max).await? else {
                 return Ok(());
@@ -350,8 +350,13 @@ async fn client(
                 return Ok(());
             }
         }
-    }
-    .await;
+    };
+    // When rumqttd closes the connection (keep-alive, a session taken over),
+    // the client's side ends too, even if the client stays silent.
+    let result = tokio::select! {
+        r = forward => r,
+        _ = &mut back => Ok(()),
+    };
     let _ = up_wr.shutdown().await;
     back.abort();
     result
