@@ -95,7 +95,11 @@ pub fn load_str(text: &str, origin: &str, env: &[(String, String)]) -> Result<Co
     // 3. Semantic checks, all reported together, each placed in the file
     //    (line and column of its key) or at the variable that set it.
     let mut issues = match super::validate::validate(&config, origin) {
-        Ok(site) => {
+        Ok(mut site) => {
+            site.commune = Some(config.commune.clone());
+            site.villages = config.villages.iter().map(|v| v.id.clone()).collect();
+            site.regime = config.report.regime;
+            site.registry = super::Registry::from_config(&config);
             config.site = std::sync::Arc::new(site);
             return Ok(config);
         }

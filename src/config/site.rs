@@ -256,10 +256,20 @@ pub struct IndicatorDef {
     pub source: Option<String>,
 }
 
-/// The site in typed form, built once at load from the site sections.
-/// Next: alert rules, speaker coverage and the report regime's details.
+/// The site in typed form, built once at load from the site sections:
+/// everything a room that computes for one commune needs, and nothing of
+/// the process. Next: alert rules, speaker coverage and the report
+/// regime's details.
 #[derive(Debug, Clone, Default)]
 pub struct Site {
+    /// The commune's id (the topic level) and name.
+    pub commune: Option<Commune>,
+    /// Village ids, in file order (the indicator scopes after `commune`).
+    pub villages: Vec<String>,
+    /// How monthly report periods are cut.
+    pub regime: Regime,
+    /// Registered villages and devices.
+    pub registry: super::Registry,
     /// Indicators, in file order.
     pub indicators: Vec<Indicator>,
 }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use crate::config::{Config, IndicatorKind, Measure, Regime};
+use crate::config::{Config, IndicatorKind, Measure, Regime, Site};
 use crate::devices::Availability;
 use crate::model::{DeviceClass, Event, Source};
 
@@ -257,6 +257,12 @@ impl Engine {
             config.indicators.len(),
             "a Config not made by config::load has no typed site"
         );
+        Engine::for_site(&config.site)
+    }
+
+    /// Compile the indicators of one site (its villages are the scopes
+    /// after `commune`).
+    pub fn for_site(site: &Site) -> Engine {
         let mut counters: Vec<Counter> = vec![Counter::dead_letters()];
         let mut intern = |c: Counter| -> usize {
             if let Some(i) = counters.iter().position(|x| x.key == c.key) {
@@ -267,7 +273,7 @@ impl Engine {
             }
         };
         let mut specs = Vec::new();
-        for def in &config.site.indicators {
+        for def in &site.indicators {
             specs.push(Spec {
                 id: def.id.clone(),
                 def_kind: def.kind(),
@@ -279,14 +285,14 @@ impl Engine {
         }
         let by_device = DeviceIndex::build(&counters, &specs);
         let mut scopes = vec![COMMUNE.to_string()];
-        scopes.extend(config.villages.iter().map(|v| v.id.clone()));
+        scopes.extend(site.villages.iter().cloned());
         let scope_index = scopes
             .iter()
             .enumerate()
             .map(|(i, s)| (s.clone(), i))
             .collect();
         Engine {
-            regime: config.report.regime,
+            regime: site.regime,
             specs,
             counters,
             scopes,
