@@ -223,20 +223,37 @@ pub async fn run(
         let addr: std::net::SocketAddr = addr.parse().map_err(|_| {
             ServeError::Thread(format!("embedded broker address {addr} is not an IP:port"))
         })?;
-        let max = config.ingest.max_payload_bytes.saturating_mul(4);
-        let mut logins: std::collections::HashMap<String, String> = config
-            .mqtt
-            .embedded_logins
-            .iter()
-            .map(|(u, p)| (u.clone(), p.expose().to_owned()))
-            .collect();
-        if let (false, Some(u)) = (logins.is_empty(), &config.mqtt.username) {
-            let p = config.mqtt.password.as_ref().map(|p| p.expose().to_owned());
-            logins.insert(u.clone(), p.unwrap_or_default());
-        }
-        tokio::task::spawn_blocking(move || ingest::broker::start(addr, max, logins))
+        let max = ingest::mqtt::embedded_max_payload(&config);
+        let policy = ingest::gate::Policy {
+            commune: config.commune.id.clone(),
+            backend_client_id: config.client_id(),
+            devices: config
+                .cameras
+                .iter()
+                .map(|d| (d.id.clone(), "camera"))
+                .chain(config.speakers.iter().map(|d| (d.id.clone(), "speaker")))
+                .chain(config.sensors.iter().map(|d| (d.id.clone(), "sensor")))
+                .collect(),
+            logins: config
+                .mqtt
+                .embedded_logins
+                .iter()
+                .map(|(u, p)| (u.clone(), p.expose().to_owned()))
+                .collect(),
+            max_payload: max,
+        };
+        let started = tokio::task::spawn_blocking(move || ingest::broker::start(addr, max))
             .await
             .map_err(|e| ServeError::Thread(e.to_string()))??;
+        let listener = TcpListener::from_std(started.listener)
+            .map_err(|e| ServeError::Thread(format!("embedded broker listener: {e}")))?;
+        let inner = started.inner;
+        tokio::spawn(ingest::gate::run(
+            listener,
+            inner.addr,
+            (inner.username, inner.password),
+            std::sync::Arc::new(policy),
+        ));
         tracing::info!(%addr, "embedded MQTT broker listening");
     }
 

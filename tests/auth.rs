@@ -878,13 +878,15 @@ async fn the_embedded_broker_requires_device_logins_when_configured() {
     let config = test_config(port, &dir.path().join("store")).replace(
         "[mqtt]\nhost = \"127.0.0.1\"",
         "[mqtt]\nembedded = true\nusername = \"ioc\"\npassword = \"mat-khau-may-chu-ioc\"\n\
-         embedded_logins = { \"cam-01\" = \"mat-khau-camera-01\" }\nhost = \"127.0.0.1\"",
+         embedded_logins = { \"cam-01\" = \"mat-khau-camera-01\", \"dossier\" = \"mat-khau-ho-so\" }\n\
+         host = \"127.0.0.1\"",
     );
     let b = Backend::start(dir.path(), &config);
     b.wait_ready().await;
 
-    // A device with its login is heard.
-    let mut p = kit::Publisher::with_credentials(port, "cam-01", "mat-khau-camera-01");
+    // A client with its login is heard (the dossier system: the embedded
+    // broker lets a device login publish only under its own id).
+    let mut p = kit::Publisher::with_credentials(port, "dossier", "mat-khau-ho-so");
     p.send(kit::DOSSIER, &kit::dossier_received("l-1", "online", None))
         .await;
     b.wait_value("dossiers_received", "today", "commune", 1.0)

@@ -101,8 +101,17 @@ impl Client {
 
     /// The next JSON frame other than a heartbeat.
     async fn frame(&mut self) -> Value {
+        // Heartbeats alone never satisfy a wait: the whole call has one
+        // deadline, so a server that only sends heartbeats fails the test
+        // instead of hanging it.
+        let deadline = Instant::now() + WAIT;
         loop {
-            match self.read(WAIT).await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "only heartbeats from the server for {WAIT:?}"
+            );
+            match self.read(left).await {
                 Got::Frame(v) if v["type"] == "heartbeat" => {}
                 Got::Frame(v) => return v,
                 Got::Closed(code) => panic!("connection closed ({code:?})"),

@@ -353,6 +353,17 @@ fn the_last_history_bucket_counts_nothing_after_to() {
         .history(&counter, "commune", at(0), at(1200), 3600)
         .unwrap();
     assert_eq!(rows, vec![(0, 1.0)]);
+    // `to` 300 ms into the minute of H1 (h+10 min): H1 counts.
+    let rows = store
+        .history(
+            &counter,
+            "commune",
+            at(0),
+            at(600) + chrono::Duration::milliseconds(300),
+            3600,
+        )
+        .unwrap();
+    assert_eq!(rows, vec![(0, 1.0)]);
     // On a boundary nothing changes.
     let rows = store
         .history(&counter, "commune", at(0), at(3600), 1800)

@@ -36,9 +36,10 @@ pub struct Mqtt {
     pub backoff_max_ms: u64,
     /// Shared-subscription group (`$share/{group}/...`) for several replicas.
     pub share_group: Option<String>,
-    /// Embedded broker only: device logins (user name → password). When
-    /// any is set, the broker refuses clients without a listed login
-    /// (`username`/`password` above are added for commune-ioc itself).
+    /// Embedded broker only: client logins (user name → password). When
+    /// any is set, the broker refuses clients without a listed login; a
+    /// device's login is its id (docs/PROTOCOL.md §1.7). commune-ioc itself
+    /// logs in to the broker's private side with a per-process secret.
     pub embedded_logins: BTreeMap<String, Secret>,
 }
 

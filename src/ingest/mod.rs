@@ -3,4 +3,6 @@
 
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
+#[cfg(feature = "embedded-broker")]
+pub mod gate;
 pub mod mqtt;

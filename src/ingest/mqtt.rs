@@ -211,13 +211,30 @@ fn spawn_acker(
 /// Build rumqttc options from config.
 pub fn options(config: &Config) -> Result<MqttOptions, MqttError> {
     let m = &config.mqtt;
+    // With the embedded broker, connect to rumqttd's private side directly
+    // (the gate in front of it refuses our client id to everyone).
+    #[cfg(feature = "embedded-broker")]
+    if m.embedded {
+        if let Some(inner) = crate::ingest::broker::inner() {
+            let mut opts = MqttOptions::new(
+                config.client_id(),
+                inner.addr.ip().to_string(),
+                inner.addr.port(),
+            );
+            common_options(&mut opts, config);
+            // The gate refuses payloads above the embedded broker's limit, so
+            // every packet it lets through is taken at once: a reconnect to
+            // rumqttd does not get the unacknowledged messages back.
+            opts.set_max_packet_size(
+                crate::ingest::gate::max_packet(embedded_max_payload(config)),
+                1024 * 1024,
+            );
+            opts.set_credentials(inner.username, inner.password);
+            return Ok(opts);
+        }
+    }
     let mut opts = MqttOptions::new(config.client_id(), m.host.clone(), m.port);
-    opts.set_keep_alive(Duration::from_secs(m.keep_alive_secs));
-    opts.set_clean_session(false);
-    opts.set_manual_acks(true);
-    // Larger packets cost one reconnect each (see the module docs).
-    opts.set_max_packet_size(packet_limit(config.ingest.max_payload_bytes), 1024 * 1024);
-    opts.set_request_channel_capacity(4096);
+    common_options(&mut opts, config);
     if let (Some(u), Some(p)) = (&m.username, &m.password) {
         opts.set_credentials(u.clone(), p.expose().to_owned());
     } else if let Some(u) = &m.username {
@@ -241,6 +258,26 @@ pub fn options(config: &Config) -> Result<MqttOptions, MqttError> {
         opts.set_transport(transport);
     }
     Ok(opts)
+}
+
+/// The largest payload the embedded broker takes:
+/// max(4 × `ingest.max_payload_bytes`, 1 MiB).
+pub fn embedded_max_payload(config: &Config) -> usize {
+    config
+        .ingest
+        .max_payload_bytes
+        .saturating_mul(4)
+        .max(1024 * 1024)
+}
+
+/// What every connection of ours sets.
+fn common_options(opts: &mut MqttOptions, config: &Config) {
+    opts.set_keep_alive(Duration::from_secs(config.mqtt.keep_alive_secs));
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    // Larger packets cost one reconnect each (see the module docs).
+    opts.set_max_packet_size(packet_limit(config.ingest.max_payload_bytes), 1024 * 1024);
+    opts.set_request_channel_capacity(4096);
 }
 
 /// Topic filters, wrapped in `$share/{group}/` when a share group is set.
@@ -327,6 +364,10 @@ pub async fn run(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 let gen = epoch.fetch_add(1, Ordering::AcqRel) + 1;
                 connected_at = Some(std::time::Instant::now());
+                #[cfg(feature = "embedded-broker")]
+                if config.mqtt.embedded {
+                    crate::ingest::gate::resync();
+                }
                 backoff.reset();
                 last_error = None;
                 shared.metrics.mqtt_connects.inc();
@@ -346,6 +387,10 @@ pub async fn run(
                 });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
+                #[cfg(feature = "embedded-broker")]
+                if config.mqtt.embedded {
+                    crate::ingest::gate::delivered(p.payload.len());
+                }
                 let held = Held::new(&budget, p.payload.len() + p.topic.len(), &shared);
                 // The ack needs only the packet id and QoS: the payload is
                 // held once, in `raw`.

@@ -146,7 +146,9 @@ impl Store {
         let t = to.timestamp();
         // Minutes up to the one holding `to`; with hour rollups, whole
         // hours before `to` and then the minutes of the last part hour.
-        let minute_hi = (t + 59).div_euclid(60);
+        // In milliseconds: a `to` a fraction of a second into a minute
+        // still counts that minute.
+        let minute_hi = (to.timestamp_millis() + 59_999).div_euclid(60_000);
         let (hour_lo, hour_hi, minute_lo) = if step_secs % 3600 == 0 && f % 3600 == 0 {
             let hi = t.div_euclid(3600);
             (f.div_euclid(3600), hi, hi * 60)

@@ -236,3 +236,92 @@ fn print(v: &IndicatorValue) -> Print {
         fixed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::keys::key_info;
+    use crate::live::protocol::{change_item, whole_item};
+    use crate::vocab::Target;
+    use chrono::TimeZone;
+
+    fn ratio() -> IndicatorValue {
+        let t = |h| Utc.with_ymd_and_hms(2026, 11, 23, h, 0, 0).unwrap();
+        IndicatorValue {
+            id: "dossier_online_ratio".into(),
+            name: "Tỷ lệ hồ sơ trực tuyến".into(),
+            kind: IndicatorKind::Ratio,
+            window: Window::Month,
+            scope: "commune".into(),
+            value: Some(94.5),
+            unit: "%".into(),
+            numerator: Some(142.0),
+            denominator: Some(150.0),
+            target: Target::parse(">= 90").ok(),
+            status: Status::Met,
+            from: t(0),
+            to: t(17),
+            period: Some("2026-11".into()),
+            updated_at: Some(t(10) + chrono::Duration::nanoseconds(402_123_456)),
+        }
+    }
+
+    #[test]
+    fn a_change_carries_only_what_changes_and_is_a_fraction_of_the_whole() {
+        let v = ratio();
+        let key = key_info(
+            0,
+            &FAMILY,
+            vec![
+                "dossier_online_ratio".into(),
+                "month".into(),
+                "commune".into(),
+            ],
+            "commune".into(),
+        );
+        let whole: serde_json::Value = serde_json::from_str(&whole_item(&key, &v)).unwrap();
+        assert_eq!(whole["scope"], "commune");
+        assert_eq!(whole["value"]["name"], "Tỷ lệ hồ sơ trực tuyến");
+        assert_eq!(whole["value"]["period"], "2026-11");
+        let text = change_item(&key, &v);
+        let change: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            change,
+            serde_json::json!({
+                "key": "indicator:dossier_online_ratio:month:commune",
+                "updated_at": "2026-11-23T10:00:00.402Z",
+                "value": {"value": 94.5, "status": "met",
+                          "numerator": 142.0, "denominator": 150.0}
+            })
+        );
+        let whole_len = whole_item(&key, &v).len();
+        assert!(
+            text.len() * 2 < whole_len,
+            "change {} bytes, whole {whole_len}",
+            text.len()
+        );
+    }
+
+    #[test]
+    fn only_bounds_and_period_are_static() {
+        let a = ratio();
+        let mut b = ratio();
+        b.value = Some(95.0);
+        b.numerator = Some(143.0);
+        assert_ne!(print(&a).all, print(&b).all);
+        assert_eq!(print(&a).fixed, print(&b).fixed, "a new value is a change");
+        b.from += chrono::Duration::days(30);
+        b.period = Some("2026-12".into());
+        assert_ne!(print(&a).fixed, print(&b).fixed, "a new period goes whole");
+        let mut d = ratio();
+        d.window = Window::Last24h;
+        let mut e = d.clone();
+        e.from += chrono::Duration::minutes(1);
+        e.to += chrono::Duration::minutes(1);
+        assert_eq!(
+            print(&d),
+            print(&e),
+            "the 24h window's bounds move all the time"
+        );
+    }
+}
