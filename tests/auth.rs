@@ -9,24 +9,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use kit::stack_with as start;
 use kit::{test_config, Backend, Mosquitto};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn start(extra_toml: &str, env: &[(&str, &str)]) -> (Mosquitto, tempfile::TempDir, Backend) {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = format!(
-        "{}\n{extra_toml}",
-        test_config(broker.port, &dir.path().join("store"))
-    );
-    let b = Backend::start_with_env(dir.path(), &config, env);
-    b.wait_ready().await;
-    (broker, dir, b)
-}
 
 /// A request with an optional bearer token: status, headers, JSON body.
 async fn call(

@@ -11,21 +11,10 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use kit::{test_config, Backend, Mosquitto, Publisher, DOSSIER};
+use kit::stack_with as start;
+use kit::{Backend, Publisher, DOSSIER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-
-async fn start(extra_toml: &str, env: &[(&str, &str)]) -> (Mosquitto, tempfile::TempDir, Backend) {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = format!(
-        "{}\n{extra_toml}",
-        test_config(broker.port, &dir.path().join("store"))
-    );
-    let b = Backend::start_with_env(dir.path(), &config, env);
-    b.wait_ready().await;
-    (broker, dir, b)
-}
 
 /// A client whose connections come from `local` (any 127.0.0.0/8 address
 /// reaches the server on 127.0.0.1: a second "machine" on loopback).

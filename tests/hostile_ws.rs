@@ -8,7 +8,7 @@ mod kit;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use kit::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
+use kit::{dossier_received, stack_with, Backend, Publisher, DOSSIER};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,18 +18,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 const WAIT: Duration = Duration::from_secs(20);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn stack_with(env: &[(&str, &str)]) -> (Mosquitto, tempfile::TempDir, Backend) {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let b = Backend::start_with_env(
-        dir.path(),
-        &test_config(broker.port, &dir.path().join("store")),
-        env,
-    );
-    b.wait_ready().await;
-    (broker, dir, b)
-}
 
 fn ws_base(b: &Backend) -> String {
     format!("{}/api/ws", b.url.replacen("http://", "ws://", 1))
@@ -131,11 +119,14 @@ async fn subscribe(ws: &mut Ws, cmd: &Value) -> Result<(usize, usize), Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sockets_without_a_token_cannot_crowd_out_screens() {
-    let (_broker, _dir, b) = stack_with(&[
-        ("IOC__LIVE__MAX_CONNECTIONS", "3"),
-        ("IOC__LIVE__MAX_UNAUTHENTICATED", "2"),
-        ("IOC__LIVE__AUTH_TIMEOUT_S", "600"),
-    ])
+    let (_broker, _dir, b) = stack_with(
+        "",
+        &[
+            ("IOC__LIVE__MAX_CONNECTIONS", "3"),
+            ("IOC__LIVE__MAX_UNAUTHENTICATED", "2"),
+            ("IOC__LIVE__AUTH_TIMEOUT_S", "600"),
+        ],
+    )
     .await;
     let url = ws_base(&b);
     // Two sockets without a token wait for `auth`; more are refused at
@@ -175,7 +166,7 @@ async fn sockets_without_a_token_cannot_crowd_out_screens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_never_authenticates_is_closed_at_the_deadline() {
-    let (_broker, _dir, b) = stack_with(&[("IOC__LIVE__AUTH_TIMEOUT_S", "1")]).await;
+    let (_broker, _dir, b) = stack_with("", &[("IOC__LIVE__AUTH_TIMEOUT_S", "1")]).await;
     let mut silent = connect(&ws_base(&b)).await;
     let f = frame(&mut silent).await;
     assert_eq!(f["code"], "unauthorized", "{f}");
@@ -191,10 +182,13 @@ async fn a_socket_that_never_authenticates_is_closed_at_the_deadline() {
 async fn hammering_subscribe_is_throttled_by_bytes_and_a_screen_is_not() {
     let burst = 64 * 1024;
     let rate = 16 * 1024;
-    let (broker, _dir, b) = stack_with(&[
-        ("IOC__LIVE__SNAPSHOT_BURST_BYTES", &burst.to_string()),
-        ("IOC__LIVE__SNAPSHOT_BYTES_PER_SECOND", &rate.to_string()),
-    ])
+    let (broker, _dir, b) = stack_with(
+        "",
+        &[
+            ("IOC__LIVE__SNAPSHOT_BURST_BYTES", &burst.to_string()),
+            ("IOC__LIVE__SNAPSHOT_BYTES_PER_SECOND", &rate.to_string()),
+        ],
+    )
     .await;
     let kiosk = kiosk_token(&b, "hall").await;
     let url = format!("{}?token={kiosk}", ws_base(&b));
@@ -294,7 +288,7 @@ async fn hammering_subscribe_is_throttled_by_bytes_and_a_screen_is_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_never_logged_even_at_trace() {
-    let (_broker, _dir, mut b) = stack_with(&[("RUST_LOG", "trace")]).await;
+    let (_broker, _dir, mut b) = stack_with("", &[("RUST_LOG", "trace")]).await;
     let in_frame = kiosk_token(&b, "by-frame").await;
     let in_url = kiosk_token(&b, "by-url").await;
     let url = ws_base(&b);
@@ -329,11 +323,14 @@ async fn tokens_are_never_logged_even_at_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_dropped_without_a_close_frame() {
-    let (_broker, _dir, b) = stack_with(&[
-        ("IOC__LIVE__SEND_TIMEOUT_S", "1"),
-        ("IOC__LIVE__COMMANDS_PER_SECOND", "1000"),
-        ("IOC__LIVE__SNAPSHOT_BURST_BYTES", "268435456"),
-    ])
+    let (_broker, _dir, b) = stack_with(
+        "",
+        &[
+            ("IOC__LIVE__SEND_TIMEOUT_S", "1"),
+            ("IOC__LIVE__COMMANDS_PER_SECOND", "1000"),
+            ("IOC__LIVE__SNAPSHOT_BURST_BYTES", "268435456"),
+        ],
+    )
     .await;
     // A tiny receive buffer, and a client that asks for far more than
     // the socket buffers hold, then reads nothing.
@@ -471,7 +468,7 @@ fn client_frame(first: u8, payload: &[u8], masked: bool) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_frames_end_only_their_connection() {
-    let (_broker, _dir, b) = stack_with(&[("IOC__LIVE__MAX_COMMAND_BYTES", "1024")]).await;
+    let (_broker, _dir, b) = stack_with("", &[("IOC__LIVE__MAX_COMMAND_BYTES", "1024")]).await;
     let ping = br#"{"type":"ping","id":1}"#;
     // (what, bytes, the close code the server sends: None = drops TCP)
     let cases: Vec<(&str, Vec<u8>, Option<u16>)> = vec![

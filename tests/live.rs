@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use kit::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
+use kit::{dossier_received, stack_with, Backend, Publisher, DOSSIER};
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -174,18 +174,6 @@ fn item_is(item: &Value, key: &str, value: f64) -> bool {
     item["key"] == key && item["value"]["value"].as_f64() == Some(value)
 }
 
-async fn stack_with(env: &[(&str, &str)]) -> (Mosquitto, tempfile::TempDir, Backend) {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let b = Backend::start_with_env(
-        dir.path(),
-        &test_config(broker.port, &dir.path().join("store")),
-        env,
-    );
-    b.wait_ready().await;
-    (broker, dir, b)
-}
-
 const RECEIVED_TODAY: &str = "indicator:dossiers_received:today:commune";
 const ONLINE_TODAY: &str = "indicator:dossier_online_ratio:today:commune";
 
@@ -299,13 +287,16 @@ async fn resume_gets_exactly_the_missed_steps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_client_does_not_delay_others_and_gets_a_resync() {
-    let (broker, _dir, b) = stack_with(&[
-        ("IOC__LIVE__QUEUE_BATCHES", "4"),
-        ("IOC__LIVE__SEND_TIMEOUT_S", "120"),
-        // Long feeds (republished whole, with every event, every 200 ms)
-        // make volume quickly: update items carry only what changed.
-        ("IOC__LIVE__FEED_LEN", "1000"),
-    ])
+    let (broker, _dir, b) = stack_with(
+        "",
+        &[
+            ("IOC__LIVE__QUEUE_BATCHES", "4"),
+            ("IOC__LIVE__SEND_TIMEOUT_S", "120"),
+            // Long feeds (republished whole, with every event, every 200 ms)
+            // make volume quickly: update items carry only what changed.
+            ("IOC__LIVE__FEED_LEN", "1000"),
+        ],
+    )
     .await;
     let everything =
         json!({"type": "subscribe", "id": "all", "keys": ["indicator", "feed", "device"]});
@@ -387,10 +378,13 @@ async fn a_stalled_client_does_not_delay_others_and_gets_a_resync() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_commands_get_error_frames_and_the_connection_stays() {
-    let (_broker, _dir, b) = stack_with(&[
-        ("IOC__LIVE__MAX_SUBSCRIPTIONS", "2"),
-        ("IOC__LIVE__MAX_COMMAND_BYTES", "512"),
-    ])
+    let (_broker, _dir, b) = stack_with(
+        "",
+        &[
+            ("IOC__LIVE__MAX_SUBSCRIPTIONS", "2"),
+            ("IOC__LIVE__MAX_COMMAND_BYTES", "512"),
+        ],
+    )
     .await;
     let mut c = Client::connect(&b).await;
 
@@ -448,10 +442,13 @@ async fn bad_commands_get_error_frames_and_the_connection_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_rate_and_connection_limits_hold() {
-    let (_broker, _dir, b) = stack_with(&[
-        ("IOC__LIVE__COMMANDS_PER_SECOND", "5"),
-        ("IOC__LIVE__MAX_CONNECTIONS", "2"),
-    ])
+    let (_broker, _dir, b) = stack_with(
+        "",
+        &[
+            ("IOC__LIVE__COMMANDS_PER_SECOND", "5"),
+            ("IOC__LIVE__MAX_CONNECTIONS", "2"),
+        ],
+    )
     .await;
     let mut c = Client::connect(&b).await;
     for i in 0..60 {
@@ -513,7 +510,7 @@ async fn command_rate_and_connection_limits_hold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_snapshots_are_paged_under_the_frame_limit() {
-    let (_broker, _dir, b) = stack_with(&[("IOC__LIVE__MAX_FRAME_BYTES", "2048")]).await;
+    let (_broker, _dir, b) = stack_with("", &[("IOC__LIVE__MAX_FRAME_BYTES", "2048")]).await;
     let mut c = Client::connect(&b).await;
     c.send(json!({"type": "subscribe", "id": "p", "keys": ["indicator"]}))
         .await;
@@ -552,7 +549,7 @@ async fn large_snapshots_are_paged_under_the_frame_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_dead_letters_feed_and_heartbeats_stream() {
-    let (broker, _dir, b) = stack_with(&[("IOC__LIVE__HEARTBEAT_S", "1")]).await;
+    let (broker, _dir, b) = stack_with("", &[("IOC__LIVE__HEARTBEAT_S", "1")]).await;
     let mut c = Client::connect(&b).await;
     let (_, _, items) = c
         .subscribe(json!({"type": "subscribe", "id": "d",
@@ -643,7 +640,7 @@ async fn plain_http_on_the_websocket_path_is_a_json_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_peer_is_dropped_after_three_heartbeats() {
-    let (_broker, _dir, b) = stack_with(&[("IOC__LIVE__HEARTBEAT_S", "1")]).await;
+    let (_broker, _dir, b) = stack_with("", &[("IOC__LIVE__HEARTBEAT_S", "1")]).await;
     // Handshake, then never read or answer pings again (a peer whose
     // network went away without a FIN).
     let (silent, _) = tokio_tungstenite::connect_async(ws_url(&b).await)
@@ -714,7 +711,7 @@ async fn clients_share_frames_only_with_equal_subscriptions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_step_gathers_commits_into_fewer_steps() {
-    let (broker, _dir, b) = stack_with(&[("IOC__LIVE__MIN_STEP_MS", "400")]).await;
+    let (broker, _dir, b) = stack_with("", &[("IOC__LIVE__MIN_STEP_MS", "400")]).await;
     let mut c = Client::connect(&b).await;
     c.subscribe(json!({"type": "subscribe", "id": "s", "keys": [RECEIVED_TODAY]}))
         .await;

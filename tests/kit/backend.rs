@@ -542,12 +542,22 @@ impl Backend {
 
 /// A Mosquitto, a temp dir and the backend on the test config, ready.
 pub async fn stack() -> (super::Mosquitto, tempfile::TempDir, Backend) {
+    stack_with("", &[]).await
+}
+
+/// [`stack`] with TOML appended to the test config and extra environment
+/// variables for the backend.
+pub async fn stack_with(
+    extra_toml: &str,
+    env: &[(&str, &str)],
+) -> (super::Mosquitto, tempfile::TempDir, Backend) {
     let broker = super::Mosquitto::start();
     let dir = tempfile::tempdir().expect("temp dir");
-    let b = Backend::start(
-        dir.path(),
-        &test_config(broker.port, &dir.path().join("store")),
+    let config = format!(
+        "{}\n{extra_toml}",
+        test_config(broker.port, &dir.path().join("store"))
     );
+    let b = Backend::start_with_env(dir.path(), &config, env);
     b.wait_ready().await;
     (broker, dir, b)
 }

@@ -32,7 +32,7 @@ pub mod publisher;
 pub mod receiver;
 pub mod victoria;
 
-pub use backend::{dossier_received, stack, test_config, Backend, DOSSIER};
+pub use backend::{dossier_received, stack, stack_with, test_config, Backend, DOSSIER};
 pub use mosquitto::Mosquitto;
 pub use proc::{free_port, wait_until};
 pub use publisher::{Pipelined, Publisher};
