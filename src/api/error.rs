@@ -196,6 +196,16 @@ fn status_text(status: StatusCode) -> (&'static str, &'static str) {
     }
 }
 
+/// The JSON answer for an error status that carries no detail of its own.
+pub(crate) fn status_answer(status: StatusCode) -> Response {
+    let (code, message) = status_text(status);
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
+
 /// Every error answer under a JSON path is JSON: a rejection that an
 /// extractor or a layer answered in plain text (or with no body) becomes
 /// `{"error":{"code","message"}}` with the same status and headers.

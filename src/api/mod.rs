@@ -172,11 +172,7 @@ async fn api_not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> Response {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({ "error": { "code": "method_not_allowed", "message": "Phương thức không được hỗ trợ ở địa chỉ này." } })),
-    )
-        .into_response()
+    error::status_answer(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// Path parameters with a JSON 400 `invalid_path` instead of axum's plain
