@@ -246,19 +246,23 @@ fn attribute_dossiers(
     store: &Store,
     decoded: &mut [Result<Event, Rejection>],
 ) -> Result<(), JournalError> {
-    let mut missing: Vec<&str> = Vec::new();
-    let mut known: HashMap<String, String> = HashMap::new();
-    for e in decoded.iter().flatten() {
-        match (dossier_id(e), &e.village) {
-            (Some(id), Some(v)) if e.kind == "received" => {
-                known.entry(id.to_owned()).or_insert_with(|| v.clone());
-            }
-            (Some(id), None) => missing.push(id),
-            _ => {}
-        }
-    }
+    let mut missing: Vec<&str> = decoded
+        .iter()
+        .flatten()
+        .filter(|e| e.village.is_none())
+        .filter_map(dossier_id)
+        .collect();
     if missing.is_empty() {
         return Ok(());
+    }
+    // Only a batch with village-less dossier events pays for the map.
+    let mut known: HashMap<String, String> = HashMap::new();
+    for e in decoded.iter().flatten() {
+        if let (Some(id), Some(v)) = (dossier_id(e), &e.village) {
+            if e.kind == "received" {
+                known.entry(id.to_owned()).or_insert_with(|| v.clone());
+            }
+        }
     }
     missing.retain(|id| !known.contains_key(*id));
     if !missing.is_empty() {
