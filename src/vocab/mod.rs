@@ -5,8 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod hazard;
 mod target;
 
+pub use hazard::{Hazard, LevelError, RiskLevel};
 pub use target::{Op, Target};
 
 /// The producer family an event came from. One decoder exists per family.
