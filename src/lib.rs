@@ -19,6 +19,7 @@ pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod reports;
 pub mod runtime;
 pub mod server;
 pub mod sim;
