@@ -27,3 +27,4 @@ pub mod sources;
 pub mod state;
 pub mod store;
 pub mod vocab;
+pub mod warnings;
