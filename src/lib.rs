@@ -28,3 +28,4 @@ pub mod sources;
 pub mod state;
 pub mod store;
 pub mod vocab;
+pub mod warnings;
