@@ -44,6 +44,9 @@ pub struct Committed {
     pub dead: Vec<DeadNote>,
     /// Messages recognised as duplicates.
     pub duplicates: usize,
+    /// Official warnings the batch created or changed (new, updated,
+    /// cancelled, expired), as they now stand.
+    pub warnings: Vec<crate::warnings::WarningView>,
     /// Commit time.
     pub at: DateTime<Utc>,
 }
