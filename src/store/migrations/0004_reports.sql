@@ -1,4 +1,4 @@
--- 0003: sealed periodic reports (issue 13; docs/REPORTS.md, STORAGE.md).
+-- 0004: sealed periodic reports (issue 13; docs/REPORTS.md, STORAGE.md).
 
 -- Per period and stream (source family): the RFC 6962 Merkle frontier of
 -- the canonical hashes of the events counted, kept by the journal writer
