@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod devices;
 pub mod indicators;
 pub mod ingest;
