@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -27,3 +28,4 @@ pub mod sources;
 pub mod state;
 pub mod store;
 pub mod vocab;
+pub mod warnings;

@@ -11,6 +11,7 @@
 //!
 //! This room imports only `vocab` from the crate.
 
+pub mod alerts;
 pub mod examples;
 mod load;
 mod positions;
@@ -84,6 +85,9 @@ pub struct Config {
     /// Time-series sink (InfluxDB 2/3, VictoriaMetrics); off without `url`.
     #[serde(default)]
     pub influx: Influx,
+    /// The commune's own alert rules, grouping timers, escalation ladder.
+    #[serde(default)]
+    pub alerts: alerts::AlertsDef,
     /// The site in typed form, built by [`load`] / [`load_str`] from the
     /// site sections above (empty on a `Config` not made by them).
     #[serde(skip)]

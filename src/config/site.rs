@@ -272,6 +272,8 @@ pub struct Site {
     pub registry: super::Registry,
     /// Indicators, in file order.
     pub indicators: Vec<Indicator>,
+    /// Alert rules, grouping timers and the escalation ladder.
+    pub alerts: super::alerts::AlertSettings,
 }
 
 /// An indicator, typed: what the engine compiles.
