@@ -1,4 +1,4 @@
-//! The alerts tables (migration 0003): the lifecycle with one active alert
+//! The alerts tables (migration 0004): the lifecycle with one active alert
 //! per fingerprint (a UNIQUE partial index, so two writers raising the same
 //! alert at once make one row and count two occurrences), silences, the
 //! group clock, and the engine's cursor over the journal's events.
@@ -338,10 +338,7 @@ impl AlertStore {
 
     /// Counts by status (`firing_unack`...) and the acknowledgement times
     /// (seconds) of the alerts acknowledged since `since`.
-    pub fn stats(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Stats, AlertError> {
+    pub fn stats(&self, since: DateTime<Utc>) -> Result<Stats, AlertError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT state || CASE WHEN acked_at IS NULL THEN '_unack' ELSE '_ack' END, count(*) \
              FROM alerts GROUP BY 1 ORDER BY 1",

@@ -31,7 +31,7 @@ fn severity(level: Option<u8>) -> Severity {
 pub fn signal(w: &WarningView, root: &str, names: &Names) -> Option<Signal> {
     let fp = fingerprint(root);
     match w.state {
-        WarningState::Active | WarningState::Updated if !w.villages.is_empty() => {
+        WarningState::Active if !w.villages.is_empty() => {
             let (title, message) = warning_text(w, names);
             let level = w.level.map(|l| l.get());
             let expires = w.expires.map(|e| e.with_timezone(&Utc));
@@ -60,7 +60,14 @@ pub fn signal(w: &WarningView, root: &str, names: &Names) -> Option<Signal> {
                 urgent: level.is_some_and(|l| l >= 3),
             })))
         }
-        WarningState::Active | WarningState::Updated | WarningState::NotForCommune => None,
+        // An `Updated` bulletin was replaced: its update (Active, with
+        // `supersedes`) carries the chain on under the same fingerprint.
+        WarningState::Updated => None,
+        // In force but covering no village (or no longer any): nothing to
+        // raise, and an alert the chain raised before is resolved.
+        WarningState::Active | WarningState::NotForCommune => {
+            Some(Signal::Resolve { fingerprint: fp })
+        }
         WarningState::Cancelled | WarningState::Expired => {
             Some(Signal::Resolve { fingerprint: fp })
         }

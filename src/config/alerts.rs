@@ -474,18 +474,18 @@ pub(super) fn check(
             }
         }
         let mut used: BTreeSet<&'static str> = BTreeSet::new();
-        let need =
-            |name: &'static str, v: Option<&String>, issue: &mut dyn FnMut(String, String)| match v
-            {
-                Some(v) if !v.trim().is_empty() => Some(v.clone()),
-                _ => {
-                    issue(
-                        format!("{key}.{name}"),
-                        format!("quy tắc loại `{}` cần `{name}`", r.kind),
-                    );
-                    None
-                }
-            };
+        let need = |name: &'static str,
+                    v: Option<&String>,
+                    issue: &mut dyn FnMut(String, String)| match v {
+            Some(v) if !v.trim().is_empty() => Some(v.clone()),
+            _ => {
+                issue(
+                    format!("{key}.{name}"),
+                    format!("quy tắc loại `{}` cần `{name}`", r.kind),
+                );
+                None
+            }
+        };
         let spec = match r.kind.as_str() {
             "threshold" => {
                 used.extend(["when", "for"]);

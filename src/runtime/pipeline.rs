@@ -222,6 +222,7 @@ fn run_batch(
                 })
                 .collect(),
             duplicates,
+            warnings: Vec::new(),
             at: now,
         }));
     }

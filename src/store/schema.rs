@@ -40,8 +40,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
+        name: "delivery",
+        sql: include_str!("migrations/0003_delivery.sql"),
+    },
+    Migration {
+        version: 4,
         name: "alerts",
-        sql: include_str!("migrations/0003_alerts.sql"),
+        sql: include_str!("migrations/0004_alerts.sql"),
     },
 ];
 

@@ -1,6 +1,7 @@
-//! Official warnings (CAP 1.2 bulletins). This module holds, for now, only
-//! the read model other rooms consume ([`WarningView`]); the parser,
-//! validator and store come with it.
+//! Official disaster warnings: CAP 1.2 bulletins (MQTT
+//! `ioc/{commune}/warning/cap`, `POST /api/warnings`, feed pollers) parsed,
+//! validated, profiled (Vietnamese risk level, hazard), matched to the
+//! commune's villages, chained (Update/Cancel), expired and stored.
 
 mod view;
 

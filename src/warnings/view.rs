@@ -1,7 +1,5 @@
-//! The read model of one official warning, as the rest of the house sees
-//! it (the contract between `warnings` and `alerts`, COORD.md): the current
-//! state of a CAP bulletin chain, its hazard and risk level, the villages
-//! it covers.
+//! [`WarningView`]: what the rest of the program (alerts, the live
+//! `warnings` family, the screen) sees of one official warning.
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -12,49 +10,82 @@ use crate::vocab::{Hazard, RiskLevel};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarningState {
-    /// In force (an `Alert`).
+    /// In force: covers villages of the commune, not replaced, cancelled
+    /// or expired.
     Active,
-    /// In force, changed by an `Update`.
+    /// Replaced by a later `Update` (the update is the one in force).
     Updated,
     /// Ended by a `Cancel`.
     Cancelled,
-    /// Ended by its `expires` time.
+    /// Its `expires` time has passed.
     Expired,
-    /// Valid, but it covers no village of this commune.
+    /// Covers no village of the commune: stored and shown, never raised.
     NotForCommune,
 }
 
 impl WarningState {
-    /// Whether the warning is in force.
-    pub fn is_active(self) -> bool {
-        matches!(self, WarningState::Active | WarningState::Updated)
+    /// The snake_case code (API, store, live stream).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningState::Active => "active",
+            WarningState::Updated => "updated",
+            WarningState::Cancelled => "cancelled",
+            WarningState::Expired => "expired",
+            WarningState::NotForCommune => "not_for_commune",
+        }
+    }
+
+    /// Parse the code.
+    pub fn parse(s: &str) -> Option<WarningState> {
+        [
+            WarningState::Active,
+            WarningState::Updated,
+            WarningState::Cancelled,
+            WarningState::Expired,
+            WarningState::NotForCommune,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+
+    /// Vietnamese label for people.
+    pub fn label_vi(self) -> &'static str {
+        match self {
+            WarningState::Active => "Đang hiệu lực",
+            WarningState::Updated => "Đã được cập nhật",
+            WarningState::Cancelled => "Đã hủy",
+            WarningState::Expired => "Hết hiệu lực",
+            WarningState::NotForCommune => "Không thuộc địa bàn xã",
+        }
     }
 }
 
-/// One warning (the newest bulletin of its chain).
+/// One official warning as the other rooms see it (the contract in
+/// COORD: alerts raise an alert of kind `warning` for each active one that
+/// covers villages; the live `warnings` family shows them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WarningView {
-    /// `sender|identifier|sent` of this bulletin.
+    /// `sender|identifier|sent` (the CAP triple, `sent` as written).
     pub id: String,
     /// Where it stands.
     pub state: WarningState,
-    /// The hazard (QĐ 18/2021), when known.
+    /// The hazard (from `eventCode` or the `event` text).
     pub hazard: Option<Hazard>,
-    /// The Vietnamese risk level, when given.
+    /// The Vietnamese risk level (from the `VN-CAP-DO-RUI-RO` parameter).
     pub level: Option<RiskLevel>,
-    /// Ids of the villages it covers.
+    /// Ids of the commune's villages it covers.
     pub villages: Vec<String>,
-    /// CAP `event` text.
+    /// The `event` text of the displayed `<info>` (Vietnamese first).
     pub event: String,
-    /// The Vietnamese headline, when there is one.
+    /// The Vietnamese headline, if a Vietnamese `<info>` has one.
     pub headline_vi: Option<String>,
-    /// The issuing agency (`senderName`).
+    /// The issuing agency (`senderName`), if given.
     pub sender_name: Option<String>,
-    /// When the bulletin was issued (with the offset it was written with).
+    /// When it was issued (`sent`, with its offset).
     pub sent: DateTime<FixedOffset>,
-    /// When it ends by itself.
+    /// When it ends (`expires` of the displayed `<info>`), if given.
     pub expires: Option<DateTime<FixedOffset>>,
-    /// The id of the first bulletin of its chain, when this one updates or
-    /// cancels an earlier one.
+    /// The id of the warning this one replaces or cancels (its last
+    /// reference), if any.
     pub supersedes: Option<String>,
 }
