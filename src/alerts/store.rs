@@ -1,4 +1,4 @@
-//! The alerts tables (migration 0004): the lifecycle with one active alert
+//! The alerts tables (migration 0005): the lifecycle with one active alert
 //! per fingerprint (a UNIQUE partial index, so two writers raising the same
 //! alert at once make one row and count two occurrences), silences, the
 //! group clock, and the engine's cursor over the journal's events.

@@ -45,8 +45,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
+        name: "reports",
+        sql: include_str!("migrations/0004_reports.sql"),
+    },
+    Migration {
+        version: 5,
         name: "alerts",
-        sql: include_str!("migrations/0004_alerts.sql"),
+        sql: include_str!("migrations/0005_alerts.sql"),
     },
 ];
 

@@ -1,4 +1,4 @@
--- 0004: alerts (src/alerts): the alert lifecycle, silences, grouping.
+-- 0005: alerts (src/alerts): the alert lifecycle, silences, grouping.
 -- Written by the alerts engine's connection and the API actions
 -- connection (acknowledge, resolve, silences).
 
