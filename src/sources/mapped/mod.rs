@@ -366,7 +366,8 @@ fn telemetry(
             values,
             item.value,
             &where_,
-        )?;
+        )
+        .map_err(|r| r.from_device(Source::Sensor, Some(&sent)))?;
         if attrs.is_empty() {
             if rule.each.is_some() {
                 continue;
