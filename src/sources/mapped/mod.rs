@@ -353,6 +353,7 @@ fn telemetry(
             Some(item.value),
             Some(&root),
         )?;
+        let device = resolve(ctx, mapping, name, &sent)?;
         let values = rule
             .values
             .as_ref()
@@ -397,7 +398,6 @@ fn telemetry(
             )
             .from_device(Source::Sensor, Some(&sent)));
         }
-        let device = resolve(ctx, mapping, name, &sent)?;
         let mut d = Draft::new(Source::Sensor, "telemetry", Some(device));
         if let Some(t) = &rule.time {
             match t.path.get(item.value) {
