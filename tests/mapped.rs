@@ -59,6 +59,7 @@ id = "tasmota"
 include = "tasmota"
 [mapped.devices]
 "nha-van-hoa" = "temp-02"
+"ble-gw" = "temp-02"
 
 [[mapped]]
 id = "shelly"
