@@ -331,6 +331,9 @@ pub async fn run(
             backend.clone(),
         ));
     }
+    // Durable HTTP delivery (province reports, webhooks); stopped with the
+    // backend, after its requests in flight had a few seconds.
+    tasks.spawn(crate::delivery::run(Arc::clone(&shared), backend.clone()));
     let limits = api::serve::Limits::from_config(&shared.config);
     let http_shared = Arc::clone(&shared);
     let http = tasks.spawn(async move {

@@ -21,7 +21,7 @@ mod validate;
 
 pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use registry::Registry;
-pub use validate::check_url;
+pub use validate::{check_delivery_url, check_url};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -84,6 +84,9 @@ pub struct Config {
     /// Time-series sink (InfluxDB 2/3, VictoriaMetrics); off without `url`.
     #[serde(default)]
     pub influx: Influx,
+    /// Durable HTTP delivery: worker limits and named targets.
+    #[serde(default)]
+    pub delivery: Delivery,
     /// The site in typed form, built by [`load`] / [`load_str`] from the
     /// site sections above (empty on a `Config` not made by them).
     #[serde(skip)]

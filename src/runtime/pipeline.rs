@@ -244,6 +244,7 @@ fn run_batch(
                 })
                 .collect(),
             duplicates,
+            warnings: Vec::new(),
             at: now,
         }));
     }
