@@ -263,7 +263,10 @@ pub async fn run(
         Arc::clone(&shared.registry),
         shared.config.ingest.clone(),
         shared.config.procedure.reject_unknown_village,
-    );
+    )
+    .with_mapped(crate::sources::mapped::Mapped::new(
+        shared.config.site.mapped.clone(),
+    ));
     let filters = ingest::mqtt::filters(&shared.config, decoder.topic_filters());
     let (hub, commits) = Hub::new(Arc::clone(&shared));
     let (tx, rx) = mpsc::channel(shared.config.store.queue_capacity.max(1));

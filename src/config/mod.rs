@@ -13,6 +13,7 @@
 
 pub mod examples;
 mod load;
+pub mod mapped;
 mod positions;
 pub mod process;
 mod registry;
@@ -81,6 +82,10 @@ pub struct Config {
     /// Indicator definitions.
     #[serde(default, rename = "indicator")]
     pub indicators: Vec<IndicatorDef>,
+    /// Mapped sources: devices that publish in their own format
+    /// (zigbee2mqtt, Tasmota, Shelly, ESPHome, ThingsBoard), see [`mapped`].
+    #[serde(default)]
+    pub mapped: Vec<mapped::MappedDef>,
     /// Time-series sink (InfluxDB 2/3, VictoriaMetrics); off without `url`.
     #[serde(default)]
     pub influx: Influx,

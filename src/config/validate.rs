@@ -288,6 +288,14 @@ impl Validator<'_> {
             .into_iter()
             .map(|(class, id)| (class, id.to_owned()))
             .collect();
+        let known = &self.known;
+        let (mapped, problems) = super::mapped::compile(&c.mapped, &|id: &str| {
+            known.contains(&(DeviceClass::Sensor, id.to_string()))
+        });
+        for (key, reason) in problems {
+            self.issue(key, reason);
+        }
+        self.site.mapped = mapped;
         let mut ids = HashSet::new();
         for ind in &c.indicators {
             let key = format!("indicator[{}]", ind.id);
