@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "delivery",
         sql: include_str!("migrations/0003_delivery.sql"),
     },
+    Migration {
+        version: 4,
+        name: "reports",
+        sql: include_str!("migrations/0004_reports.sql"),
+    },
 ];
 
 /// The version a store has once every migration ran.
