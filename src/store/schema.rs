@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "reports",
         sql: include_str!("migrations/0004_reports.sql"),
     },
+    Migration {
+        version: 5,
+        name: "alerts",
+        sql: include_str!("migrations/0005_alerts.sql"),
+    },
 ];
 
 /// The version a store has once every migration ran.
