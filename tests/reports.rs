@@ -451,11 +451,8 @@ fn every_kind_of_tampering_is_refused_with_its_reason() {
 
     let sig = tamper(&bytes, |v| {
         let s = v["signature"]["value"].as_str().unwrap().to_owned();
-        let flipped = if s.starts_with('A') {
-            format!("B{}", &s[1..])
-        } else {
-            format!("A{}", &s[1..])
-        };
+        let first = if s.starts_with('A') { "B" } else { "A" };
+        let flipped = format!("{first}{}", &s[1..]);
         v["signature"]["value"] = json!(flipped);
     });
     let e = refused(&cfg, &sig, d, "signature", &[]);
