@@ -73,6 +73,7 @@ impl From<AppError> for ApiError {
                     message: "Kho dữ liệu cảnh báo đang lỗi, hãy thử lại sau.".into(),
                 }
             }
+            AppError::Report(e) => super::reports::refuse(e),
         }
     }
 }

@@ -21,7 +21,7 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{account, admin, alerts, guard, history, ws, ApiState};
+use super::{account, admin, alerts, guard, history, reports, ws, ApiState};
 use crate::auth::Role;
 
 /// The document, serialized once (it depends only on the code).
@@ -47,7 +47,10 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(super::devices))
         .routes(routes!(super::dead_letters))
         .routes(routes!(alerts::list))
-        .routes(routes!(alerts::silences));
+        .routes(routes!(alerts::silences))
+        .routes(routes!(reports::list))
+        .routes(routes!(reports::get))
+        .routes(routes!(reports::corrections));
     let signed_in = OpenApiRouter::new()
         .routes(routes!(account::me))
         .routes(routes!(account::logout));
@@ -56,7 +59,10 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(alerts::ack))
         .routes(routes!(alerts::resolve))
         .routes(routes!(alerts::silence_create))
-        .routes(routes!(alerts::silence_delete));
+        .routes(routes!(alerts::silence_delete))
+        .routes(routes!(reports::seal_period))
+        .routes(routes!(reports::approve))
+        .routes(routes!(reports::dismiss));
     let admin = OpenApiRouter::new()
         .routes(routes!(account::kiosk_list, account::kiosk_create))
         .routes(routes!(account::kiosk_revoke))

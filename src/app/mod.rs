@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
+pub mod reports;
 pub mod users;
 
 use crate::auth::{AccountError, NewAudit, Outcome, Principal, Role};
@@ -92,6 +93,9 @@ pub enum AppError {
     /// The alerts store failed.
     #[error(transparent)]
     Alerts(#[from] crate::alerts::AlertError),
+    /// Sealing or a correction refused or failed.
+    #[error(transparent)]
+    Report(#[from] crate::reports::ReportError),
 }
 
 /// Audit a change with the outcome of `result`, and pass the result on.

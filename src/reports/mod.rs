@@ -6,6 +6,7 @@
 //! `reports::export` (xlsx, CSV, DHIS2) belongs to the delivery side and
 //! reads only [`Snapshot`].
 
+pub mod export;
 pub mod period;
 pub mod snapshot;
 
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod merkle;
 pub mod seal;
 pub mod service;
+pub mod task;
 pub mod verify;
 
 pub use verify::{verify, Trust, Verified, VerifyError};
