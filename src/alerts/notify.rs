@@ -283,8 +283,8 @@ mod tests {
 
     use super::*;
     use crate::alerts::model::{Raise, Severity};
-    use crate::alerts::ManualClock;
     use crate::alerts::Clock;
+    use crate::alerts::ManualClock;
     use crate::config::alerts::Step;
     use crate::config::SyncMode;
     use crate::vocab::Hazard;
@@ -313,7 +313,11 @@ mod tests {
     fn raise(fp: &str, urgent: bool) -> Raise {
         Raise {
             fingerprint: fp.into(),
-            kind: if urgent { AlertKind::Warning } else { AlertKind::Camera },
+            kind: if urgent {
+                AlertKind::Warning
+            } else {
+                AlertKind::Camera
+            },
             rule: (!urgent).then(|| "chay".to_owned()),
             official: urgent,
             severity: Severity::Critical,
@@ -355,32 +359,60 @@ mod tests {
         let mut store = AlertStore::open(&dir.path().join("j.db"), SyncMode::Normal).unwrap();
         let set = settings();
         let names = Names::default();
-        let c = ManualClock::new(DateTime::parse_from_rfc3339("2026-12-03T01:00:00Z").unwrap().into());
-        let plan = |store: &mut AlertStore, now| plan(store, now, &set, &names, ("x", "Xã X")).unwrap();
-        store.raise(&raise("rule:chay:cam-01:fire", false), c.now(), &set).unwrap();
+        let c = ManualClock::new(
+            DateTime::parse_from_rfc3339("2026-12-03T01:00:00Z")
+                .unwrap()
+                .into(),
+        );
+        let plan =
+            |store: &mut AlertStore, now| plan(store, now, &set, &names, ("x", "Xã X")).unwrap();
+        store
+            .raise(&raise("rule:chay:cam-01:fire", false), c.now(), &set)
+            .unwrap();
         c.advance(TimeDelta::seconds(10));
-        store.raise(&raise("rule:chay:cam-02:fire", false), c.now(), &set).unwrap();
+        store
+            .raise(&raise("rule:chay:cam-02:fire", false), c.now(), &set)
+            .unwrap();
         c.advance(TimeDelta::seconds(19));
-        assert_eq!(plan(&mut store, c.now()), 0, "29 s: inside the group's wait");
+        assert_eq!(
+            plan(&mut store, c.now()),
+            0,
+            "29 s: inside the group's wait"
+        );
         c.advance(TimeDelta::seconds(1));
         assert_eq!(plan(&mut store, c.now()), 1, "30 s: the group, one request");
         let sent = outbox(&store);
         let (_, target, body) = sent.last().unwrap();
         assert_eq!(target, "truc-ban");
         assert_eq!(body["alerts"].as_array().unwrap().len(), 2, "{body}");
-        assert!(body["text"].as_str().unwrap().contains("tin rule:chay:cam-02:fire"));
+        assert!(body["text"]
+            .as_str()
+            .unwrap()
+            .contains("tin rule:chay:cam-02:fire"));
         assert_eq!(plan(&mut store, c.now()), 0, "nothing twice");
 
         // A newcomer to the notified group waits for group_interval.
         c.advance(TimeDelta::seconds(20));
-        store.raise(&raise("rule:chay:cam-03:fire", false), c.now(), &set).unwrap();
+        store
+            .raise(&raise("rule:chay:cam-03:fire", false), c.now(), &set)
+            .unwrap();
         c.advance(TimeDelta::seconds(60));
-        assert_eq!(plan(&mut store, c.now()), 0, "group_wait passed, group_interval not");
+        assert_eq!(
+            plan(&mut store, c.now()),
+            0,
+            "group_wait passed, group_interval not"
+        );
         c.advance(TimeDelta::seconds(220));
-        assert_eq!(plan(&mut store, c.now()), 1, "5 min after the group's last send");
+        assert_eq!(
+            plan(&mut store, c.now()),
+            1,
+            "5 min after the group's last send"
+        );
 
         // A level-3 warning skips the delays.
-        store.raise(&raise("warning:A", true), c.now(), &set).unwrap();
+        store
+            .raise(&raise("warning:A", true), c.now(), &set)
+            .unwrap();
         assert_eq!(plan(&mut store, c.now()), 1);
         let (key, _, body) = outbox(&store).pop().unwrap();
         assert_eq!(body["alerts"][0]["official"], true);
@@ -391,6 +423,9 @@ mod tests {
         let before = outbox(&store).len();
         assert!(plan(&mut store, c.now()) >= 1);
         let climbed: Vec<_> = outbox(&store).into_iter().skip(before).collect();
-        assert!(climbed.iter().all(|(_, t, _)| t == "pho-chu-tich"), "{climbed:?}");
+        assert!(
+            climbed.iter().all(|(_, t, _)| t == "pho-chu-tich"),
+            "{climbed:?}"
+        );
     }
 }
