@@ -452,22 +452,30 @@ fn readings(
 ) -> Result<Map<String, Value>, Rejection> {
     let mut attrs = Map::new();
     // Values an explicit (wildcard-free) reading takes are not taken again
-    // by a wildcard or by `all_numbers`.
+    // by a wildcard or by `all_numbers` (worked out only when one is there).
     let mut claimed: HashSet<String> = HashSet::new();
-    let mut found_all: Vec<Vec<Found<'_>>> = Vec::with_capacity(rule.readings.len());
-    for r in &rule.readings {
-        let found = r.path.find_all(values);
-        if !r.path.has_wildcard() {
-            claimed.extend(found.iter().map(|f| f.at.clone()));
+    if rule.all_numbers || rule.readings.iter().any(|r| r.path.has_wildcard()) {
+        for r in rule.readings.iter().filter(|r| !r.path.has_wildcard()) {
+            claimed.extend(r.path.find_all(values).into_iter().map(|f| f.at));
         }
-        found_all.push(found);
     }
-    for (r, found) in rule.readings.iter().zip(found_all) {
-        let found: Vec<Found<'_>> = found
-            .into_iter()
-            .filter(|f| !f.value.is_null())
-            .filter(|f| !r.path.has_wildcard() || !claimed.contains(&f.at))
-            .collect();
+    for r in &rule.readings {
+        let found: Vec<Found<'_>> = if r.path.has_wildcard() {
+            r.path
+                .find_all(values)
+                .into_iter()
+                .filter(|f| !f.value.is_null() && !claimed.contains(&f.at))
+                .collect()
+        } else {
+            match r.path.get(values) {
+                None | Some(Value::Null) => Vec::new(),
+                Some(value) => vec![Found {
+                    value,
+                    bindings: Vec::new(),
+                    at: String::new(),
+                }],
+            }
+        };
         if found.is_empty() {
             if r.required {
                 return Err(reject(
@@ -498,7 +506,7 @@ fn readings(
         }
         for f in found {
             let field = if f.at.is_empty() {
-                "$".to_string()
+                r.path.to_string()
             } else {
                 f.at.clone()
             };
@@ -552,7 +560,10 @@ fn readings(
                 _ => None,
             });
             for (k, v) in m {
-                if Some(k.as_str()) == time_key || claimed.contains(k) {
+                if Some(k.as_str()) == time_key
+                    || claimed.contains(k)
+                    || claimed.contains(&format!("\"{k}\""))
+                {
                     continue;
                 }
                 let n = match v {
