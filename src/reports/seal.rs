@@ -313,6 +313,15 @@ pub fn seal(
         });
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have sealed it while we waited for the lock.
+    if let Some((s, _)) = latest(&tx, &label)? {
+        return Ok(SealOutcome {
+            period: label,
+            revision: s.revision,
+            digest: s.digest,
+            already_sealed: true,
+        });
+    }
     if stale_frontiers(&tx, period, &rule)? {
         tracing::info!(period = %label, "rebuilding report manifests from the journal");
         let inputs = compute::from_journal(&tx, engine, period, cutoff)?;
