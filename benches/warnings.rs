@@ -12,7 +12,8 @@
 //! here, not asserted in a test.
 //!
 //! Run: `cargo bench --bench warnings` (env BENCH_BULLETINS, default 30:
-//! that many chains, each an `Alert` at level 3 then its `Cancel`).
+//! that many chains, each an `Alert` at level 3 then its `Cancel`);
+//! `--profile dev` measures the debug binary without a release build.
 
 #[path = "../tests/kit/mod.rs"]
 mod kit;
@@ -140,7 +141,12 @@ async fn main() {
     }
     browser.close().await;
     println!("==================== official warning: publish → wall screen ====================");
-    println!("command      cargo bench --bench warnings (BENCH_BULLETINS={n})");
+    let profile = if cfg!(debug_assertions) {
+        " --profile dev (debug binary)"
+    } else {
+        " (release binary)"
+    };
+    println!("command      cargo bench --bench warnings{profile} (BENCH_BULLETINS={n})");
     println!(
         "machine      {} CPUs; load average {load_before} before, {} after",
         std::thread::available_parallelism()
