@@ -938,7 +938,7 @@ async fn a_new_level_3_warning_shows_with_its_villages_and_takes_over_until_ackn
 async fn an_update_changes_the_level_colour_a_cancel_removes_it_and_other_communes_are_not_raised()
 {
     let _slot = BROWSER_SLOT.lock().await;
-    let s = stack(true).await;
+    let mut s = stack(true).await;
     let browser = warning_screen(&s).await;
     let mut p = Publisher::new(s.broker.port);
 
@@ -1015,6 +1015,34 @@ async fn an_update_changes_the_level_colour_a_cancel_removes_it_and_other_commun
         json!(1),
         "an update replaces its bulletin"
     );
+
+    // A restarted server shows what is in force (read from the store): a
+    // new run's snapshot of `warnings` replaces what the page had.
+    let snapshots = browser
+        .eval("iocScreen.state.warningSnapshots")
+        .await
+        .as_u64()
+        .unwrap();
+    s.backend.restart();
+    s.backend.wait_ready().await;
+    browser
+        .wait_js_for(
+            &format!("iocScreen.state.warningSnapshots > {snapshots}"),
+            "the warnings snapshot of the restarted server",
+            Duration::from_secs(60),
+        )
+        .await;
+    browser
+        .wait_js(
+            &format!(
+                "{r}?.dataset.level === '3' && {r}?.dataset.warning === {u} \
+                 && !document.getElementById('takeover').hidden",
+                r = q(&row),
+                u = Value::from(update_id.as_str()),
+            ),
+            "the warning in force after a restart",
+        )
+        .await;
 
     // The Cancel: gone from the strip, the takeover and the map.
     publish(&mut p, &bulletin.cancel(chrono::Utc::now())).await;

@@ -78,6 +78,8 @@ const state = {
   alerts: new Map(),
   /** Official warnings in force (the `warnings` key, PROTOCOL §7.8). */
   warnings: [],
+  /** Snapshots of the `warnings` subscription applied (tests, debugging). */
+  warningSnapshots: 0,
   /** id -> {today: Map(t -> v), period: Map(t -> v)} cumulative trends. */
   trends: new Map(),
   historyFor: "",
@@ -196,7 +198,10 @@ function applyItems(items, how) {
     state.feeds.clear();
   }
   if (how.replace && how.id === "alerts") state.alerts.clear();
-  if (how.replace && how.id === "warnings") state.warnings = [];
+  if (how.replace && how.id === "warnings") {
+    state.warnings = [];
+    state.warningSnapshots += 1;
+  }
   const touched = new Set();
   for (const it of items) {
     const [family, a] = it.key.split(":");
