@@ -80,6 +80,25 @@ const LAYOUT_CHECK: &str = r##"(() => {
   return { outside, smallest_text_px: Math.round(smallest * 10) / 10, smallest_text: smallestAt, feed_rows: feedRows, zoom };
 })()"##;
 
+/// The alerts strip and the takeover inside the viewport, and what they
+/// hold inside them (nothing cut off).
+const ALERTS_CHECK: &str = r##"(() => {
+  const out = [], box = (e) => e.getBoundingClientRect();
+  const inside = (r, o, what) => {
+    if (r.width < 1 || r.height < 1 || r.left < o.left - 0.5 || r.top < o.top - 0.5
+        || r.right > o.right + 0.5 || r.bottom > o.bottom + 0.5)
+      out.push(`${what} ${Math.round(r.left)},${Math.round(r.top)} ${Math.round(r.width)}×${Math.round(r.height)}`);
+  };
+  const view = { left: 0, top: 0, right: innerWidth, bottom: innerHeight };
+  for (const sel of ["#alerts", "#takeover"]) {
+    const e = document.querySelector(sel);
+    if (e.hidden) continue;
+    inside(box(e), view, sel);
+    for (const c of e.children) inside(box(c), box(e), `${sel} .${c.className}`);
+  }
+  return out;
+})()"##;
+
 /// The test config, with coordinates and a dead zone when `geo`.
 fn config(broker: u16, store: &Path, geo: bool) -> String {
     let mut c = test_config(broker, store);
@@ -901,6 +920,34 @@ async fn a_new_level_3_warning_shows_with_its_villages_and_takes_over_until_ackn
     browser
         .screenshot("ioc-warning-takeover-1920x1080.png")
         .await;
+    // On every display: the panels as without a warning, and the strip and
+    // the takeover whole, inside the screen.
+    for (w, h) in SIZES {
+        browser.set_viewport(*w, *h).await;
+        browser
+            .wait_js(
+                &format!("innerWidth === {w} && document.documentElement.classList.contains('fit') \
+                          && Math.abs(Number(document.body.style.zoom) - Math.min({w} / 1920, {h} / 1080)) < 1e-4"),
+                "the layout fitted to the display",
+            )
+            .await;
+        let report = browser.eval(LAYOUT_CHECK).await;
+        let alerts = browser.eval(ALERTS_CHECK).await;
+        eprintln!("{w}×{h}: {report} {alerts}");
+        assert_eq!(report["outside"], json!([]), "{w}×{h}: {report}");
+        assert_eq!(alerts, json!([]), "{w}×{h}: alerts area clipped");
+        let floor = if *w < 1366 { 10.0 } else { 10.5 };
+        assert!(
+            report["smallest_text_px"].as_f64().unwrap() >= floor,
+            "{w}×{h}: {report}"
+        );
+        if (*w, *h) == (1366, 768) {
+            browser
+                .screenshot("ioc-warning-takeover-1366x768.png")
+                .await;
+        }
+    }
+    browser.set_viewport(1920, 1080).await;
 
     // It stays until the alert the warning raised is acknowledged.
     tokio::time::sleep(Duration::from_millis(1500)).await;
