@@ -788,7 +788,7 @@ async fn acknowledge(b: &Backend, chain: &str) {
         let list = b.get("/api/alerts").await;
         if let Some(a) = alerts_in(&list)
             .into_iter()
-            .find(|a| a["fingerprint"] == chain)
+            .find(|a| a["fingerprint"] == format!("warning:{chain}").as_str())
         {
             break a["id"].clone();
         }

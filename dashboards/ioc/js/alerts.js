@@ -2,7 +2,7 @@
 // warnings in force (live `warnings` key, PROTOCOL §7.8) in the colours of
 // the disaster risk levels of QĐ 18/2021/QĐ-TTg, with their villages,
 // issuer, issue time and acknowledgement state (from the `alerts` family:
-// the alert a warning raises has the warning's `chain` as fingerprint). A
+// the alert a warning raises has `warning:{chain}` as fingerprint). A
 // level ≥ 3 warning not yet acknowledged takes over the left of the
 // screen (KPIs and feed); the village map stays visible beside it, with
 // the warned villages ringed in the level's colour.
@@ -49,8 +49,10 @@ export function alertFor(w, alerts) {
     if (a.kind && a.kind !== "warning") continue;
     const d = a.details || {};
     const fp = String(a.fingerprint || "");
-    const same = fp === w.chain || fp.endsWith(":" + w.chain) || fp === w.id
-      || a.reference === w.id || d.warning === w.id || d.warning_id === w.id || d.chain === w.chain;
+    // The alerts room's fingerprint is `warning:{chain}`; its details name
+    // the bulletin in force.
+    const same = fp === "warning:" + w.chain || fp === w.chain || d.bulletin === w.id
+      || a.reference === w.id;
     if (!same) continue;
     // The firing one wins over an older resolved one.
     if (!best || (best.state === "resolved" && a.state !== "resolved")) best = a;
