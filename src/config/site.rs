@@ -37,12 +37,54 @@ pub enum Regime {
     Calendar,
 }
 
-/// Report settings.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// Report settings (`[report]`; docs/REPORTS.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Report {
-    /// The period regime for the `month` window.
+    /// The period regime for the `month` window and the sealed reports.
     pub regime: Regime,
+    /// The report's code in the snapshot (`report_code`).
+    pub code: String,
+    /// The commune's code for the province (`org_unit.code`); empty: the
+    /// commune id.
+    pub org_code: String,
+    /// The parent unit's code or name (`org_unit.parent`); empty: the
+    /// province name.
+    pub parent: String,
+    /// Seconds after a period's end during which late deliveries still
+    /// count; the period is sealed after it.
+    pub grace_secs: u64,
+    /// Seal closed periods by themselves (the `serve` task).
+    pub auto_seal: bool,
+    /// Which period kinds the task seals: `month`, `quarter`, `half`,
+    /// `year`.
+    pub auto_seal_kinds: Vec<String>,
+    /// How often the task looks for periods to seal and late events.
+    pub check_interval_secs: u64,
+    /// A late event that moves a sealed value by more than this percentage
+    /// of it (or any change of a zero or missing value) drafts a
+    /// correction.
+    pub correction_threshold_pct: f64,
+    /// The Ed25519 signing key (PKCS#8 PEM); empty: `report_ed25519.pem`
+    /// beside the store file. Generated on first use, mode 0600.
+    pub key_file: String,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            regime: Regime::default(),
+            code: "IOC_XA_THANG".into(),
+            org_code: String::new(),
+            parent: String::new(),
+            grace_secs: 7200,
+            auto_seal: true,
+            auto_seal_kinds: vec!["month".into()],
+            check_interval_secs: 60,
+            correction_threshold_pct: 1.0,
+            key_file: String::new(),
+        }
+    }
 }
 
 /// Inactivity timeouts after which a silent device counts as offline.
@@ -274,6 +316,8 @@ pub struct Site {
     pub indicators: Vec<Indicator>,
     /// Mapped sources, typed (`[[mapped]]`).
     pub mapped: Vec<super::mapped::Mapping>,
+    /// Alert rules, grouping timers and the escalation ladder.
+    pub alerts: super::alerts::AlertSettings,
 }
 
 /// An indicator, typed: what the engine compiles.
@@ -348,4 +392,64 @@ pub struct Filter {
     pub sum: Option<String>,
     /// Only these registered devices; empty: any.
     pub devices: Vec<String>,
+}
+
+/// `[report.dhis2]`: how the DHIS2 `dataValueSets` export names things.
+/// Codes or UIDs, as the province's DHIS2 expects them (push with
+/// `idScheme=code` when they are codes). An indicator without a data
+/// element, or a village without an org unit, is left out of that export.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportDhis2 {
+    /// The data set (`dataSet`); empty: left out.
+    pub data_set: String,
+    /// The commune's org unit; empty: the snapshot's `org_unit.code`.
+    pub org_unit: String,
+    /// `attributeOptionCombo` of the set; empty: left out (the default).
+    pub attribute_option_combo: String,
+    /// `categoryOptionCombo` of every value; empty: left out (the default).
+    pub category_option_combo: String,
+    /// Indicator id → data element.
+    pub data_elements: BTreeMap<String, String>,
+    /// Village id → org unit (villages without one are left out).
+    pub village_org_units: BTreeMap<String, String>,
+}
+
+/// `[report.document]`: the administrative document (Nghị định 30/2020)
+/// the workbook and the printable page lay out: issuing body, number,
+/// place, recipient and signer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportDocument {
+    /// The issuing body, one line per `\n`; empty: `ỦY BAN NHÂN DÂN` and
+    /// the commune's name in capitals.
+    pub authority: String,
+    /// The document's symbol after `Số: …/` (e.g. `BC-UBND`).
+    pub symbol: String,
+    /// The place of the date line (`Bình Lư, ngày … tháng … năm …`);
+    /// empty: the commune's name without `Xã `.
+    pub place: String,
+    /// `Kính gửi: …`; empty: no such line.
+    pub recipient: String,
+    /// The signing capacity above the title (e.g. `TM. ỦY BAN NHÂN DÂN`);
+    /// empty: none.
+    pub signer_capacity: String,
+    /// The signer's title (e.g. `CHỦ TỊCH`).
+    pub signer_title: String,
+    /// The signer's name; empty: left blank to write by hand.
+    pub signer_name: String,
+}
+
+impl Default for ReportDocument {
+    fn default() -> Self {
+        ReportDocument {
+            authority: String::new(),
+            symbol: "BC-UBND".into(),
+            place: String::new(),
+            recipient: String::new(),
+            signer_capacity: "TM. ỦY BAN NHÂN DÂN".into(),
+            signer_title: "CHỦ TỊCH".into(),
+            signer_name: String::new(),
+        }
+    }
 }

@@ -43,6 +43,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "delivery",
         sql: include_str!("migrations/0003_delivery.sql"),
     },
+    Migration {
+        version: 4,
+        name: "reports",
+        sql: include_str!("migrations/0004_reports.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "alerts",
+        sql: include_str!("migrations/0005_alerts.sql"),
+    },
 ];
 
 /// The version a store has once every migration ran.
