@@ -781,39 +781,21 @@ fn alerts_in(v: &Value) -> Vec<Value> {
     out
 }
 
-/// Acknowledge, as the admin, the alert a warning chain raised.
-async fn acknowledge(b: &Backend, chain: &str) {
-    let deadline = std::time::Instant::now() + kit::browser::WAIT;
-    let id = loop {
-        let list = b.get("/api/alerts").await;
-        if let Some(a) = alerts_in(&list)
-            .into_iter()
-            .find(|a| a["fingerprint"] == format!("warning:{chain}").as_str())
-        {
-            break a["id"].clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no alert for {chain}: {list}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let id = id
-        .as_i64()
-        .map_or_else(|| id.to_string(), |n| n.to_string());
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/alerts/{id}/ack", b.url))
-        .bearer_auth(b.token().await)
-        .json(&json!({"comment": "Đã nhận, đang triển khai phương án di dời"}))
-        .send()
-        .await
-        .expect("POST ack");
-    assert!(r.status().is_success(), "ack: {}", r.status());
+/// The alert a warning chain raised, as `GET /api/alerts` lists it.
+async fn alert_of(b: &Backend, chain: &str) -> Value {
+    let list = b.get("/api/alerts").await;
+    alerts_in(&list)
+        .into_iter()
+        .find(|a| a["fingerprint"] == format!("warning:{chain}").as_str())
+        .unwrap_or_else(|| panic!("no alert for {chain}: {list}"))
 }
 
-async fn warning_screen(s: &Stack) -> Browser {
+/// The screen, opened with `token` (a kiosk's, or a person's login).
+async fn warning_screen(s: &Stack, token: &str) -> Browser {
     let browser = Browser::launch().await;
-    browser.open(&screen_url(&s.backend).await).await;
+    browser
+        .open(&format!("{}/?token={token}", s.backend.url))
+        .await;
     browser.wait_js(is_live(), "the live screen").await;
     browser
         .wait_js(
@@ -828,7 +810,9 @@ async fn warning_screen(s: &Stack) -> Browser {
 async fn a_new_level_3_warning_shows_with_its_villages_and_takes_over_until_acknowledged() {
     let _slot = BROWSER_SLOT.lock().await;
     let s = stack(true).await;
-    let browser = warning_screen(&s).await;
+    // The duty officer's browser, signed in (an admin here): it may
+    // acknowledge from the screen; a kiosk may not (the other test).
+    let browser = warning_screen(&s, &s.backend.token().await).await;
     assert_eq!(
         browser
             .eval("document.getElementById('alerts').hidden")
@@ -957,7 +941,20 @@ async fn a_new_level_3_warning_shows_with_its_villages_and_takes_over_until_ackn
             .await,
         Value::Bool(false)
     );
-    acknowledge(&s.backend, &chain).await;
+    let button = "#takeover .to-ack-button";
+    browser
+        .wait_js(
+            &q(button),
+            "the acknowledge button, once the alert is raised",
+        )
+        .await;
+    let alert = alert_of(&s.backend, &chain).await;
+    assert_eq!(alert["acked_at"], Value::Null, "{alert}");
+    assert_eq!(
+        browser.eval(&format!("{}.dataset.alert", q(button))).await,
+        json!(alert["id"].to_string())
+    );
+    browser.eval(&format!("{}.click(); true", q(button))).await;
     browser
         .wait_js(
             &format!(
@@ -968,8 +965,14 @@ async fn a_new_level_3_warning_shows_with_its_villages_and_takes_over_until_ackn
         )
         .await;
     let text = browser.text(&row).await;
-    assert!(text.contains("Đã xác nhận"), "{text}");
+    assert!(text.contains("Đã xác nhận · admin"), "{text}");
     assert!(!text.contains("Chưa xác nhận"), "{text}");
+    let alert = alert_of(&s.backend, &chain).await;
+    assert_eq!(alert["acked_by"], "admin", "{alert}");
+    assert_eq!(
+        alert["state"], "firing",
+        "acknowledged, still in force: {alert}"
+    );
     browser
         .screenshot("ioc-warning-acknowledged-1920x1080.png")
         .await;
@@ -986,7 +989,8 @@ async fn an_update_changes_the_level_colour_a_cancel_removes_it_and_other_commun
 {
     let _slot = BROWSER_SLOT.lock().await;
     let mut s = stack(true).await;
-    let browser = warning_screen(&s).await;
+    let kiosk = kiosk_token(&s.backend).await;
+    let browser = warning_screen(&s, &kiosk).await;
     let mut p = Publisher::new(s.broker.port);
 
     // A bulletin for villages elsewhere (other names, 1° north): stored,
@@ -1055,6 +1059,13 @@ async fn an_update_changes_the_level_colour_a_cancel_removes_it_and_other_commun
         )
         .await;
     assert_eq!(background(&browser, &row).await, "rgb(242, 140, 40)");
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#takeover button')")
+            .await,
+        Value::Null,
+        "a kiosk screen has no acknowledge button"
+    );
     assert_eq!(
         browser
             .eval("document.querySelectorAll('#alerts .warning').length")
