@@ -11,6 +11,7 @@
 pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
+pub mod push;
 pub mod reports;
 pub mod users;
 
