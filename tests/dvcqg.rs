@@ -312,10 +312,12 @@ async fn the_http_push_takes_its_own_token_and_that_token_nothing_else() {
         .collect();
     events.sort_unstable();
     assert_eq!(events, ["paid", "progress", "received", "resolved"]);
-    // Committed before the answer: the indicators already show it.
-    assert_eq!(value(&b, "dossiers_received").await, Some(1.0));
-    assert_eq!(value(&b, "dossier_on_time_ratio").await, Some(100.0));
-    assert_eq!(value(&b, "dossier_online_payment_ratio").await, Some(100.0));
+    // The indicators follow the commit (the live view is updated right
+    // after the acknowledgement).
+    b.wait_value("dossiers_received", "month", "commune", 1.0)
+        .await;
+    wait_near(&b, "dossier_on_time_ratio", 100.0).await;
+    wait_near(&b, "dossier_online_payment_ratio", 100.0).await;
 
     // Mixed: the good one counts, the bad one is named.
     let (s, v) = call(
@@ -344,7 +346,17 @@ async fn the_http_push_takes_its_own_token_and_that_token_nothing_else() {
             .contains("1 hồ sơ bị từ chối"),
         "{v}"
     );
-    assert_eq!(value(&b, "dossiers_received").await, Some(2.0));
+    // Answered after the commit: the journal already holds the dead letter.
+    let dead = b.get("/api/dead-letters?limit=1").await;
+    assert!(
+        dead["items"][0]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("HS-HTTP-LOI"),
+        "{dead}"
+    );
+    b.wait_value("dossiers_received", "month", "commune", 2.0)
+        .await;
 
     // Bad as a whole: 422, kept as a dead letter.
     let (s, v) = call(
@@ -361,6 +373,14 @@ async fn the_http_push_takes_its_own_token_and_that_token_nothing_else() {
         (Some(1), Some("invalid_field"))
     );
     assert!(v["message"].as_str().unwrap().contains("LayThuTuc"), "{v}");
+    let dead = b.get("/api/dead-letters?limit=1").await;
+    assert!(
+        dead["items"][0]["excerpt"]
+            .as_str()
+            .unwrap_or("")
+            .contains("LayThuTuc"),
+        "{dead}"
+    );
     b.wait_value("dead_letters", "month", "commune", 2.0).await;
 
     // The push token can do nothing else: no read, no action, no admin,
