@@ -11,6 +11,7 @@
 pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
+pub mod report_submit;
 pub mod users;
 
 use crate::auth::{AccountError, NewAudit, Outcome, Principal, Role};
@@ -85,6 +86,9 @@ pub enum AppError {
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// A submission to the province refused or failed.
+    #[error(transparent)]
+    Submit(#[from] crate::reports::export::province::SubmitError),
 }
 
 /// Audit a change with the outcome of `result`, and pass the result on.
