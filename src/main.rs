@@ -5,6 +5,7 @@
 //! commune-ioc demo                       # embedded broker + simulator + backend, Bình Lư example
 //! commune-ioc serve --config FILE        # the backend against any MQTT broker
 //! commune-ioc check-config FILE          # validate a config, list every problem
+//! commune-ioc map --config FILE --topic T --payload FILE  # what a message would become
 //! commune-ioc simulate [--config FILE]   # publish realistic commune traffic
 //! commune-ioc user add|passwd|list|disable|unlock  # accounts, on the box
 //! ```
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use commands::report::ReportAction;
 use commands::user::UserAction;
 
 #[derive(Parser, Debug)]
@@ -41,9 +43,32 @@ enum Command {
         port_file: Option<PathBuf>,
     },
     /// Validate a config file and list every problem with its key and reason.
+    /// To see what a sample message would become under it (a new sensor's
+    /// mapping, before it goes live): `commune-ioc map --config FILE
+    /// --topic TOPIC --payload FILE`.
     CheckConfig {
         /// Config file (TOML).
         file: PathBuf,
+    },
+    /// Show what one sample message would become under a config: the rule
+    /// that takes it, its events (device, time, readings) or why it would
+    /// be a dead letter. Exit 0 for events, 3 for a dead letter.
+    Map {
+        /// Config file (TOML), with its [[mapped]] sources.
+        #[arg(long, env = "IOC_CONFIG", default_value = "config/commune.toml")]
+        config: PathBuf,
+        /// The MQTT topic, e.g. "zigbee2mqtt/Cảm biến nước".
+        #[arg(long)]
+        topic: String,
+        /// File holding the payload bytes (`-`: standard input).
+        #[arg(long)]
+        payload: PathBuf,
+        /// As if delivered from the broker's retained store.
+        #[arg(long)]
+        retained: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Publish realistic commune traffic to a broker.
     Simulate {
@@ -81,6 +106,15 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: UserAction,
+    },
+    /// Sealed periodic reports: seal, verify, the signing key, documents,
+    /// correction drafts (works while the server runs).
+    Report {
+        /// Config file (its store.path holds the journal and the key).
+        #[arg(long, env = "IOC_CONFIG", default_value = "config/commune.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: ReportAction,
     },
     /// The demo: embedded broker, traffic simulator and backend on this box.
     Demo {
@@ -138,11 +172,28 @@ fn main() {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::CheckConfig { file } => commands::check_config::run(&file),
+        Command::Map {
+            config,
+            topic,
+            payload,
+            retained,
+            json,
+        } => commands::map::run(&commands::load(&config)?, topic, &payload, retained, json),
         Command::Healthcheck { addr } => commands::healthcheck::run(&addr),
         Command::Serve { config, port_file } => {
             commands::serve::run(&config, port_file.as_deref()).await
         }
         Command::User { config, action } => commands::user::run(&commands::load(&config)?, action),
+        Command::Report { config, action } => {
+            // `verify` runs without a config (the province side).
+            let needs = !matches!(action, ReportAction::Verify { .. }) || config.exists();
+            let cfg = if needs {
+                Some(commands::load(&config)?)
+            } else {
+                None
+            };
+            commands::report::run(cfg.as_ref(), action)
+        }
         Command::Simulate {
             config,
             host,
