@@ -11,8 +11,8 @@
 pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
-pub mod reports;
 pub mod report_submit;
+pub mod reports;
 pub mod users;
 
 use crate::auth::{AccountError, NewAudit, Outcome, Principal, Role};
