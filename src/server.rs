@@ -344,6 +344,11 @@ pub async fn run(
     // Durable HTTP delivery (province reports, webhooks); stopped with the
     // backend, after its requests in flight had a few seconds.
     tasks.spawn(crate::delivery::run(Arc::clone(&shared), backend.clone()));
+    // Loudspeaker broadcasts: commands, acknowledgements, coverage (issue 14).
+    tasks.spawn(crate::broadcasts::worker::run(
+        Arc::clone(&shared),
+        backend.clone(),
+    ));
     let limits = api::serve::Limits::from_config(&shared.config);
     let http_shared = Arc::clone(&shared);
     let http = tasks.spawn(async move {

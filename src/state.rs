@@ -81,6 +81,9 @@ pub struct Shared {
     /// Wakes the delivery worker after an enqueue in this process
     /// (`crate::delivery::wake`).
     pub delivery_wake: Arc<tokio::sync::Notify>,
+    /// The broadcasts overview (coverage, tasks, indicators), for the live
+    /// `broadcasts` family.
+    pub broadcasts: crate::broadcasts::Board,
 }
 
 impl Shared {
@@ -104,6 +107,7 @@ impl Shared {
             batches: AtomicU64::new(0),
             updates,
             delivery_wake: Arc::new(tokio::sync::Notify::new()),
+            broadcasts: crate::broadcasts::Board::default(),
         }
     }
 
