@@ -9,6 +9,7 @@ pub mod dvcqg;
 mod error;
 pub mod guard;
 mod history;
+mod report_out;
 mod reports;
 mod routes;
 pub mod serve;
