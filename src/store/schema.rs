@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dossier_villages",
         sql: include_str!("migrations/0002_dossier_villages.sql"),
     },
+    Migration {
+        version: 3,
+        name: "warnings",
+        sql: include_str!("migrations/0003_warnings.sql"),
+    },
 ];
 
 /// The version a store has once every migration ran.
