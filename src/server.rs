@@ -267,6 +267,7 @@ pub async fn run(
     let filters = ingest::mqtt::filters(&shared.config, decoder.topic_filters());
     let (hub, commits) = Hub::new(Arc::clone(&shared));
     let (tx, rx) = mpsc::channel(shared.config.store.queue_capacity.max(1));
+    let warnings = Arc::new(crate::warnings::Service::new(&shared.config, tx.clone()));
     let writer = pipeline::spawn(store, decoder, Arc::clone(&shared), rx)
         .map_err(|e| ServeError::Thread(e.to_string()))?;
 
@@ -314,6 +315,7 @@ pub async fn run(
         accounts: Arc::clone(&accounts),
         limiter: Arc::clone(&limiter),
         ws: ws.clone(),
+        warnings: Arc::clone(&warnings),
     });
     let hub_task = tasks.spawn(live::run(hub, commits, frontend.clone()));
     tasks.spawn(login_upkeep(
@@ -323,6 +325,11 @@ pub async fn run(
     ));
     let fe = frontend.clone();
     tasks.spawn(probe_store(Arc::clone(&shared), backend.clone()));
+    tasks.spawn(crate::warnings::service::sweep_expired(
+        Arc::clone(&warnings),
+        Arc::clone(&shared),
+        backend.clone(),
+    ));
     if crate::sinks::enabled(&shared) {
         let sink = crate::sinks::influx::InfluxSink::new(&shared.config.influx)?;
         tasks.spawn(crate::sinks::run(
@@ -351,6 +358,7 @@ pub async fn run(
         Ok(Err(e)) => tracing::error!(error = %e, "MQTT supervisor failed"),
         Err(e) => tracing::error!(error = %e, "MQTT supervisor panicked"),
     }
+    warnings.close();
     tracing::info!("draining the journal queue");
     shared
         .stopping

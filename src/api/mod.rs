@@ -9,6 +9,7 @@ pub mod guard;
 mod history;
 mod routes;
 pub mod serve;
+mod warnings;
 mod ws;
 
 pub use error::ApiError;
@@ -60,6 +61,8 @@ pub struct ApiState {
     pub limiter: Arc<LoginLimiter>,
     /// WebSocket tasks, closed and awaited on shutdown.
     pub ws: WsTasks,
+    /// Official warnings: validator, submission, reads.
+    pub warnings: Arc<crate::warnings::Service>,
 }
 
 /// The WebSocket connections' tasks, their slots and the token that

@@ -12,6 +12,7 @@ pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
 pub mod users;
+pub mod warnings;
 
 use crate::auth::{AccountError, NewAudit, Outcome, Principal, Role};
 use crate::journal::JournalError;

@@ -13,14 +13,14 @@
 pub mod cap;
 // pub mod feed;
 pub mod profile;
-// pub mod service;
+pub mod service;
 pub mod store;
 mod text;
 mod view;
 
 pub use cap::{Alert, CapError};
 pub use profile::{MatchWay, Profile, Profiled, VillageMatch};
-// pub use service::Service;
+pub use service::Service;
 pub use store::Bulletin;
 pub use view::{WarningState, WarningView};
 
