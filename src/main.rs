@@ -66,6 +66,12 @@ enum Command {
         /// Random seed (same seed, same traffic).
         #[arg(long, env = "IOC_SIM_SEED", default_value_t = 2026)]
         seed: u64,
+        /// Also publish a flash-flood warning bulletin chain (CAP 1.2 on
+        /// ioc/{commune}/warning/cap) on the demo's cadence: level 2 after
+        /// 15 s, raised to level 3 a minute later, cancelled after 5 min,
+        /// again every 10 min.
+        #[arg(long, env = "IOC_SIM_WARNINGS")]
+        warnings: bool,
     },
     /// Manage user accounts in the store named by the config (works while
     /// the server runs; changes take effect at once).
@@ -96,6 +102,10 @@ enum Command {
         /// Simulated messages per second.
         #[arg(long, env = "IOC_DEMO_RATE", default_value_t = 20.0)]
         rate: f64,
+        /// Leave out the simulated warning bulletins (a flash-flood chain:
+        /// level 2, raised to level 3, cancelled; every 10 min).
+        #[arg(long, env = "IOC_DEMO_NO_WARNINGS")]
+        no_warnings: bool,
         /// Write the bound HTTP address here once listening.
         #[arg(long, env = "IOC_PORT_FILE")]
         port_file: Option<PathBuf>,
@@ -140,6 +150,7 @@ async fn run(cli: Cli) -> Result<()> {
             rate,
             count,
             seed,
+            warnings,
         } => {
             commands::init_logging();
             let cfg = match config {
@@ -154,6 +165,7 @@ async fn run(cli: Cli) -> Result<()> {
                 rate,
                 count,
                 seed,
+                warnings,
             };
             commands::simulate::run(cfg, o).await
         }
@@ -163,6 +175,7 @@ async fn run(cli: Cli) -> Result<()> {
             mqtt_port,
             store,
             rate,
+            no_warnings,
             port_file,
         } => {
             commands::demo::run(commands::demo::Options {
@@ -171,6 +184,7 @@ async fn run(cli: Cli) -> Result<()> {
                 mqtt_port,
                 store,
                 rate,
+                warnings: !no_warnings,
                 port_file,
             })
             .await

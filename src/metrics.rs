@@ -23,6 +23,16 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Label set of a delivery attempt: the target's name and what came of it
+/// (`delivered`, `rejected`, `retry`, `expired`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabel {
+    /// `[delivery.targets.NAME]`.
+    pub target: String,
+    /// What came of the attempt.
+    pub outcome: String,
+}
+
 /// All metrics of one instance.
 #[derive(Debug)]
 pub struct Metrics {
@@ -106,6 +116,12 @@ pub struct Metrics {
     /// Logins answered 503 `login_busy` because too many were hashing or
     /// waiting.
     pub login_busy: Counter,
+    /// Durable HTTP delivery: attempts by target and outcome.
+    pub delivery_attempts: Family<DeliveryLabel, Counter>,
+    /// Durable HTTP delivery: deliveries waiting (state `pending`).
+    pub delivery_pending: Gauge,
+    /// Durable HTTP delivery: requests in flight.
+    pub delivery_in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -141,6 +157,9 @@ impl Metrics {
             live_resyncs: Counter::default(),
             live_frames: Counter::default(),
             live_errors: Counter::default(),
+            delivery_attempts: Family::default(),
+            delivery_pending: Gauge::default(),
+            delivery_in_flight: Gauge::default(),
             influx_points_written: Counter::default(),
             influx_points_dropped: Counter::default(),
             influx_points_rejected: Counter::default(),
@@ -261,6 +280,21 @@ impl Metrics {
             "live_errors",
             "Error frames sent to WebSocket clients",
             m.live_errors.clone(),
+        );
+        registry.register(
+            "delivery_attempts",
+            "HTTP delivery attempts by target and outcome (delivered, rejected, retry, expired)",
+            m.delivery_attempts.clone(),
+        );
+        registry.register(
+            "delivery_pending",
+            "HTTP deliveries waiting to be accepted",
+            m.delivery_pending.clone(),
+        );
+        registry.register(
+            "delivery_in_flight",
+            "HTTP delivery requests in flight",
+            m.delivery_in_flight.clone(),
         );
         registry.register(
             "influx_points_written",

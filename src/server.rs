@@ -263,7 +263,10 @@ pub async fn run(
         Arc::clone(&shared.registry),
         shared.config.ingest.clone(),
         shared.config.procedure.reject_unknown_village,
-    );
+    )
+    .with_mapped(crate::sources::mapped::Mapped::new(
+        shared.config.site.mapped.clone(),
+    ));
     let filters = ingest::mqtt::filters(&shared.config, decoder.topic_filters());
     let (hub, commits) = Hub::new(Arc::clone(&shared));
     let (tx, rx) = mpsc::channel(shared.config.store.queue_capacity.max(1));
@@ -338,6 +341,9 @@ pub async fn run(
             backend.clone(),
         ));
     }
+    // Durable HTTP delivery (province reports, webhooks); stopped with the
+    // backend, after its requests in flight had a few seconds.
+    tasks.spawn(crate::delivery::run(Arc::clone(&shared), backend.clone()));
     let limits = api::serve::Limits::from_config(&shared.config);
     let http_shared = Arc::clone(&shared);
     let http = tasks.spawn(async move {

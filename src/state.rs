@@ -78,6 +78,9 @@ pub struct Shared {
     pub batches: AtomicU64,
     /// Committed batches, for live subscribers.
     pub updates: broadcast::Sender<Arc<Committed>>,
+    /// Wakes the delivery worker after an enqueue in this process
+    /// (`crate::delivery::wake`).
+    pub delivery_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -100,6 +103,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             updates,
+            delivery_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 

@@ -20,6 +20,8 @@ pub struct Options {
     pub store: Option<PathBuf>,
     /// Simulated messages per second.
     pub rate: f64,
+    /// Publish the simulated warning bulletins.
+    pub warnings: bool,
     /// Where to write the bound address.
     pub port_file: Option<PathBuf>,
 }
@@ -83,6 +85,7 @@ pub async fn run(o: Options) -> Result<()> {
     let commune = cfg.commune.name.clone();
     let port_file = o.port_file;
     let rate = o.rate;
+    let bulletins = o.warnings.then_some(sim::bulletin::Cadence::DEMO);
     server::run(cfg, listener, cancel, move |h| {
         let shown = if addr.ip().is_unspecified() {
             format!("http://127.0.0.1:{}/", addr.port())
@@ -116,6 +119,7 @@ pub async fn run(o: Options) -> Result<()> {
                 rate,
                 None,
                 2026,
+                bulletins,
                 sim_cancel,
             )
             .await

@@ -17,6 +17,8 @@ pub struct Options {
     pub count: Option<u64>,
     /// Random seed.
     pub seed: u64,
+    /// Also publish the warning bulletin chain on the demo's cadence.
+    pub warnings: bool,
 }
 
 /// Publish until `count` or Ctrl+C.
@@ -25,7 +27,11 @@ pub async fn run(cfg: Config, o: Options) -> Result<()> {
     let port = o.port.unwrap_or(cfg.mqtt.port);
     let cancel = super::shutdown_signal();
     tracing::info!(%host, port, rate = o.rate, "publishing simulated traffic");
-    let sent = sim::publish(&cfg, &host, port, o.rate, o.count, o.seed, cancel).await?;
+    let bulletins = o.warnings.then_some(sim::bulletin::Cadence::DEMO);
+    let sent = sim::publish(
+        &cfg, &host, port, o.rate, o.count, o.seed, bulletins, cancel,
+    )
+    .await?;
     tracing::info!(sent, "simulator stopped");
     Ok(())
 }

@@ -13,6 +13,7 @@
 
 pub mod examples;
 mod load;
+pub mod mapped;
 mod positions;
 pub mod process;
 mod registry;
@@ -22,7 +23,7 @@ mod warnings;
 
 pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use registry::Registry;
-pub use validate::check_url;
+pub use validate::{check_delivery_url, check_url};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -83,12 +84,19 @@ pub struct Config {
     /// Indicator definitions.
     #[serde(default, rename = "indicator")]
     pub indicators: Vec<IndicatorDef>,
+    /// Mapped sources: devices that publish in their own format
+    /// (zigbee2mqtt, Tasmota, Shelly, ESPHome, ThingsBoard), see [`mapped`].
+    #[serde(default)]
+    pub mapped: Vec<mapped::MappedDef>,
     /// Time-series sink (InfluxDB 2/3, VictoriaMetrics); off without `url`.
     #[serde(default)]
     pub influx: Influx,
     /// Official warnings (CAP 1.2): profile, geocodes, feeds.
     #[serde(default)]
     pub warnings: Warnings,
+    /// Durable HTTP delivery: worker limits and named targets.
+    #[serde(default)]
+    pub delivery: Delivery,
     /// The site in typed form, built by [`load`] / [`load_str`] from the
     /// site sections above (empty on a `Config` not made by them).
     #[serde(skip)]

@@ -1,6 +1,6 @@
 //! The process settings: how this running program connects, listens,
 //! stores and streams (`[mqtt]`, `[http]`, `[auth]`, `[store]`, `[live]`,
-//! `[influx]`, `[ingest]`). Nothing here describes a commune; one process
+//! `[influx]`, `[ingest]`, `[delivery]`). Nothing here describes a commune; one process
 //! can later serve several sites with one set of these.
 
 use std::collections::BTreeMap;
@@ -395,4 +395,65 @@ impl Default for Ingest {
             excerpt_bytes: 256,
         }
     }
+}
+
+/// Durable HTTP delivery (`src/delivery`): the worker's limits and the
+/// named targets that deliveries are addressed to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// Most requests in flight at once (over every target).
+    pub max_in_flight: usize,
+    /// Timeout of one request (connect, send, answer), in seconds.
+    pub timeout_s: u64,
+    /// Timeout of the TCP/TLS connect, in seconds.
+    pub connect_timeout_s: u64,
+    /// First retry delay, in milliseconds; doubles per attempt (with
+    /// jitter) up to `backoff_max_ms`.
+    pub backoff_initial_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub backoff_max_ms: u64,
+    /// A delivery not accepted after this many hours is given up
+    /// (`expired`).
+    pub expire_after_h: u64,
+    /// How often the worker looks for due deliveries, in milliseconds
+    /// (enqueues in this process wake it at once).
+    pub poll_ms: u64,
+    /// Named receivers: `[delivery.targets.province]`, ...
+    pub targets: BTreeMap<String, DeliveryTarget>,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            max_in_flight: 4,
+            timeout_s: 30,
+            connect_timeout_s: 10,
+            backoff_initial_ms: 5_000,
+            backoff_max_ms: 3_600_000,
+            expire_after_h: 7 * 24,
+            poll_ms: 1_000,
+            targets: BTreeMap::new(),
+        }
+    }
+}
+
+/// One receiver of deliveries: where to POST and how to authenticate.
+/// Secrets stay in the config (or `IOC__DELIVERY__TARGETS__NAME__...`),
+/// never in the store.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryTarget {
+    /// The URL every delivery to this target is POSTed to. `https://`,
+    /// or `http://` to a loopback address only.
+    pub url: String,
+    /// `Authorization: Bearer ...` on every request.
+    pub bearer_token: Option<Secret>,
+    /// Client certificate (PEM, with its chain) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// Extra CA certificate(s) (PEM) trusted for this target's server, on
+    /// top of the built-in roots.
+    pub ca_file: Option<PathBuf>,
 }

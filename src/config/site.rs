@@ -272,6 +272,8 @@ pub struct Site {
     pub registry: super::Registry,
     /// Indicators, in file order.
     pub indicators: Vec<Indicator>,
+    /// Mapped sources, typed (`[[mapped]]`).
+    pub mapped: Vec<super::mapped::Mapping>,
 }
 
 /// An indicator, typed: what the engine compiles.

@@ -211,6 +211,7 @@ impl Validator<'_> {
         }
         self.check_mqtt(c);
         self.check_influx(c);
+        self.check_delivery(c);
         if c.http.listen.parse::<SocketAddr>().is_err() {
             self.issue(
                 "http.listen",
@@ -333,6 +334,14 @@ impl Validator<'_> {
             .into_iter()
             .map(|(class, id)| (class, id.to_owned()))
             .collect();
+        let known = &self.known;
+        let (mapped, problems) = super::mapped::compile(&c.mapped, &|id: &str| {
+            known.contains(&(DeviceClass::Sensor, id.to_string()))
+        });
+        for (key, reason) in problems {
+            self.issue(key, reason);
+        }
+        self.site.mapped = mapped;
         let mut ids = HashSet::new();
         for ind in &c.indicators {
             let key = format!("indicator[{}]", ind.id);
@@ -522,6 +531,46 @@ impl Validator<'_> {
         }
     }
 
+    fn check_delivery(&mut self, c: &Config) {
+        let d = &c.delivery;
+        if d.max_in_flight == 0 {
+            self.issue("delivery.max_in_flight", "phải từ 1 trở lên");
+        }
+        if d.timeout_s == 0 {
+            self.issue("delivery.timeout_s", "phải từ 1 trở lên");
+        }
+        if d.backoff_initial_ms == 0 {
+            self.issue("delivery.backoff_initial_ms", "phải từ 1 trở lên");
+        }
+        if d.backoff_max_ms < d.backoff_initial_ms {
+            self.issue(
+                "delivery.backoff_max_ms",
+                "không được nhỏ hơn delivery.backoff_initial_ms",
+            );
+        }
+        if d.poll_ms == 0 {
+            self.issue("delivery.poll_ms", "phải từ 1 trở lên");
+        }
+        for (name, t) in &d.targets {
+            let key = format!("delivery.targets.{name}");
+            if let Err(reason) = check_delivery_url(&t.url) {
+                self.issue(format!("{key}.url"), reason);
+            }
+            if t.client_cert.is_some() != t.client_key.is_some() {
+                self.issue(
+                    key.clone(),
+                    "TLS hai chiều cần cả client_cert và client_key",
+                );
+            }
+            if t.bearer_token
+                .as_ref()
+                .is_some_and(|s| s.expose().trim().is_empty())
+            {
+                self.issue(format!("{key}.bearer_token"), "không được để trống");
+            }
+        }
+    }
+
     fn check_mqtt(&mut self, c: &Config) {
         let m = &c.mqtt;
         if m.host.trim().is_empty() {
@@ -702,6 +751,31 @@ fn is_scalar(v: &toml::Value) -> bool {
             | toml::Value::Float(_)
             | toml::Value::Boolean(_)
     )
+}
+
+/// Check a delivery target's URL: `https://`, or `http://` to a loopback
+/// address (a receiver on the same machine); a path is allowed.
+pub fn check_delivery_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| {
+        format!("`{url}` không phải URL hợp lệ: viết dạng https://tinh.example.vn/api/bao-cao")
+    })?;
+    let host = parsed.host_str().unwrap_or("");
+    if host.is_empty() {
+        return Err(format!("`{url}`: thiếu tên máy hoặc địa chỉ IP"));
+    }
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "`{url}`: dữ liệu gửi ra ngoài phải dùng https:// (http:// chỉ dùng cho máy này, 127.0.0.1)"
+        )),
+        other => Err(format!("`{url}`: chỉ hỗ trợ https://, không hỗ trợ `{other}`")),
+    }
 }
 
 /// Check a store base URL: `http(s)://host[:port]`, without a path (the

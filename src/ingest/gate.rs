@@ -20,7 +20,8 @@
 //! - publish: with logins, a device (login = device id) only under its own
 //!   id and its class's topics, the login `frigate` only `frigate/events`,
 //!   `frigate/reviews`, `frigate/available`, the login `dossier` only
-//!   `ioc/{commune}/procedure/dossier`; without logins, any topic commune-ioc
+//!   `ioc/{commune}/procedure/dossier`, the login `warning` only
+//!   `ioc/{commune}/warning/cap`; without logins, any topic commune-ioc
 //!   decodes (section 2 and 3) for the commune;
 //! - subscribe: only the client's own command topic
 //!   `ioc/{commune}/{class}/{id}/cmd`, exactly, for a device in the config;
@@ -141,6 +142,8 @@ impl Policy {
         );
         let dossier =
             matches!(levels.as_slice(), ["ioc", c, "procedure", "dossier"] if *c == self.commune);
+        let warning =
+            matches!(levels.as_slice(), ["ioc", c, "warning", "cap"] if *c == self.commune);
         let device = match levels.as_slice() {
             ["ioc", c, class, id, leaf] if *c == self.commune => {
                 Self::leaves(class).contains(leaf).then_some((*class, *id))
@@ -148,9 +151,10 @@ impl Policy {
             _ => None,
         };
         match who {
-            None => frigate || dossier || device.is_some(),
+            None => frigate || dossier || warning || device.is_some(),
             Some("frigate") => frigate,
             Some("dossier") => dossier,
+            Some("warning") => warning,
             Some(login) => device.is_some_and(|(class, id)| {
                 id == login && self.devices.get(id).is_some_and(|c| *c == class)
             }),
@@ -404,6 +408,9 @@ mod tests {
         assert!(!p.may_publish(Some("frigate"), "ioc/binh-lu/procedure/dossier"));
         assert!(p.may_publish(Some("dossier"), "ioc/binh-lu/procedure/dossier"));
         assert!(!p.may_publish(Some("dossier"), "ioc/lung-phinh/procedure/dossier"));
+        assert!(p.may_publish(Some("warning"), "ioc/binh-lu/warning/cap"));
+        assert!(!p.may_publish(Some("warning"), "ioc/binh-lu/procedure/dossier"));
+        assert!(!p.may_publish(Some("cam-01"), "ioc/binh-lu/warning/cap"));
         assert!(p.may_subscribe("cam-01", "ioc/binh-lu/camera/cam-01/cmd"));
         for f in [
             "ioc/#",
@@ -424,6 +431,8 @@ mod tests {
         assert!(p.may_publish(None, "ioc/binh-lu/camera/cam-99/event"));
         assert!(p.may_publish(None, "ioc/binh-lu/procedure/dossier"));
         assert!(p.may_publish(None, "frigate/available"));
+        assert!(p.may_publish(None, "ioc/binh-lu/warning/cap"));
+        assert!(!p.may_publish(None, "ioc/lung-phinh/warning/cap"));
         assert!(!p.may_publish(None, "ioc/binh-lu/camera/cam-01/cmd"));
         assert!(!p.may_publish(None, "ioc/lung-phinh/procedure/dossier"));
         assert!(!p.may_publish(None, "flood/1"));

@@ -4,6 +4,11 @@
 //! it. The mix follows the seed documents: most dossiers are received online
 //! (Bình Lư reports ~99 %), almost all resolved on time, and 60–70 % paid
 //! online.
+//!
+//! [`bulletin`] adds official warnings: a flash-flood/landslide bulletin
+//! chain in CAP 1.2 (alert, update, cancel) on a [`bulletin::Cadence`].
+
+pub mod bulletin;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -240,7 +245,10 @@ pub enum SimError {
 }
 
 /// Publish `rate` messages per second (QoS 1) to `host:port` until `count`
-/// messages were sent or `cancel` fires. Returns the number sent.
+/// messages were sent or `cancel` fires, and, with `bulletins`, a
+/// flash-flood bulletin chain on that cadence (not counted). Returns the
+/// number of traffic messages sent.
+#[allow(clippy::too_many_arguments)]
 pub async fn publish(
     config: &Config,
     host: &str,
@@ -248,6 +256,7 @@ pub async fn publish(
     rate: f64,
     count: Option<u64>,
     seed: u64,
+    bulletins: Option<bulletin::Cadence>,
     cancel: CancellationToken,
 ) -> Result<u64, SimError> {
     let mut opts = MqttOptions::new(
@@ -282,10 +291,37 @@ pub async fn publish(
     let per_tick = (rate.max(0.1) * tick.as_secs_f64()).max(0.0);
     let mut budget = 0.0f64;
     let mut interval = tokio::time::interval(tick);
+    let started = std::time::Instant::now();
+    let mut checked = Duration::ZERO;
+    let mut chain: Option<bulletin::FloodBulletin> = None;
     'outer: loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = interval.tick() => {}
+        }
+        if let Some(cadence) = &bulletins {
+            let now = started.elapsed();
+            for (n, step) in cadence.due(checked, now) {
+                let (low, high) = bulletin::DEMO_LEVELS;
+                let at = Utc::now();
+                let m = match step {
+                    bulletin::Step::Alert => {
+                        let b = chain.insert(bulletin::FloodBulletin::new(config, n));
+                        b.alert(at, low)
+                    }
+                    bulletin::Step::Update => chain
+                        .get_or_insert_with(|| bulletin::FloodBulletin::new(config, n))
+                        .update(at, high),
+                    bulletin::Step::Cancel => chain
+                        .get_or_insert_with(|| bulletin::FloodBulletin::new(config, n))
+                        .cancel(at),
+                };
+                tracing::info!(chain = n, step = ?step, topic = %m.topic, "publishing a simulated warning bulletin");
+                client
+                    .publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
+                    .await?;
+            }
+            checked = now;
         }
         budget += per_tick;
         while budget >= 1.0 {

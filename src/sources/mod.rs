@@ -13,6 +13,7 @@
 //! | `ioc/{commune}/procedure/dossier` | `procedure` |
 //! | `ioc/{commune}/sensor/{id}/telemetry` | `sensor` |
 //! | `ioc/{commune}/sensor/{id}/status` | `status` |
+//! | the topics of the site's `[[mapped]]` sources | `mapped` |
 //!
 //! An empty payload on any of these topics (a cleared retained message)
 //! is a `cleared` event that changes nothing (see [`CLEARED`]).
@@ -20,6 +21,7 @@
 mod camera;
 pub mod fields;
 mod frigate;
+pub mod mapped;
 mod procedure;
 mod sensor;
 mod speaker;
@@ -39,6 +41,7 @@ pub struct Decoder {
     registry: Arc<Registry>,
     limits: Ingest,
     reject_unknown_village: bool,
+    mapped: mapped::Mapped,
 }
 
 /// What the topic says about a message, before its payload is read.
@@ -56,7 +59,19 @@ impl Decoder {
             registry,
             limits,
             reject_unknown_village,
+            mapped: mapped::Mapped::default(),
         }
+    }
+
+    /// The same decoder, also decoding the site's mapped sources.
+    pub fn with_mapped(mut self, mapped: mapped::Mapped) -> Self {
+        self.mapped = mapped;
+        self
+    }
+
+    /// The mapped sources this decoder applies.
+    pub fn mapped(&self) -> &mapped::Mapped {
+        &self.mapped
     }
 
     /// The registry this decoder resolves devices against.
@@ -66,12 +81,32 @@ impl Decoder {
 
     /// The MQTT topic filters to subscribe to.
     pub fn topic_filters(&self) -> Vec<String> {
-        vec![
+        let mut filters = vec![
             format!("ioc/{}/#", self.registry.commune),
             "frigate/events".into(),
             "frigate/reviews".into(),
             "frigate/available".into(),
-        ]
+        ];
+        filters.extend(self.mapped.filters());
+        filters
+    }
+
+    /// What a mapped rule makes of `raw`: `None` when the topic is not a
+    /// mapped one (a native topic, or no rule takes it).
+    pub fn decode_mapped(&self, raw: &Raw) -> Option<mapped::Outcome> {
+        let levels = raw.topic.split('/').next();
+        if matches!(levels, Some("ioc" | "frigate"))
+            || raw.payload.len() > self.limits.max_payload_bytes
+        {
+            return None;
+        }
+        let ctx = Ctx {
+            raw,
+            limits: &self.limits,
+            registry: &self.registry,
+            reject_unknown_village: self.reject_unknown_village,
+        };
+        self.mapped.decode(&ctx)
     }
 
     /// Decode one message. Never panics, whatever the bytes.
@@ -143,7 +178,26 @@ impl Decoder {
                     _ => Err(unknown_topic(raw)),
                 }
             }
-            _ => Err(unknown_topic(raw)),
+            _ => match self.mapped.decode(&ctx) {
+                Some(out) => out.result.and_then(|mut events| {
+                    // Until decode yields several events per message, a
+                    // mapping that splits a message is refused whole.
+                    if events.len() == 1 {
+                        Ok(events.remove(0))
+                    } else {
+                        Err(Rejection::new(
+                            Reason::InvalidField,
+                            format!(
+                                "rule {}: {} events in one message; this build takes one",
+                                out.rule,
+                                events.len()
+                            ),
+                        )
+                        .from_device(Source::Sensor, None))
+                    }
+                }),
+                None => Err(unknown_topic(raw)),
+            },
         }
     }
 }

@@ -40,8 +40,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
+        name: "delivery",
+        sql: include_str!("migrations/0003_delivery.sql"),
+    },
+    Migration {
+        version: 4,
         name: "warnings",
-        sql: include_str!("migrations/0003_warnings.sql"),
+        sql: include_str!("migrations/0004_warnings.sql"),
     },
 ];
 

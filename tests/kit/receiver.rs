@@ -20,6 +20,8 @@ pub struct Received {
     pub uri: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The status it was answered with.
+    pub answered: u16,
 }
 
 impl Received {
@@ -58,8 +60,15 @@ pub struct Receiver {
 impl Receiver {
     /// Listen on `127.0.0.1:0`.
     pub async fn start() -> Receiver {
+        Receiver::start_on(0).await
+    }
+
+    /// Listen on `127.0.0.1:port` (a port chosen earlier with
+    /// `free_port`, so a sender can be pointed at a receiver that is not
+    /// up yet).
+    pub async fn start_on(port: u16) -> Receiver {
         let inner = Arc::new(Inner::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the receiver on a loopback port");
         let url = format!(
@@ -120,24 +129,25 @@ impl Receiver {
 }
 
 fn record(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    inner.received.lock().unwrap().push(Received {
-        method,
-        uri: uri.to_string(),
-        headers,
-        body,
-    });
-    inner.arrived.notify_waiters();
-    let (status, body) = inner
+    let (status, answer) = inner
         .answers
         .lock()
         .unwrap()
         .pop_front()
         .or_else(|| inner.default.lock().unwrap().clone())
         .unwrap_or((StatusCode::OK, "{}".into()));
+    inner.received.lock().unwrap().push(Received {
+        method,
+        uri: uri.to_string(),
+        headers,
+        body,
+        answered: status.as_u16(),
+    });
+    inner.arrived.notify_waiters();
     (
         status,
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
+        answer,
     )
         .into_response()
 }

@@ -14,6 +14,7 @@ pub mod dead_letters;
 pub mod devices;
 pub mod feed;
 pub mod indicators;
+pub mod warnings;
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -32,6 +33,7 @@ pub fn all(shared: &Shared) -> Vec<Box<dyn Projection>> {
         Box::new(devices::Devices::new(shared)),
         Box::new(feed::Feed::new(shared)),
         Box::new(dead_letters::DeadLetters::default()),
+        Box::new(warnings::Warnings::new(shared)),
     ]
 }
 
