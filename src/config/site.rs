@@ -37,12 +37,54 @@ pub enum Regime {
     Calendar,
 }
 
-/// Report settings.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// Report settings (`[report]`; docs/REPORTS.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Report {
-    /// The period regime for the `month` window.
+    /// The period regime for the `month` window and the sealed reports.
     pub regime: Regime,
+    /// The report's code in the snapshot (`report_code`).
+    pub code: String,
+    /// The commune's code for the province (`org_unit.code`); empty: the
+    /// commune id.
+    pub org_code: String,
+    /// The parent unit's code or name (`org_unit.parent`); empty: the
+    /// province name.
+    pub parent: String,
+    /// Seconds after a period's end during which late deliveries still
+    /// count; the period is sealed after it.
+    pub grace_secs: u64,
+    /// Seal closed periods by themselves (the `serve` task).
+    pub auto_seal: bool,
+    /// Which period kinds the task seals: `month`, `quarter`, `half`,
+    /// `year`.
+    pub auto_seal_kinds: Vec<String>,
+    /// How often the task looks for periods to seal and late events.
+    pub check_interval_secs: u64,
+    /// A late event that moves a sealed value by more than this percentage
+    /// of it (or any change of a zero or missing value) drafts a
+    /// correction.
+    pub correction_threshold_pct: f64,
+    /// The Ed25519 signing key (PKCS#8 PEM); empty: `report_ed25519.pem`
+    /// beside the store file. Generated on first use, mode 0600.
+    pub key_file: String,
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Report {
+            regime: Regime::default(),
+            code: "IOC_XA_THANG".into(),
+            org_code: String::new(),
+            parent: String::new(),
+            grace_secs: 7200,
+            auto_seal: true,
+            auto_seal_kinds: vec!["month".into()],
+            check_interval_secs: 60,
+            correction_threshold_pct: 1.0,
+            key_file: String::new(),
+        }
+    }
 }
 
 /// Inactivity timeouts after which a silent device counts as offline.

@@ -196,7 +196,32 @@ impl Validator<'_> {
         }
     }
 
+    fn check_report(&mut self, c: &Config) {
+        let r = &c.report;
+        for k in &r.auto_seal_kinds {
+            if !matches!(k.as_str(), "month" | "quarter" | "half" | "year") {
+                self.issue(
+                    "report.auto_seal_kinds",
+                    format!("`{k}` không phải loại kỳ: dùng month, quarter, half hoặc year"),
+                );
+            }
+        }
+        if r.check_interval_secs == 0 {
+            self.issue("report.check_interval_secs", "phải từ 1 trở lên");
+        }
+        if !(r.correction_threshold_pct.is_finite() && r.correction_threshold_pct >= 0.0) {
+            self.issue("report.correction_threshold_pct", "phải là số không âm");
+        }
+        if r.grace_secs > 31 * 86_400 {
+            self.issue("report.grace_secs", "không quá 31 ngày (2.678.400 giây)");
+        }
+        if r.code.trim().is_empty() {
+            self.issue("report.code", "không được để trống");
+        }
+    }
+
     fn check(&mut self, c: &Config) {
+        self.check_report(c);
         if !is_slug(&c.commune.id) {
             self.issue(
                 "commune.id",

@@ -119,7 +119,11 @@ impl Matcher {
         }
     }
 
-    /// Whether `e` passes every condition (the `sum` field aside).
+    /// The producer family the filter is limited to.
+    pub fn source(&self) -> Option<Source> {
+        self.source
+    }
+
     /// The device ids the filter is limited to (empty: any device).
     pub fn devices(&self) -> &[String] {
         &self.devices

@@ -734,6 +734,99 @@ impl Engine {
     }
 }
 
+/// How a sealed report computes an indicator over a past period
+/// (`reports`): from counter sums, the newest matching reading, or not at
+/// all (availability and freshness are measures of the present).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportPlan {
+    /// The sum of a counter.
+    Sum(usize),
+    /// 100 × numerator counter / denominator counter.
+    Ratio(usize, usize),
+    /// The newest reading of a `latest` indicator in the period.
+    Latest,
+    /// Dead letters received in the period (commune only).
+    DeadLetters(usize),
+    /// Not reconstructible for a past period.
+    Instant,
+}
+
+impl Engine {
+    /// How indicator `si` is computed for a report.
+    pub fn report_plan(&self, si: usize) -> ReportPlan {
+        match self.specs[si].kind {
+            SpecKind::Count(c) => ReportPlan::Sum(c),
+            SpecKind::Ratio(n, d) => ReportPlan::Ratio(n, d),
+            SpecKind::Latest { .. } => ReportPlan::Latest,
+            SpecKind::DeadLetters(c) => ReportPlan::DeadLetters(c),
+            SpecKind::Availability(_) | SpecKind::Freshness(_) => ReportPlan::Instant,
+        }
+    }
+
+    /// Id, name, unit, target and kind of indicator `si`.
+    pub fn spec_info(&self, si: usize) -> (&str, &str, &str, Option<Target>, IndicatorKind) {
+        let s = &self.specs[si];
+        (&s.id, &s.name, &s.unit, s.target, s.def_kind)
+    }
+
+    /// The source families indicator `si` reads (every family when a
+    /// filter names none), sorted and unique.
+    pub fn spec_streams(&self, si: usize) -> Vec<Source> {
+        let from = |m: &Matcher| match m.source() {
+            Some(s) => vec![s],
+            None => Source::ALL.to_vec(),
+        };
+        let counter = |c: usize| match &self.counters[c].kind {
+            CounterKind::Events(m) => from(m),
+            CounterKind::DeadLetters => Vec::new(),
+        };
+        let mut out = match &self.specs[si].kind {
+            SpecKind::Count(c) | SpecKind::DeadLetters(c) => counter(*c),
+            SpecKind::Ratio(n, d) => {
+                let mut v = counter(*n);
+                v.extend(counter(*d));
+                v
+            }
+            SpecKind::Latest { matcher, .. } => from(matcher),
+            SpecKind::Availability(_) | SpecKind::Freshness(_) => Vec::new(),
+        };
+        out.sort_by_key(|s| s.as_str());
+        out.dedup();
+        out
+    }
+
+    /// A stable text of indicator `si`'s definition (its counters' keys or
+    /// its filter's signature), for the report's `query_id`.
+    pub fn spec_definition(&self, si: usize) -> String {
+        let s = &self.specs[si];
+        let body = match &s.kind {
+            SpecKind::Count(c) | SpecKind::DeadLetters(c) => self.counters[*c].key.clone(),
+            SpecKind::Ratio(n, d) => {
+                format!("{}/{}", self.counters[*n].key, self.counters[*d].key)
+            }
+            SpecKind::Latest {
+                signature, field, ..
+            } => format!("{field}:{signature}"),
+            SpecKind::Availability(c) => c.as_str().to_owned(),
+            SpecKind::Freshness(src) => src.as_str().to_owned(),
+        };
+        format!("{}:{}", s.def_kind_str(), body)
+    }
+}
+
+impl Spec {
+    fn def_kind_str(&self) -> &'static str {
+        match self.def_kind {
+            IndicatorKind::Count => "count",
+            IndicatorKind::Ratio => "ratio",
+            IndicatorKind::Latest => "latest",
+            IndicatorKind::Availability => "availability",
+            IndicatorKind::Freshness => "freshness",
+            IndicatorKind::DeadLetters => "dead_letters",
+        }
+    }
+}
+
 /// A window's bounds at one instant.
 #[derive(Debug, Clone)]
 pub struct Frame {

@@ -97,6 +97,8 @@ fn from_ms(v: i64) -> DateTime<Utc> {
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
+    /// How new events are assigned to report periods (the intake).
+    report_rule: crate::reports::intake::Rule,
 }
 
 impl Store {
@@ -118,13 +120,33 @@ impl Store {
                 r.get(0)
             })?;
         }
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            report_rule: Default::default(),
+        })
+    }
+
+    /// Assign new events to report periods by this rule (`[report]`).
+    pub fn set_report_rule(&mut self, rule: crate::reports::intake::Rule) {
+        self.report_rule = rule;
+    }
+
+    /// The connection, for the rooms that keep their own tables in the
+    /// store (`reports`).
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The connection, mutable (transactions).
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     /// Open a second, read-only connection for queries (the API).
     pub fn open_reader(path: &Path) -> Result<Store, JournalError> {
         Ok(Store {
             conn: crate::store::open_read_only(path)?,
+            report_rule: Default::default(),
         })
     }
 
@@ -173,6 +195,7 @@ impl Store {
     {
         let tx = self.conn.transaction()?;
         let mut outcome = BatchOutcome::default();
+        let mut attrs_text: Vec<String> = Vec::new();
         {
             let mut ins = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (dedup_key, source, kind, device, village, ts, received_at, seq, attrs, topic, payload)
@@ -196,8 +219,34 @@ impl Store {
                 ])?;
                 if n == 1 {
                     outcome.new_events.push(i);
+                    attrs_text.push(attrs);
                 }
             }
+            // Report manifests and the late ledger.
+            let intake: Vec<crate::reports::intake::Intake<'_>> = outcome
+                .new_events
+                .iter()
+                .zip(&attrs_text)
+                .map(|(&i, attrs)| {
+                    let ne = &events[i];
+                    let e = ne.event;
+                    crate::reports::intake::Intake {
+                        record: crate::reports::merkle::EventRecord {
+                            dedup_key: &e.dedup_key,
+                            source: e.source.as_str(),
+                            kind: &e.kind,
+                            device: e.device.as_deref(),
+                            village: e.village.as_deref(),
+                            ts: ms(e.ts),
+                            seq: e.seq.map(|s| s as i64),
+                            attrs,
+                            payload: ne.payload,
+                        },
+                        received_at: ms(e.received_at),
+                    }
+                })
+                .collect();
+            crate::reports::intake::record(&tx, &self.report_rule, &intake)?;
             // Remember each dossier's village for its later events.
             let mut dossier = tx.prepare_cached(
                 "INSERT OR IGNORE INTO dossiers (dossier_id, village) VALUES (?1, ?2)",

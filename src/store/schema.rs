@@ -45,8 +45,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
+        name: "reports",
+        sql: include_str!("migrations/0004_reports.sql"),
+    },
+    Migration {
+        version: 5,
         name: "warnings",
-        sql: include_str!("migrations/0004_warnings.sql"),
+        sql: include_str!("migrations/0005_warnings.sql"),
     },
 ];
 

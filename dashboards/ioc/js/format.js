@@ -63,6 +63,13 @@ export function dayMonth(t) {
   return `${p.day}/${p.month}`;
 }
 export const full = (t) => fullFmt.format(new Date(t));
+const dmyFmt = new Intl.DateTimeFormat("vi-VN", { timeZone: TZ, day: "2-digit", month: "2-digit", year: "numeric" });
+/** "09:30 ngày 14/07/2026" in Asia/Ho_Chi_Minh (bulletin issue times). */
+export function dateTime(t) {
+  const d = new Date(t);
+  const p = Object.fromEntries(dmyFmt.formatToParts(d).map((x) => [x.type, x.value]));
+  return `${hmFmt.format(d)} ngày ${p.day}/${p.month}/${p.year}`;
+}
 
 /** Start of the local (+07:00) day holding `t`, as a Date. */
 export function localMidnight(t = Date.now()) {

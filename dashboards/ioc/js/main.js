@@ -6,6 +6,7 @@
 import * as fmt from "./format.js";
 import { Live } from "./live.js";
 import { drawMap, shortName } from "./map.js";
+import { notForCommune, renderStrip, renderTakeover, warnedVillages } from "./alerts.js";
 import { sparkline } from "./spark.js";
 
 // ---------------------------------------------------------------------------
@@ -45,14 +46,6 @@ const CLASS_NAME = { camera: "Camera", speaker: "Cụm loa", sensor: "Cảm bi�
 const CLASS_SHORT = { camera: "camera", speaker: "loa", sensor: "cảm biến" };
 /** Worse states first: the village takes the worst of its devices. */
 const SEVERITY = { offline: 5, fault: 4, unknown: 3, broadcasting: 1, online: 0 };
-/** Cấp độ rủi ro thiên tai, Quyết định 18/2021/QĐ-TTg Điều 4. */
-const RISK_LEVEL = {
-  1: "Cấp 1 — rủi ro thấp",
-  2: "Cấp 2 — rủi ro trung bình",
-  3: "Cấp 3 — rủi ro lớn",
-  4: "Cấp 4 — rủi ro rất lớn",
-  5: "Cấp 5 — thảm họa",
-};
 
 // ---------------------------------------------------------------------------
 // URL options: ?kiosk=1&token=T (the token is remembered on this browser).
@@ -81,8 +74,10 @@ const state = {
   devices: new Map(),
   /** scope -> events, newest first. */
   feeds: new Map(),
-  /** key -> alert values (the alerts feature; none until it exists). */
+  /** key -> alert values (the `alerts` family: acknowledgement state). */
   alerts: new Map(),
+  /** Official warnings in force (the `warnings` key, PROTOCOL §7.8). */
+  warnings: [],
   /** id -> {today: Map(t -> v), period: Map(t -> v)} cumulative trends. */
   trends: new Map(),
   historyFor: "",
@@ -201,6 +196,7 @@ function applyItems(items, how) {
     state.feeds.clear();
   }
   if (how.replace && how.id === "alerts") state.alerts.clear();
+  if (how.replace && how.id === "warnings") state.warnings = [];
   const touched = new Set();
   for (const it of items) {
     const [family, a] = it.key.split(":");
@@ -211,6 +207,8 @@ function applyItems(items, how) {
       state.devices.set(it.value.id, it.value);
     } else if (family === "feed") {
       state.feeds.set(it.scope, (it.value && it.value.events) || []);
+    } else if (family === "warnings") {
+      state.warnings = (it.value && Array.isArray(it.value.warnings)) ? it.value.warnings : [];
     } else if (family.startsWith("alert")) {
       if (it.value === null) state.alerts.delete(it.key);
       else state.alerts.set(it.key, it.value);
@@ -234,8 +232,10 @@ const live = new Live({
   token,
   subscriptions: [
     { id: "main", keys: ["indicator:*:month:commune", "indicator:*:today:commune", "device", "feed"] },
-    // The alerts feature is not in the server yet: the subscription is
-    // refused (unknown_key) and the banner stays hidden until it exists.
+    // Official warnings in force, and the alerts (acknowledgement state).
+    // A server without one of them refuses it (unknown_key): nothing of it
+    // is shown, nothing is invented.
+    { id: "warnings", keys: ["warnings"] },
     { id: "alerts", keys: ["alerts"] },
   ],
   onItems: applyItems,
@@ -247,6 +247,8 @@ const live = new Live({
   },
   onRefused: (id) => {
     if (id === "alerts") state.alerts.clear();
+    if (id === "warnings") state.warnings = [];
+    schedule();
   },
   onState: (s, info) => {
     state.conn = s;
@@ -364,6 +366,7 @@ function deviceState(d) {
 }
 
 function villageStatus() {
+  const warned = warnedVillages(state.warnings);
   const out = new Map();
   for (const v of state.villages) out.set(v.id, { worst: -1, counts: { camera: 0, speaker: 0, sensor: 0 }, problems: 0 });
   for (const d of state.devices.values()) {
@@ -383,7 +386,9 @@ function villageStatus() {
       .map(([c, n]) => `${n} ${CLASS_SHORT[c]}`).join(" · ");
     let label = s.worst < 0 ? "Không có thiết bị giám sát" : DEVICE_STATE[st];
     if (s.problems) label += ` (${s.problems} thiết bị có sự cố)`;
-    result.set(id, { state: st, label, counts });
+    const w = warned.get(id);
+    if (w) label += ` · cảnh báo thiên tai cấp độ ${w.level}`;
+    result.set(id, { state: st, label, counts, warning: w || null });
   }
   return result;
 }
@@ -413,6 +418,15 @@ function renderMap() {
     s.append(h("span", "swatch " + k), h("span", "", t));
     return s;
   });
+  const warned = [...status.values()].filter((s) => s.warning);
+  if (warned.length) {
+    const top = warned.reduce((a, b) => (b.warning.level > a.warning.level ? b : a)).warning;
+    const s = h("span", "legend-item warned");
+    const sw = h("span", "swatch warning");
+    sw.style.borderColor = top.colour;
+    s.append(sw, h("span", "", "Có cảnh báo thiên tai"));
+    items.push(s);
+  }
   const notes = [];
   if (state.villages.some((v) => v.placeholder)) notes.push("* bản chưa đặt tên (cần xã bổ sung)");
   if (gridded) {
@@ -578,32 +592,11 @@ function renderFeed() {
 }
 
 function renderAlerts() {
-  const box = $("alerts");
-  const list = [];
-  for (const v of state.alerts.values()) {
-    if (Array.isArray(v.alerts)) list.push(...v.alerts);
-    else list.push(v);
-  }
-  const active = list.filter((a) => a && a.active !== false);
-  if (!active.length) {
-    box.hidden = true;
-    box.replaceChildren();
-    document.body.classList.remove("has-alerts");
-    return;
-  }
-  active.sort((a, b) => (b.level || 0) - (a.level || 0));
-  box.replaceChildren(...active.map((a) => {
-    const lv = Math.min(5, Math.max(1, Number(a.level) || 1));
-    const e = h("div", "alert level-" + lv);
-    e.dataset.level = lv;
-    e.append(h("span", "alert-level", RISK_LEVEL[lv]));
-    e.append(h("span", "alert-title", a.title || a.hazard || "Cảnh báo"));
-    if (a.area) e.append(h("span", "alert-area", a.area));
-    if (a.issued_at) e.append(h("span", "alert-time", "Ban hành " + fmt.full(a.issued_at)));
-    return e;
-  }));
-  box.hidden = false;
-  document.body.classList.add("has-alerts");
+  const names = new Map(state.villages.map((v) => [v.id, shortName(v)]));
+  const strip = renderStrip($("alerts"), state.warnings, state.alerts, names);
+  const takeover = renderTakeover($("takeover"), state.warnings, state.alerts, names);
+  document.body.classList.toggle("has-alerts", strip);
+  document.body.classList.toggle("has-takeover", takeover);
 }
 
 function renderHeader() {
@@ -628,6 +621,8 @@ function renderFooter() {
   if (dl && dl.value !== null) parts.push(`Bản tin lỗi hôm nay: ${fmt.number(dl.value, 0)}`);
   const fr = indicator("freshness_procedure", "month");
   if (fr) parts.push("Dữ liệu hồ sơ gần nhất: " + (fr.updated_at ? fmt.ago(fr.updated_at) : "chưa có"));
+  const outside = notForCommune(state.warnings);
+  if (outside) parts.push(`Bản tin cảnh báo không thuộc địa bàn xã: ${fmt.number(outside, 0)}`);
   $("data-health").textContent = parts.join(" · ");
   $("last-data").textContent = state.lastDataAt ? "Dữ liệu cập nhật lúc " + fmt.time(state.lastDataAt) : "";
 }

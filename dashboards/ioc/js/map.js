@@ -22,7 +22,8 @@ export function shortName(v) {
 
 /**
  * @param {object[]} villages from /api/villages
- * @param {Map<string, {state:string, label:string, counts:string}>} status per village id
+ * @param {Map<string, {state:string, label:string, counts:string, warning:?{level:number, colour:string}}>} status
+ *        per village id (`warning`: the highest official warning covering it)
  * @param {{width:number, height:number}} box
  * @returns {{svg: SVGElement, gridded: number}}
  */
@@ -116,6 +117,12 @@ export function drawMap(villages, status, box) {
       transform: `translate(${cx.toFixed(1)},${cy.toFixed(1)})` });
     const tip = [st.label, st.counts, v.dead_zone ? "vùng lõm sóng" : ""].filter(Boolean).join(" · ");
     g.append(el("title", {}, `${v.name}: ${tip}`));
+    if (st.warning) {
+      // Under an official warning: a thick ring in the level's colour
+      // (QĐ 18/2021 Phụ lục XII).
+      g.setAttribute("data-warning-level", String(st.warning.level));
+      g.append(el("circle", { r: r + 13, class: "warning-ring", stroke: st.warning.colour }));
+    }
     if (v.dead_zone) g.append(el("circle", { r: r + 7, class: "dead-zone-ring" }));
     g.append(el("circle", { r, class: "village-dot" }));
     if (st.state === "offline" || st.state === "fault") {
