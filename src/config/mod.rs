@@ -11,6 +11,7 @@
 //!
 //! This room imports only `vocab` from the crate.
 
+pub mod alerts;
 pub mod examples;
 mod load;
 pub mod mapped;
@@ -97,6 +98,9 @@ pub struct Config {
     /// Durable HTTP delivery: worker limits and named targets.
     #[serde(default)]
     pub delivery: Delivery,
+    /// The commune's own alert rules, grouping timers, escalation ladder.
+    #[serde(default)]
+    pub alerts: alerts::AlertsDef,
     /// The site in typed form, built by [`load`] / [`load_str`] from the
     /// site sections above (empty on a `Config` not made by them).
     #[serde(skip)]

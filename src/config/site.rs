@@ -316,6 +316,8 @@ pub struct Site {
     pub indicators: Vec<Indicator>,
     /// Mapped sources, typed (`[[mapped]]`).
     pub mapped: Vec<super::mapped::Mapping>,
+    /// Alert rules, grouping timers and the escalation ladder.
+    pub alerts: super::alerts::AlertSettings,
 }
 
 /// An indicator, typed: what the engine compiles.

@@ -386,6 +386,11 @@ impl Validator<'_> {
                 self.site.indicators.push(typed);
             }
         }
+        let mut issues = Vec::new();
+        self.site.alerts = super::alerts::check(c, &ids, &mut |k, r| issues.push((k, r)));
+        for (k, r) in issues {
+            self.issue(k, r);
+        }
     }
 
     /// The typed indicator, or None after reporting why it cannot be one.

@@ -50,8 +50,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 5,
+        name: "alerts",
+        sql: include_str!("migrations/0005_alerts.sql"),
+    },
+    Migration {
+        version: 6,
         name: "warnings",
-        sql: include_str!("migrations/0005_warnings.sql"),
+        sql: include_str!("migrations/0006_warnings.sql"),
     },
 ];
 
