@@ -5,6 +5,7 @@
 //! commune-ioc demo                       # embedded broker + simulator + backend, Bình Lư example
 //! commune-ioc serve --config FILE        # the backend against any MQTT broker
 //! commune-ioc check-config FILE          # validate a config, list every problem
+//! commune-ioc map --config FILE --topic T --payload FILE  # what a message would become
 //! commune-ioc simulate [--config FILE]   # publish realistic commune traffic
 //! commune-ioc user add|passwd|list|disable|unlock  # accounts, on the box
 //! ```
@@ -41,9 +42,32 @@ enum Command {
         port_file: Option<PathBuf>,
     },
     /// Validate a config file and list every problem with its key and reason.
+    /// To see what a sample message would become under it (a new sensor's
+    /// mapping, before it goes live): `commune-ioc map --config FILE
+    /// --topic TOPIC --payload FILE`.
     CheckConfig {
         /// Config file (TOML).
         file: PathBuf,
+    },
+    /// Show what one sample message would become under a config: the rule
+    /// that takes it, its events (device, time, readings) or why it would
+    /// be a dead letter. Exit 0 for events, 3 for a dead letter.
+    Map {
+        /// Config file (TOML), with its [[mapped]] sources.
+        #[arg(long, env = "IOC_CONFIG", default_value = "config/commune.toml")]
+        config: PathBuf,
+        /// The MQTT topic, e.g. "zigbee2mqtt/Cảm biến nước".
+        #[arg(long)]
+        topic: String,
+        /// File holding the payload bytes (`-`: standard input).
+        #[arg(long)]
+        payload: PathBuf,
+        /// As if delivered from the broker's retained store.
+        #[arg(long)]
+        retained: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Publish realistic commune traffic to a broker.
     Simulate {
@@ -138,6 +162,13 @@ fn main() {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::CheckConfig { file } => commands::check_config::run(&file),
+        Command::Map {
+            config,
+            topic,
+            payload,
+            retained,
+            json,
+        } => commands::map::run(&commands::load(&config)?, topic, &payload, retained, json),
         Command::Healthcheck { addr } => commands::healthcheck::run(&addr),
         Command::Serve { config, port_file } => {
             commands::serve::run(&config, port_file.as_deref()).await

@@ -160,9 +160,13 @@ proptest! {
     fn decoders_never_panic(topic in prop::sample::select(TOPICS), bytes in payload()) {
         let d = decoder();
         let raw = Raw { topic: topic.to_string(), payload: bytes, received_at: Utc::now(), retained: false };
-        match d.decode(&raw) {
-            Ok(e) => prop_assert!(!e.dedup_key.is_empty()),
-            Err(r) => prop_assert!(!r.detail.is_empty()),
+        let decoded = d.decode(&raw);
+        prop_assert!(!decoded.is_empty());
+        for part in decoded {
+            match part.result {
+                Ok(e) => prop_assert!(!e.dedup_key.is_empty()),
+                Err(r) => prop_assert!(!r.detail.is_empty()),
+            }
         }
     }
 }
@@ -217,9 +221,13 @@ proptest! {
         let mut dead_keys = HashSet::new();
         for (topic, payload) in &sent {
             let raw = Raw { topic: topic.clone(), payload: payload.clone(), received_at: now, retained: false };
-            match d.decode(&raw) {
-                Ok(e) => { event_keys.insert(e.dedup_key); }
-                Err(_) => { dead_keys.insert((topic.clone(), payload.clone())); }
+            for part in d.decode(&raw) {
+                match part.result {
+                    Ok(e) => { event_keys.insert(e.dedup_key); }
+                    Err(_) => {
+                        dead_keys.insert((topic.clone(), part.payload.unwrap_or_else(|| payload.clone())));
+                    }
+                }
             }
         }
 

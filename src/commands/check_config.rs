@@ -1,4 +1,6 @@
-//! `commune-ioc check-config FILE`: validate, list every problem, exit 2.
+//! `commune-ioc check-config FILE`: validate, list every problem, exit 2;
+//! when valid, list the mapped sources and their subscriptions (and point at
+//! `commune-ioc map` to try a sample message).
 
 use std::path::Path;
 
@@ -19,6 +21,20 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
                 c.sensors.len(),
                 c.indicators.len()
             );
+            for m in &c.site.mapped {
+                println!(
+                    "  nguồn ánh xạ `{}`: {} luật, nghe {}",
+                    m.id,
+                    m.rules.len() + m.availability.len(),
+                    m.filters().join(", ")
+                );
+            }
+            if !c.site.mapped.is_empty() {
+                println!(
+                    "  Xem trước một bản tin: commune-ioc map --config {} --topic CHỦ_ĐỀ --payload TỆP",
+                    file.display()
+                );
+            }
             Ok(())
         }
         Err(e) => {

@@ -393,3 +393,63 @@ pub struct Filter {
     /// Only these registered devices; empty: any.
     pub devices: Vec<String>,
 }
+
+/// `[report.dhis2]`: how the DHIS2 `dataValueSets` export names things.
+/// Codes or UIDs, as the province's DHIS2 expects them (push with
+/// `idScheme=code` when they are codes). An indicator without a data
+/// element, or a village without an org unit, is left out of that export.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportDhis2 {
+    /// The data set (`dataSet`); empty: left out.
+    pub data_set: String,
+    /// The commune's org unit; empty: the snapshot's `org_unit.code`.
+    pub org_unit: String,
+    /// `attributeOptionCombo` of the set; empty: left out (the default).
+    pub attribute_option_combo: String,
+    /// `categoryOptionCombo` of every value; empty: left out (the default).
+    pub category_option_combo: String,
+    /// Indicator id → data element.
+    pub data_elements: BTreeMap<String, String>,
+    /// Village id → org unit (villages without one are left out).
+    pub village_org_units: BTreeMap<String, String>,
+}
+
+/// `[report.document]`: the administrative document (Nghị định 30/2020)
+/// the workbook and the printable page lay out: issuing body, number,
+/// place, recipient and signer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportDocument {
+    /// The issuing body, one line per `\n`; empty: `ỦY BAN NHÂN DÂN` and
+    /// the commune's name in capitals.
+    pub authority: String,
+    /// The document's symbol after `Số: …/` (e.g. `BC-UBND`).
+    pub symbol: String,
+    /// The place of the date line (`Bình Lư, ngày … tháng … năm …`);
+    /// empty: the commune's name without `Xã `.
+    pub place: String,
+    /// `Kính gửi: …`; empty: no such line.
+    pub recipient: String,
+    /// The signing capacity above the title (e.g. `TM. ỦY BAN NHÂN DÂN`);
+    /// empty: none.
+    pub signer_capacity: String,
+    /// The signer's title (e.g. `CHỦ TỊCH`).
+    pub signer_title: String,
+    /// The signer's name; empty: left blank to write by hand.
+    pub signer_name: String,
+}
+
+impl Default for ReportDocument {
+    fn default() -> Self {
+        ReportDocument {
+            authority: String::new(),
+            symbol: "BC-UBND".into(),
+            place: String::new(),
+            recipient: String::new(),
+            signer_capacity: "TM. ỦY BAN NHÂN DÂN".into(),
+            signer_title: "CHỦ TỊCH".into(),
+            signer_name: String::new(),
+        }
+    }
+}

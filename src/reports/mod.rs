@@ -6,6 +6,7 @@
 //! `reports::export` (xlsx, CSV, DHIS2) belongs to the delivery side and
 //! reads only [`Snapshot`].
 
+pub mod export;
 pub mod period;
 pub mod snapshot;
 

@@ -1,7 +1,9 @@
 //! The commit pipeline: one OS thread takes messages from the ingest queue
 //! in batches and runs each batch through
 //!
-//! 1. **decode** (`sources::Decoder`): an event or a rejection per message;
+//! 1. **decode** (`sources::Decoder`): an event or a rejection per message,
+//!    or, for a message carrying several objects (a DVCQG `data[]`), one
+//!    per object (see "Messages of several objects" below);
 //! 2. **attribute**: dossier events without a village get the village of
 //!    their dossier's `received` event (same batch, else the store);
 //! 3. **commit** (`journal::Store::write_batch`): events and dead letters
@@ -24,6 +26,19 @@
 //! every message at once and a busy one amortises each commit over many.
 //! When the store fails (disk full, I/O error), the same step is retried
 //! with backoff and nothing is acknowledged: the broker keeps the messages.
+//!
+//! ## Messages of several objects
+//!
+//! A message may decode to several parts ([`crate::sources::Decoded`]).
+//! Each part is an event with its own dedup key (a dossier re-sent in a
+//! later message, or twice in one, counts once per lifecycle step) or a
+//! rejection of that object alone: its dead letter keeps the object's own
+//! bytes (not the whole message) under a content key of those bytes. So in
+//! a message with good and bad objects the good ones are committed and each
+//! bad one is a dead letter naming what was wrong; nothing is lost. All
+//! parts of a message are written in the batch's one transaction, and the
+//! message is acknowledged only after it, like any other. A message that is
+//! bad as a whole (not JSON, no `data[]`) is one dead letter of its payload.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -36,8 +51,8 @@ use tokio::sync::mpsc;
 use crate::devices::class_of;
 use crate::journal::{BatchOutcome, Derived, JournalError, NewDeadLetter, NewEvent, Store};
 use crate::metrics::{ReasonLabel, SourceLabel};
-use crate::model::{Event, Raw, Reason, Rejection, Source};
-use crate::sources::{content_key, Decoder};
+use crate::model::{Event, Raw, Reason, Source};
+use crate::sources::{content_key, content_key_of, Decoder, Part};
 use crate::state::{Committed, DeadNote, Shared};
 use crate::warnings::{self, Checker};
 
@@ -173,9 +188,11 @@ fn run_batch(
         }
     }
 
-    // 1. Decode.
-    let mut decoded: Vec<Result<Event, Rejection>> =
-        batch.iter().map(|m| decoder.decode(&m.raw)).collect();
+    // 1. Decode: each part with the index of its message.
+    let mut decoded: Vec<(usize, Part)> = Vec::with_capacity(batch.len());
+    for (i, m) in batch.iter().enumerate() {
+        decoded.extend(decoder.decode(&m.raw).into_iter().map(|p| (i, p)));
+    }
 
     // 2. Attribute dossier events to their dossier's village.
     let Some(()) = with_retry(shared, batch.len(), "dossier villages", || {
@@ -187,21 +204,26 @@ fn run_batch(
 
     let mut events: Vec<NewEvent<'_>> = Vec::new();
     let mut dead: Vec<NewDeadLetter<'_>> = Vec::new();
-    for (m, d) in batch.iter().zip(&decoded) {
-        match d {
+    for (i, part) in &decoded {
+        let m = &batch[*i];
+        let payload = part.payload.as_deref().unwrap_or(&m.raw.payload);
+        match &part.result {
             Ok(e) => events.push(NewEvent {
                 event: e,
                 topic: &m.raw.topic,
-                payload: &m.raw.payload,
+                payload,
             }),
             Err(r) => dead.push(NewDeadLetter {
-                dedup_key: content_key(&m.raw, false),
+                dedup_key: match &part.payload {
+                    None => content_key(&m.raw, false),
+                    Some(own) => content_key_of(&m.raw, own, false),
+                },
                 reason: r.reason,
                 detail: &r.detail,
                 topic: &m.raw.topic,
                 source: r.source,
                 device: r.device.as_deref(),
-                payload: &m.raw.payload,
+                payload,
                 received_at: m.raw.received_at,
             }),
         }
@@ -311,13 +333,10 @@ fn dossier_id(e: &Event) -> Option<&str> {
 /// Give each dossier event without a village (`resolved`, `paid`) the
 /// village its dossier was received in: from a `received` event in the
 /// same batch, else from the store's `dossiers` table.
-fn attribute_dossiers(
-    store: &Store,
-    decoded: &mut [Result<Event, Rejection>],
-) -> Result<(), JournalError> {
+fn attribute_dossiers(store: &Store, decoded: &mut [(usize, Part)]) -> Result<(), JournalError> {
     let mut missing: Vec<&str> = decoded
         .iter()
-        .flatten()
+        .filter_map(|(_, p)| p.result.as_ref().ok())
         .filter(|e| e.village.is_none())
         .filter_map(dossier_id)
         .collect();
@@ -326,7 +345,7 @@ fn attribute_dossiers(
     }
     // Only a batch with village-less dossier events pays for the map.
     let mut known: HashMap<String, String> = HashMap::new();
-    for e in decoded.iter().flatten() {
+    for e in decoded.iter().filter_map(|(_, p)| p.result.as_ref().ok()) {
         if let (Some(id), Some(v)) = (dossier_id(e), &e.village) {
             if e.kind == "received" {
                 known.entry(id.to_owned()).or_insert_with(|| v.clone());
@@ -339,7 +358,10 @@ fn attribute_dossiers(
             known.entry(id).or_insert(v);
         }
     }
-    for e in decoded.iter_mut().flatten() {
+    for e in decoded
+        .iter_mut()
+        .filter_map(|(_, p)| p.result.as_mut().ok())
+    {
         if e.village.is_none() {
             if let Some(v) = dossier_id(e).and_then(|id| known.get(id)) {
                 e.village = Some(v.clone());

@@ -1,5 +1,7 @@
 //! Decoders: one per producer family, each a pure function from a raw MQTT
-//! message to an [`Event`] or a [`Rejection`] (which becomes a dead letter).
+//! message to an [`Event`] or a [`Rejection`] (which becomes a dead letter),
+//! or, for a message that carries several objects (a DVCQG `data[]`), to
+//! one event or rejection per object ([`Decoded`]).
 //!
 //! Topics (see docs/PROTOCOL.md for payload examples):
 //!
@@ -34,6 +36,101 @@ use chrono::{DateTime, Utc};
 use crate::config::Ingest;
 use crate::config::Registry;
 use crate::model::{DeviceClass, DeviceInfo, Event, Raw, Reason, Rejection, Source};
+
+/// What one message decodes to.
+///
+/// Most topics carry one event per message: [`Decoded::One`], an event or,
+/// when the message as a whole is bad, a rejection (one dead letter of the
+/// whole payload). A message that carries several objects (a DVCQG
+/// `data[]`) is [`Decoded::Many`]: one [`Part`] per result, each its own
+/// event or its own rejection, so the good objects of a mixed message are
+/// committed and each bad one becomes a dead letter of its own, with its
+/// own bytes. A carrier message that is bad as a whole (not JSON, no
+/// `data[]`) is still `One(Err(..))`.
+#[derive(Debug)]
+pub enum Decoded {
+    /// One event, or the whole message rejected.
+    One(Result<Event, Rejection>),
+    /// The results of a message of several objects, in order.
+    Many(Vec<Part>),
+}
+
+/// One result of a decoded message: an event or a rejection, and the bytes
+/// it came from when that is a piece of the message rather than all of it.
+#[derive(Debug)]
+pub struct Part {
+    /// The event, or why this object could not become one.
+    pub result: Result<Event, Rejection>,
+    /// The object's own bytes, journaled with its event or kept as its dead
+    /// letter instead of the whole payload; `None`: the whole message.
+    pub payload: Option<Vec<u8>>,
+}
+
+impl Decoded {
+    /// How many results (events or rejections) the message gave.
+    pub fn len(&self) -> usize {
+        match self {
+            Decoded::One(_) => 1,
+            Decoded::Many(parts) => parts.len(),
+        }
+    }
+
+    /// Whether the message gave no result at all (a `Many` of nothing).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Result<Event, Rejection>> for Decoded {
+    fn from(r: Result<Event, Rejection>) -> Self {
+        Decoded::One(r)
+    }
+}
+
+/// The parts of a [`Decoded`], in order (no allocation for `One`).
+#[derive(Debug)]
+pub enum Parts {
+    /// The single result, until taken.
+    One(Option<Result<Event, Rejection>>),
+    /// The parts of a `Many`.
+    Many(std::vec::IntoIter<Part>),
+}
+
+impl Iterator for Parts {
+    type Item = Part;
+
+    fn next(&mut self) -> Option<Part> {
+        match self {
+            Parts::One(r) => r.take().map(|result| Part {
+                result,
+                payload: None,
+            }),
+            Parts::Many(it) => it.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Parts::One(r) => {
+                let n = usize::from(r.is_some());
+                (n, Some(n))
+            }
+            Parts::Many(it) => it.size_hint(),
+        }
+    }
+}
+
+impl IntoIterator for Decoded {
+    type Item = Part;
+    type IntoIter = Parts;
+
+    fn into_iter(self) -> Parts {
+        match self {
+            Decoded::One(r) => Parts::One(Some(r)),
+            Decoded::Many(parts) => Parts::Many(parts.into_iter()),
+        }
+    }
+}
 
 /// Everything a decoder needs besides the message: the registry and limits.
 #[derive(Debug, Clone)]
@@ -109,8 +206,14 @@ impl Decoder {
         self.mapped.decode(&ctx)
     }
 
-    /// Decode one message. Never panics, whatever the bytes.
-    pub fn decode(&self, raw: &Raw) -> Result<Event, Rejection> {
+    /// Decode one message: one event or rejection, or one per object of a
+    /// message that carries several (see [`Decoded`]). Never panics,
+    /// whatever the bytes.
+    pub fn decode(&self, raw: &Raw) -> Decoded {
+        self.decode_one(raw).into()
+    }
+
+    fn decode_one(&self, raw: &Raw) -> Result<Event, Rejection> {
         if raw.payload.len() > self.limits.max_payload_bytes {
             return Err(Rejection::new(
                 Reason::Oversized,
@@ -307,10 +410,16 @@ pub(crate) fn check_time(ts: DateTime<Utc>, ctx: &Ctx<'_>) -> Result<DateTime<Ut
 /// payload carries no time of its own, the receive hour is added so that a
 /// device repeating an identical message later is not merged with it.
 pub(crate) fn content_key(raw: &Raw, has_own_time: bool) -> String {
+    content_key_of(raw, &raw.payload, has_own_time)
+}
+
+/// The content key of a piece of a message (one object of a DVCQG
+/// `data[]`): as [`content_key`], over the piece's own bytes.
+pub(crate) fn content_key_of(raw: &Raw, payload: &[u8], has_own_time: bool) -> String {
     let mut h = blake3::Hasher::new();
     h.update(raw.topic.as_bytes());
     h.update(&[0]);
-    h.update(&raw.payload);
+    h.update(payload);
     if !has_own_time {
         h.update(&(raw.received_at.timestamp() / 3600).to_le_bytes());
     }

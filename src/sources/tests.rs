@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::Decoder;
+use super::{Decoded, Decoder};
 use crate::config::load_str;
 use crate::config::Registry;
-use crate::model::{Raw, Reason, Source};
+use crate::model::{Event, Raw, Reason, Rejection, Source};
 
 const CONFIG: &str = r#"
 [commune]
@@ -27,9 +27,25 @@ id = "rain-01"
 village = "tan-binh"
 "#;
 
-fn decoder() -> Decoder {
+/// The decoder, for topics that carry one event per message.
+struct One(Decoder);
+
+impl One {
+    fn decode(&self, raw: &Raw) -> Result<Event, Rejection> {
+        match self.0.decode(raw) {
+            Decoded::One(r) => r,
+            Decoded::Many(parts) => panic!("{}: {} parts, expected one", raw.topic, parts.len()),
+        }
+    }
+}
+
+fn decoder() -> One {
     let c = load_str(CONFIG, "t.toml", &[]).expect("config");
-    Decoder::new(Arc::new(Registry::from_config(&c)), c.ingest.clone(), false)
+    One(Decoder::new(
+        Arc::new(Registry::from_config(&c)),
+        c.ingest.clone(),
+        false,
+    ))
 }
 
 fn raw(topic: &str, payload: &str, at: DateTime<Utc>) -> Raw {
@@ -307,4 +323,23 @@ fn config_knows_every_event_kind_the_decoders_produce() {
         has(s, "status");
     }
     has(Source::Sensor, "telemetry");
+}
+
+#[test]
+fn a_single_event_message_iterates_as_one_part_with_the_whole_payload() {
+    let d = decoder().0;
+    let r = raw("ioc/binh-lu/camera/cam-01/status", "online", Utc::now());
+    let decoded = d.decode(&r);
+    assert_eq!(decoded.len(), 1);
+    let parts: Vec<_> = decoded.into_iter().collect();
+    assert_eq!(parts.len(), 1);
+    assert!(parts[0].result.is_ok());
+    assert!(parts[0].payload.is_none(), "the whole message, not a piece");
+    let bad = d.decode(&raw("ioc/binh-lu/camera/cam-01/event", "{", Utc::now()));
+    let parts: Vec<_> = bad.into_iter().collect();
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        parts[0].result.as_ref().unwrap_err().reason,
+        Reason::InvalidJson
+    );
 }

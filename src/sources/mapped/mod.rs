@@ -51,8 +51,9 @@ pub struct Mapped {
 }
 
 /// What a mapped rule made of a message.
+#[derive(Debug)]
 pub struct Outcome {
-    /// The rule (`z2m/telemetry`).
+    /// The rule (`z2m/telemetry`; empty for a native topic).
     pub rule: String,
     /// Its events, or why the message does not fit.
     pub result: Result<Vec<Event>, Rejection>,
@@ -136,6 +137,19 @@ impl Mapped {
             }
         };
         Some(Outcome { rule, result })
+    }
+}
+
+/// What a sample message would become (`commune-ioc map`): the rule that
+/// takes it (`None` for a native topic or no rule), and its events or why
+/// it would be a dead letter.
+pub fn preview(decoder: &super::Decoder, raw: &crate::model::Raw) -> Outcome {
+    match decoder.decode_mapped(raw) {
+        Some(out) => out,
+        None => Outcome {
+            rule: String::new(),
+            result: decoder.decode(raw).map(|e| vec![e]),
+        },
     }
 }
 
@@ -339,6 +353,7 @@ fn telemetry(
             Some(item.value),
             Some(&root),
         )?;
+        let device = resolve(ctx, mapping, name, &sent)?;
         let values = rule
             .values
             .as_ref()
@@ -352,7 +367,8 @@ fn telemetry(
             values,
             item.value,
             &where_,
-        )?;
+        )
+        .map_err(|r| r.from_device(Source::Sensor, Some(&sent)))?;
         if attrs.is_empty() {
             if rule.each.is_some() {
                 continue;
@@ -382,7 +398,6 @@ fn telemetry(
             )
             .from_device(Source::Sensor, Some(&sent)));
         }
-        let device = resolve(ctx, mapping, name, &sent)?;
         let mut d = Draft::new(Source::Sensor, "telemetry", Some(device));
         if let Some(t) = &rule.time {
             match t.path.get(item.value) {

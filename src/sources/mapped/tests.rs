@@ -570,9 +570,11 @@ fn topics_no_rule_takes_stay_unknown_and_native_topics_stay_native() {
     assert!(d
         .decode_mapped(&raw("zigbee2mqtt/bridge/state", "online"))
         .is_none());
-    let r = d
-        .decode(&raw("zigbee2mqtt/bridge/state", "online"))
-        .unwrap_err();
+    let single = |decoded: crate::sources::Decoded| match decoded {
+        crate::sources::Decoded::One(r) => r,
+        crate::sources::Decoded::Many(_) => panic!("expected one result"),
+    };
+    let r = single(d.decode(&raw("zigbee2mqtt/bridge/state", "online"))).unwrap_err();
     assert_eq!(r.reason, Reason::UnknownTopic);
     assert!(d
         .decode_mapped(&raw(
@@ -580,7 +582,7 @@ fn topics_no_rule_takes_stay_unknown_and_native_topics_stay_native() {
             r#"{"rain_mm":1}"#
         ))
         .is_none());
-    let e = d.decode(&raw("tele/nha-van-hoa/LWT", "Online")).unwrap();
+    let e = single(d.decode(&raw("tele/nha-van-hoa/LWT", "Online"))).unwrap();
     assert_eq!(e.attr_str("state"), Some("online"));
     for f in [
         "zigbee2mqtt/+",
