@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use commands::report::ReportAction;
 use commands::user::UserAction;
 
 #[derive(Parser, Debug)]
@@ -106,6 +107,15 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Sealed periodic reports: seal, verify, the signing key, documents,
+    /// correction drafts (works while the server runs).
+    Report {
+        /// Config file (its store.path holds the journal and the key).
+        #[arg(long, env = "IOC_CONFIG", default_value = "config/commune.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: ReportAction,
+    },
     /// The demo: embedded broker, traffic simulator and backend on this box.
     Demo {
         /// Config file of a site (default: the Bình Lư example built into
@@ -174,6 +184,16 @@ async fn run(cli: Cli) -> Result<()> {
             commands::serve::run(&config, port_file.as_deref()).await
         }
         Command::User { config, action } => commands::user::run(&commands::load(&config)?, action),
+        Command::Report { config, action } => {
+            // `verify` runs without a config (the province side).
+            let needs = !matches!(action, ReportAction::Verify { .. }) || config.exists();
+            let cfg = if needs {
+                Some(commands::load(&config)?)
+            } else {
+                None
+            };
+            commands::report::run(cfg.as_ref(), action)
+        }
         Command::Simulate {
             config,
             host,

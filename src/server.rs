@@ -69,6 +69,7 @@ pub struct Handle {
 pub fn open_state(config: Config) -> Result<(Arc<Shared>, Store), ServeError> {
     let path = config.journal_path();
     let mut store = Store::open_with(&path, config.store.sync, config.store.max_size_mb)?;
+    store.set_report_rule(crate::reports::intake::Rule::from_config(&config.report));
     let shared = Shared::new(config);
     {
         let now = chrono::Utc::now();
@@ -331,6 +332,12 @@ pub async fn run(
     tasks.spawn(crate::warnings::service::sweep_expired(
         Arc::clone(&warnings),
         Arc::clone(&shared),
+        backend.clone(),
+    ));
+    // Sealed reports: auto-seal and correction drafts (issue 13).
+    tasks.spawn(crate::reports::task::run(
+        Arc::clone(&shared),
+        Arc::clone(&accounts),
         backend.clone(),
     ));
     if crate::sinks::enabled(&shared) {

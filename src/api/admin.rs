@@ -64,6 +64,7 @@ impl From<AppError> for ApiError {
             AppError::InvalidLabel => ApiError::bad("invalid_label", message),
             AppError::Accounts(e) => refuse(e),
             AppError::Journal(e) => ApiError::Store(e),
+            AppError::Report(e) => super::reports::refuse(e),
         }
     }
 }

@@ -7,6 +7,7 @@ mod dashboard;
 mod error;
 pub mod guard;
 mod history;
+mod reports;
 mod routes;
 pub mod serve;
 mod warnings;

@@ -21,7 +21,7 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{account, admin, guard, history, warnings, ws, ApiState};
+use super::{account, admin, guard, history, reports, warnings, ws, ApiState};
 use crate::auth::Role;
 
 /// The document, serialized once (it depends only on the code).
@@ -46,6 +46,9 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(history::history))
         .routes(routes!(super::devices))
         .routes(routes!(super::dead_letters))
+        .routes(routes!(reports::list))
+        .routes(routes!(reports::get))
+        .routes(routes!(reports::corrections))
         .routes(routes!(warnings::list))
         .routes(routes!(warnings::get));
     let signed_in = OpenApiRouter::new()
@@ -53,6 +56,9 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(account::logout));
     let operator = OpenApiRouter::new()
         .routes(routes!(super::ack_dead_letter))
+        .routes(routes!(reports::seal_period))
+        .routes(routes!(reports::approve))
+        .routes(routes!(reports::dismiss))
         .routes(routes!(warnings::post));
     let admin = OpenApiRouter::new()
         .routes(routes!(account::kiosk_list, account::kiosk_create))

@@ -11,6 +11,7 @@
 pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
+pub mod reports;
 pub mod users;
 pub mod warnings;
 
@@ -86,6 +87,9 @@ pub enum AppError {
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// Sealing or a correction refused or failed.
+    #[error(transparent)]
+    Report(#[from] crate::reports::ReportError),
 }
 
 /// Audit a change with the outcome of `result`, and pass the result on.

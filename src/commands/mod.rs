@@ -6,6 +6,7 @@ pub mod check_config;
 pub mod demo;
 pub mod healthcheck;
 pub mod map;
+pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod user;

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod merkle;
 pub mod seal;
 pub mod service;
+pub mod task;
 pub mod verify;
 
 pub use verify::{verify, Trust, Verified, VerifyError};

@@ -253,7 +253,8 @@ pub struct Tick {
 }
 
 /// The `serve` task's step: seal the latest closed period of each
-/// configured kind once its cutoff has passed, then look at late events.
+/// configured kind once its cutoff has passed (when the journal holds
+/// events received before its end), then look at late events.
 pub fn tick(
     conn: &mut Connection,
     config: &Config,
@@ -269,6 +270,18 @@ pub fn tick(
                 continue;
             };
             if now.timestamp_millis() < rule.cutoff_ms(&p) + seal::SETTLE_MS {
+                continue;
+            }
+            // A store that started after the period ended has nothing to
+            // say about it (the CLI can still seal it).
+            let first: Option<i64> = conn
+                .query_row(
+                    "SELECT received_at FROM events ORDER BY id LIMIT 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if first.is_none_or(|t| t >= p.end.timestamp_millis()) {
                 continue;
             }
             let o = seal::seal(conn, config, engine, key, &p, now, "scheduler")?;
