@@ -334,6 +334,13 @@ pub async fn run(
         Arc::clone(&shared),
         backend.clone(),
     ));
+    for feed in shared.config.warnings.feeds.iter().cloned() {
+        tasks.spawn(crate::warnings::feed::run(
+            Arc::clone(&warnings),
+            feed,
+            backend.clone(),
+        ));
+    }
     // Sealed reports: auto-seal and correction drafts (issue 13).
     tasks.spawn(crate::reports::task::run(
         Arc::clone(&shared),

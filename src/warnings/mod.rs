@@ -11,7 +11,7 @@
 //! `state::Committed::warnings`.
 
 pub mod cap;
-// pub mod feed;
+pub mod feed;
 pub mod profile;
 pub mod service;
 pub mod store;
