@@ -310,7 +310,11 @@ pub async fn run(
         shared.config.store.max_size_mb,
     )?;
     let limiter = Arc::new(LoginLimiter::new(&shared.config.auth));
+    let alert_actions =
+        crate::alerts::AlertStore::open(&shared.config.journal_path(), shared.config.store.sync)
+            .map_err(|e| ServeError::Thread(format!("alerts store: {e}")))?;
     let app = api::router(ApiState {
+        alerts: Arc::new(Mutex::new(alert_actions)),
         shared: Arc::clone(&shared),
         reader: Arc::new(Mutex::new(reader)),
         actions: Arc::new(Mutex::new(actions)),
@@ -358,6 +362,12 @@ pub async fn run(
     // Durable HTTP delivery (province reports, webhooks); stopped with the
     // backend, after its requests in flight had a few seconds.
     tasks.spawn(crate::delivery::run(Arc::clone(&shared), backend.clone()));
+    // Alert rules, warnings → alerts, escalation (enqueues into delivery).
+    tasks.spawn(crate::alerts::run(
+        Arc::clone(&shared),
+        Arc::new(crate::alerts::SystemClock),
+        backend.clone(),
+    ));
     let limits = api::serve::Limits::from_config(&shared.config);
     let http_shared = Arc::clone(&shared);
     let http = tasks.spawn(async move {

@@ -81,6 +81,8 @@ pub struct Shared {
     /// Wakes the delivery worker after an enqueue in this process
     /// (`crate::delivery::wake`).
     pub delivery_wake: Arc<tokio::sync::Notify>,
+    /// Current alerts, as the alerts engine last published them.
+    pub alerts: crate::alerts::Board,
 }
 
 impl Shared {
@@ -104,6 +106,7 @@ impl Shared {
             batches: AtomicU64::new(0),
             updates,
             delivery_wake: Arc::new(tokio::sync::Notify::new()),
+            alerts: crate::alerts::Board::default(),
         }
     }
 

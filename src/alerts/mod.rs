@@ -4,6 +4,10 @@
 //! up a ladder of people, and notified to webhooks through the durable
 //! delivery outbox.
 //!
+//! - [`engine`]: the task (journal cursor, warnings of each commit, rules,
+//!   ends, notifications) and the [`Board`] it publishes;
+//! - [`notify`]: due alerts, grouping, silences, inhibition, escalation,
+//!   the webhook payload into the delivery outbox;
 //! - [`eval`]: the rule evaluator, pure and driven by an explicit `now`;
 //! - [`warnings`]: warnings (`crate::warnings::WarningView`) → alerts;
 //! - [`store`]: the tables (one active alert per fingerprint by a UNIQUE
@@ -12,14 +16,17 @@
 //! - [`model`]: the alert, signals, silences.
 //!
 //! This room reads `config`, `model`, `devices`, `journal` (events),
-//! `warnings` (the read model) and `store`; it never uses `api` or `live`.
+//! `warnings` (the read model), `state`, `delivery` and `store`; it never uses `api` or `live`.
 
+pub mod engine;
 pub mod eval;
 pub mod model;
+pub mod notify;
 pub mod store;
 pub mod template;
 pub mod warnings;
 
+pub use engine::{run, Board, BoardValue};
 pub use model::{Alert, AlertKind, AlertState, Matcher, Raise, Severity, Signal, Silence};
 pub use store::{ActionOutcome, AlertError, AlertQuery, AlertStore};
 

@@ -291,6 +291,42 @@ impl AlertStore {
         )
     }
 
+    /// Resolved alerts that were notified and whose resolution was not
+    /// (at most 100).
+    pub fn unnotified_resolutions(&self) -> Result<Vec<Alert>, AlertError> {
+        self.query(
+            &format!(
+                "SELECT {COLUMNS} FROM alerts WHERE state = 'resolved' AND notified_at IS NOT NULL \
+                 AND resolve_notified = 0 ORDER BY id LIMIT 100"
+            ),
+            [],
+        )
+    }
+
+    /// Firing alerts and those resolved since `since` (at most `limit`,
+    /// newest first).
+    pub fn current(&self, since: DateTime<Utc>, limit: usize) -> Result<Vec<Alert>, AlertError> {
+        self.query(
+            &format!(
+                "SELECT {COLUMNS} FROM alerts WHERE state = 'firing' OR resolved_at >= ?1 \
+                 ORDER BY id DESC LIMIT ?2"
+            ),
+            params![ms(since), limit as i64],
+        )
+    }
+
+    /// The fingerprint of the alert raised for bulletin `reference`.
+    pub fn fingerprint_of_ref(&self, reference: &str) -> Result<Option<String>, AlertError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT fingerprint FROM alerts WHERE ref = ?1 ORDER BY id DESC LIMIT 1",
+                [reference],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Alerts matching `q`, newest first.
     pub fn list(&self, q: &AlertQuery) -> Result<Vec<Alert>, AlertError> {
         let mut sql = format!("SELECT {COLUMNS} FROM alerts WHERE 1 = 1");

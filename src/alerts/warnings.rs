@@ -8,6 +8,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::model::{AlertKind, Raise, Severity, Signal};
+use super::store::{AlertError, AlertStore};
 use super::template::{warning_text, Names};
 use crate::warnings::{WarningState, WarningView};
 
@@ -71,5 +72,102 @@ pub fn signal(w: &WarningView, root: &str, names: &Names) -> Option<Signal> {
         WarningState::Cancelled | WarningState::Expired => {
             Some(Signal::Resolve { fingerprint: fp })
         }
+    }
+}
+
+/// The signals for the warnings a batch changed: each chain keeps the
+/// fingerprint of the alert its first raised bulletin made (found through
+/// the bulletin ids the store keeps), else of its `supersedes`, else its
+/// own id.
+pub fn signals(
+    store: &AlertStore,
+    warnings: &[WarningView],
+    names: &Names,
+) -> Result<Vec<Signal>, AlertError> {
+    let mut out = Vec::new();
+    for w in warnings {
+        let fp = match store.fingerprint_of_ref(&w.id)? {
+            Some(fp) => fp,
+            None => match &w.supersedes {
+                Some(prev) => match store.fingerprint_of_ref(prev)? {
+                    Some(fp) => fp,
+                    None => fingerprint(prev),
+                },
+                None => fingerprint(&w.id),
+            },
+        };
+        let root = fp.strip_prefix("warning:").unwrap_or(&fp);
+        if let Some(s) = signal(w, root, names) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::alerts::AlertSettings;
+    use crate::config::SyncMode;
+    use crate::vocab::Hazard;
+
+    fn view(id: &str, state: WarningState, level: u8, supersedes: Option<&str>) -> WarningView {
+        WarningView {
+            id: id.into(),
+            state,
+            hazard: Some(Hazard::FlashFlood),
+            level: Some(Hazard::FlashFlood.check_level(level).unwrap()),
+            villages: vec!["na-da".into()],
+            event: "Lũ quét".into(),
+            headline_vi: None,
+            sender_name: Some("Đài KTTV tỉnh".into()),
+            sent: chrono::DateTime::parse_from_rfc3339("2026-07-14T09:30:00+07:00").unwrap(),
+            expires: None,
+            supersedes: supersedes.map(str::to_owned),
+        }
+    }
+
+    /// Alert → Update → Cancel: one alert (the first bulletin's
+    /// fingerprint), two occurrences, the newer level; the Cancel resolves
+    /// it. Official, and a level-3 update is urgent.
+    #[test]
+    fn an_update_keeps_the_alert_and_a_cancel_resolves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = AlertStore::open(&dir.path().join("j.db"), SyncMode::Normal).unwrap();
+        let set = AlertSettings::default();
+        let names = Names::default();
+        let now = chrono::Utc::now();
+        let s = signals(&store, &[view("A", WarningState::Active, 2, None)], &names).unwrap();
+        let ids = store.apply(&s, now, &set, None).unwrap();
+        let s = signals(
+            &store,
+            &[
+                view("A", WarningState::Updated, 2, None),
+                view("B", WarningState::Active, 3, Some("A")),
+            ],
+            &names,
+        )
+        .unwrap();
+        assert_eq!(s.len(), 1, "the replaced bulletin raises nothing: {s:?}");
+        assert!(matches!(&s[0], Signal::Fire(r) if r.fingerprint == "warning:A" && r.urgent));
+        let again = store.apply(&s, now, &set, None).unwrap();
+        assert_eq!(ids, again, "the same alert");
+        let a = store.get(ids[0]).unwrap().unwrap();
+        assert_eq!((a.occurrences, a.level, a.official), (2, Some(3), true));
+        assert_eq!(a.kind, AlertKind::Warning);
+        let s = signals(
+            &store,
+            &[view("C", WarningState::Cancelled, 3, Some("B"))],
+            &names,
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            [Signal::Resolve {
+                fingerprint: "warning:A".into()
+            }]
+        );
+        store.apply(&s, now, &set, None).unwrap();
+        assert!(store.firing().unwrap().is_empty());
     }
 }

@@ -64,6 +64,15 @@ impl From<AppError> for ApiError {
             AppError::InvalidLabel => ApiError::bad("invalid_label", message),
             AppError::Accounts(e) => refuse(e),
             AppError::Journal(e) => ApiError::Store(e),
+            AppError::InvalidSilence(_) => ApiError::bad("invalid_silence", message),
+            AppError::Alerts(e) => {
+                tracing::error!(error = %e, "alerts store failed");
+                ApiError::Status {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "store_unavailable",
+                    message: "Kho dữ liệu cảnh báo đang lỗi, hãy thử lại sau.".into(),
+                }
+            }
             AppError::Report(e) => super::reports::refuse(e),
         }
     }

@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod alerts;
 mod dashboard;
 mod error;
 pub mod guard;
@@ -52,6 +53,9 @@ pub struct ApiState {
     pub reader: Arc<Mutex<Store>>,
     /// A read-write connection for operators' actions (acknowledgements).
     pub actions: Arc<Mutex<Store>>,
+    /// A read-write connection to the alerts tables (operators' actions,
+    /// lists).
+    pub alerts: Arc<Mutex<crate::alerts::AlertStore>>,
     /// The live hub behind `/api/ws`.
     pub live: Arc<Hub>,
     /// Users, tokens, audit log.

@@ -21,7 +21,7 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{account, admin, guard, history, reports, warnings, ws, ApiState};
+use super::{account, admin, alerts, guard, history, reports, warnings, ws, ApiState};
 use crate::auth::Role;
 
 /// The document, serialized once (it depends only on the code).
@@ -46,6 +46,8 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(history::history))
         .routes(routes!(super::devices))
         .routes(routes!(super::dead_letters))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::silences))
         .routes(routes!(reports::list))
         .routes(routes!(reports::get))
         .routes(routes!(reports::corrections))
@@ -56,6 +58,10 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(account::logout));
     let operator = OpenApiRouter::new()
         .routes(routes!(super::ack_dead_letter))
+        .routes(routes!(alerts::ack))
+        .routes(routes!(alerts::resolve))
+        .routes(routes!(alerts::silence_create))
+        .routes(routes!(alerts::silence_delete))
         .routes(routes!(reports::seal_period))
         .routes(routes!(reports::approve))
         .routes(routes!(reports::dismiss))

@@ -5,9 +5,10 @@
 //! argon2 and SQLite blocks): the HTTP handlers call them inside
 //! `spawn_blocking`, the CLI calls them directly.
 //!
-//! This room may use `auth` (accounts, audit), `journal` (the store) and
-//! `config`; it never uses `api`, `live` or the binary.
+//! This room may use `auth` (accounts, audit), `journal` (the store),
+//! `alerts` (the alerts store) and `config`; it never uses `api`, `live` or the binary.
 
+pub mod alerts;
 pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
@@ -87,6 +88,12 @@ pub enum AppError {
     /// The journal failed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// A silence that cannot be made (the reason, Vietnamese).
+    #[error("{0}")]
+    InvalidSilence(String),
+    /// The alerts store failed.
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::AlertError),
     /// Sealing or a correction refused or failed.
     #[error(transparent)]
     Report(#[from] crate::reports::ReportError),

@@ -148,7 +148,12 @@ pub fn preview(decoder: &super::Decoder, raw: &crate::model::Raw) -> Outcome {
         Some(out) => out,
         None => Outcome {
             rule: String::new(),
-            result: decoder.decode(raw).map(|e| vec![e]),
+            result: match decoder.decode(raw) {
+                super::Decoded::One(r) => r.map(|e| vec![e]),
+                // A message of several objects: its events, or the first
+                // object's rejection.
+                super::Decoded::Many(parts) => parts.into_iter().map(|p| p.result).collect(),
+            },
         },
     }
 }

@@ -1,0 +1,342 @@
+//! The alerts engine task: after each committed batch and every
+//! `alerts.eval_interval`, it reads the journal's new events (after its
+//! own cursor, so an event committed while the engine was down is still
+//! evaluated), the warnings the batch changed, and the site's state, and
+//! applies what the evaluator signals; then it resolves what ended, plans
+//! the notifications due, and refreshes the [`Board`] the live family and
+//! the API read.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::eval::{Active, Evaluator, Inputs};
+use super::model::{Alert, Signal};
+use super::notify::{self, muted};
+use super::store::{AlertError, AlertStore, Stats};
+use super::template::Names;
+use super::Clock;
+use crate::devices::Availability;
+use crate::indicators::{ScopeSel, Window};
+use crate::state::{Shared, View};
+use crate::vocab::{DeviceClass, Source};
+use crate::warnings::WarningView;
+
+/// Most journal events read per step.
+const EVENTS_PER_STEP: usize = 1000;
+/// Resolved alerts stay on the board this long.
+const RECENT: TimeDelta = TimeDelta::hours(1);
+/// Most alerts on the board.
+const BOARD_MAX: usize = 200;
+
+/// What the board shows: current alerts and the indicators of the alerts
+/// (by status, time to acknowledge).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BoardValue {
+    /// Firing alerts and those resolved in the last hour, newest first.
+    pub alerts: Vec<Alert>,
+    /// Alerts by status over the whole store.
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// Time to acknowledge over the last 30 days.
+    pub time_to_ack_s: AckTimes,
+    /// When it was computed.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// Summary of the acknowledgement times.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AckTimes {
+    /// Alerts acknowledged.
+    pub count: usize,
+    /// Median, seconds.
+    pub median: Option<f64>,
+    /// 90th percentile, seconds.
+    pub p90: Option<f64>,
+}
+
+impl AckTimes {
+    fn of(mut v: Vec<f64>) -> AckTimes {
+        v.sort_by(f64::total_cmp);
+        let q = |p: f64| -> Option<f64> {
+            if v.is_empty() {
+                return None;
+            }
+            let i = ((v.len() - 1) as f64 * p).round() as usize;
+            v.get(i).copied()
+        };
+        AckTimes {
+            count: v.len(),
+            median: q(0.5),
+            p90: q(0.9),
+        }
+    }
+}
+
+/// The engine's published state (in `Shared`), and the bell the API rings
+/// after a change so the engine refreshes at once.
+#[derive(Debug, Default)]
+pub struct Board {
+    value: RwLock<Arc<BoardValue>>,
+    version: AtomicU64,
+    kick: Notify,
+}
+
+impl Board {
+    /// The current value.
+    pub fn get(&self) -> Arc<BoardValue> {
+        Arc::clone(&self.value.read())
+    }
+
+    /// Bumped at each change.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Replace the value (when it changed, ignoring `at`).
+    pub fn set(&self, v: BoardValue) {
+        let mut cur = self.value.write();
+        let same = cur.alerts == v.alerts
+            && cur.by_status == v.by_status
+            && cur.time_to_ack_s == v.time_to_ack_s;
+        if !same {
+            *cur = Arc::new(v);
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Ask the engine to run a step now (after an operator's change).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+}
+
+impl Inputs for View<'_> {
+    fn last_seen(&self, class: DeviceClass, id: &str) -> Option<DateTime<Utc>> {
+        self.device(class, id).last_seen
+    }
+
+    fn availability(&self, class: DeviceClass, village: &str) -> Availability {
+        View::availability(self, class, Some(village))
+    }
+
+    fn indicator(&self, id: &str, scope: &str) -> Option<f64> {
+        let sel = if scope == "commune" {
+            ScopeSel::Commune
+        } else {
+            ScopeSel::Village(scope)
+        };
+        self.indicators(Window::Today, sel, Some(id))
+            .into_iter()
+            .next()
+            .and_then(|v| v.value)
+    }
+}
+
+/// The engine's state between steps.
+#[derive(Debug)]
+pub struct Engine {
+    store: AlertStore,
+    eval: Evaluator,
+    names: Names,
+    cursor: i64,
+}
+
+impl Engine {
+    /// Open the engine's connection and position its cursor (a new store
+    /// starts at the newest event: old events raise nothing).
+    pub fn open(shared: &Shared) -> Result<Engine, AlertError> {
+        let c = &shared.config;
+        let store = AlertStore::open(&c.journal_path(), c.store.sync)?;
+        let cursor = match store.cursor()? {
+            Some(c) => c,
+            None => store.last_event_id()?,
+        };
+        let names = Names::from_config(c);
+        let sensor_villages: HashMap<String, Option<String>> = c
+            .sensors
+            .iter()
+            .map(|s| (s.id.clone(), s.village.clone()))
+            .chain(c.cameras.iter().map(|s| (s.id.clone(), s.village.clone())))
+            .chain(c.speakers.iter().map(|s| (s.id.clone(), s.village.clone())))
+            .collect();
+        let mut eval = Evaluator::new(&c.site.alerts, names.clone(), sensor_villages);
+        for s in Source::ALL {
+            if eval.watches_source(s) {
+                if let Some(t) = store.last_from_source(s.as_str())? {
+                    eval.seed_source(s, t);
+                }
+            }
+        }
+        Ok(Engine {
+            store,
+            eval,
+            names,
+            cursor,
+        })
+    }
+
+    /// The engine's store connection.
+    pub fn store(&mut self) -> &mut AlertStore {
+        &mut self.store
+    }
+
+    /// One step at `now`: events, warnings, rules, ends, notifications,
+    /// board. Returns the requests enqueued.
+    pub fn step(
+        &mut self,
+        shared: &Shared,
+        warnings: &[WarningView],
+        now: DateTime<Utc>,
+    ) -> Result<usize, AlertError> {
+        let settings = &shared.config.site.alerts;
+        loop {
+            let events = self.store.events_after(self.cursor, EVENTS_PER_STEP)?;
+            if events.is_empty() {
+                break;
+            }
+            let last = events.last().map_or(self.cursor, |(id, _)| *id);
+            let evs: Vec<_> = events.into_iter().map(|(_, e)| e).collect();
+            let mut signals = Vec::new();
+            self.eval.observe(&evs, &mut signals);
+            self.store.apply(&signals, now, settings, Some(last))?;
+            self.cursor = last;
+            if evs.len() < EVENTS_PER_STEP {
+                break;
+            }
+        }
+        let mut signals: Vec<Signal> =
+            super::warnings::signals(&self.store, warnings, &self.names)?;
+        let firing = self.store.firing()?;
+        let active: Active = firing
+            .iter()
+            .map(|a| (a.fingerprint.clone(), a.stale))
+            .collect();
+        {
+            let view = shared.view(now);
+            signals.extend(self.eval.evaluate(now, &view, &active));
+        }
+        if !signals.is_empty() {
+            self.store.apply(&signals, now, settings, None)?;
+        }
+        self.store.resolve_ended(now)?;
+        let c = &shared.config.commune;
+        let sent = notify::plan(
+            &mut self.store,
+            now,
+            settings,
+            &self.names,
+            (&c.id, &c.name),
+        )?;
+        self.refresh(shared, now)?;
+        Ok(sent)
+    }
+
+    /// Recompute the board.
+    pub fn refresh(&mut self, shared: &Shared, now: DateTime<Utc>) -> Result<(), AlertError> {
+        let settings = &shared.config.site.alerts;
+        let mut alerts = self.store.current(now - RECENT, BOARD_MAX)?;
+        let silences = self.store.silences(now, false)?;
+        let firing: Vec<Alert> = alerts
+            .iter()
+            .filter(|a| a.state == super::AlertState::Firing)
+            .cloned()
+            .collect();
+        for a in alerts
+            .iter_mut()
+            .filter(|a| a.state == super::AlertState::Firing)
+        {
+            let m = muted(a, &silences, &firing, settings, now);
+            a.silenced_by = m.silenced_by;
+            a.inhibited_by = m.inhibited_by;
+        }
+        let Stats {
+            by_status,
+            ack_seconds,
+        } = self.store.stats(now - TimeDelta::days(30))?;
+        shared.alerts.set(BoardValue {
+            alerts,
+            by_status,
+            time_to_ack_s: AckTimes::of(ack_seconds),
+            at: Some(now),
+        });
+        Ok(())
+    }
+}
+
+/// Run the engine until `cancel`: a step after each committed batch (the
+/// batch's warnings with it) and every `alerts.eval_interval`.
+pub async fn run(shared: Arc<Shared>, clock: Arc<dyn Clock>, cancel: CancellationToken) {
+    let mut rx = shared.updates.subscribe();
+    let opened = {
+        let s = Arc::clone(&shared);
+        tokio::task::spawn_blocking(move || Engine::open(&s)).await
+    };
+    let engine = match opened {
+        Ok(Ok(e)) => Arc::new(Mutex::new(e)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "alerts engine cannot open the store; no alerts will be raised");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "alerts engine start failed");
+            return;
+        }
+    };
+    let period = shared
+        .config
+        .site
+        .alerts
+        .eval_interval
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut warnings: Vec<WarningView> = Vec::new();
+        let mut closed = false;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+            _ = shared.alerts.kick.notified() => {}
+            r = rx.recv() => match r {
+                Ok(c) => warnings.extend(c.warnings.iter().cloned()),
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(batches = n, "alerts engine fell behind the commits; warnings of those batches are taken from the next ones");
+                }
+                Err(RecvError::Closed) => closed = true,
+            },
+        }
+        // Take every batch already queued.
+        while let Ok(c) = rx.try_recv() {
+            warnings.extend(c.warnings.iter().cloned());
+        }
+        let (e, s, c) = (Arc::clone(&engine), Arc::clone(&shared), Arc::clone(&clock));
+        let done = tokio::task::spawn_blocking(move || {
+            let now = c.now();
+            e.lock().step(&s, &warnings, now)
+        })
+        .await;
+        match done {
+            Ok(Ok(n)) if n > 0 => {
+                crate::delivery::wake(&shared);
+                tracing::debug!(requests = n, "alert notifications enqueued");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "alerts engine step failed; retrying at the next tick")
+            }
+            Err(e) => tracing::error!(error = %e, "alerts engine step panicked"),
+        }
+        if closed {
+            // The pipeline stopped; keep ticking for deadlines until cancel.
+            rx = shared.updates.subscribe();
+        }
+    }
+}
