@@ -242,6 +242,18 @@ pub async fn run(
                 .map(|(u, p)| (u.clone(), p.expose().to_owned()))
                 .collect(),
             max_payload: max,
+            mapped: config
+                .site
+                .mapped
+                .iter()
+                .flat_map(|m| {
+                    m.rules
+                        .iter()
+                        .map(|r| r.topic.clone())
+                        .chain(m.availability.iter().map(|a| a.topic.clone()))
+                        .map(|t| (m.id.clone(), t))
+                })
+                .collect(),
         };
         let started = tokio::task::spawn_blocking(move || ingest::broker::start(addr, max))
             .await

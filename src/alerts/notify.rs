@@ -276,3 +276,156 @@ pub fn plan(
     tx.commit()?;
     Ok(sent)
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeDelta;
+
+    use super::*;
+    use crate::alerts::model::{Raise, Severity};
+    use crate::alerts::Clock;
+    use crate::alerts::ManualClock;
+    use crate::config::alerts::Step;
+    use crate::config::SyncMode;
+    use crate::vocab::Hazard;
+
+    fn settings() -> AlertSettings {
+        AlertSettings {
+            group_wait: TimeDelta::seconds(30),
+            group_interval: TimeDelta::minutes(5),
+            repeat_interval: TimeDelta::hours(4),
+            ladder: vec![
+                Step {
+                    name: "Trực ban".into(),
+                    after: TimeDelta::zero(),
+                    targets: vec!["truc-ban".into()],
+                },
+                Step {
+                    name: "Phó Chủ tịch".into(),
+                    after: TimeDelta::minutes(10),
+                    targets: vec!["pho-chu-tich".into()],
+                },
+            ],
+            ..AlertSettings::default()
+        }
+    }
+
+    fn raise(fp: &str, urgent: bool) -> Raise {
+        Raise {
+            fingerprint: fp.into(),
+            kind: if urgent {
+                AlertKind::Warning
+            } else {
+                AlertKind::Camera
+            },
+            rule: (!urgent).then(|| "chay".to_owned()),
+            official: urgent,
+            severity: Severity::Critical,
+            hazard: urgent.then_some(Hazard::FlashFlood),
+            level: urgent.then_some(3),
+            villages: vec!["na-da".into()],
+            device: None,
+            title: "t".into(),
+            message: format!("tin {fp}"),
+            details: json!({}),
+            reference: None,
+            ends_at: None,
+            urgent,
+        }
+    }
+
+    fn outbox(store: &AlertStore) -> Vec<(String, String, Value)> {
+        let mut stmt = store
+            .conn
+            .prepare("SELECT key, target, body FROM delivery_outbox ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| {
+            let body: Vec<u8> = r.get(2)?;
+            Ok((r.get(0)?, r.get(1)?, serde_json::from_slice(&body).unwrap()))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    /// group_wait holds a new group's first notification and gathers what
+    /// fires meanwhile into one request; a newcomer to a notified group
+    /// waits for group_interval; a level-3 warning goes at once; an
+    /// unacknowledged alert climbs to the next step after its delay;
+    /// planning twice at the same time enqueues nothing more.
+    #[test]
+    fn grouping_escalation_and_urgent_warnings_with_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = AlertStore::open(&dir.path().join("j.db"), SyncMode::Normal).unwrap();
+        let set = settings();
+        let names = Names::default();
+        let c = ManualClock::new(
+            DateTime::parse_from_rfc3339("2026-12-03T01:00:00Z")
+                .unwrap()
+                .into(),
+        );
+        let plan =
+            |store: &mut AlertStore, now| plan(store, now, &set, &names, ("x", "Xã X")).unwrap();
+        store
+            .raise(&raise("rule:chay:cam-01:fire", false), c.now(), &set)
+            .unwrap();
+        c.advance(TimeDelta::seconds(10));
+        store
+            .raise(&raise("rule:chay:cam-02:fire", false), c.now(), &set)
+            .unwrap();
+        c.advance(TimeDelta::seconds(19));
+        assert_eq!(
+            plan(&mut store, c.now()),
+            0,
+            "29 s: inside the group's wait"
+        );
+        c.advance(TimeDelta::seconds(1));
+        assert_eq!(plan(&mut store, c.now()), 1, "30 s: the group, one request");
+        let sent = outbox(&store);
+        let (_, target, body) = sent.last().unwrap();
+        assert_eq!(target, "truc-ban");
+        assert_eq!(body["alerts"].as_array().unwrap().len(), 2, "{body}");
+        assert!(body["text"]
+            .as_str()
+            .unwrap()
+            .contains("tin rule:chay:cam-02:fire"));
+        assert_eq!(plan(&mut store, c.now()), 0, "nothing twice");
+
+        // A newcomer to the notified group waits for group_interval.
+        c.advance(TimeDelta::seconds(20));
+        store
+            .raise(&raise("rule:chay:cam-03:fire", false), c.now(), &set)
+            .unwrap();
+        c.advance(TimeDelta::seconds(60));
+        assert_eq!(
+            plan(&mut store, c.now()),
+            0,
+            "group_wait passed, group_interval not"
+        );
+        c.advance(TimeDelta::seconds(220));
+        assert_eq!(
+            plan(&mut store, c.now()),
+            1,
+            "5 min after the group's last send"
+        );
+
+        // A level-3 warning skips the delays.
+        store
+            .raise(&raise("warning:A", true), c.now(), &set)
+            .unwrap();
+        assert_eq!(plan(&mut store, c.now()), 1);
+        let (key, _, body) = outbox(&store).pop().unwrap();
+        assert_eq!(body["alerts"][0]["official"], true);
+        assert!(key.ends_with(":step:0:0:truc-ban"), "{key}");
+
+        // 10 minutes after their first step, the first two climb.
+        c.advance(TimeDelta::minutes(10));
+        let before = outbox(&store).len();
+        assert!(plan(&mut store, c.now()) >= 1);
+        let climbed: Vec<_> = outbox(&store).into_iter().skip(before).collect();
+        assert!(
+            climbed.iter().all(|(_, t, _)| t == "pho-chu-tich"),
+            "{climbed:?}"
+        );
+    }
+}

@@ -542,10 +542,18 @@ fn raise(
             )
             .optional()?
             .is_some();
-        match last {
+        // A group waiting for its first notification: join it.
+        let waiting: Option<i64> = tx.query_row(
+            "SELECT min(notify_at) FROM alerts WHERE group_key = ?1 AND state = 'firing' \
+             AND notified_at IS NULL AND acked_at IS NULL",
+            [&group],
+            |row| row.get(0),
+        )?;
+        match (last, waiting) {
             // A group that was notified and still has firing alerts: the
             // newcomer waits for the group's next interval.
-            Some(last) if busy => from_ms(last) + settings.group_interval,
+            (Some(last), _) if busy => from_ms(last) + settings.group_interval,
+            (_, Some(at)) => from_ms(at),
             _ => now + settings.group_wait,
         }
         .max(now)

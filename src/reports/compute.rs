@@ -396,7 +396,11 @@ fn row(engine: &Engine, si: usize, scope: usize, inputs: &Inputs) -> IndicatorRo
         }
         ReportPlan::Latest => value = inputs.latest.get(&(si, scope)).map(|&(_, v)| v),
         ReportPlan::DeadLetters(_) => {
-            if scope == 0 {
+            // Zero dead letters is a value only when something was heard
+            // in the period at all.
+            let heard =
+                inputs.dead_letters > 0 || inputs.streams.values().any(|(m, _)| m.count > 0);
+            if scope == 0 && heard {
                 value = Some(inputs.dead_letters as f64);
             }
         }

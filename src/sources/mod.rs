@@ -210,6 +210,11 @@ impl Decoder {
     /// message that carries several (see [`Decoded`]). Never panics,
     /// whatever the bytes.
     pub fn decode(&self, raw: &Raw) -> Decoded {
+        if !self.mapped.is_empty() {
+            if let Some(out) = self.decode_mapped(raw) {
+                return out.decoded;
+            }
+        }
         self.decode_one(raw).into()
     }
 
@@ -281,26 +286,7 @@ impl Decoder {
                     _ => Err(unknown_topic(raw)),
                 }
             }
-            _ => match self.mapped.decode(&ctx) {
-                Some(out) => out.result.and_then(|mut events| {
-                    // Until decode yields several events per message, a
-                    // mapping that splits a message is refused whole.
-                    if events.len() == 1 {
-                        Ok(events.remove(0))
-                    } else {
-                        Err(Rejection::new(
-                            Reason::InvalidField,
-                            format!(
-                                "rule {}: {} events in one message; this build takes one",
-                                out.rule,
-                                events.len()
-                            ),
-                        )
-                        .from_device(Source::Sensor, None))
-                    }
-                }),
-                None => Err(unknown_topic(raw)),
-            },
+            _ => Err(unknown_topic(raw)),
         }
     }
 }
