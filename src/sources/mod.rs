@@ -12,6 +12,8 @@
 //! | `frigate/events`, `frigate/reviews`, `frigate/available` | `frigate` |
 //! | `ioc/{commune}/speaker/{id}/status` | `status` |
 //! | `ioc/{commune}/speaker/{id}/session` | `speaker` |
+//! | `ioc/{commune}/speaker/{id}/cmd` | `speaker` (a copy of our own command) |
+//! | `ioc/{commune}/speaker/{id}/ack` | `speaker` |
 //! | `ioc/{commune}/procedure/dossier` | `procedure` |
 //! | `ioc/{commune}/sensor/{id}/telemetry` | `sensor` |
 //! | `ioc/{commune}/sensor/{id}/status` | `status` |
@@ -273,6 +275,14 @@ impl Decoder {
                         &ctx,
                         known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
                     ),
+                    ["speaker", id, "cmd"] => speaker::command(
+                        &ctx,
+                        known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
+                    ),
+                    ["speaker", id, "ack"] => speaker::ack(
+                        &ctx,
+                        known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
+                    ),
                     ["procedure", "dossier"] => procedure::dossier(&ctx),
                     ["sensor", id, "telemetry"] => sensor::telemetry(
                         &ctx,
@@ -336,6 +346,16 @@ fn cleared(raw: &Raw, commune: &str) -> Option<Event> {
         ),
         retained: raw.retained,
     })
+}
+
+/// Whether `topic` is one this instance publishes itself (the sealed
+/// reports on `ioc/{commune}/report/{period}`): ingest skips those, so
+/// they never become events or dead letters.
+pub fn is_own_output(topic: &[u8], commune: &str) -> bool {
+    let mut levels = topic.split(|&b| b == b'/');
+    levels.next() == Some(b"ioc")
+        && levels.next() == Some(commune.as_bytes())
+        && levels.next() == Some(b"report")
 }
 
 fn unknown_topic(raw: &Raw) -> Rejection {

@@ -55,8 +55,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
+        name: "broadcasts",
+        sql: include_str!("migrations/0006_broadcasts.sql"),
+    },
+    Migration {
+        version: 7,
         name: "warnings",
-        sql: include_str!("migrations/0006_warnings.sql"),
+        sql: include_str!("migrations/0007_warnings.sql"),
     },
 ];
 
