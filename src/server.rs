@@ -279,11 +279,13 @@ pub async fn run(
     )
     .with_mapped(crate::sources::mapped::Mapped::new(
         shared.config.site.mapped.clone(),
-    ));
+    ))
+    .with_dvcqg(shared.config.procedure.dvcqg.clone());
     let filters = ingest::mqtt::filters(&shared.config, decoder.topic_filters());
     let (hub, commits) = Hub::new(Arc::clone(&shared));
     let (tx, rx) = mpsc::channel(shared.config.store.queue_capacity.max(1));
     let warnings = Arc::new(crate::warnings::Service::new(&shared.config, tx.clone()));
+    let push = api::dvcqg::PushPort::new(tx.clone(), decoder.clone());
     let writer = pipeline::spawn(store, decoder, Arc::clone(&shared), rx)
         .map_err(|e| ServeError::Thread(e.to_string()))?;
 
@@ -336,6 +338,7 @@ pub async fn run(
         limiter: Arc::clone(&limiter),
         ws: ws.clone(),
         warnings: Arc::clone(&warnings),
+        push: Some(Arc::clone(&push)),
     });
     let hub_task = tasks.spawn(live::run(hub, commits, frontend.clone()));
     tasks.spawn(login_upkeep(
@@ -412,6 +415,9 @@ pub async fn run(
         Ok(Err(e)) => tracing::error!(error = %e, "MQTT supervisor failed"),
         Err(e) => tracing::error!(error = %e, "MQTT supervisor panicked"),
     }
+    // No more HTTP pushes or posted warnings: the writer stops once every
+    // sender is gone.
+    push.close();
     warnings.close();
     tracing::info!("draining the journal queue");
     shared

@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod alerts;
 mod dashboard;
+pub mod dvcqg;
 mod error;
 pub mod guard;
 mod history;
@@ -69,6 +70,9 @@ pub struct ApiState {
     pub ws: WsTasks,
     /// Official warnings: validator, submission, reads.
     pub warnings: Arc<crate::warnings::Service>,
+    /// The way into the commit pipeline for `POST /api/procedure/dvcqg`
+    /// (`None`: answered 503).
+    pub push: Option<Arc<dvcqg::PushPort>>,
 }
 
 /// The WebSocket connections' tasks, their slots and the token that
