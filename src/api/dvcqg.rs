@@ -60,7 +60,7 @@ fn unavailable(message: &str) -> ApiError {
 /// Push the portal sync: `{"service": "DongBoHoSoMC" | "CapNhatTienDoHoSoMC", "data": [...]}`.
 #[utoipa::path(post, path = "/api/procedure/dvcqg", tag = "procedure",
     request_body(content = String, content_type = "application/json",
-        description = "The body the one-stop software sends the national portal's adapter (docs/PROTOCOL.md §2.6)"),
+        description = "The body the one-stop software sends the national portal's adapter (docs/PROTOCOL.md §2.7)"),
     responses(
         (status = 200, description = "Committed. `error_code` 0: every object accepted; 1: some refused (each kept as a dead letter, named in `result`)"),
         (status = 422, description = "The message as a whole is refused (kept as one dead letter): `error_code` 1, `reason`, `message`"),

@@ -613,3 +613,51 @@ pub enum ProvinceFormat {
     /// DHIS2 `dataValueSets` JSON.
     Dhis2,
 }
+
+#[cfg(test)]
+mod dvcqg_tests {
+    use super::*;
+
+    const BASE: &str = "[commune]\nid = \"x\"\nname = \"X\"\n";
+
+    #[test]
+    fn the_default_codes_and_a_site_of_its_own() {
+        let c = crate::config::load_str(BASE, "t.toml", &[]).unwrap();
+        let d = &c.procedure.dvcqg;
+        assert_eq!(d.status["9"], DossierStage::Resolved);
+        assert_eq!(d.channel["1"], Channel::Online);
+        assert_eq!(d.payment["2"], FeeKind::Online);
+        // A table given replaces its default entirely.
+        let text = format!(
+            "{BASE}[procedure.dvcqg.status]\n\"DA_TIEP_NHAN\" = \"received\"\n\"DA_TRA\" = \"resolved\"\n"
+        );
+        let c = crate::config::load_str(&text, "t.toml", &[]).unwrap();
+        let d = &c.procedure.dvcqg;
+        assert_eq!(d.status.len(), 2);
+        assert_eq!(d.status["DA_TRA"], DossierStage::Resolved);
+        assert_eq!(d.channel, Dvcqg::default().channel);
+    }
+
+    #[test]
+    fn check_config_names_the_mistakes_in_the_code_tables() {
+        let text = format!(
+            "{BASE}[procedure.dvcqg]\nchannel = {{}}\n[procedure.dvcqg.status]\n\"1\" = \"received\"\n\" 2\" = \"received\"\n"
+        );
+        let err = crate::config::load_str(&text, "t.toml", &[])
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "procedure.dvcqg.status.\" 2\"",
+            "không có mã trạng thái nào là `resolved`",
+            "procedure.dvcqg.channel",
+        ] {
+            assert!(err.contains(want), "{want} missing in:\n{err}");
+        }
+        // An unknown stage is refused when the file is read.
+        let text = format!("{BASE}[procedure.dvcqg.status]\n\"1\" = \"done\"\n");
+        let err = crate::config::load_str(&text, "t.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("done"), "{err}");
+    }
+}
