@@ -279,10 +279,13 @@ pub async fn run(
     )
     .with_mapped(crate::sources::mapped::Mapped::new(
         shared.config.site.mapped.clone(),
-    ));
+    ))
+    .with_dvcqg(shared.config.procedure.dvcqg.clone());
     let filters = ingest::mqtt::filters(&shared.config, decoder.topic_filters());
     let (hub, commits) = Hub::new(Arc::clone(&shared));
     let (tx, rx) = mpsc::channel(shared.config.store.queue_capacity.max(1));
+    let warnings = Arc::new(crate::warnings::Service::new(&shared.config, tx.clone()));
+    let push = api::dvcqg::PushPort::new(tx.clone(), decoder.clone());
     let writer = pipeline::spawn(store, decoder, Arc::clone(&shared), rx)
         .map_err(|e| ServeError::Thread(e.to_string()))?;
 
@@ -334,6 +337,8 @@ pub async fn run(
         accounts: Arc::clone(&accounts),
         limiter: Arc::clone(&limiter),
         ws: ws.clone(),
+        warnings: Arc::clone(&warnings),
+        push: Some(Arc::clone(&push)),
     });
     let hub_task = tasks.spawn(live::run(hub, commits, frontend.clone()));
     tasks.spawn(login_upkeep(
@@ -343,8 +348,27 @@ pub async fn run(
     ));
     let fe = frontend.clone();
     tasks.spawn(probe_store(Arc::clone(&shared), backend.clone()));
+    tasks.spawn(crate::warnings::service::sweep_expired(
+        Arc::clone(&warnings),
+        Arc::clone(&shared),
+        backend.clone(),
+    ));
+    for feed in shared.config.warnings.feeds.iter().cloned() {
+        tasks.spawn(crate::warnings::feed::run(
+            Arc::clone(&warnings),
+            feed,
+            backend.clone(),
+        ));
+    }
     // Sealed reports: auto-seal and correction drafts (issue 13).
     tasks.spawn(crate::reports::task::run(
+        Arc::clone(&shared),
+        Arc::clone(&accounts),
+        backend.clone(),
+    ));
+    // Sealed reports on their way out: auto-submission, the province's
+    // acknowledgements, the retained MQTT copy.
+    tasks.spawn(crate::reports::export::outbound::run(
         Arc::clone(&shared),
         Arc::clone(&accounts),
         backend.clone(),
@@ -364,6 +388,11 @@ pub async fn run(
     tasks.spawn(crate::alerts::run(
         Arc::clone(&shared),
         Arc::new(crate::alerts::SystemClock),
+        backend.clone(),
+    ));
+    // Loudspeaker broadcasts: commands, acknowledgements, coverage (issue 14).
+    tasks.spawn(crate::broadcasts::worker::run(
+        Arc::clone(&shared),
         backend.clone(),
     ));
     let limits = api::serve::Limits::from_config(&shared.config);
@@ -386,6 +415,10 @@ pub async fn run(
         Ok(Err(e)) => tracing::error!(error = %e, "MQTT supervisor failed"),
         Err(e) => tracing::error!(error = %e, "MQTT supervisor panicked"),
     }
+    // No more HTTP pushes or posted warnings: the writer stops once every
+    // sender is gone.
+    push.close();
+    warnings.close();
     tracing::info!("draining the journal queue");
     shared
         .stopping

@@ -5,12 +5,15 @@ mod account;
 mod admin;
 mod alerts;
 mod dashboard;
+pub mod dvcqg;
 mod error;
 pub mod guard;
 mod history;
+mod report_out;
 mod reports;
 mod routes;
 pub mod serve;
+mod warnings;
 mod ws;
 
 pub use error::ApiError;
@@ -65,6 +68,11 @@ pub struct ApiState {
     pub limiter: Arc<LoginLimiter>,
     /// WebSocket tasks, closed and awaited on shutdown.
     pub ws: WsTasks,
+    /// Official warnings: validator, submission, reads.
+    pub warnings: Arc<crate::warnings::Service>,
+    /// The way into the commit pipeline for `POST /api/procedure/dvcqg`
+    /// (`None`: answered 503).
+    pub push: Option<Arc<dvcqg::PushPort>>,
 }
 
 /// The WebSocket connections' tasks, their slots and the token that

@@ -12,8 +12,11 @@ pub mod alerts;
 pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
+pub mod push;
+pub mod report_submit;
 pub mod reports;
 pub mod users;
+pub mod warnings;
 
 use crate::auth::{AccountError, NewAudit, Outcome, Principal, Role};
 use crate::journal::JournalError;
@@ -96,6 +99,9 @@ pub enum AppError {
     /// Sealing or a correction refused or failed.
     #[error(transparent)]
     Report(#[from] crate::reports::ReportError),
+    /// A submission to the province refused or failed.
+    #[error(transparent)]
+    Submit(#[from] crate::reports::export::province::SubmitError),
 }
 
 /// Audit a change with the outcome of `result`, and pass the result on.

@@ -12,6 +12,7 @@
 //! This room imports only `vocab` from the crate.
 
 pub mod alerts;
+pub mod broadcasts;
 pub mod examples;
 mod load;
 pub mod mapped;
@@ -20,6 +21,7 @@ pub mod process;
 mod registry;
 pub mod site;
 mod validate;
+mod warnings;
 
 pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use registry::Registry;
@@ -31,6 +33,7 @@ use std::sync::Arc;
 
 pub use process::*;
 pub use site::*;
+pub use warnings::{Feed as WarningFeed, Geocode as WarningGeocode, Warnings};
 
 /// The whole configuration as one file holds it: the process settings
 /// (`mqtt`, `http`, `auth`, `store`, `live`, `ingest`, `influx`) and the
@@ -90,12 +93,18 @@ pub struct Config {
     /// Time-series sink (InfluxDB 2/3, VictoriaMetrics); off without `url`.
     #[serde(default)]
     pub influx: Influx,
+    /// Official warnings (CAP 1.2): profile, geocodes, feeds.
+    #[serde(default)]
+    pub warnings: Warnings,
     /// Durable HTTP delivery: worker limits and named targets.
     #[serde(default)]
     pub delivery: Delivery,
     /// The commune's own alert rules, grouping timers, escalation ladder.
     #[serde(default)]
     pub alerts: alerts::AlertsDef,
+    /// Loudspeaker broadcasts: retries, unreachable clusters, repeats.
+    #[serde(default)]
+    pub broadcasts: broadcasts::BroadcastsDef,
     /// The site in typed form, built by [`load`] / [`load_str`] from the
     /// site sections above (empty on a `Config` not made by them).
     #[serde(skip)]

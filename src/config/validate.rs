@@ -19,6 +19,7 @@ pub fn validate(config: &Config, origin: &str) -> Result<Site, Vec<ConfigIssue>>
         site: Site::default(),
     };
     v.check(config);
+    v.check_warnings(config);
     if v.issues.is_empty() {
         Ok(v.site)
     } else {
@@ -50,6 +51,51 @@ impl Validator<'_> {
             key: key.into(),
             reason: reason.into(),
         });
+    }
+
+    fn check_warnings(&mut self, c: &Config) {
+        let w = &c.warnings;
+        if w.max_bytes < 1024 {
+            self.issue("warnings.max_bytes", "phải từ 1024 byte trở lên");
+        }
+        if w.level_parameter.trim().is_empty() {
+            self.issue("warnings.level_parameter", "không được để trống");
+        }
+        if w.sweep_secs == 0 {
+            self.issue("warnings.sweep_secs", "phải từ 1 giây trở lên");
+        }
+        for (i, g) in w.geocodes.iter().enumerate() {
+            for v in &g.villages {
+                if !c.villages.iter().any(|x| &x.id == v) {
+                    self.issue(
+                        format!("warnings.geocode[{i}].villages"),
+                        format!("thôn/bản `{v}` không có trong danh sách [[village]]"),
+                    );
+                }
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, f) in w.feeds.iter().enumerate() {
+            if !is_slug(&f.name) || !names.insert(f.name.as_str()) {
+                self.issue(
+                    format!("warnings.feeds[{i}].name"),
+                    "tên nguồn phải là mã (chữ thường không dấu, số, '-', '_') và không trùng",
+                );
+            }
+            match reqwest011::Url::parse(&f.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+                _ => self.issue(
+                    format!("warnings.feeds[{i}].url"),
+                    format!("`{}` không phải URL http:// hoặc https:// hợp lệ", f.url),
+                ),
+            }
+            if f.interval_secs == 0 || f.timeout_secs == 0 || f.max_backoff_secs == 0 {
+                self.issue(
+                    format!("warnings.feeds[{i}]"),
+                    "interval_secs, timeout_secs và max_backoff_secs phải từ 1 giây trở lên",
+                );
+            }
+        }
     }
 
     fn check_auth(&mut self, c: &Config) {
@@ -95,6 +141,48 @@ impl Validator<'_> {
             self.issue(
                 "mqtt.embedded_logins",
                 "chỉ dùng với broker nhúng (mqtt.embedded = true); broker ngoài tự quản lý tài khoản",
+            );
+        }
+    }
+
+    fn check_dvcqg(&mut self, d: &super::Dvcqg) {
+        use super::DossierStage;
+        let tables = [
+            (
+                "procedure.dvcqg.status",
+                d.status.keys().collect::<Vec<_>>(),
+            ),
+            ("procedure.dvcqg.channel", d.channel.keys().collect()),
+            ("procedure.dvcqg.payment", d.payment.keys().collect()),
+        ];
+        for (key, codes) in tables {
+            for code in codes {
+                if code.trim().is_empty() || code.trim() != code || code.chars().count() > 32 {
+                    self.issue(
+                        format!("{key}.\"{code}\""),
+                        "mã phải từ 1 đến 32 ký tự, không có khoảng trắng ở đầu hoặc cuối",
+                    );
+                }
+            }
+        }
+        for (stage, what) in [
+            (DossierStage::Received, "tiếp nhận"),
+            (DossierStage::Resolved, "đã giải quyết"),
+        ] {
+            if !d.status.values().any(|s| *s == stage) {
+                self.issue(
+                    "procedure.dvcqg.status",
+                    format!(
+                        "không có mã trạng thái nào là `{}`: hồ sơ {what} sẽ không bao giờ được đếm",
+                        stage.as_str()
+                    ),
+                );
+            }
+        }
+        if d.channel.is_empty() {
+            self.issue(
+                "procedure.dvcqg.channel",
+                "cần ít nhất một mã HinhThuc: không có thì không hồ sơ nào được đếm là tiếp nhận",
             );
         }
     }
@@ -214,6 +302,7 @@ impl Validator<'_> {
         if c.ingest.max_age_days <= 0 {
             self.issue("ingest.max_age_days", "phải từ 1 trở lên");
         }
+        self.check_dvcqg(&c.procedure.dvcqg);
         for (key, secs) in [
             ("devices.camera_secs", c.devices.camera_secs),
             ("devices.speaker_secs", c.devices.speaker_secs),
@@ -534,6 +623,22 @@ impl Validator<'_> {
         }
         if d.poll_ms == 0 {
             self.issue("delivery.poll_ms", "phải từ 1 trở lên");
+        }
+        let p = &c.report.province;
+        if !p.target.is_empty() && !d.targets.contains_key(&p.target) {
+            self.issue(
+                "report.province.target",
+                format!(
+                    "không có [delivery.targets.{}]: khai báo địa chỉ nhận báo cáo của tỉnh ở đó",
+                    p.target
+                ),
+            );
+        }
+        if p.auto_submit && p.target.is_empty() {
+            self.issue(
+                "report.province.auto_submit",
+                "cần report.province.target (nơi nhận) để tự động gửi",
+            );
         }
         for (name, t) in &d.targets {
             let key = format!("delivery.targets.{name}");
