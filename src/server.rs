@@ -242,6 +242,18 @@ pub async fn run(
                 .map(|(u, p)| (u.clone(), p.expose().to_owned()))
                 .collect(),
             max_payload: max,
+            mapped: config
+                .site
+                .mapped
+                .iter()
+                .flat_map(|m| {
+                    m.rules
+                        .iter()
+                        .map(|r| r.topic.clone())
+                        .chain(m.availability.iter().map(|a| a.topic.clone()))
+                        .map(|t| (m.id.clone(), t))
+                })
+                .collect(),
         };
         let started = tokio::task::spawn_blocking(move || ingest::broker::start(addr, max))
             .await
@@ -337,6 +349,13 @@ pub async fn run(
         Arc::clone(&accounts),
         backend.clone(),
     ));
+    // Sealed reports on their way out: auto-submission, the province's
+    // acknowledgements, the retained MQTT copy.
+    tasks.spawn(crate::reports::export::outbound::run(
+        Arc::clone(&shared),
+        Arc::clone(&accounts),
+        backend.clone(),
+    ));
     if crate::sinks::enabled(&shared) {
         let sink = crate::sinks::influx::InfluxSink::new(&shared.config.influx)?;
         tasks.spawn(crate::sinks::run(
@@ -352,6 +371,11 @@ pub async fn run(
     tasks.spawn(crate::alerts::run(
         Arc::clone(&shared),
         Arc::new(crate::alerts::SystemClock),
+        backend.clone(),
+    ));
+    // Loudspeaker broadcasts: commands, acknowledgements, coverage (issue 14).
+    tasks.spawn(crate::broadcasts::worker::run(
+        Arc::clone(&shared),
         backend.clone(),
     ));
     let limits = api::serve::Limits::from_config(&shared.config);

@@ -461,7 +461,7 @@ async fn esphome_plain_states_feed_indicators_text_is_a_dead_letter_status_is_av
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thingsboard_device_api_flat_and_ts_values_and_gateway_connect() {
+async fn thingsboard_device_api_flat_and_ts_values_gateway_arrays_and_connect() {
     let (broker, dir, b) = stack().await;
     let mut p = Publisher::new(broker.port);
     let topic = "v1/devices/me/telemetry";
@@ -502,10 +502,61 @@ async fn thingsboard_device_api_flat_and_ts_values_and_gateway_connect() {
     p.send("v1/gateway/disconnect", br#"{"device":"Tram mua 2"}"#)
         .await;
     wait_state(&b, "rain-02", "offline").await;
+    // Gateway telemetry: one event per device and element; the element of
+    // a device the registry does not know is its own dead letter, flagged.
+    let gw = json!({
+        "Tram mua 2": [
+            {"ts": t.timestamp_millis(), "values": {"rain": 1.5, "battery": "88"}},
+            {"ts": t.timestamp_millis() + 30_000, "values": {"rain": 2.0, "battery": "87,5"}}
+        ],
+        "Muc nuoc Nam De": [{"ts": t.timestamp_millis(), "values": {"water_level": 184}}],
+        "Device C": [{"ts": t.timestamp_millis(), "values": {"temperature": 22}}]
+    });
+    p.send("v1/gateway/telemetry", gw.to_string().as_bytes())
+        .await;
+    let rows = wait_events(&b, dir.path(), "v1/gateway/telemetry", 3).await;
+    let got: Vec<(Option<&str>, DateTime<Utc>, f64)> = rows
+        .iter()
+        .map(|r| {
+            let v = r.attrs["rain_mm"]
+                .as_f64()
+                .or(r.attrs["water_level_cm"].as_f64())
+                .unwrap();
+            (r.device.as_deref(), r.ts, v)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some("water-02"), t, 184.0),
+            (Some("rain-02"), t, 1.5),
+            (Some("rain-02"), t + ChronoDuration::seconds(30), 2.0),
+        ]
+    );
+    assert_eq!(num(&rows[2], "battery_pct"), 87.5);
+    let d = wait_dead(&b, "v1/gateway/telemetry").await;
+    assert_eq!(
+        (d["reason"].as_str(), d["device"].as_str()),
+        (Some("unknown_device"), Some("Device C"))
+    );
+    assert!(
+        d["excerpt"].as_str().unwrap().contains("temperature"),
+        "{d}"
+    );
+    // Redelivered (the same bytes): nothing new.
+    p.send("v1/gateway/telemetry", gw.to_string().as_bytes())
+        .await;
     let flat = json!({"Muc nuoc Nam De": {"water_level": 201}});
     p.send("v1/gateway/telemetry", flat.to_string().as_bytes())
         .await;
-    let e = &wait_events(&b, dir.path(), "v1/gateway/telemetry", 1).await[0];
+    let rows = wait_events(&b, dir.path(), "v1/gateway/telemetry", 4).await;
+    assert_eq!(
+        rows.len(),
+        4,
+        "the redelivered message added nothing: {rows:?}"
+    );
+    assert_eq!(dead_count(&b, "v1/gateway/telemetry").await, 1);
+    let e = &rows[3];
     assert_eq!(
         (e.device.as_deref(), num(e, "water_level_cm")),
         (Some("water-02"), 201.0)
@@ -601,13 +652,38 @@ fn map_command_shows_events_readings_and_dead_letter_reasons() {
         out.contains("bản tin lỗi (dead letter), mã invalid_field"),
         "{out}"
     );
-    assert!(out.contains("rule z2m/telemetry: field `battery`"), "{out}");
+    assert!(
+        out.contains("lý do:      rule z2m/telemetry: field `battery`"),
+        "{out}"
+    );
     // An unknown device, and a topic no rule takes.
     let (code, out, _) = map(&config, "zigbee2mqtt/Cảm biến lạ", &bad, true);
     assert_eq!(code, 3);
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["dead_letter"]["reason"], "unknown_device");
-    assert_eq!(v["dead_letter"]["device"], "Cảm biến lạ");
+    assert_eq!(v["events"], json!([]));
+    assert_eq!(v["dead_letters"][0]["reason"], "unknown_device");
+    assert_eq!(v["dead_letters"][0]["device"], "Cảm biến lạ");
+    // A gateway message: one event per device and element, and the item of
+    // a device nobody registered as its own dead letter.
+    let gw = write(
+        dir.path(),
+        "gateway.json",
+        &json!({
+            "Tram mua 2": [
+                {"ts": t.timestamp_millis(), "values": {"rain": 1.5}},
+                {"ts": t.timestamp_millis() + 60_000, "values": {"rain": "2,5"}}
+            ],
+            "Device C": [{"ts": t.timestamp_millis(), "values": {"temperature": 22}}]
+        })
+        .to_string(),
+    );
+    let (code, out, _) = map(&config, "v1/gateway/telemetry", &gw, false);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("2 sự kiện, 1 bản tin lỗi"), "{out}");
+    assert!(
+        out.contains("rain_mm = 2,5") && out.contains("thiết bị:   Device C (chưa đăng ký"),
+        "{out}"
+    );
     let (code, out, _) = map(
         &config,
         "zigbee2mqtt/Cảm biến nước Bếp/duration",

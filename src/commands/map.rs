@@ -15,7 +15,7 @@ use chrono_tz::Asia::Ho_Chi_Minh;
 use serde_json::{json, Value};
 
 use commune_ioc::config::Config;
-use commune_ioc::model::Raw;
+use commune_ioc::model::{Event, Raw, Rejection};
 use commune_ioc::sources::mapped::{preview, Mapped};
 use commune_ioc::sources::Decoder;
 
@@ -55,20 +55,21 @@ pub fn run(
     };
     let out = preview(&decoder, &raw);
     let rule = (!out.rule.is_empty()).then_some(out.rule.as_str());
+    let parts: Vec<Result<Event, Rejection>> = out.decoded.into_iter().map(|p| p.result).collect();
+    let dead = parts.iter().any(Result::is_err);
     if as_json {
-        let body = match &out.result {
-            Ok(events) => json!({"topic": raw.topic, "rule": rule, "events": events}),
-            Err(r) => json!({
-                "topic": raw.topic,
-                "rule": rule,
-                "dead_letter": {"reason": r.reason.code(), "detail": r.detail, "device": r.device},
-            }),
-        };
+        let events: Vec<&Event> = parts.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let dead_letters: Vec<Value> = parts
+            .iter()
+            .filter_map(|p| p.as_ref().err())
+            .map(|r| json!({"reason": r.reason.code(), "detail": r.detail, "device": r.device}))
+            .collect();
+        let body = json!({"topic": raw.topic, "rule": rule, "events": events, "dead_letters": dead_letters});
         println!("{}", serde_json::to_string_pretty(&body)?);
     } else {
-        print!("{}", text(config, &raw, rule, &out.result));
+        print!("{}", text(config, &raw, rule, &parts));
     }
-    if out.result.is_err() {
+    if dead {
         std::process::exit(3);
     }
     Ok(())
@@ -78,7 +79,7 @@ fn text(
     config: &Config,
     raw: &Raw,
     rule: Option<&str>,
-    result: &Result<Vec<commune_ioc::model::Event>, commune_ioc::model::Rejection>,
+    parts: &[Result<Event, Rejection>],
 ) -> String {
     let mut s = String::new();
     s.push_str(&format!("Chủ đề:    {}\n", raw.topic));
@@ -89,78 +90,82 @@ fn text(
             None => "không có luật ánh xạ nào: bộ giải mã gốc (PROTOCOL §2, §3)".to_string(),
         }
     ));
-    match result {
-        Ok(events) => {
-            s.push_str(&format!("Kết quả:   {} sự kiện\n", events.len()));
-            for (i, e) in events.iter().enumerate() {
-                s.push_str(&format!("  [{}] {} / {}\n", i + 1, e.source, e.kind));
-                if let Some(d) = &e.device {
-                    let village = e
-                        .village
-                        .as_deref()
-                        .map(|v| format!(", thôn/bản {v}"))
-                        .unwrap_or_default();
-                    s.push_str(&format!("      thiết bị:   {d}{village}\n"));
-                }
-                let from = if e.ts == e.received_at {
-                    "giờ nhận (bản tin không có thời điểm)"
-                } else {
-                    "lấy từ bản tin"
-                };
-                s.push_str(&format!(
-                    "      thời điểm:  {} giờ Việt Nam, {from}\n",
-                    e.ts.with_timezone(&Ho_Chi_Minh)
-                        .format("%d/%m/%Y %H:%M:%S%.3f")
-                ));
-                let readings: Vec<(&String, &Value)> = e
-                    .attrs
-                    .iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "via" | "topic" | "device_id"))
-                    .collect();
-                for (n, (k, v)) in readings.iter().enumerate() {
-                    let label = if n == 0 {
-                        if e.kind == "telemetry" {
-                            "chỉ số:"
-                        } else {
-                            "thuộc tính:"
-                        }
-                    } else {
-                        ""
-                    };
-                    let shown = match v {
-                        Value::Number(x) => {
-                            x.as_f64().map(vi_number).unwrap_or_else(|| x.to_string())
-                        }
-                        Value::String(t) => t.clone(),
-                        other => other.to_string(),
-                    };
-                    s.push_str(&format!("      {label:<11} {k} = {shown}\n"));
-                }
-                if e.kind == "cleared" {
-                    s.push_str("      (bản tin rỗng: xóa bản tin giữ lại, không thay đổi gì)\n");
-                }
-            }
-        }
-        Err(r) => {
-            s.push_str(&format!(
-                "Kết quả:   bản tin lỗi (dead letter), mã {}\n",
-                r.reason.code()
-            ));
-            s.push_str(&format!("Lý do:     {}\n", r.detail));
-            if let Some(d) = &r.device {
-                let known = config.site.registry.devices().any(|x| &x.id == d);
-                s.push_str(&format!(
-                    "Thiết bị:  {d}{}\n",
-                    if known {
-                        ""
-                    } else {
-                        " (chưa đăng ký: sẽ hiện trong /api/devices với registered = false)"
-                    }
-                ));
-            }
+    let events = parts.iter().filter(|p| p.is_ok()).count();
+    let dead = parts.len() - events;
+    s.push_str(&match (events, dead) {
+        (_, 0) => format!("Kết quả:   {events} sự kiện\n"),
+        (0, _) if parts.len() == 1 => "Kết quả:   bản tin lỗi (dead letter)\n".to_string(),
+        _ => format!("Kết quả:   {events} sự kiện, {dead} bản tin lỗi (dead letter)\n"),
+    });
+    for (i, part) in parts.iter().enumerate() {
+        match part {
+            Ok(e) => event(&mut s, i + 1, e),
+            Err(r) => rejection(&mut s, i + 1, config, r),
         }
     }
     s
+}
+
+fn event(s: &mut String, n: usize, e: &Event) {
+    s.push_str(&format!("  [{n}] {} / {}\n", e.source, e.kind));
+    if let Some(d) = &e.device {
+        let village = e
+            .village
+            .as_deref()
+            .map(|v| format!(", thôn/bản {v}"))
+            .unwrap_or_default();
+        s.push_str(&format!("      thiết bị:   {d}{village}\n"));
+    }
+    let from = if e.ts == e.received_at {
+        "giờ nhận (bản tin không có thời điểm)"
+    } else {
+        "lấy từ bản tin"
+    };
+    s.push_str(&format!(
+        "      thời điểm:  {} giờ Việt Nam, {from}\n",
+        e.ts.with_timezone(&Ho_Chi_Minh)
+            .format("%d/%m/%Y %H:%M:%S%.3f")
+    ));
+    let readings: Vec<(&String, &Value)> = e
+        .attrs
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "via" | "topic" | "device_id"))
+        .collect();
+    for (i, (k, v)) in readings.iter().enumerate() {
+        let label = match (i, e.kind.as_str()) {
+            (0, "telemetry") => "chỉ số:",
+            (0, _) => "thuộc tính:",
+            _ => "",
+        };
+        let shown = match v {
+            Value::Number(x) => x.as_f64().map(vi_number).unwrap_or_else(|| x.to_string()),
+            Value::String(t) => t.clone(),
+            other => other.to_string(),
+        };
+        s.push_str(&format!("      {label:<11} {k} = {shown}\n"));
+    }
+    if e.kind == "cleared" {
+        s.push_str("      (bản tin rỗng: xóa bản tin giữ lại, không thay đổi gì)\n");
+    }
+}
+
+fn rejection(s: &mut String, n: usize, config: &Config, r: &Rejection) {
+    s.push_str(&format!(
+        "  [{n}] bản tin lỗi (dead letter), mã {}\n",
+        r.reason.code()
+    ));
+    s.push_str(&format!("      lý do:      {}\n", r.detail));
+    if let Some(d) = &r.device {
+        let known = config.site.registry.devices().any(|x| &x.id == d);
+        s.push_str(&format!(
+            "      thiết bị:   {d}{}\n",
+            if known {
+                ""
+            } else {
+                " (chưa đăng ký: sẽ hiện trong /api/devices với registered = false)"
+            }
+        ));
+    }
 }
 
 /// A number the Vietnamese way: `1.234,5`.

@@ -21,8 +21,10 @@
 //!   id and its class's topics, the login `frigate` only `frigate/events`,
 //!   `frigate/reviews`, `frigate/available`, the login `dossier` only
 //!   `ioc/{commune}/procedure/dossier`, the login `warning` only
-//!   `ioc/{commune}/warning/cap`; without logins, any topic commune-ioc
-//!   decodes (section 2 and 3) for the commune;
+//!   `ioc/{commune}/warning/cap`, a login named like a mapped source
+//!   (`[[mapped]]` id, e.g. `z2m`) only that source's topics; without
+//!   logins, any topic commune-ioc decodes (section 2 and 3) for the
+//!   commune, and every mapped source's topics;
 //! - subscribe: only the client's own command topic
 //!   `ioc/{commune}/{class}/{id}/cmd`, exactly, for a device in the config;
 //! - publishers wait (the gate stops reading them) while commune-ioc is
@@ -121,6 +123,8 @@ pub struct Policy {
     pub logins: HashMap<String, String>,
     /// Largest payload accepted.
     pub max_payload: usize,
+    /// Mapped sources: (source id, one of its topic patterns).
+    pub mapped: Vec<(String, crate::config::mapped::TopicPattern)>,
 }
 
 impl Policy {
@@ -150,14 +154,21 @@ impl Policy {
             }
             _ => None,
         };
+        let mapped = |login: Option<&str>| {
+            self.mapped.iter().any(|(source, pattern)| {
+                login.is_none_or(|l| l == source) && pattern.captures(topic).is_some()
+            })
+        };
         match who {
-            None => frigate || dossier || warning || device.is_some(),
+            None => frigate || dossier || warning || device.is_some() || mapped(None),
             Some("frigate") => frigate,
             Some("dossier") => dossier,
             Some("warning") => warning,
-            Some(login) => device.is_some_and(|(class, id)| {
-                id == login && self.devices.get(id).is_some_and(|c| *c == class)
-            }),
+            Some(login) => {
+                device.is_some_and(|(class, id)| {
+                    id == login && self.devices.get(id).is_some_and(|c| *c == class)
+                }) || mapped(Some(login))
+            }
         }
     }
 
@@ -391,7 +402,29 @@ mod tests {
                 HashMap::new()
             },
             max_payload: 1024,
+            mapped: Vec::new(),
         }
+    }
+
+    #[test]
+    fn mapped_topics_for_anyone_without_logins_and_for_the_source_login_with_them() {
+        let pattern = |t: &str| crate::config::mapped::TopicPattern::parse(t).unwrap();
+        let mut p = policy(false);
+        p.mapped = vec![
+            ("z2m".into(), pattern("zigbee2mqtt/{device}")),
+            ("tasmota".into(), pattern("tele/{device}/LWT")),
+        ];
+        assert!(p.may_publish(None, "zigbee2mqtt/Cảm biến nước"));
+        assert!(p.may_publish(None, "tele/nha-van-hoa/LWT"));
+        assert!(!p.may_publish(None, "zigbee2mqtt/a/b"));
+        assert!(!p.may_publish(None, "tele/nha-van-hoa/SENSOR"));
+        p.logins = [("z2m", "x")]
+            .into_iter()
+            .map(|(u, pw)| (u.to_owned(), pw.to_owned()))
+            .collect();
+        assert!(p.may_publish(Some("z2m"), "zigbee2mqtt/Cảm biến nước"));
+        assert!(!p.may_publish(Some("z2m"), "tele/nha-van-hoa/LWT"));
+        assert!(!p.may_publish(Some("cam-01"), "zigbee2mqtt/Cảm biến nước"));
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! | `frigate/events`, `frigate/reviews`, `frigate/available` | `frigate` |
 //! | `ioc/{commune}/speaker/{id}/status` | `status` |
 //! | `ioc/{commune}/speaker/{id}/session` | `speaker` |
+//! | `ioc/{commune}/speaker/{id}/cmd` | `speaker` (a copy of our own command) |
+//! | `ioc/{commune}/speaker/{id}/ack` | `speaker` |
 //! | `ioc/{commune}/procedure/dossier` | `procedure` |
 //! | `ioc/{commune}/sensor/{id}/telemetry` | `sensor` |
 //! | `ioc/{commune}/sensor/{id}/status` | `status` |
@@ -210,6 +212,11 @@ impl Decoder {
     /// message that carries several (see [`Decoded`]). Never panics,
     /// whatever the bytes.
     pub fn decode(&self, raw: &Raw) -> Decoded {
+        if !self.mapped.is_empty() {
+            if let Some(out) = self.decode_mapped(raw) {
+                return out.decoded;
+            }
+        }
         self.decode_one(raw).into()
     }
 
@@ -268,6 +275,14 @@ impl Decoder {
                         &ctx,
                         known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
                     ),
+                    ["speaker", id, "cmd"] => speaker::command(
+                        &ctx,
+                        known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
+                    ),
+                    ["speaker", id, "ack"] => speaker::ack(
+                        &ctx,
+                        known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
+                    ),
                     ["procedure", "dossier"] => procedure::dossier(&ctx),
                     ["sensor", id, "telemetry"] => sensor::telemetry(
                         &ctx,
@@ -281,26 +296,7 @@ impl Decoder {
                     _ => Err(unknown_topic(raw)),
                 }
             }
-            _ => match self.mapped.decode(&ctx) {
-                Some(out) => out.result.and_then(|mut events| {
-                    // Until decode yields several events per message, a
-                    // mapping that splits a message is refused whole.
-                    if events.len() == 1 {
-                        Ok(events.remove(0))
-                    } else {
-                        Err(Rejection::new(
-                            Reason::InvalidField,
-                            format!(
-                                "rule {}: {} events in one message; this build takes one",
-                                out.rule,
-                                events.len()
-                            ),
-                        )
-                        .from_device(Source::Sensor, None))
-                    }
-                }),
-                None => Err(unknown_topic(raw)),
-            },
+            _ => Err(unknown_topic(raw)),
         }
     }
 }
@@ -350,6 +346,16 @@ fn cleared(raw: &Raw, commune: &str) -> Option<Event> {
         ),
         retained: raw.retained,
     })
+}
+
+/// Whether `topic` is one this instance publishes itself (the sealed
+/// reports on `ioc/{commune}/report/{period}`): ingest skips those, so
+/// they never become events or dead letters.
+pub fn is_own_output(topic: &[u8], commune: &str) -> bool {
+    let mut levels = topic.split(|&b| b == b'/');
+    levels.next() == Some(b"ioc")
+        && levels.next() == Some(commune.as_bytes())
+        && levels.next() == Some(b"report")
 }
 
 fn unknown_topic(raw: &Raw) -> Rejection {

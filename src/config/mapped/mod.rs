@@ -434,7 +434,7 @@ pub fn compile(
         for (j, a) in def.availability.iter().enumerate() {
             avail.push((format!("availability[{j}]"), a.clone()));
         }
-        if rules.is_empty() && avail.is_empty() {
+        if rules.is_empty() && avail.is_empty() && def.include.is_none() {
             c.problem(
                 "rule",
                 "nguồn ánh xạ cần ít nhất một `[[mapped.rule]]` hoặc `[[mapped.availability]]`, hoặc `include` một mẫu",

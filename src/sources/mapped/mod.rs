@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{content_key, Ctx, Draft, CLEARED};
+use super::{content_key, Ctx, Decoded, Draft, Part, CLEARED};
 use crate::config::mapped::{Availability, DeviceFrom, Found, Mapping, Rule};
 use crate::model::{DeviceClass, DeviceInfo, Event, Reason, Rejection, Source};
 
@@ -55,8 +55,9 @@ pub struct Mapped {
 pub struct Outcome {
     /// The rule (`z2m/telemetry`; empty for a native topic).
     pub rule: String,
-    /// Its events, or why the message does not fit.
-    pub result: Result<Vec<Event>, Rejection>,
+    /// Its event, or why it does not fit; for a message split by `each`,
+    /// one part per item (an event, or a dead letter of that item).
+    pub decoded: Decoded,
 }
 
 impl Mapped {
@@ -126,7 +127,7 @@ impl Mapped {
     pub(crate) fn decode(&self, ctx: &Ctx<'_>) -> Option<Outcome> {
         let (which, caps) = self.find(&ctx.raw.topic)?;
         let rule = self.name(which).to_string();
-        let result = match which {
+        let decoded = match which {
             Which::Telemetry(m, r) => {
                 let mapping = &self.mappings[m];
                 telemetry(ctx, mapping, &mapping.rules[r], &caps)
@@ -136,7 +137,7 @@ impl Mapped {
                 availability(ctx, mapping, &mapping.availability[a], &caps)
             }
         };
-        Some(Outcome { rule, result })
+        Some(Outcome { rule, decoded })
     }
 }
 
@@ -148,12 +149,7 @@ pub fn preview(decoder: &super::Decoder, raw: &crate::model::Raw) -> Outcome {
         Some(out) => out,
         None => Outcome {
             rule: String::new(),
-            result: match decoder.decode(raw) {
-                super::Decoded::One(r) => r.map(|e| vec![e]),
-                // A message of several objects: its events, or the first
-                // object's rejection.
-                super::Decoded::Many(parts) => parts.into_iter().map(|p| p.result).collect(),
-            },
+            decoded: decoder.decode(raw),
         },
     }
 }
@@ -302,34 +298,32 @@ fn usable_name(s: &str) -> bool {
         && !["ts", "seq", "via", "topic", "device_id"].contains(&s)
 }
 
-fn telemetry(
-    ctx: &Ctx<'_>,
-    mapping: &Mapping,
-    rule: &Rule,
-    caps: &[(&str, &str)],
-) -> Result<Vec<Event>, Rejection> {
+fn telemetry(ctx: &Ctx<'_>, mapping: &Mapping, rule: &Rule, caps: &[(&str, &str)]) -> Decoded {
     let name = rule.name.as_str();
     if ctx.raw.payload.is_empty() {
         let device = sent_id(name, &rule.device, caps, &[], None, None).ok();
-        return Ok(vec![cleared(ctx, name, device)]);
+        return Decoded::One(Ok(cleared(ctx, name, device)));
     }
-    let root = payload(ctx, name)?;
+    let root = match payload(ctx, name) {
+        Ok(v) => v,
+        Err(r) => return Decoded::One(Err(r)),
+    };
     let items: Vec<Found<'_>> = match &rule.each {
         Some(each) => {
             let items = each.find_all(&root);
             if items.is_empty() {
-                return Err(reject(
+                return Decoded::One(Err(reject(
                     name,
                     Reason::MissingField,
                     format!("`each = \"{each}\"` reaches nothing in the payload"),
-                ));
+                )));
             }
             if items.len() > MAX_ITEMS {
-                return Err(reject(
+                return Decoded::One(Err(reject(
                     name,
                     Reason::InvalidField,
                     format!("more than {MAX_ITEMS} items in one message"),
-                ));
+                )));
             }
             items
         }
@@ -339,110 +333,137 @@ fn telemetry(
             at: String::new(),
         }],
     };
-    let many = items.len() > 1;
-    let mut events = Vec::with_capacity(items.len());
+    // A message split into several items: each is its own event or its own
+    // dead letter, journaled with its own bytes.
+    let split = items.len() > 1;
+    let mut parts = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let where_ = if many || rule.each.is_some() {
-            format!(
-                "item `{}`: ",
-                if item.at.is_empty() { "$" } else { &item.at }
-            )
-        } else {
-            String::new()
+        let result = match item_event(ctx, mapping, rule, caps, &root, item, i) {
+            Ok(None) => continue,
+            Ok(Some(e)) => Ok(e),
+            Err(r) => Err(r),
         };
-        let sent = sent_id(
-            name,
-            &rule.device,
-            caps,
-            &item.bindings,
-            Some(item.value),
-            Some(&root),
-        )?;
-        let device = resolve(ctx, mapping, name, &sent)?;
-        let values = rule
-            .values
-            .as_ref()
-            .and_then(|p| p.get(item.value))
-            .unwrap_or(item.value);
-        let attrs = readings(
-            name,
-            rule,
-            caps,
-            &item.bindings,
-            values,
-            item.value,
-            &where_,
-        )
-        .map_err(|r| r.from_device(Source::Sensor, Some(&sent)))?;
-        if attrs.is_empty() {
-            if rule.each.is_some() {
-                continue;
-            }
-            let looked: Vec<&str> = rule
-                .readings
-                .iter()
-                .take(6)
-                .map(|r| r.path.as_str())
-                .collect();
-            return Err(reject(
-                name,
-                Reason::MissingField,
-                if rule.readings.is_empty() {
-                    "no numeric value in the message".to_string()
-                } else {
-                    format!(
-                        "no reading in the message (looked for `{}`{})",
-                        looked.join("`, `"),
-                        if rule.readings.len() > looked.len() {
-                            ", …"
-                        } else {
-                            ""
-                        }
-                    )
-                },
-            )
-            .from_device(Source::Sensor, Some(&sent)));
-        }
-        let mut d = Draft::new(Source::Sensor, "telemetry", Some(device));
-        if let Some(t) = &rule.time {
-            match t.path.get(item.value) {
-                None | Some(Value::Null) => {}
-                Some(v) => {
-                    d.ts = Some(time::parse(v, t.format, t.zone).map_err(|e| {
-                        reject(
-                            name,
-                            Reason::InvalidTimestamp,
-                            format!("{where_}time `{}`: {e}", t.path),
-                        )
-                        .from_device(Source::Sensor, Some(&sent))
-                    })?);
-                }
-            }
-        }
-        d.attrs = attrs;
-        d.attrs.insert("via".into(), Value::from(name));
-        let key = content_key(ctx.raw, d.ts.is_some());
-        d.dedup = Some(if rule.each.is_some() {
-            format!("{key}:{i}")
-        } else {
-            key
-        });
-        events.push(d.finish(ctx).map_err(|r| Rejection {
-            detail: format!("rule {name}: {where_}{}", r.detail),
-            ..r
-        })?);
+        let payload = split.then(|| serde_json::to_vec(item.value).unwrap_or_default());
+        parts.push(Part { result, payload });
     }
-    if events.is_empty() {
-        return Err(reject(
+    match parts.len() {
+        0 => Decoded::One(Err(reject(
             name,
             Reason::MissingField,
             format!(
                 "no item of `each = \"{}\"` carries a reading",
                 rule.each.as_ref().map(|e| e.as_str()).unwrap_or("")
             ),
-        ));
+        ))),
+        1 if !split => Decoded::One(parts.remove(0).result),
+        _ => Decoded::Many(parts),
     }
-    Ok(events)
+}
+
+/// The event of one item; `None` for an item of `each` without any reading.
+fn item_event(
+    ctx: &Ctx<'_>,
+    mapping: &Mapping,
+    rule: &Rule,
+    caps: &[(&str, &str)],
+    root: &Value,
+    item: &Found<'_>,
+    i: usize,
+) -> Result<Option<Event>, Rejection> {
+    let name = rule.name.as_str();
+    let where_ = if rule.each.is_some() {
+        format!(
+            "item `{}`: ",
+            if item.at.is_empty() { "$" } else { &item.at }
+        )
+    } else {
+        String::new()
+    };
+    let sent = sent_id(
+        name,
+        &rule.device,
+        caps,
+        &item.bindings,
+        Some(item.value),
+        Some(root),
+    )
+    .map_err(|r| Rejection {
+        detail: r.detail.replacen(": ", &format!(": {where_}"), 1),
+        ..r
+    })?;
+    let device = resolve(ctx, mapping, name, &sent)?;
+    let values = rule
+        .values
+        .as_ref()
+        .and_then(|p| p.get(item.value))
+        .unwrap_or(item.value);
+    let attrs = readings(
+        name,
+        rule,
+        caps,
+        &item.bindings,
+        values,
+        item.value,
+        &where_,
+    )
+    .map_err(|r| r.from_device(Source::Sensor, Some(&sent)))?;
+    if attrs.is_empty() {
+        if rule.each.is_some() {
+            return Ok(None);
+        }
+        let looked: Vec<&str> = rule
+            .readings
+            .iter()
+            .take(6)
+            .map(|r| r.path.as_str())
+            .collect();
+        return Err(reject(
+            name,
+            Reason::MissingField,
+            if rule.readings.is_empty() {
+                "no numeric value in the message".to_string()
+            } else {
+                format!(
+                    "no reading in the message (looked for `{}`{})",
+                    looked.join("`, `"),
+                    if rule.readings.len() > looked.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                )
+            },
+        )
+        .from_device(Source::Sensor, Some(&sent)));
+    }
+    let mut d = Draft::new(Source::Sensor, "telemetry", Some(device));
+    if let Some(t) = &rule.time {
+        match t.path.get(item.value) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                d.ts = Some(time::parse(v, t.format, t.zone).map_err(|e| {
+                    reject(
+                        name,
+                        Reason::InvalidTimestamp,
+                        format!("{where_}time `{}`: {e}", t.path),
+                    )
+                    .from_device(Source::Sensor, Some(&sent))
+                })?);
+            }
+        }
+    }
+    d.attrs = attrs;
+    d.attrs.insert("via".into(), Value::from(name));
+    let key = content_key(ctx.raw, d.ts.is_some());
+    d.dedup = Some(if rule.each.is_some() {
+        format!("{key}:{i}")
+    } else {
+        key
+    });
+    d.finish(ctx).map(Some).map_err(|r| Rejection {
+        detail: format!("rule {name}: {where_}{}", r.detail),
+        ..r
+    })
 }
 
 /// The readings of one item, as event attributes.
@@ -457,22 +478,30 @@ fn readings(
 ) -> Result<Map<String, Value>, Rejection> {
     let mut attrs = Map::new();
     // Values an explicit (wildcard-free) reading takes are not taken again
-    // by a wildcard or by `all_numbers`.
+    // by a wildcard or by `all_numbers` (worked out only when one is there).
     let mut claimed: HashSet<String> = HashSet::new();
-    let mut found_all: Vec<Vec<Found<'_>>> = Vec::with_capacity(rule.readings.len());
-    for r in &rule.readings {
-        let found = r.path.find_all(values);
-        if !r.path.has_wildcard() {
-            claimed.extend(found.iter().map(|f| f.at.clone()));
+    if rule.all_numbers || rule.readings.iter().any(|r| r.path.has_wildcard()) {
+        for r in rule.readings.iter().filter(|r| !r.path.has_wildcard()) {
+            claimed.extend(r.path.find_all(values).into_iter().map(|f| f.at));
         }
-        found_all.push(found);
     }
-    for (r, found) in rule.readings.iter().zip(found_all) {
-        let found: Vec<Found<'_>> = found
-            .into_iter()
-            .filter(|f| !f.value.is_null())
-            .filter(|f| !r.path.has_wildcard() || !claimed.contains(&f.at))
-            .collect();
+    for r in &rule.readings {
+        let found: Vec<Found<'_>> = if r.path.has_wildcard() {
+            r.path
+                .find_all(values)
+                .into_iter()
+                .filter(|f| !f.value.is_null() && !claimed.contains(&f.at))
+                .collect()
+        } else {
+            match r.path.get(values) {
+                None | Some(Value::Null) => Vec::new(),
+                Some(value) => vec![Found {
+                    value,
+                    bindings: Vec::new(),
+                    at: String::new(),
+                }],
+            }
+        };
         if found.is_empty() {
             if r.required {
                 return Err(reject(
@@ -503,7 +532,7 @@ fn readings(
         }
         for f in found {
             let field = if f.at.is_empty() {
-                "$".to_string()
+                r.path.to_string()
             } else {
                 f.at.clone()
             };
@@ -557,7 +586,10 @@ fn readings(
                 _ => None,
             });
             for (k, v) in m {
-                if Some(k.as_str()) == time_key || claimed.contains(k) {
+                if Some(k.as_str()) == time_key
+                    || claimed.contains(k)
+                    || claimed.contains(&format!("\"{k}\""))
+                {
                     continue;
                 }
                 let n = match v {
@@ -590,11 +622,20 @@ fn availability(
     mapping: &Mapping,
     a: &Availability,
     caps: &[(&str, &str)],
-) -> Result<Vec<Event>, Rejection> {
+) -> Decoded {
+    Decoded::One(status(ctx, mapping, a, caps))
+}
+
+fn status(
+    ctx: &Ctx<'_>,
+    mapping: &Mapping,
+    a: &Availability,
+    caps: &[(&str, &str)],
+) -> Result<Event, Rejection> {
     let name = a.name.as_str();
     if ctx.raw.payload.is_empty() {
         let device = sent_id(name, &a.device, caps, &[], None, None).ok();
-        return Ok(vec![cleared(ctx, name, device)]);
+        return Ok(cleared(ctx, name, device));
     }
     let root = payload(ctx, name)?;
     let sent = sent_id(name, &a.device, caps, &[], None, Some(&root))?;
@@ -656,7 +697,7 @@ fn availability(
         Value::from(if online { "online" } else { "offline" }),
     );
     d.attrs.insert("via".into(), Value::from(name));
-    Ok(vec![d.finish(ctx)?])
+    d.finish(ctx)
 }
 
 fn quoted(on: &[String], off: &[String]) -> String {

@@ -107,10 +107,20 @@ fn run(topic: &str, payload: &str) -> Outcome {
         .unwrap_or_else(|| panic!("no rule takes {topic}"))
 }
 
+/// The results of a message, in order.
+fn parts(topic: &str, payload: &str) -> Vec<Result<Event, Rejection>> {
+    run(topic, payload)
+        .decoded
+        .into_iter()
+        .map(|p| p.result)
+        .collect()
+}
+
 fn ok(topic: &str, payload: &str) -> Vec<Event> {
-    let out = run(topic, payload);
-    out.result
-        .unwrap_or_else(|r| panic!("{topic}: {} {}", r.reason.code(), r.detail))
+    parts(topic, payload)
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|r| panic!("{topic}: {} {}", r.reason.code(), r.detail)))
+        .collect()
 }
 
 fn one(topic: &str, payload: &str) -> Event {
@@ -120,9 +130,9 @@ fn one(topic: &str, payload: &str) -> Event {
 }
 
 fn dead(topic: &str, payload: &str) -> Rejection {
-    match run(topic, payload).result {
-        Ok(e) => panic!("{topic}: expected a dead letter, got {e:?}"),
-        Err(r) => r,
+    match run(topic, payload).decoded {
+        crate::sources::Decoded::One(Err(r)) => r,
+        other => panic!("{topic}: expected one dead letter, got {other:?}"),
     }
 }
 
@@ -594,4 +604,49 @@ fn topics_no_rule_takes_stay_unknown_and_native_topics_stay_native() {
     ] {
         assert!(d.topic_filters().iter().any(|x| x == f), "{f}");
     }
+}
+
+#[test]
+fn a_split_message_keeps_its_good_items_and_dead_letters_the_bad_one_with_its_own_bytes() {
+    let out = run(
+        "v1/gateway/telemetry",
+        r#"{"Tram mua 2":[{"ts":1795396200000,"values":{"rain":1.5}}],"Device C":[{"ts":1795396500000,"values":{"temperature":22}}],"Muc nuoc Nam De":[{"ts":"hôm qua","values":{"water_level":184}}]}"#,
+    );
+    let crate::sources::Decoded::Many(parts) = out.decoded else {
+        panic!("several items give several parts");
+    };
+    assert_eq!(parts.len(), 3);
+    // Keys in order: Device C, Muc nuoc Nam De, Tram mua 2.
+    let r = parts[0].result.as_ref().unwrap_err();
+    assert_eq!(
+        (r.reason, r.device.as_deref()),
+        (Reason::UnknownDevice, Some("Device C"))
+    );
+    assert_eq!(
+        parts[0].payload.as_deref(),
+        Some(br#"{"ts":1795396500000,"values":{"temperature":22}}"#.as_slice()),
+        "the dead letter keeps the item's own bytes"
+    );
+    let r = parts[1].result.as_ref().unwrap_err();
+    assert_eq!(r.reason, Reason::InvalidTimestamp);
+    assert!(
+        r.detail.contains("tbgw/gateway")
+            && r.detail.contains("\"Muc nuoc Nam De\"[0]")
+            && r.detail.contains("hôm qua"),
+        "{}",
+        r.detail
+    );
+    let e = parts[2].result.as_ref().unwrap();
+    assert_eq!(
+        (e.device.as_deref(), e.attr_f64("rain_mm")),
+        (Some("rain-02"), Some(1.5))
+    );
+    assert!(parts[2].payload.is_some());
+    // The decoder gives the same parts (the pipeline commits the good one
+    // and keeps each bad one as its own dead letter).
+    let d = decoder().decode(&raw(
+        "v1/gateway/telemetry",
+        r#"{"Tram mua 2":[{"ts":1795396200000,"values":{"rain":1.5}}],"Device C":[{"ts":1795396500000,"values":{"temperature":22}}]}"#,
+    ));
+    assert_eq!(d.len(), 2);
 }
