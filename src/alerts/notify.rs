@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::model::{Alert, AlertKind, Silence};
-use super::store::{ms, AlertError, AlertStore};
+use super::store::{firing_on, ms, silences_on, unnotified_on, AlertError, AlertStore};
 use super::template::Names;
 use crate::config::alerts::AlertSettings;
 use crate::delivery::{self, NewDelivery};
@@ -157,10 +157,12 @@ pub fn plan(
     if settings.ladder.is_empty() {
         return Ok(0);
     }
-    let silences = store.silences(now, false)?;
-    let firing = store.firing()?;
-    let resolved = store.unnotified_resolutions()?;
+    // Read under the write lock: an operator's ack between a read and the
+    // enqueue would otherwise be notified (and climb) anyway.
     let tx = store.begin()?;
+    let silences = silences_on(&tx, now, false)?;
+    let firing = firing_on(&tx)?;
+    let resolved = unnotified_on(&tx)?;
     let mut sent = 0;
 
     // Due firing alerts, by (group, step).
@@ -221,7 +223,7 @@ pub fn plan(
             tx.execute(
                 "UPDATE alerts SET esc_step = min(esc_step + 1, ?2), \
                  repeat_n = repeat_n + ?3, notify_at = ?4, notified_at = coalesce(notified_at, ?5) \
-                 WHERE id = ?1 AND state = 'firing'",
+                 WHERE id = ?1 AND state = 'firing' AND acked_at IS NULL",
                 params![a.id, (top + 1) as i64, past_top as i64, ms(next), ms(now)],
             )?;
         }

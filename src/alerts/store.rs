@@ -285,22 +285,13 @@ impl AlertStore {
 
     /// Every firing alert, oldest first.
     pub fn firing(&self) -> Result<Vec<Alert>, AlertError> {
-        self.query(
-            &format!("SELECT {COLUMNS} FROM alerts WHERE state = 'firing' ORDER BY id"),
-            [],
-        )
+        firing_on(&self.conn)
     }
 
     /// Resolved alerts that were notified and whose resolution was not
     /// (at most 100).
     pub fn unnotified_resolutions(&self) -> Result<Vec<Alert>, AlertError> {
-        self.query(
-            &format!(
-                "SELECT {COLUMNS} FROM alerts WHERE state = 'resolved' AND notified_at IS NOT NULL \
-                 AND resolve_notified = 0 ORDER BY id LIMIT 100"
-            ),
-            [],
-        )
+        unnotified_on(&self.conn)
     }
 
     /// Firing alerts and those resolved since `since` (at most `limit`,
@@ -363,13 +354,7 @@ impl AlertStore {
     }
 
     fn query(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Alert>, AlertError> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(args)?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(alert_from_row(r)?);
-        }
-        Ok(out)
+        query_on(&self.conn, sql, args)
     }
 
     /// Counts by status (`firing_unack`...) and the acknowledgement times
@@ -484,16 +469,7 @@ impl AlertStore {
 
     /// Silences not expired at `now` (or, with `all`, the newest 500).
     pub fn silences(&self, now: DateTime<Utc>, all: bool) -> Result<Vec<Silence>, AlertError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at, ended_by \
-             FROM alert_silences WHERE ?1 OR ends_at > ?2 ORDER BY id DESC LIMIT 500",
-        )?;
-        let mut rows = stmt.query(params![all, ms(now)])?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next()? {
-            out.push(silence_from_row(r)?);
-        }
-        Ok(out)
+        silences_on(&self.conn, now, all)
     }
 
     /// End silence `id` now (DELETE); None when there is no such silence,
@@ -513,6 +489,59 @@ impl AlertStore {
         }
         Ok(self.silence(id)?.map(|_| false))
     }
+}
+
+fn query_on(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Alert>, AlertError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(alert_from_row(r)?);
+    }
+    Ok(out)
+}
+
+/// Every firing alert, oldest first (on any connection or transaction).
+pub(crate) fn firing_on(conn: &Connection) -> Result<Vec<Alert>, AlertError> {
+    query_on(
+        conn,
+        &format!("SELECT {COLUMNS} FROM alerts WHERE state = 'firing' ORDER BY id"),
+        [],
+    )
+}
+
+/// Resolved, notified alerts whose resolution was not (at most 100).
+pub(crate) fn unnotified_on(conn: &Connection) -> Result<Vec<Alert>, AlertError> {
+    query_on(
+        conn,
+        &format!(
+            "SELECT {COLUMNS} FROM alerts WHERE state = 'resolved' AND notified_at IS NOT NULL \
+             AND resolve_notified = 0 ORDER BY id LIMIT 100"
+        ),
+        [],
+    )
+}
+
+/// Silences not expired at `now` (or, with `all`, the newest 500).
+pub(crate) fn silences_on(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    all: bool,
+) -> Result<Vec<Silence>, AlertError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at, ended_by \
+         FROM alert_silences WHERE ?1 OR ends_at > ?2 ORDER BY id DESC LIMIT 500",
+    )?;
+    let mut rows = stmt.query(params![all, ms(now)])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(silence_from_row(r)?);
+    }
+    Ok(out)
 }
 
 /// Insert a new alert or, when one is active under the fingerprint, count

@@ -22,6 +22,8 @@ pub struct Received {
     pub body: Bytes,
     /// The status it was answered with.
     pub answered: u16,
+    /// When it arrived (wall clock, for latency figures).
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Received {
@@ -137,6 +139,7 @@ fn record(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, body: Byt
         .or_else(|| inner.default.lock().unwrap().clone())
         .unwrap_or((StatusCode::OK, "{}".into()));
     inner.received.lock().unwrap().push(Received {
+        at: chrono::Utc::now(),
         method,
         uri: uri.to_string(),
         headers,
