@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod broadcasts;
 pub mod config;
 pub mod delivery;
 pub mod devices;

@@ -366,6 +366,11 @@ pub async fn run(
         Arc::new(crate::alerts::SystemClock),
         backend.clone(),
     ));
+    // Loudspeaker broadcasts: commands, acknowledgements, coverage (issue 14).
+    tasks.spawn(crate::broadcasts::worker::run(
+        Arc::clone(&shared),
+        backend.clone(),
+    ));
     let limits = api::serve::Limits::from_config(&shared.config);
     let http_shared = Arc::clone(&shared);
     let http = tasks.spawn(async move {

@@ -83,6 +83,9 @@ pub struct Shared {
     pub delivery_wake: Arc<tokio::sync::Notify>,
     /// Current alerts, as the alerts engine last published them.
     pub alerts: crate::alerts::Board,
+    /// The broadcasts overview (coverage, tasks, indicators), for the live
+    /// `broadcasts` family.
+    pub broadcasts: crate::broadcasts::Board,
 }
 
 impl Shared {
@@ -107,6 +110,7 @@ impl Shared {
             updates,
             delivery_wake: Arc::new(tokio::sync::Notify::new()),
             alerts: crate::alerts::Board::default(),
+            broadcasts: crate::broadcasts::Board::default(),
         }
     }
 

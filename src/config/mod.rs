@@ -12,6 +12,7 @@
 //! This room imports only `vocab` from the crate.
 
 pub mod alerts;
+pub mod broadcasts;
 pub mod examples;
 mod load;
 pub mod mapped;
@@ -96,6 +97,9 @@ pub struct Config {
     /// The commune's own alert rules, grouping timers, escalation ladder.
     #[serde(default)]
     pub alerts: alerts::AlertsDef,
+    /// Loudspeaker broadcasts: retries, unreachable clusters, repeats.
+    #[serde(default)]
+    pub broadcasts: broadcasts::BroadcastsDef,
     /// The site in typed form, built by [`load`] / [`load_str`] from the
     /// site sections above (empty on a `Config` not made by them).
     #[serde(skip)]

@@ -142,6 +142,17 @@ pub struct Village {
     /// Longitude (WGS84) for the map.
     #[serde(default)]
     pub lon: Option<f64>,
+    /// The village head (trưởng thôn/bản), called when a broadcast cannot
+    /// reach the village's speakers.
+    #[serde(default)]
+    pub head_name: Option<String>,
+    /// The village head's phone number.
+    #[serde(default)]
+    pub head_phone: Option<String>,
+    /// The ethnic language spoken there (e.g. `Hmông`, `Dao`, `Giáy`),
+    /// when broadcasts should carry a text in it besides Vietnamese.
+    #[serde(default)]
+    pub language: Option<String>,
 }
 
 /// A camera.

@@ -12,6 +12,8 @@
 //! | `frigate/events`, `frigate/reviews`, `frigate/available` | `frigate` |
 //! | `ioc/{commune}/speaker/{id}/status` | `status` |
 //! | `ioc/{commune}/speaker/{id}/session` | `speaker` |
+//! | `ioc/{commune}/speaker/{id}/cmd` | `speaker` (a copy of our own command) |
+//! | `ioc/{commune}/speaker/{id}/ack` | `speaker` |
 //! | `ioc/{commune}/procedure/dossier` | `procedure` |
 //! | `ioc/{commune}/sensor/{id}/telemetry` | `sensor` |
 //! | `ioc/{commune}/sensor/{id}/status` | `status` |
@@ -270,6 +272,14 @@ impl Decoder {
                         known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
                     ),
                     ["speaker", id, "session"] => speaker::session(
+                        &ctx,
+                        known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
+                    ),
+                    ["speaker", id, "cmd"] => speaker::command(
+                        &ctx,
+                        known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
+                    ),
+                    ["speaker", id, "ack"] => speaker::ack(
                         &ctx,
                         known(&ctx, DeviceClass::Speaker, Source::Speaker, id)?,
                     ),

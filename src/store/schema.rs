@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alerts",
         sql: include_str!("migrations/0005_alerts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "broadcasts",
+        sql: include_str!("migrations/0006_broadcasts.sql"),
+    },
 ];
 
 /// The version a store has once every migration ran.
