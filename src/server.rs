@@ -349,6 +349,13 @@ pub async fn run(
         Arc::clone(&accounts),
         backend.clone(),
     ));
+    // Sealed reports on their way out: auto-submission, the province's
+    // acknowledgements, the retained MQTT copy.
+    tasks.spawn(crate::reports::export::outbound::run(
+        Arc::clone(&shared),
+        Arc::clone(&accounts),
+        backend.clone(),
+    ));
     if crate::sinks::enabled(&shared) {
         let sink = crate::sinks::influx::InfluxSink::new(&shared.config.influx)?;
         tasks.spawn(crate::sinks::run(

@@ -8,6 +8,7 @@ mod dashboard;
 mod error;
 pub mod guard;
 mod history;
+mod report_out;
 mod reports;
 mod routes;
 pub mod serve;

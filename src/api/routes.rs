@@ -70,6 +70,11 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(admin::user_password))
         .routes(routes!(admin::user_disable))
         .routes(routes!(admin::audit));
+    // The report's way out: exports and submission (api/report_out.rs).
+    let read = read
+        .routes(routes!(super::report_out::export))
+        .routes(routes!(super::report_out::submission));
+    let operator = operator.routes(routes!(super::report_out::submit));
 
     let base = OpenApiRouter::with_openapi(
         OpenApiBuilder::new()

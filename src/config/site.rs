@@ -68,6 +68,12 @@ pub struct Report {
     /// The Ed25519 signing key (PKCS#8 PEM); empty: `report_ed25519.pem`
     /// beside the store file. Generated on first use, mode 0600.
     pub key_file: String,
+    /// Submission to the province (`[report.province]`).
+    pub province: ReportProvince,
+    /// Names for the DHIS2 export (`[report.dhis2]`).
+    pub dhis2: ReportDhis2,
+    /// The printed document's frame (`[report.document]`).
+    pub document: ReportDocument,
 }
 
 impl Default for Report {
@@ -83,6 +89,9 @@ impl Default for Report {
             check_interval_secs: 60,
             correction_threshold_pct: 1.0,
             key_file: String::new(),
+            province: ReportProvince::default(),
+            dhis2: ReportDhis2::default(),
+            document: ReportDocument::default(),
         }
     }
 }
@@ -463,4 +472,31 @@ impl Default for ReportDocument {
             signer_name: String::new(),
         }
     }
+}
+
+/// `[report.province]`: submitting sealed reports to the province through
+/// the durable delivery outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportProvince {
+    /// The `[delivery.targets.NAME]` to submit to; empty: submission is
+    /// off.
+    pub target: String,
+    /// Submit each sealed revision (and each correction) by itself, as
+    /// soon as it is sealed.
+    pub auto_submit: bool,
+    /// What is posted: `snapshot` (the sealed document, byte for byte) or
+    /// `dhis2` (a `dataValueSet`).
+    pub format: ProvinceFormat,
+}
+
+/// The body of a submission.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvinceFormat {
+    /// The sealed document (`application/json`), signed.
+    #[default]
+    Snapshot,
+    /// DHIS2 `dataValueSets` JSON.
+    Dhis2,
 }

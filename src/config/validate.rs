@@ -535,6 +535,22 @@ impl Validator<'_> {
         if d.poll_ms == 0 {
             self.issue("delivery.poll_ms", "phải từ 1 trở lên");
         }
+        let p = &c.report.province;
+        if !p.target.is_empty() && !d.targets.contains_key(&p.target) {
+            self.issue(
+                "report.province.target",
+                format!(
+                    "không có [delivery.targets.{}]: khai báo địa chỉ nhận báo cáo của tỉnh ở đó",
+                    p.target
+                ),
+            );
+        }
+        if p.auto_submit && p.target.is_empty() {
+            self.issue(
+                "report.province.auto_submit",
+                "cần report.province.target (nơi nhận) để tự động gửi",
+            );
+        }
         for (name, t) in &d.targets {
             let key = format!("delivery.targets.{name}");
             if let Err(reason) = check_delivery_url(&t.url) {

@@ -348,6 +348,16 @@ fn cleared(raw: &Raw, commune: &str) -> Option<Event> {
     })
 }
 
+/// Whether `topic` is one this instance publishes itself (the sealed
+/// reports on `ioc/{commune}/report/{period}`): ingest skips those, so
+/// they never become events or dead letters.
+pub fn is_own_output(topic: &[u8], commune: &str) -> bool {
+    let mut levels = topic.split(|&b| b == b'/');
+    levels.next() == Some(b"ioc")
+        && levels.next() == Some(commune.as_bytes())
+        && levels.next() == Some(b"report")
+}
+
 fn unknown_topic(raw: &Raw) -> Rejection {
     let mut shown: String = raw.topic.chars().take(120).collect();
     if shown.len() < raw.topic.len() {
