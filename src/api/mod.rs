@@ -5,6 +5,7 @@ mod account;
 mod admin;
 mod alerts;
 mod dashboard;
+pub mod dvcqg;
 mod error;
 pub mod guard;
 mod history;
@@ -66,6 +67,9 @@ pub struct ApiState {
     pub limiter: Arc<LoginLimiter>,
     /// WebSocket tasks, closed and awaited on shutdown.
     pub ws: WsTasks,
+    /// The way into the commit pipeline for `POST /api/procedure/dvcqg`
+    /// (`None`: answered 503).
+    pub push: Option<Arc<dvcqg::PushPort>>,
 }
 
 /// The WebSocket connections' tasks, their slots and the token that

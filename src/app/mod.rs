@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
+pub mod push;
 pub mod report_submit;
 pub mod reports;
 pub mod users;

@@ -221,6 +221,9 @@ pub struct Procedure {
     /// Dossier events with a `village` not in the registry are kept at
     /// commune scope; set this to reject them as dead letters instead.
     pub reject_unknown_village: bool,
+    /// How the one-stop software's national-portal sync maps to dossier
+    /// events (`[procedure.dvcqg]`).
+    pub dvcqg: Dvcqg,
 }
 
 impl Default for Procedure {
@@ -228,8 +231,118 @@ impl Default for Procedure {
         Procedure {
             name: "Hệ thống thông tin giải quyết thủ tục hành chính".into(),
             reject_unknown_village: false,
+            dvcqg: Dvcqg::default(),
         }
     }
+}
+
+/// The codes of the national public-service portal's (Cổng DVCQG) dossier
+/// sync, as this site's one-stop software uses them: each site keeps its
+/// own status list, so it is configuration. Giving a table replaces its
+/// default entirely.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dvcqg {
+    /// `TrangThaiHoSo` (and a progress object's `TrangThai`) → the stage
+    /// of the dossier's lifecycle it means.
+    pub status: BTreeMap<String, DossierStage>,
+    /// `HinhThuc` → how the dossier was submitted.
+    pub channel: BTreeMap<String, Channel>,
+    /// `DanhSachLePhi[].HinhThucThu` → how the fee was collected.
+    pub payment: BTreeMap<String, FeeKind>,
+}
+
+impl Default for Dvcqg {
+    fn default() -> Self {
+        use DossierStage::*;
+        let status = [
+            ("1", NotReceived),
+            ("2", Received),
+            ("3", NotReceived),
+            ("4", Received),
+            ("5", Received),
+            ("6", Received),
+            ("7", Stopped),
+            ("8", Stopped),
+            ("9", Resolved),
+            ("10", Resolved),
+        ];
+        Dvcqg {
+            status: status.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            channel: [
+                ("0", Channel::Direct),
+                ("1", Channel::Online),
+                ("2", Channel::Postal),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+            payment: [("1", FeeKind::Cash), ("2", FeeKind::Online)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        }
+    }
+}
+
+/// Where a dossier stands, as far as the indicators are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DossierStage {
+    /// Submitted but not (or not yet) accepted: nothing counted.
+    NotReceived,
+    /// Received and being processed: `received` counts.
+    Received,
+    /// Received, then withdrawn or stopped without a result: `received`
+    /// counts, `resolved` never will.
+    Stopped,
+    /// Resolved (result ready or returned): `received` and `resolved` count.
+    Resolved,
+}
+
+impl DossierStage {
+    /// The configuration and attribute form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DossierStage::NotReceived => "not_received",
+            DossierStage::Received => "received",
+            DossierStage::Stopped => "stopped",
+            DossierStage::Resolved => "resolved",
+        }
+    }
+}
+
+/// How a dossier was submitted (the `channel` of a `received` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Online, through a public-service portal.
+    Online,
+    /// In person at the one-stop desk.
+    Direct,
+    /// By post.
+    Postal,
+}
+
+impl Channel {
+    /// The attribute form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Online => "online",
+            Channel::Direct => "direct",
+            Channel::Postal => "postal",
+        }
+    }
+}
+
+/// How a fee was collected (the `payment` of a `paid` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeeKind {
+    /// Paid online.
+    Online,
+    /// Any other way (cash at the desk, transfer at the desk...).
+    Cash,
 }
 
 /// What an indicator computes.
