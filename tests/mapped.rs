@@ -709,3 +709,94 @@ fn map_command_shows_events_readings_and_dead_letter_reasons() {
         "{out}"
     );
 }
+
+#[test]
+fn check_config_places_mapped_problems_and_lists_mapped_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = kit::test_config(1883, &dir.path().join("store"));
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        &format!(
+            "{base}\n{}",
+            r#"
+[[mapped]]
+id = "z2m"
+include = "zigbe2mqtt"
+
+[[mapped]]
+id = "site"
+zone = "Asia/Hanoi-ish"
+[mapped.devices]
+"Trạm lạ" = "rain-99"
+[[mapped.rule]]
+topic = "site/{node}/data"
+[[mapped.rule.reading]]
+path = "a..b"
+metric = "Temperature"
+"#
+        ),
+    );
+    let out = Command::new(kit::backend::BINARY)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let line_of = |needle: &str| {
+        let text = std::fs::read_to_string(&bad).unwrap();
+        text.lines().position(|l| l.contains(needle)).unwrap() + 1
+    };
+    for (key, line, words) in [
+        (
+            "mapped[z2m].include",
+            line_of("zigbe2mqtt"),
+            "zigbee2mqtt, tasmota",
+        ),
+        ("mapped[site].zone", line_of("Hanoi-ish"), "Asia/Hanoi-ish"),
+        (
+            "mapped[site].devices.Trạm lạ",
+            line_of("rain-99"),
+            "rain-99",
+        ),
+        (
+            "mapped[site].rule[0].device",
+            line_of("[[mapped.rule]]"),
+            "{device}",
+        ),
+        (
+            "mapped[site].rule[0].reading[0].path",
+            line_of("a..b"),
+            "a..b",
+        ),
+    ] {
+        let hit = err
+            .lines()
+            .find(|l| l.contains(&format!("`{key}`")))
+            .unwrap_or_else(|| panic!("no `{key}` in:\n{err}"));
+        assert!(
+            hit.contains(&format!("bad.toml:{line}:")),
+            "`{key}` not placed at line {line}: {hit}"
+        );
+        assert!(hit.contains(words), "{hit}");
+    }
+    // A good one: the sources and their subscriptions, and the map command.
+    let good = write(dir.path(), "good.toml", &format!("{base}\n{MAPPED}"));
+    let out = Command::new(kit::backend::BINARY)
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("nguồn ánh xạ `z2m`: 2 luật, nghe zigbee2mqtt/+, zigbee2mqtt/+/availability"),
+        "{text}"
+    );
+    assert!(text.contains("commune-ioc map --config"), "{text}");
+}

@@ -454,8 +454,15 @@ pub fn compile(
         let mut devices = HashMap::new();
         for (sent, sensor) in &def.devices {
             if !is_sensor(sensor) {
+                // Unquoted, so the problem is placed on its line (a name
+                // with a dot cannot be, and is quoted).
+                let at = if sent.contains('.') {
+                    format!("devices.\"{sent}\"")
+                } else {
+                    format!("devices.{sent}")
+                };
                 c.problem(
-                    &format!("devices.\"{sent}\""),
+                    &at,
                     format!(
                         "không có cảm biến `{sensor}`: hãy khai báo nó trong một mục [[sensor]]"
                     ),

@@ -117,7 +117,7 @@ include = "nosuch"
             .ok_or_else(|| format!("no `{key}` with `{words}` in {p:#?}"))
     };
     has("mapped[bad].zone", "Mars/Olympus").unwrap();
-    has("mapped[bad].devices.\"x\"", "nope").unwrap();
+    has("mapped[bad].devices.x", "nope").unwrap();
     has("mapped[bad].rule[0].topic", "ioc/").unwrap();
     has("mapped[bad].rule[1].device", "{device}").unwrap();
     has("mapped[bad].rule[1].reading[0].path", "a..b").unwrap();
