@@ -51,6 +51,7 @@ const TOPICS: &[&str] = &[
     "ioc/binh-lu/speaker/spk-01/status",
     "ioc/binh-lu/speaker/spk-01/session",
     "ioc/binh-lu/procedure/dossier",
+    "ioc/binh-lu/procedure/dvcqg",
     "ioc/binh-lu/sensor/rain-01/telemetry",
     "ioc/binh-lu/sensor/rain-01/status",
     "ioc/lung-phinh/procedure/dossier",
@@ -98,6 +99,13 @@ fn jsonish() -> impl Strategy<Value = Vec<u8>> {
         "frame_time",
         "start_time",
         "rain_mm",
+        // The DVCQG portal sync (several events per message).
+        "service",
+        "data",
+        "MaHoSo",
+        "TrangThaiHoSo",
+        "NgayTiepNhan",
+        "HinhThuc",
     ]);
     let leaf = prop_oneof![
         Just(serde_json::Value::Null),
@@ -127,6 +135,10 @@ fn jsonish() -> impl Strategy<Value = Vec<u8>> {
             "detection",
             "count",
             "start",
+            "DongBoHoSoMC",
+            "CapNhatTienDoHoSoMC",
+            "20261201081500",
+            "9",
         ])
         .prop_map(serde_json::Value::from),
         ".{0,12}".prop_map(serde_json::Value::from),
