@@ -107,11 +107,7 @@ fn decode_rate(cfg: &Config, msgs: &[Raw]) -> f64 {
     let t0 = Instant::now();
     let mut ok = 0usize;
     for m in msgs {
-        ok += d
-            .decode(m)
-            .into_iter()
-            .filter(|p| p.result.is_ok())
-            .count();
+        ok += d.decode(m).into_iter().filter(|p| p.result.is_ok()).count();
     }
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(ok, msgs.len(), "every message decodes");

@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod alerts;
+mod broadcasts;
 mod dashboard;
 mod error;
 pub mod guard;
