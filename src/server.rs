@@ -279,10 +279,12 @@ pub async fn run(
     )
     .with_mapped(crate::sources::mapped::Mapped::new(
         shared.config.site.mapped.clone(),
-    ));
+    ))
+    .with_dvcqg(shared.config.procedure.dvcqg.clone());
     let filters = ingest::mqtt::filters(&shared.config, decoder.topic_filters());
     let (hub, commits) = Hub::new(Arc::clone(&shared));
     let (tx, rx) = mpsc::channel(shared.config.store.queue_capacity.max(1));
+    let push = api::dvcqg::PushPort::new(tx.clone(), decoder.clone());
     let writer = pipeline::spawn(store, decoder, Arc::clone(&shared), rx)
         .map_err(|e| ServeError::Thread(e.to_string()))?;
 
@@ -334,6 +336,7 @@ pub async fn run(
         accounts: Arc::clone(&accounts),
         limiter: Arc::clone(&limiter),
         ws: ws.clone(),
+        push: Some(Arc::clone(&push)),
     });
     let hub_task = tasks.spawn(live::run(hub, commits, frontend.clone()));
     tasks.spawn(login_upkeep(
@@ -345,6 +348,13 @@ pub async fn run(
     tasks.spawn(probe_store(Arc::clone(&shared), backend.clone()));
     // Sealed reports: auto-seal and correction drafts (issue 13).
     tasks.spawn(crate::reports::task::run(
+        Arc::clone(&shared),
+        Arc::clone(&accounts),
+        backend.clone(),
+    ));
+    // Sealed reports on their way out: auto-submission, the province's
+    // acknowledgements, the retained MQTT copy.
+    tasks.spawn(crate::reports::export::outbound::run(
         Arc::clone(&shared),
         Arc::clone(&accounts),
         backend.clone(),
@@ -391,6 +401,8 @@ pub async fn run(
         Ok(Err(e)) => tracing::error!(error = %e, "MQTT supervisor failed"),
         Err(e) => tracing::error!(error = %e, "MQTT supervisor panicked"),
     }
+    // No more HTTP pushes: the writer stops once every sender is gone.
+    push.close();
     tracing::info!("draining the journal queue");
     shared
         .stopping

@@ -206,3 +206,220 @@ async fn a_request_the_receiver_refuses_for_good_is_not_retried() {
     assert_eq!(bad, 1);
     b.stop();
 }
+
+async fn post(
+    b: &Backend,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut r = reqwest::Client::new()
+        .post(format!("{}{path}", b.url))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        r = r.json(&body);
+    }
+    let r = r
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The retained message on `topic` at `port` (waits for it).
+async fn retained(port: u16, topic: &str) -> (bool, Vec<u8>) {
+    let mut opts = rumqttc::MqttOptions::new("report-watcher", "127.0.0.1", port);
+    opts.set_max_packet_size(4 * 1024 * 1024, 64 * 1024);
+    let (client, mut ev) = rumqttc::AsyncClient::new(opts, 16);
+    client
+        .subscribe(topic, rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) = ev.poll().await {
+                return (p.retain, p.payload.to_vec());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no retained message on {topic}"));
+    let _ = client.disconnect().await;
+    got
+}
+
+/// A sealed report submitted by an operator through the API reaches the
+/// province exactly once across a dead receiver, a kill -9 and two
+/// failures; its state goes submitted → acknowledged with the receipt, and
+/// the sealed document is published retained over MQTT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_report_is_submitted_to_the_province_once_and_acknowledged() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let port = free_port();
+    let config = format!(
+        "{}\n{}\n[report.province]\ntarget = \"province\"\n",
+        test_config(broker.port, &store),
+        delivery_toml(port)
+    );
+    let mut b = Backend::start(dir.path(), &config);
+    b.wait_ready().await;
+    let admin = b.token().await;
+
+    // Seal a closed period (empty data: no_data values).
+    let (s, v) = post(&b, "/api/reports/2025-06/seal", &admin, None).await;
+    assert_eq!(s, 200, "{v}");
+    let document = b
+        .authed_get("/api/reports/2025-06")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let digest = v["digest"].as_str().expect("digest").to_owned();
+
+    // A viewer may not submit.
+    let (s, _) = post(
+        &b,
+        "/api/users",
+        &admin,
+        Some(
+            serde_json::json!({"username": "xem", "password": "mat-khau-xem-1", "role": "viewer"}),
+        ),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let viewer = b.login("xem", "mat-khau-xem-1").await;
+    let (s, v) = post(&b, "/api/reports/2025-06/submit", &viewer, None).await;
+    assert_eq!(s, 403, "{v}");
+    // Not sealed: 404.
+    let (s, v) = post(&b, "/api/reports/2025-05/submit", &admin, None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("not_sealed")),
+        "{v}"
+    );
+
+    // The operator submits while the province is down.
+    let (s, v) = post(&b, "/api/reports/2025-06/submit", &admin, None).await;
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["state"], "submitted");
+    assert_eq!(v["new"], true);
+    let key = format!("report:2025-06:r0:{digest}");
+    assert_eq!(v["delivery"]["key"], key.as_str());
+    let listed = b.get("/api/reports").await;
+    let row = listed["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["period"] == "2025-06")
+        .cloned()
+        .unwrap();
+    assert_eq!(row["state"], "submitted", "{row}");
+    let store2 = store.clone();
+    let k2 = key.clone();
+    wait_until("failed attempts", WAIT, || {
+        let a = delivery::attempts(&open(&store2), &k2).unwrap();
+        async move { (!a.is_empty()).then_some(()) }
+    })
+    .await;
+
+    // Crash; the province comes up failing, then accepts.
+    b.kill();
+    let rx = Receiver::start_on(port).await;
+    rx.answer(503, r#"{"error":"quá tải"}"#);
+    rx.answer_always(200, r#"{"receipt":"LCH-BC-2025-06-0042"}"#);
+    b.restart();
+    b.wait_ready().await;
+
+    let sub = wait_until("the province's acknowledgement", WAIT, || {
+        let b = &b;
+        async move {
+            let v = b.get("/api/reports/2025-06/submission").await;
+            (v["submission"]["state"] == "acknowledged").then_some(v)
+        }
+    })
+    .await;
+    let receipt = &sub["submission"]["detail"]["receipt"];
+    assert_eq!(receipt["status"], 200, "{sub}");
+    assert!(receipt["body"]
+        .as_str()
+        .unwrap()
+        .contains("LCH-BC-2025-06-0042"));
+    assert!(sub["attempts"].as_array().unwrap().len() >= 3, "{sub}");
+    let listed = b.get("/api/reports").await;
+    let row = listed["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["period"] == "2025-06")
+        .cloned()
+        .unwrap();
+    assert_eq!(row["state"], "acknowledged", "{row}");
+
+    // Submitting again changes nothing; a sentinel period shows nothing
+    // else was sent meanwhile.
+    let (s, v) = post(&b, "/api/reports/2025-06/submit", &admin, None).await;
+    assert_eq!(
+        (s, &v["new"]),
+        (202, &serde_json::Value::Bool(false)),
+        "{v}"
+    );
+    let (s, _) = post(&b, "/api/reports/2025-07/seal", &admin, None).await;
+    assert_eq!(s, 200);
+    let (s, _) = post(&b, "/api/reports/2025-07/submit", &admin, None).await;
+    assert_eq!(s, 202);
+    wait_until("the sentinel's acknowledgement", WAIT, || {
+        let b = &b;
+        async move {
+            let v = b.get("/api/reports/2025-07/submission").await;
+            (v["submission"]["state"] == "acknowledged").then_some(())
+        }
+    })
+    .await;
+    let ours: Vec<_> = rx
+        .received()
+        .into_iter()
+        .filter(|r| r.header("idempotency-key") == key)
+        .collect();
+    assert_eq!(
+        ours.iter().map(|r| r.answered).collect::<Vec<_>>(),
+        [503, 200],
+        "one accepted submission"
+    );
+    for r in &ours {
+        assert_eq!(r.uri, "/api/bao-cao");
+        assert_eq!(r.header("authorization"), "Bearer tinh-lai-chau-token");
+        assert_eq!(r.body, document, "the sealed document, byte for byte");
+    }
+
+    // Audited.
+    let audit = b.get("/api/audit?action=report_submit").await;
+    let entries = audit["entries"]
+        .as_array()
+        .or(audit.as_array())
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["outcome"] == "denied" || e["outcome"] == "failed"),
+        "the refused and failed attempts are on record: {audit}"
+    );
+    assert!(
+        entries.iter().filter(|e| e["outcome"] == "ok").count() >= 3,
+        "{audit}"
+    );
+
+    // Published retained on MQTT, and not taken back in as input.
+    let (retain, payload) = retained(broker.port, "ioc/binh-lu/report/2025-06").await;
+    assert!(retain);
+    assert_eq!(payload, document);
+    let dead = b.get("/api/dead-letters").await;
+    assert!(
+        !dead.to_string().contains("/report/"),
+        "the own report topic became a dead letter: {dead}"
+    );
+    b.stop();
+}

@@ -193,3 +193,48 @@ pub(crate) async fn kiosk_revoke(
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+#[utoipa::path(post, path = "/api/auth/push-tokens", tag = "accounts", request_body = KioskBody,
+    responses((status = 201, description = "The dossier push token (shown once) and its record")))]
+pub(crate) async fn push_create(
+    State(s): State<ApiState>,
+    c: Caller,
+    Body(body): Body<KioskBody>,
+) -> Result<Response, ApiError> {
+    let (push, token) = super::admin::blocking(&s, &c, move |a, actor| {
+        crate::app::push::create(a, actor, &body.label)
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": token, "push": push })),
+    )
+        .into_response())
+}
+
+#[utoipa::path(get, path = "/api/auth/push-tokens", tag = "accounts",
+    responses((status = 200, description = "Dossier push tokens (without the secrets)")))]
+pub(crate) async fn push_list(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    Ok(Json(s.accounts.push_tokens()?).into_response())
+}
+
+#[utoipa::path(delete, path = "/api/auth/push-tokens/{id}", tag = "accounts",
+    params(("id" = i64, Path, description = "Push token id", example = 1)),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "`unknown_token`")))]
+pub(crate) async fn push_revoke(
+    State(s): State<ApiState>,
+    c: Caller,
+    PathParam(id): PathParam<i64>,
+) -> Result<Response, ApiError> {
+    let done = super::admin::blocking(&s, &c, move |a, actor| {
+        crate::app::push::revoke(a, actor, id)
+    })
+    .await?;
+    if !done {
+        return Err(ApiError::NotFound {
+            code: "unknown_token",
+            message: format!("Không có mã đẩy hồ sơ số {id} còn hiệu lực."),
+        });
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

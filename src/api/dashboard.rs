@@ -36,8 +36,30 @@ pub fn disk_dir(config: &Config) -> Option<PathBuf> {
     }
 }
 
+/// The printable report page (`/reports/{period}`): one file,
+/// `report.html`, for every period (its script reads the period from the
+/// address).
+async fn report_page(dir: Option<PathBuf>, method: Method, headers: HeaderMap) -> Response {
+    if let Some(dir) = dir {
+        return match tokio::fs::read(dir.join("report.html")).await {
+            Ok(body) => {
+                ([(header::CONTENT_TYPE, content_type("report.html"))], body).into_response()
+            }
+            Err(_) => StatusCode::NOT_FOUND.into_response(),
+        };
+    }
+    embedded(method, Uri::from_static("/report.html"), headers).await
+}
+
 /// Attach the wall screen as the router's fallback.
 pub fn attach<S: Clone + Send + Sync + 'static>(router: Router<S>, config: &Config) -> Router<S> {
+    let dir = disk_dir(config);
+    let router = router.route(
+        "/reports/{period}",
+        axum::routing::get(move |method: Method, headers: HeaderMap| {
+            report_page(dir.clone(), method, headers)
+        }),
+    );
     match disk_dir(config) {
         Some(dir) => {
             tracing::info!(dir = %dir.display(), "serving the wall screen from disk");

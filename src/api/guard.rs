@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::{ApiError, ApiState};
-use crate::auth::{AuthError, NewAudit, Outcome, Principal, Role};
+use crate::auth::{AuthError, NewAudit, Outcome, Principal, Role, Via};
 
 /// Content-Security-Policy of every answer: everything from this server
 /// only (the wall screen has no CDN), no framing.
@@ -30,6 +30,9 @@ pub(crate) struct Need {
     pub role: Role,
     /// Readable without a token when `auth.public_read` is on.
     pub public_read: bool,
+    /// The dossier push route: only a push token may call it, and a push
+    /// token may call nothing else (whatever the role).
+    pub push: bool,
 }
 
 /// Who called: the principal the guard let through and the peer address.
@@ -106,10 +109,21 @@ pub(crate) async fn guard(
             Err(_) => return ApiError::Unauthorized.into_response(),
         },
     };
-    if principal.role < need.role {
+    let refused = if need.push != (principal.via == Via::Push) {
+        Some(if need.push {
+            "a dossier push token is required"
+        } else {
+            "a dossier push token may only push dossiers"
+        })
+    } else if principal.role < need.role {
+        Some("role too low")
+    } else {
+        None
+    };
+    if let Some(why) = refused {
         let what = format!("{} {}", req.method(), req.uri().path());
         state.accounts.audit(&NewAudit {
-            detail: Some("role too low"),
+            detail: Some(why),
             ..NewAudit::by(
                 &principal,
                 Some(addr.to_string()),

@@ -6,9 +6,11 @@ mod admin;
 mod alerts;
 mod broadcasts;
 mod dashboard;
+pub mod dvcqg;
 mod error;
 pub mod guard;
 mod history;
+mod report_out;
 mod reports;
 mod routes;
 pub mod serve;
@@ -66,6 +68,9 @@ pub struct ApiState {
     pub limiter: Arc<LoginLimiter>,
     /// WebSocket tasks, closed and awaited on shutdown.
     pub ws: WsTasks,
+    /// The way into the commit pipeline for `POST /api/procedure/dvcqg`
+    /// (`None`: answered 503).
+    pub push: Option<Arc<dvcqg::PushPort>>,
 }
 
 /// The WebSocket connections' tasks, their slots and the token that

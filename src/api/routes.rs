@@ -4,7 +4,8 @@
 //! disagree; `tests/auth.rs` takes its route list from the served document.
 //!
 //! Each operation carries who may call it: `x-role` (`public`, `viewer`,
-//! `operator`, `admin`), `x-public-read` (true where `auth.public_read`
+//! `operator`, `admin`, or `dossier_push` for the one route only a dossier
+//! push token may call), `x-public-read` (true where `auth.public_read`
 //! opens it to callers without a token) and, for the protected ones, a
 //! `bearer` security requirement naming the role (OpenAPI 3.1 allows role
 //! names there). `/api/ws` is marked `viewer` but checks the token itself
@@ -21,7 +22,7 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{account, admin, alerts, broadcasts, guard, history, reports, ws, ApiState};
+use super::{account, admin, alerts, broadcasts, dvcqg, guard, history, reports, ws, ApiState};
 use crate::auth::Role;
 
 /// The document, serialized once (it depends only on the code).
@@ -68,13 +69,22 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(reports::seal_period))
         .routes(routes!(reports::approve))
         .routes(routes!(reports::dismiss));
+    // Only a dossier push token (docs/ACCESS.md), whatever a session's role.
+    let push = OpenApiRouter::new().routes(routes!(dvcqg::push));
     let admin = OpenApiRouter::new()
         .routes(routes!(account::kiosk_list, account::kiosk_create))
         .routes(routes!(account::kiosk_revoke))
+        .routes(routes!(account::push_list, account::push_create))
+        .routes(routes!(account::push_revoke))
         .routes(routes!(admin::users, admin::user_create))
         .routes(routes!(admin::user_password))
         .routes(routes!(admin::user_disable))
         .routes(routes!(admin::audit));
+    // The report's way out: exports and submission (api/report_out.rs).
+    let read = read
+        .routes(routes!(super::report_out::export))
+        .routes(routes!(super::report_out::submission));
+    let operator = operator.routes(routes!(super::report_out::submit));
 
     let base = OpenApiRouter::with_openapi(
         OpenApiBuilder::new()
@@ -98,6 +108,7 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .merge(guarded(state, signed_in, Role::Viewer, false))
         .merge(guarded(state, operator, Role::Operator, false))
         .merge(guarded(state, admin, Role::Admin, false))
+        .merge(pushed(state, push))
         .split_for_parts();
     doc.components
         .get_or_insert_with(Default::default)
@@ -107,7 +118,8 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A session token from POST /api/auth/login or a kiosk token",
+                        "A session token from POST /api/auth/login, a kiosk token, or (for \
+                         POST /api/procedure/dvcqg only) a dossier push token",
                     ))
                     .build(),
             ),
@@ -159,10 +171,36 @@ fn guarded(
     public_read: bool,
 ) -> OpenApiRouter<ApiState> {
     mark(group, role.as_str(), public_read).route_layer(middleware::from_fn_with_state(
-        (state.clone(), guard::Need { role, public_read }),
+        (
+            state.clone(),
+            guard::Need {
+                role,
+                public_read,
+                push: false,
+            },
+        ),
         guard::guard,
     ))
 }
+
+/// The dossier push route: `x-role` = `dossier_push`, a right no user role
+/// has; only a push token passes its guard.
+fn pushed(state: &ApiState, group: OpenApiRouter<ApiState>) -> OpenApiRouter<ApiState> {
+    mark(group, PUSH_ROLE, false).route_layer(middleware::from_fn_with_state(
+        (
+            state.clone(),
+            guard::Need {
+                role: Role::Viewer,
+                public_read: false,
+                push: true,
+            },
+        ),
+        guard::guard,
+    ))
+}
+
+/// The `x-role` of the dossier push route.
+pub(crate) const PUSH_ROLE: &str = "dossier_push";
 
 /// The OpenAPI 3.1 document of this API (public, like `/healthz`: it
 /// describes the routes, not the data).

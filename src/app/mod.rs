@@ -13,6 +13,8 @@ pub mod broadcasts;
 pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
+pub mod push;
+pub mod report_submit;
 pub mod reports;
 pub mod users;
 
@@ -100,6 +102,9 @@ pub enum AppError {
     /// Sealing or a correction refused or failed.
     #[error(transparent)]
     Report(#[from] crate::reports::ReportError),
+    /// A submission to the province refused or failed.
+    #[error(transparent)]
+    Submit(#[from] crate::reports::export::province::SubmitError),
 }
 
 /// Audit a change with the outcome of `result`, and pass the result on.

@@ -14,7 +14,7 @@ pub mod store;
 
 pub use audit::{AuditEntry, AuditQuery, NewAudit, Outcome};
 pub use limiter::LoginLimiter;
-pub use store::{AccountError, Accounts, KioskToken, Session, UserView};
+pub use store::{AccountError, Accounts, KioskToken, PushToken, Session, UserView};
 
 use std::fmt::Debug;
 
@@ -59,6 +59,8 @@ pub enum Via {
     Session,
     /// A kiosk token (read only, long-lived).
     Kiosk,
+    /// A dossier push token: `POST /api/procedure/dvcqg` and nothing else.
+    Push,
     /// No token: `auth.public_read`.
     Anonymous,
 }

@@ -23,6 +23,8 @@ use crate::config;
 pub const SESSION_PREFIX: &str = "ioc_s_";
 /// Prefix of kiosk tokens.
 pub const KIOSK_PREFIX: &str = "ioc_k_";
+/// Prefix of dossier push tokens.
+pub const PUSH_PREFIX: &str = "ioc_p_";
 
 /// Errors of the account store. Messages are Vietnamese: they reach the
 /// admin (API and CLI).
@@ -93,6 +95,10 @@ pub struct KioskToken {
     /// Revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
 }
+
+/// A dossier push token as listed to admins: the same fields as a kiosk
+/// token (the token itself is shown only when created).
+pub type PushToken = KioskToken;
 
 /// A token joined with its user: id, kind, label, user name, role,
 /// disabled.
@@ -386,13 +392,40 @@ impl Accounts {
         label: &str,
         created_by: &str,
     ) -> Result<(KioskToken, String), AccountError> {
-        let token = password::new_token(KIOSK_PREFIX);
+        self.create_labelled("kiosk", KIOSK_PREFIX, label, created_by)
+    }
+
+    /// Create a dossier push token: it may only `POST /api/procedure/dvcqg`
+    /// (no read, no other action); no expiry, revocable. Returns it with
+    /// the token itself (shown once).
+    pub fn create_push(
+        &self,
+        label: &str,
+        created_by: &str,
+    ) -> Result<(PushToken, String), AccountError> {
+        self.create_labelled("push", PUSH_PREFIX, label, created_by)
+    }
+
+    fn create_labelled(
+        &self,
+        kind: &str,
+        prefix: &str,
+        label: &str,
+        created_by: &str,
+    ) -> Result<(KioskToken, String), AccountError> {
+        let token = password::new_token(prefix);
         let now = Utc::now();
         let conn = self.conn.lock();
         conn.execute(
             "INSERT INTO tokens (token_hash, kind, label, created_by, created_at)
-             VALUES (?1, 'kiosk', ?2, ?3, ?4)",
-            params![password::token_hash(&token), label, created_by, ms(now)],
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                password::token_hash(&token),
+                kind,
+                label,
+                created_by,
+                ms(now)
+            ],
         )?;
         let id = conn.last_insert_rowid();
         Ok((
@@ -409,12 +442,21 @@ impl Accounts {
 
     /// Every kiosk token, newest first.
     pub fn kiosk_tokens(&self) -> Result<Vec<KioskToken>, AccountError> {
+        self.labelled("kiosk")
+    }
+
+    /// Every dossier push token, newest first.
+    pub fn push_tokens(&self) -> Result<Vec<PushToken>, AccountError> {
+        self.labelled("push")
+    }
+
+    fn labelled(&self, kind: &str) -> Result<Vec<KioskToken>, AccountError> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare(
             "SELECT id, label, created_by, created_at, revoked_at FROM tokens
-             WHERE kind = 'kiosk' ORDER BY id DESC",
+             WHERE kind = ?1 ORDER BY id DESC",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([kind], |r| {
             Ok(KioskToken {
                 id: r.get(0)?,
                 label: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
@@ -428,9 +470,18 @@ impl Accounts {
 
     /// Revoke a kiosk token; whether it existed and was live.
     pub fn revoke_kiosk(&self, id: i64) -> Result<bool, AccountError> {
+        self.revoke_labelled("kiosk", id)
+    }
+
+    /// Revoke a dossier push token; whether it existed and was live.
+    pub fn revoke_push(&self, id: i64) -> Result<bool, AccountError> {
+        self.revoke_labelled("push", id)
+    }
+
+    fn revoke_labelled(&self, kind: &str, id: i64) -> Result<bool, AccountError> {
         let n = self.conn.lock().execute(
-            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND kind = 'kiosk' AND revoked_at IS NULL",
-            params![id, ms(Utc::now())],
+            "UPDATE tokens SET revoked_at = ?3 WHERE id = ?1 AND kind = ?2 AND revoked_at IS NULL",
+            params![id, kind, ms(Utc::now())],
         )?;
         Ok(n > 0)
     }
@@ -470,6 +521,14 @@ impl Accounts {
                 via: Via::Kiosk,
                 token_id: Some(id),
             }),
+            // Only the dossier push route takes it (the guard checks
+            // `via` before the role); the live stream refuses it.
+            Some((id, kind, label, _, _, _)) if kind == "push" => Ok(Principal {
+                name: format!("push:{}", label.unwrap_or_default()),
+                role: Role::Viewer,
+                via: Via::Push,
+                token_id: Some(id),
+            }),
             Some((id, _, _, Some(name), Some(role), Some(false))) => Ok(Principal {
                 name,
                 role: Role::parse(&role).unwrap_or(Role::Viewer),
@@ -507,7 +566,15 @@ impl Accounts {
 impl Authenticator for Accounts {
     fn authenticate(&self, token: Option<&str>) -> Result<Principal, AuthError> {
         match token {
-            Some(t) => self.check(t),
+            // A push token may only push dossiers: it is no login for the
+            // live stream.
+            Some(t) => self.check(t).and_then(|p| {
+                if p.via == Via::Push {
+                    Err(AuthError::Invalid)
+                } else {
+                    Ok(p)
+                }
+            }),
             None if self.public_read => Ok(Principal::anonymous()),
             None => Err(AuthError::Missing),
         }

@@ -68,6 +68,12 @@ pub struct Report {
     /// The Ed25519 signing key (PKCS#8 PEM); empty: `report_ed25519.pem`
     /// beside the store file. Generated on first use, mode 0600.
     pub key_file: String,
+    /// Submission to the province (`[report.province]`).
+    pub province: ReportProvince,
+    /// Names for the DHIS2 export (`[report.dhis2]`).
+    pub dhis2: ReportDhis2,
+    /// The printed document's frame (`[report.document]`).
+    pub document: ReportDocument,
 }
 
 impl Default for Report {
@@ -83,6 +89,9 @@ impl Default for Report {
             check_interval_secs: 60,
             correction_threshold_pct: 1.0,
             key_file: String::new(),
+            province: ReportProvince::default(),
+            dhis2: ReportDhis2::default(),
+            document: ReportDocument::default(),
         }
     }
 }
@@ -212,6 +221,9 @@ pub struct Procedure {
     /// Dossier events with a `village` not in the registry are kept at
     /// commune scope; set this to reject them as dead letters instead.
     pub reject_unknown_village: bool,
+    /// How the one-stop software's national-portal sync maps to dossier
+    /// events (`[procedure.dvcqg]`).
+    pub dvcqg: Dvcqg,
 }
 
 impl Default for Procedure {
@@ -219,8 +231,118 @@ impl Default for Procedure {
         Procedure {
             name: "Hệ thống thông tin giải quyết thủ tục hành chính".into(),
             reject_unknown_village: false,
+            dvcqg: Dvcqg::default(),
         }
     }
+}
+
+/// The codes of the national public-service portal's (Cổng DVCQG) dossier
+/// sync, as this site's one-stop software uses them: each site keeps its
+/// own status list, so it is configuration. Giving a table replaces its
+/// default entirely.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dvcqg {
+    /// `TrangThaiHoSo` (and a progress object's `TrangThai`) → the stage
+    /// of the dossier's lifecycle it means.
+    pub status: BTreeMap<String, DossierStage>,
+    /// `HinhThuc` → how the dossier was submitted.
+    pub channel: BTreeMap<String, Channel>,
+    /// `DanhSachLePhi[].HinhThucThu` → how the fee was collected.
+    pub payment: BTreeMap<String, FeeKind>,
+}
+
+impl Default for Dvcqg {
+    fn default() -> Self {
+        use DossierStage::*;
+        let status = [
+            ("1", NotReceived),
+            ("2", Received),
+            ("3", NotReceived),
+            ("4", Received),
+            ("5", Received),
+            ("6", Received),
+            ("7", Stopped),
+            ("8", Stopped),
+            ("9", Resolved),
+            ("10", Resolved),
+        ];
+        Dvcqg {
+            status: status.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            channel: [
+                ("0", Channel::Direct),
+                ("1", Channel::Online),
+                ("2", Channel::Postal),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+            payment: [("1", FeeKind::Cash), ("2", FeeKind::Online)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        }
+    }
+}
+
+/// Where a dossier stands, as far as the indicators are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DossierStage {
+    /// Submitted but not (or not yet) accepted: nothing counted.
+    NotReceived,
+    /// Received and being processed: `received` counts.
+    Received,
+    /// Received, then withdrawn or stopped without a result: `received`
+    /// counts, `resolved` never will.
+    Stopped,
+    /// Resolved (result ready or returned): `received` and `resolved` count.
+    Resolved,
+}
+
+impl DossierStage {
+    /// The configuration and attribute form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DossierStage::NotReceived => "not_received",
+            DossierStage::Received => "received",
+            DossierStage::Stopped => "stopped",
+            DossierStage::Resolved => "resolved",
+        }
+    }
+}
+
+/// How a dossier was submitted (the `channel` of a `received` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Online, through a public-service portal.
+    Online,
+    /// In person at the one-stop desk.
+    Direct,
+    /// By post.
+    Postal,
+}
+
+impl Channel {
+    /// The attribute form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Online => "online",
+            Channel::Direct => "direct",
+            Channel::Postal => "postal",
+        }
+    }
+}
+
+/// How a fee was collected (the `payment` of a `paid` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeeKind {
+    /// Paid online.
+    Online,
+    /// Any other way (cash at the desk, transfer at the desk...).
+    Cash,
 }
 
 /// What an indicator computes.
@@ -462,5 +584,80 @@ impl Default for ReportDocument {
             signer_title: "CHỦ TỊCH".into(),
             signer_name: String::new(),
         }
+    }
+}
+
+/// `[report.province]`: submitting sealed reports to the province through
+/// the durable delivery outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportProvince {
+    /// The `[delivery.targets.NAME]` to submit to; empty: submission is
+    /// off.
+    pub target: String,
+    /// Submit each sealed revision (and each correction) by itself, as
+    /// soon as it is sealed.
+    pub auto_submit: bool,
+    /// What is posted: `snapshot` (the sealed document, byte for byte) or
+    /// `dhis2` (a `dataValueSet`).
+    pub format: ProvinceFormat,
+}
+
+/// The body of a submission.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvinceFormat {
+    /// The sealed document (`application/json`), signed.
+    #[default]
+    Snapshot,
+    /// DHIS2 `dataValueSets` JSON.
+    Dhis2,
+}
+
+#[cfg(test)]
+mod dvcqg_tests {
+    use super::*;
+
+    const BASE: &str = "[commune]\nid = \"x\"\nname = \"X\"\n";
+
+    #[test]
+    fn the_default_codes_and_a_site_of_its_own() {
+        let c = crate::config::load_str(BASE, "t.toml", &[]).unwrap();
+        let d = &c.procedure.dvcqg;
+        assert_eq!(d.status["9"], DossierStage::Resolved);
+        assert_eq!(d.channel["1"], Channel::Online);
+        assert_eq!(d.payment["2"], FeeKind::Online);
+        // A table given replaces its default entirely.
+        let text = format!(
+            "{BASE}[procedure.dvcqg.status]\n\"DA_TIEP_NHAN\" = \"received\"\n\"DA_TRA\" = \"resolved\"\n"
+        );
+        let c = crate::config::load_str(&text, "t.toml", &[]).unwrap();
+        let d = &c.procedure.dvcqg;
+        assert_eq!(d.status.len(), 2);
+        assert_eq!(d.status["DA_TRA"], DossierStage::Resolved);
+        assert_eq!(d.channel, Dvcqg::default().channel);
+    }
+
+    #[test]
+    fn check_config_names_the_mistakes_in_the_code_tables() {
+        let text = format!(
+            "{BASE}[procedure.dvcqg]\nchannel = {{}}\n[procedure.dvcqg.status]\n\"1\" = \"received\"\n\" 2\" = \"received\"\n"
+        );
+        let err = crate::config::load_str(&text, "t.toml", &[])
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "procedure.dvcqg.status.\" 2\"",
+            "không có mã trạng thái nào là `resolved`",
+            "procedure.dvcqg.channel",
+        ] {
+            assert!(err.contains(want), "{want} missing in:\n{err}");
+        }
+        // An unknown stage is refused when the file is read.
+        let text = format!("{BASE}[procedure.dvcqg.status]\n\"1\" = \"done\"\n");
+        let err = crate::config::load_str(&text, "t.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("done"), "{err}");
     }
 }

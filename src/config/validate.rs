@@ -99,6 +99,48 @@ impl Validator<'_> {
         }
     }
 
+    fn check_dvcqg(&mut self, d: &super::Dvcqg) {
+        use super::DossierStage;
+        let tables = [
+            (
+                "procedure.dvcqg.status",
+                d.status.keys().collect::<Vec<_>>(),
+            ),
+            ("procedure.dvcqg.channel", d.channel.keys().collect()),
+            ("procedure.dvcqg.payment", d.payment.keys().collect()),
+        ];
+        for (key, codes) in tables {
+            for code in codes {
+                if code.trim().is_empty() || code.trim() != code || code.chars().count() > 32 {
+                    self.issue(
+                        format!("{key}.\"{code}\""),
+                        "mã phải từ 1 đến 32 ký tự, không có khoảng trắng ở đầu hoặc cuối",
+                    );
+                }
+            }
+        }
+        for (stage, what) in [
+            (DossierStage::Received, "tiếp nhận"),
+            (DossierStage::Resolved, "đã giải quyết"),
+        ] {
+            if !d.status.values().any(|s| *s == stage) {
+                self.issue(
+                    "procedure.dvcqg.status",
+                    format!(
+                        "không có mã trạng thái nào là `{}`: hồ sơ {what} sẽ không bao giờ được đếm",
+                        stage.as_str()
+                    ),
+                );
+            }
+        }
+        if d.channel.is_empty() {
+            self.issue(
+                "procedure.dvcqg.channel",
+                "cần ít nhất một mã HinhThuc: không có thì không hồ sơ nào được đếm là tiếp nhận",
+            );
+        }
+    }
+
     fn check_live(&mut self, c: &Config) {
         let l = &c.live;
         for (key, value) in [
@@ -214,6 +256,7 @@ impl Validator<'_> {
         if c.ingest.max_age_days <= 0 {
             self.issue("ingest.max_age_days", "phải từ 1 trở lên");
         }
+        self.check_dvcqg(&c.procedure.dvcqg);
         for (key, secs) in [
             ("devices.camera_secs", c.devices.camera_secs),
             ("devices.speaker_secs", c.devices.speaker_secs),
@@ -534,6 +577,22 @@ impl Validator<'_> {
         }
         if d.poll_ms == 0 {
             self.issue("delivery.poll_ms", "phải từ 1 trở lên");
+        }
+        let p = &c.report.province;
+        if !p.target.is_empty() && !d.targets.contains_key(&p.target) {
+            self.issue(
+                "report.province.target",
+                format!(
+                    "không có [delivery.targets.{}]: khai báo địa chỉ nhận báo cáo của tỉnh ở đó",
+                    p.target
+                ),
+            );
+        }
+        if p.auto_submit && p.target.is_empty() {
+            self.issue(
+                "report.province.auto_submit",
+                "cần report.province.target (nơi nhận) để tự động gửi",
+            );
         }
         for (name, t) in &d.targets {
             let key = format!("delivery.targets.{name}");

@@ -154,7 +154,7 @@ impl State {
 }
 
 /// The receiver's final answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Receipt {
     /// HTTP status.
     pub status: u16,

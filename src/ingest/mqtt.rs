@@ -391,6 +391,16 @@ pub async fn run(
                 if config.mqtt.embedded {
                     crate::ingest::gate::delivered(p.payload.len());
                 }
+                // Our own publications (the sealed reports, retained) come
+                // back through `ioc/{c}/#`: they are output, not input.
+                if crate::sources::is_own_output(p.topic.as_ref(), &config.commune.id) {
+                    if p.qos != QoS::AtMostOnce {
+                        let mut slim = rumqttc::Publish::new("", p.qos, Vec::<u8>::new());
+                        slim.pkid = p.pkid;
+                        let _ = acks.send((epoch.load(Ordering::Acquire), slim));
+                    }
+                    continue;
+                }
                 let held = Held::new(&budget, p.payload.len() + p.topic.len(), &shared);
                 // The ack needs only the packet id and QoS: the payload is
                 // held once, in `raw`.

@@ -15,6 +15,7 @@
 //! | `ioc/{commune}/speaker/{id}/cmd` | `speaker` (a copy of our own command) |
 //! | `ioc/{commune}/speaker/{id}/ack` | `speaker` |
 //! | `ioc/{commune}/procedure/dossier` | `procedure` |
+//! | `ioc/{commune}/procedure/dvcqg` | `dvcqg` (several events per message) |
 //! | `ioc/{commune}/sensor/{id}/telemetry` | `sensor` |
 //! | `ioc/{commune}/sensor/{id}/status` | `status` |
 //! | the topics of the site's `[[mapped]]` sources | `mapped` |
@@ -23,6 +24,7 @@
 //! is a `cleared` event that changes nothing (see [`CLEARED`]).
 
 mod camera;
+pub mod dvcqg;
 pub mod fields;
 mod frigate;
 pub mod mapped;
@@ -35,8 +37,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Ingest;
 use crate::config::Registry;
+use crate::config::{Dvcqg, Ingest};
 use crate::model::{DeviceClass, DeviceInfo, Event, Raw, Reason, Rejection, Source};
 
 /// What one message decodes to.
@@ -141,6 +143,7 @@ pub struct Decoder {
     limits: Ingest,
     reject_unknown_village: bool,
     mapped: mapped::Mapped,
+    dvcqg: Arc<Dvcqg>,
 }
 
 /// What the topic says about a message, before its payload is read.
@@ -159,7 +162,23 @@ impl Decoder {
             limits,
             reject_unknown_village,
             mapped: mapped::Mapped::default(),
+            dvcqg: Arc::new(Dvcqg::default()),
         }
+    }
+
+    /// The site's codes of the national-portal dossier sync
+    /// (`[procedure.dvcqg]`; the defaults otherwise).
+    pub fn with_dvcqg(mut self, codes: Dvcqg) -> Self {
+        self.dvcqg = Arc::new(codes);
+        self
+    }
+
+    /// Whether `topic` is this commune's `ioc/{commune}/procedure/dvcqg`.
+    fn is_dvcqg(&self, topic: &str) -> bool {
+        topic
+            .strip_prefix("ioc/")
+            .and_then(|t| t.strip_prefix(self.registry.commune.as_str()))
+            == Some("/procedure/dvcqg")
     }
 
     /// The same decoder, also decoding the site's mapped sources.
@@ -212,6 +231,15 @@ impl Decoder {
     /// message that carries several (see [`Decoded`]). Never panics,
     /// whatever the bytes.
     pub fn decode(&self, raw: &Raw) -> Decoded {
+        if !raw.payload.is_empty() && self.is_dvcqg(&raw.topic) {
+            let ctx = Ctx {
+                raw,
+                limits: &self.limits,
+                registry: &self.registry,
+                reject_unknown_village: self.reject_unknown_village,
+            };
+            return dvcqg::decode(&ctx, &self.dvcqg);
+        }
         if !self.mapped.is_empty() {
             if let Some(out) = self.decode_mapped(raw) {
                 return out.decoded;
@@ -320,7 +348,7 @@ fn cleared(raw: &Raw, commune: &str) -> Option<Event> {
             ["camera", id, "event" | "status"] => (Source::Camera, Some(*id)),
             ["speaker", id, "status" | "session"] => (Source::Speaker, Some(*id)),
             ["sensor", id, "telemetry" | "status"] => (Source::Sensor, Some(*id)),
-            ["procedure", "dossier"] => (Source::Procedure, None),
+            ["procedure", "dossier" | "dvcqg"] => (Source::Procedure, None),
             _ => return None,
         },
         _ => return None,
@@ -346,6 +374,16 @@ fn cleared(raw: &Raw, commune: &str) -> Option<Event> {
         ),
         retained: raw.retained,
     })
+}
+
+/// Whether `topic` is one this instance publishes itself (the sealed
+/// reports on `ioc/{commune}/report/{period}`): ingest skips those, so
+/// they never become events or dead letters.
+pub fn is_own_output(topic: &[u8], commune: &str) -> bool {
+    let mut levels = topic.split(|&b| b == b'/');
+    levels.next() == Some(b"ioc")
+        && levels.next() == Some(commune.as_bytes())
+        && levels.next() == Some(b"report")
 }
 
 fn unknown_topic(raw: &Raw) -> Rejection {

@@ -79,7 +79,7 @@ impl Source {
                 "frigate_available",
             ],
             Source::Speaker => &["status", "session_start", "session_end"],
-            Source::Procedure => &["received", "resolved", "paid"],
+            Source::Procedure => &["received", "resolved", "paid", "progress"],
             Source::Sensor => &["status", "telemetry"],
         }
     }

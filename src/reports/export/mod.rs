@@ -12,6 +12,8 @@
 pub mod csv;
 pub mod dhis2;
 pub mod html;
+pub mod outbound;
+pub mod province;
 pub mod text;
 pub mod xlsx;
 
