@@ -284,6 +284,7 @@ pub async fn run(
     let filters = ingest::mqtt::filters(&shared.config, decoder.topic_filters());
     let (hub, commits) = Hub::new(Arc::clone(&shared));
     let (tx, rx) = mpsc::channel(shared.config.store.queue_capacity.max(1));
+    let warnings = Arc::new(crate::warnings::Service::new(&shared.config, tx.clone()));
     let push = api::dvcqg::PushPort::new(tx.clone(), decoder.clone());
     let writer = pipeline::spawn(store, decoder, Arc::clone(&shared), rx)
         .map_err(|e| ServeError::Thread(e.to_string()))?;
@@ -336,6 +337,7 @@ pub async fn run(
         accounts: Arc::clone(&accounts),
         limiter: Arc::clone(&limiter),
         ws: ws.clone(),
+        warnings: Arc::clone(&warnings),
         push: Some(Arc::clone(&push)),
     });
     let hub_task = tasks.spawn(live::run(hub, commits, frontend.clone()));
@@ -346,6 +348,18 @@ pub async fn run(
     ));
     let fe = frontend.clone();
     tasks.spawn(probe_store(Arc::clone(&shared), backend.clone()));
+    tasks.spawn(crate::warnings::service::sweep_expired(
+        Arc::clone(&warnings),
+        Arc::clone(&shared),
+        backend.clone(),
+    ));
+    for feed in shared.config.warnings.feeds.iter().cloned() {
+        tasks.spawn(crate::warnings::feed::run(
+            Arc::clone(&warnings),
+            feed,
+            backend.clone(),
+        ));
+    }
     // Sealed reports: auto-seal and correction drafts (issue 13).
     tasks.spawn(crate::reports::task::run(
         Arc::clone(&shared),
@@ -401,8 +415,10 @@ pub async fn run(
         Ok(Err(e)) => tracing::error!(error = %e, "MQTT supervisor failed"),
         Err(e) => tracing::error!(error = %e, "MQTT supervisor panicked"),
     }
-    // No more HTTP pushes: the writer stops once every sender is gone.
+    // No more HTTP pushes or posted warnings: the writer stops once every
+    // sender is gone.
     push.close();
+    warnings.close();
     tracing::info!("draining the journal queue");
     shared
         .stopping

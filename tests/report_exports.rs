@@ -635,3 +635,145 @@ async fn the_printable_page_renders_vietnamese_and_prints_on_a4() {
     }
     b.close().await;
 }
+
+/// Through the real binary: a sealed period's exports from the document
+/// route and the CLI, the printable page at `/reports/{period}` in
+/// Chromium, and the wall screen's report tile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_exports_page_and_tile_show_a_sealed_period() {
+    let (broker, dir, b) = kit::stack_with(
+        "[report.document]\nsigner_name = \"Lò Văn Thắng\"\nrecipient = \"Ủy ban nhân dân tỉnh Lai Châu\"\n",
+        &[],
+    )
+    .await;
+    let token = b.token().await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/reports/2025-06/seal", b.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The document route with ?format=, and /export.
+    let r = b.authed_get("/api/reports/2025-06?format=xlsx").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("bao-cao-binh-lu-2025-06-r0.xlsx"));
+    let mut wb = Xlsx::new(Cursor::new(r.bytes().await.unwrap().to_vec())).unwrap();
+    let sum = wb.worksheet_range("Báo cáo").unwrap();
+    assert_eq!(cell(&sum, 1, 0), "XÃ BÌNH LƯ");
+    assert!(
+        all_text(&sum).contains("Không có dữ liệu"),
+        "empty period: no data, never 0"
+    );
+    let csv_text = b
+        .authed_get("/api/reports/2025-06/export?format=csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(csv_text.contains("2025-06,month,2025-05-15T00:00:00+07:00,2025-06-15T00:00:00+07:00"));
+    let (s, v) = b.get_status("/api/reports/2025-06/export?format=pdf").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("invalid_format"))
+    );
+    let (s, v) = b.get_status("/api/reports/2025-06?format=dhis2").await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("dhis2_not_configured")),
+        "{v}"
+    );
+
+    // The CLI writes the same workbook.
+    let out_file = dir.path().join("thang-6.xlsx");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_commune-ioc"))
+        .args(["report", "--config"])
+        .arg(dir.path().join("commune.toml"))
+        .args(["export", "--period", "2025-06", "--format", "xlsx", "--out"])
+        .arg(&out_file)
+        .env_remove("IOC_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut wb = Xlsx::new(Cursor::new(std::fs::read(&out_file).unwrap())).unwrap();
+    assert_eq!(
+        cell(&wb.worksheet_range("Báo cáo").unwrap(), 5, 0),
+        "Kết quả các chỉ số hoạt động của Xã Bình Lư tháng 6 năm 2025"
+    );
+
+    // The printable page, served, in Chromium.
+    let _slot = BROWSER_SLOT.lock().await;
+    let br = Browser::launch().await;
+    br.set_viewport(1280, 900).await;
+    br.open(&format!("{}/reports/2025-06?token={token}", b.url))
+        .await;
+    br.wait_js(
+        "document.body.dataset.ready === '1'",
+        "the report to render",
+    )
+    .await;
+    assert_eq!(br.text("h1").await, "BÁO CÁO");
+    assert_eq!(
+        br.text(".summary").await,
+        "Kết quả các chỉ số hoạt động của Xã Bình Lư tháng 6 năm 2025"
+    );
+    assert_eq!(br.text(".signer .name").await, "Lò Văn Thắng");
+    assert_eq!(br.text("#submission").await, "Chưa gửi tỉnh");
+    assert!(br.exceptions().is_empty(), "{:?}", br.problems());
+    br.screenshot("report_page_served.png").await;
+    let pdf = br
+        .cdp
+        .call("Page.printToPDF", json!({"preferCSSPageSize": true}))
+        .await;
+    let bytes = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(pdf["data"].as_str().unwrap())
+            .unwrap()
+    };
+    let pages = pdf_pages(&bytes);
+    assert!(!pages.is_empty());
+    for (w, h) in &pages {
+        assert!(
+            (w - 595.28).abs() < 1.5 && (h - 841.89).abs() < 1.5,
+            "{pages:?}"
+        );
+    }
+    std::fs::write(
+        kit::browser::screenshot_dir().join("report_page_served.pdf"),
+        &bytes,
+    )
+    .unwrap();
+
+    // The wall screen's tile: the current period's progress and the last
+    // sealed report, linking to its page.
+    br.set_viewport(1920, 1080).await;
+    br.open(&format!("{}/?token={token}", b.url)).await;
+    br.wait_js(
+        "document.querySelector('#report-tile a[href=\"/reports/2025-06\"]')",
+        "the report tile",
+    )
+    .await;
+    let tile = br.text("#report-tile").await;
+    assert!(tile.starts_with("Kỳ báo cáo "), "{tile}");
+    assert!(
+        tile.contains("Kỳ 2025-06: đã niêm phong, chưa gửi tỉnh"),
+        "{tile}"
+    );
+    br.screenshot("report_tile.png").await;
+    assert!(br.exceptions().is_empty(), "{:?}", br.problems());
+    br.close().await;
+    drop(broker);
+}

@@ -14,6 +14,7 @@ mod report_out;
 mod reports;
 mod routes;
 pub mod serve;
+mod warnings;
 mod ws;
 
 pub use error::ApiError;
@@ -68,6 +69,8 @@ pub struct ApiState {
     pub limiter: Arc<LoginLimiter>,
     /// WebSocket tasks, closed and awaited on shutdown.
     pub ws: WsTasks,
+    /// Official warnings: validator, submission, reads.
+    pub warnings: Arc<crate::warnings::Service>,
     /// The way into the commit pipeline for `POST /api/procedure/dvcqg`
     /// (`None`: answered 503).
     pub push: Option<Arc<dvcqg::PushPort>>,

@@ -106,10 +106,26 @@ pub(crate) async fn export(
 ) -> Result<Response, ApiError> {
     let label = period(&s, &label)?;
     let format = Format::parse(q.format.as_deref().unwrap_or("xlsx")).map_err(refuse_export)?;
+    export_response(&s, label, format, q.revision).await
+}
+
+/// `GET /api/reports/{period}?format=...` (the document route) answers
+/// through this too.
+pub(crate) fn parse_format(f: &str) -> Result<Format, ApiError> {
+    Format::parse(f).map_err(refuse_export)
+}
+
+/// A sealed revision of `label` rendered as `format`, as a file.
+pub(crate) async fn export_response(
+    s: &ApiState,
+    label: String,
+    format: Format,
+    revision: Option<u32>,
+) -> Result<Response, ApiError> {
     let reader = Arc::clone(&s.reader);
     let config = s.shared.config.clone();
     let out = tokio::task::spawn_blocking(move || {
-        let (_, doc) = seal::revision(reader.lock().conn(), &label, q.revision)
+        let (_, doc) = seal::revision(reader.lock().conn(), &label, revision)
             .map_err(refuse_report)?
             .ok_or_else(|| refuse_report(ReportError::NotSealed(label.clone())))?;
         let snapshot: Snapshot = serde_json::from_slice(&doc).map_err(|e| {

@@ -84,11 +84,14 @@ pub(crate) async fn list(State(s): State<ApiState>) -> Result<Response, ApiError
 pub(crate) struct RevisionQuery {
     /// A revision (default: the latest).
     revision: Option<u32>,
+    /// An export instead of the sealed JSON: `xlsx`, `csv`, `dhis2`,
+    /// `html` (api/report_out.rs).
+    format: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/reports/{period}", tag = "reports",
     params(("period" = String, Path, description = "Period label", example = "2026-06"), RevisionQuery),
-    responses((status = 200, description = "The sealed document (RFC 8785 JSON), byte for byte; `ETag` is its id"),
+    responses((status = 200, description = "The sealed document (RFC 8785 JSON), byte for byte; `ETag` is its id; with `format=xlsx|csv|dhis2|html` an export of it (as `/export`)"),
         (status = 400, description = "`invalid_period`"), (status = 404, description = "`not_sealed`")))]
 pub(crate) async fn get(
     State(s): State<ApiState>,
@@ -96,6 +99,10 @@ pub(crate) async fn get(
     Params(q): Params<RevisionQuery>,
 ) -> Result<Response, ApiError> {
     let label = period(&s, &label)?;
+    if let Some(f) = q.format.as_deref().filter(|f| *f != "json") {
+        let format = super::report_out::parse_format(f)?;
+        return super::report_out::export_response(&s, label, format, q.revision).await;
+    }
     let (stored, doc) = read(&s, move |st| {
         seal::revision(st.conn(), &label, q.revision)?.ok_or(ReportError::NotSealed(label))
     })

@@ -22,7 +22,9 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{account, admin, alerts, broadcasts, dvcqg, guard, history, reports, ws, ApiState};
+use super::{
+    account, admin, alerts, broadcasts, dvcqg, guard, history, reports, warnings, ws, ApiState,
+};
 use crate::auth::Role;
 
 /// The document, serialized once (it depends only on the code).
@@ -52,7 +54,9 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(broadcasts::list))
         .routes(routes!(reports::list))
         .routes(routes!(reports::get))
-        .routes(routes!(reports::corrections));
+        .routes(routes!(reports::corrections))
+        .routes(routes!(warnings::list))
+        .routes(routes!(warnings::get));
     let signed_in = OpenApiRouter::new()
         .routes(routes!(account::me))
         .routes(routes!(account::logout));
@@ -68,7 +72,8 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(broadcasts::task_done))
         .routes(routes!(reports::seal_period))
         .routes(routes!(reports::approve))
-        .routes(routes!(reports::dismiss));
+        .routes(routes!(reports::dismiss))
+        .routes(routes!(warnings::post));
     // Only a dossier push token (docs/ACCESS.md), whatever a session's role.
     let push = OpenApiRouter::new().routes(routes!(dvcqg::push));
     let admin = OpenApiRouter::new()

@@ -17,6 +17,7 @@ pub mod push;
 pub mod report_submit;
 pub mod reports;
 pub mod users;
+pub mod warnings;
 
 use crate::auth::{AccountError, NewAudit, Outcome, Principal, Role};
 use crate::journal::JournalError;

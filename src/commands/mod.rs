@@ -7,6 +7,7 @@ pub mod demo;
 pub mod healthcheck;
 pub mod map;
 pub mod report;
+pub mod report_out;
 pub mod serve;
 pub mod simulate;
 pub mod user;

@@ -103,6 +103,34 @@ pub enum ReportAction {
         #[arg(long)]
         by: String,
     },
+    /// Export a sealed revision: Excel workbook, CSV, DHIS2 dataValueSets,
+    /// the printable HTML document, or the sealed JSON.
+    Export {
+        /// Period label.
+        #[arg(long)]
+        period: String,
+        /// xlsx, csv, dhis2, html or json.
+        #[arg(long, default_value = "xlsx")]
+        format: String,
+        /// Revision (default: the latest).
+        #[arg(long)]
+        revision: Option<u32>,
+        /// File to write (default: the export's own name in the current
+        /// directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Submit the latest revision of a sealed period to the province
+    /// (`[report.province]`), through the durable delivery outbox; the
+    /// running server sends it.
+    Submit {
+        /// Period label.
+        #[arg(long)]
+        period: String,
+        /// Who submits (user name, for the audit log).
+        #[arg(long)]
+        by: String,
+    },
 }
 
 fn actor(by: Option<&str>) -> Actor {
@@ -279,6 +307,17 @@ pub fn run(cfg: Option<&Config>, action: ReportAction) -> Result<()> {
                 now,
             )?;
             println!("Đã bỏ bản nháp đính chính #{draft} của kỳ {period}.");
+        }
+        ReportAction::Export {
+            period,
+            format,
+            revision,
+            out,
+        } => super::report_out::export(need()?, &period, &format, revision, out.as_deref())?,
+        ReportAction::Submit { period, by } => {
+            let cfg = need()?;
+            let (mut store, accounts) = open(cfg)?;
+            super::report_out::submit(cfg, &mut store, &accounts, &actor(Some(&by)), &period)?
         }
     }
     Ok(())

@@ -21,6 +21,7 @@ pub mod process;
 mod registry;
 pub mod site;
 mod validate;
+mod warnings;
 
 pub use load::{load, load_str, ConfigError, ConfigIssue};
 pub use registry::Registry;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 
 pub use process::*;
 pub use site::*;
+pub use warnings::{Feed as WarningFeed, Geocode as WarningGeocode, Warnings};
 
 /// The whole configuration as one file holds it: the process settings
 /// (`mqtt`, `http`, `auth`, `store`, `live`, `ingest`, `influx`) and the
@@ -91,6 +93,9 @@ pub struct Config {
     /// Time-series sink (InfluxDB 2/3, VictoriaMetrics); off without `url`.
     #[serde(default)]
     pub influx: Influx,
+    /// Official warnings (CAP 1.2): profile, geocodes, feeds.
+    #[serde(default)]
+    pub warnings: Warnings,
     /// Durable HTTP delivery: worker limits and named targets.
     #[serde(default)]
     pub delivery: Delivery,

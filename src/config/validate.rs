@@ -19,6 +19,7 @@ pub fn validate(config: &Config, origin: &str) -> Result<Site, Vec<ConfigIssue>>
         site: Site::default(),
     };
     v.check(config);
+    v.check_warnings(config);
     if v.issues.is_empty() {
         Ok(v.site)
     } else {
@@ -50,6 +51,51 @@ impl Validator<'_> {
             key: key.into(),
             reason: reason.into(),
         });
+    }
+
+    fn check_warnings(&mut self, c: &Config) {
+        let w = &c.warnings;
+        if w.max_bytes < 1024 {
+            self.issue("warnings.max_bytes", "phải từ 1024 byte trở lên");
+        }
+        if w.level_parameter.trim().is_empty() {
+            self.issue("warnings.level_parameter", "không được để trống");
+        }
+        if w.sweep_secs == 0 {
+            self.issue("warnings.sweep_secs", "phải từ 1 giây trở lên");
+        }
+        for (i, g) in w.geocodes.iter().enumerate() {
+            for v in &g.villages {
+                if !c.villages.iter().any(|x| &x.id == v) {
+                    self.issue(
+                        format!("warnings.geocode[{i}].villages"),
+                        format!("thôn/bản `{v}` không có trong danh sách [[village]]"),
+                    );
+                }
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, f) in w.feeds.iter().enumerate() {
+            if !is_slug(&f.name) || !names.insert(f.name.as_str()) {
+                self.issue(
+                    format!("warnings.feeds[{i}].name"),
+                    "tên nguồn phải là mã (chữ thường không dấu, số, '-', '_') và không trùng",
+                );
+            }
+            match reqwest011::Url::parse(&f.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+                _ => self.issue(
+                    format!("warnings.feeds[{i}].url"),
+                    format!("`{}` không phải URL http:// hoặc https:// hợp lệ", f.url),
+                ),
+            }
+            if f.interval_secs == 0 || f.timeout_secs == 0 || f.max_backoff_secs == 0 {
+                self.issue(
+                    format!("warnings.feeds[{i}]"),
+                    "interval_secs, timeout_secs và max_backoff_secs phải từ 1 giây trở lên",
+                );
+            }
+        }
     }
 
     fn check_auth(&mut self, c: &Config) {

@@ -90,11 +90,14 @@ pub enum Reason {
     TimestampInFuture,
     /// The timestamp is older than `ingest.max_age_days`.
     TimestampTooOld,
+    /// An official warning that is not a valid CAP 1.2 bulletin of the
+    /// commune's profile (the detail names the rule).
+    InvalidCap,
 }
 
 impl Reason {
     /// All reasons, in a stable order.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Oversized,
         Reason::InvalidUtf8,
         Reason::InvalidJson,
@@ -106,6 +109,7 @@ impl Reason {
         Reason::InvalidTimestamp,
         Reason::TimestampInFuture,
         Reason::TimestampTooOld,
+        Reason::InvalidCap,
     ];
 
     /// The stable snake_case code.
@@ -122,6 +126,7 @@ impl Reason {
             Reason::InvalidTimestamp => "invalid_timestamp",
             Reason::TimestampInFuture => "timestamp_in_future",
             Reason::TimestampTooOld => "timestamp_too_old",
+            Reason::InvalidCap => "invalid_cap",
         }
     }
 

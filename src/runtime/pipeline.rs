@@ -14,6 +14,13 @@
 //!    tracker, and count it in the metrics;
 //! 6. **publish** a [`Committed`] to live subscribers.
 //!
+//! Official warnings (CAP bulletins on `ioc/{commune}/warning/cap`, and
+//! those posted or fetched, see `crate::warnings`) are taken out before
+//! decoding: validated by `warnings::Checker` (a refusal is a dead letter
+//! `invalid_cap`), stored by `warnings::store::apply` in a transaction of
+//! their own just before the batch's (idempotent: a bulletin stored twice
+//! is a duplicate), and published in `Committed::warnings`.
+//!
 //! Batching is natural: the thread takes whatever is queued (up to
 //! `store.batch_max`) after the first message, so a quiet commune commits
 //! every message at once and a busy one amortises each commit over many.
@@ -47,6 +54,13 @@ use crate::metrics::{ReasonLabel, SourceLabel};
 use crate::model::{Event, Raw, Reason, Source};
 use crate::sources::{content_key, content_key_of, Decoder, Part};
 use crate::state::{Committed, DeadNote, Shared};
+use crate::warnings::{self, Checker};
+
+/// The warnings step: the validator and a connection of its own.
+struct WarningStep {
+    checker: Checker,
+    conn: rusqlite::Connection,
+}
 
 /// Called once the message is committed: sends the MQTT acknowledgement.
 pub type AckFn = Box<dyn FnOnce() + Send>;
@@ -78,6 +92,11 @@ pub fn spawn(
     mut rx: mpsc::Receiver<Inbound>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let batch_max = shared.config.store.batch_max.max(1);
+    let mut cap = WarningStep {
+        checker: Checker::new(&shared.config),
+        conn: crate::store::open(&shared.config.journal_path(), shared.config.store.sync)
+            .map_err(std::io::Error::other)?,
+    };
     std::thread::Builder::new()
         .name("journal-writer".into())
         .spawn(move || {
@@ -91,7 +110,7 @@ pub fn spawn(
                         Err(_) => break,
                     }
                 }
-                if !run_batch(&mut store, &decoder, &shared, &mut batch) {
+                if !run_batch(&mut store, &mut cap, &decoder, &shared, &mut batch) {
                     break;
                 }
                 if last_prune.elapsed() > Duration::from_secs(60) {
@@ -142,6 +161,7 @@ fn with_retry<T>(
 /// process is shutting down.
 fn run_batch(
     store: &mut Store,
+    cap: &mut WarningStep,
     decoder: &Decoder,
     shared: &Shared,
     batch: &mut Vec<Inbound>,
@@ -149,6 +169,24 @@ fn run_batch(
     let started = Instant::now();
     shared.metrics.messages_received.inc_by(batch.len() as u64);
     let acks: Vec<AckFn> = batch.iter_mut().filter_map(|m| m.ack.take()).collect();
+
+    // 0. Official warnings take their own path.
+    let (cap_msgs, rest): (Vec<Inbound>, Vec<Inbound>) = batch
+        .drain(..)
+        .partition(|m| cap.checker.origin(&m.raw.topic).is_some());
+    *batch = rest;
+    let mut bulletins = Vec::new();
+    let mut cap_refused = Vec::new();
+    for m in &cap_msgs {
+        let origin = cap.checker.origin(&m.raw.topic).unwrap_or_default();
+        match cap
+            .checker
+            .bulletin(&m.raw.payload, origin, m.raw.received_at)
+        {
+            Ok(b) => bulletins.push(b),
+            Err(e) => cap_refused.push((m, warnings::refusal_detail(&e))),
+        }
+    }
 
     // 1. Decode: each part with the index of its message.
     let mut decoded: Vec<(usize, Part)> = Vec::with_capacity(batch.len());
@@ -190,6 +228,35 @@ fn run_batch(
             }),
         }
     }
+    for (m, detail) in &cap_refused {
+        dead.push(NewDeadLetter {
+            dedup_key: content_key(&m.raw, false),
+            reason: Reason::InvalidCap,
+            detail,
+            topic: &m.raw.topic,
+            source: None,
+            device: None,
+            payload: &m.raw.payload,
+            received_at: m.raw.received_at,
+        });
+    }
+
+    // 3a. Store the valid bulletins (their own transaction, idempotent).
+    let applied = if bulletins.is_empty() {
+        warnings::store::Applied::default()
+    } else {
+        let Some(applied) = with_retry(shared, bulletins.len(), "warnings", || {
+            let tx = cap.conn.transaction()?;
+            let applied = warnings::store::apply(&tx, &bulletins, Utc::now())?;
+            tx.commit()?;
+            Ok(applied)
+        }) else {
+            drop((events, dead));
+            batch.clear();
+            return false;
+        };
+        applied
+    };
 
     // 3. Commit, with the rows derived from what was new.
     let Some((outcome, derived)) = with_retry(shared, batch.len(), "commit", || {
@@ -210,7 +277,8 @@ fn run_batch(
 
     // 5. Apply to the live state; count.
     let now = Utc::now();
-    let duplicates = events.len() - outcome.new_events.len() + dead.len() - outcome.new_dead.len();
+    let duplicates = events.len() - outcome.new_events.len() + dead.len() - outcome.new_dead.len()
+        + applied.duplicates;
     let touched = derived.delta.touched();
     shared.engine.write().apply(&derived.delta, now);
     shared
@@ -244,7 +312,7 @@ fn run_batch(
                 })
                 .collect(),
             duplicates,
-            warnings: Vec::new(),
+            warnings: applied.changed,
             at: now,
         }));
     }

@@ -343,3 +343,129 @@ fn a_single_event_message_iterates_as_one_part_with_the_whole_payload() {
         Reason::InvalidJson
     );
 }
+
+/// A `yyyyMMddHHmmss` Vietnam time, as the portal sync writes it.
+fn vn(t: DateTime<Utc>) -> String {
+    t.with_timezone(&chrono_tz::Asia::Ho_Chi_Minh)
+        .format("%Y%m%d%H%M%S")
+        .to_string()
+}
+
+fn dvcqg_parts(body: serde_json::Value, at: DateTime<Utc>) -> Vec<super::Part> {
+    let r = raw("ioc/binh-lu/procedure/dvcqg", &body.to_string(), at);
+    match decoder().0.decode(&r) {
+        Decoded::Many(parts) => parts,
+        Decoded::One(r) => panic!("expected parts, got {r:?}"),
+    }
+}
+
+#[test]
+fn dvcqg_old_steps_are_left_out_future_ones_refused_and_progress_keyed_by_status() {
+    let now = Utc::now();
+    // Received 40 days ago (over ingest.max_age_days), resolved today:
+    // only `resolved` counts, `progress` lists what was left out.
+    let body = serde_json::json!({"service": "DongBoHoSoMC", "data": [{
+        "MaHoSo": "HS-1", "TrangThaiHoSo": "9", "HinhThuc": "0",
+        "NgayTiepNhan": vn(now - Duration::days(40)),
+        "NgayHenTra": vn(now - Duration::days(1)),
+        "NgayKetThucXuLy": vn(now - Duration::hours(1)), "NgayTra": "",
+        "DanhSachLePhi": []}]});
+    let parts = dvcqg_parts(body, now);
+    let kinds: Vec<&str> = parts
+        .iter()
+        .map(|p| p.result.as_ref().unwrap().kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["resolved", "progress"]);
+    let resolved = parts[0].result.as_ref().unwrap();
+    assert_eq!(resolved.attr_str("outcome"), Some("late"));
+    assert_eq!(resolved.dedup_key, "dossier:HS-1:resolved");
+    let progress = parts[1].result.as_ref().unwrap();
+    assert_eq!(progress.dedup_key, "dossier:HS-1:progress:9");
+    assert_eq!(progress.attrs["too_old"], serde_json::json!(["received"]));
+    // Each part carries the object alone, in its service's envelope.
+    let own: serde_json::Value =
+        serde_json::from_slice(parts[0].payload.as_deref().unwrap()).unwrap();
+    assert_eq!(own["service"], "DongBoHoSoMC");
+    assert_eq!(own["data"][0]["MaHoSo"], "HS-1");
+
+    // A reception date a day ahead: refused, naming the field.
+    let body = serde_json::json!({"service": "DongBoHoSoMC", "data": [{
+        "MaHoSo": "HS-2", "TrangThaiHoSo": "2", "HinhThuc": "1",
+        "NgayTiepNhan": vn(now + Duration::days(1)), "NgayHenTra": ""}]});
+    let parts = dvcqg_parts(body, now);
+    assert_eq!(parts.len(), 1);
+    let r = parts[0].result.as_ref().unwrap_err();
+    assert_eq!(r.reason, Reason::TimestampInFuture);
+    assert!(
+        r.detail.starts_with("Hồ sơ HS-2: trường NgayTiepNhan"),
+        "{}",
+        r.detail
+    );
+
+    // A progress object: one `progress` event at its processing time, the
+    // same key as the dossier object's at that status.
+    let body = serde_json::json!({"service": "CapNhatTienDoHoSoMC", "data": [{
+        "MaHoSo": "HS-1", "TrangThai": "9", "ThoiDiemXuLy": vn(now - Duration::hours(1)),
+        "NgayBatDau": "", "NgayKetThucTheoQuyDinh": ""}]});
+    let parts = dvcqg_parts(body, now);
+    let e = parts[0].result.as_ref().unwrap();
+    assert_eq!(
+        (e.kind.as_str(), e.dedup_key.as_str()),
+        ("progress", "dossier:HS-1:progress:9")
+    );
+    assert_eq!(e.attr_str("stage"), Some("resolved"));
+
+    // An unknown HinhThuc names the table to add it to.
+    let body = serde_json::json!({"service": "DongBoHoSoMC", "data": [{
+        "MaHoSo": "HS-3", "TrangThaiHoSo": "2", "HinhThuc": "7",
+        "NgayTiepNhan": vn(now - Duration::hours(1))}]});
+    let r = dvcqg_parts(body, now).remove(0).result.unwrap_err();
+    assert_eq!(r.reason, Reason::InvalidField);
+    assert!(
+        r.detail.contains("[procedure.dvcqg.channel]"),
+        "{}",
+        r.detail
+    );
+}
+
+#[test]
+fn dvcqg_messages_bad_as_a_whole_and_cleared() {
+    let d = decoder();
+    let now = Utc::now();
+    let topic = "ioc/binh-lu/procedure/dvcqg";
+    for (payload, reason, words) in [
+        ("not json", Reason::InvalidJson, "không phải JSON"),
+        (
+            r#"{"data":[{}]}"#,
+            Reason::MissingField,
+            "thiếu trường service",
+        ),
+        (
+            r#"{"service":"DongBoHoSoMC","data":[]}"#,
+            Reason::MissingField,
+            "rỗng",
+        ),
+        (
+            r#"{"service":"DongBoHoSoMC","data":{}}"#,
+            Reason::InvalidField,
+            "danh sách",
+        ),
+    ] {
+        match d.0.decode(&raw(topic, payload, now)) {
+            Decoded::One(Err(r)) => {
+                assert_eq!(r.reason, reason, "{payload}");
+                assert!(r.detail.contains(words), "{payload}: {}", r.detail);
+                assert_eq!(r.source, Some(Source::Procedure));
+            }
+            other => panic!("{payload}: {other:?}"),
+        }
+    }
+    // An empty retained message clears, as on every decoded topic.
+    let e = d.decode(&raw(topic, "", now)).unwrap();
+    assert_eq!(e.kind, crate::sources::CLEARED);
+    // Another commune's sync topic is not this decoder's.
+    let r = d
+        .decode(&raw("ioc/lung-phinh/procedure/dvcqg", "{}", now))
+        .unwrap_err();
+    assert_eq!(r.reason, Reason::WrongCommune);
+}

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "broadcasts",
         sql: include_str!("migrations/0006_broadcasts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "warnings",
+        sql: include_str!("migrations/0007_warnings.sql"),
+    },
 ];
 
 /// The version a store has once every migration ran.

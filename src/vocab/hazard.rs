@@ -178,6 +178,41 @@ impl Hazard {
         }
     }
 
+    /// Codes that name the hazard in a bulletin's `eventCode` (valueName
+    /// `VN-QD18-HAZARD`; upper-case ASCII, the Vietnamese name without
+    /// diacritics), besides the snake_case code of [`Hazard::as_str`].
+    /// Site config can add its own.
+    pub fn default_codes(self) -> &'static [&'static str] {
+        match self {
+            Hazard::Storm => &["BAO", "AP_THAP_NHIET_DOI", "AP_THAP_NHIET_DOI_BAO"],
+            Hazard::StormSurge => &["NUOC_DANG"],
+            Hazard::HeavyRain => &["MUA_LON"],
+            Hazard::Flood => &["LU", "NGAP_LUT", "LU_NGAP_LUT"],
+            Hazard::FlashFlood => &["LU_QUET", "LU_QUET_SAT_LO_DAT"],
+            Hazard::Landslide => &["SAT_LO_DAT", "SAT_LO", "SUT_LUN_DAT"],
+            Hazard::Heat => &["NANG_NONG"],
+            Hazard::Drought => &["HAN_HAN"],
+            Hazard::Salinity => &["XAM_NHAP_MAN"],
+            Hazard::StrongWind => &["GIO_MANH_TREN_BIEN"],
+            Hazard::Fog => &["SUONG_MU"],
+            Hazard::Thunderstorm => &["DONG_LOC_SET_MUA_DA", "DONG", "LOC", "SET", "MUA_DA"],
+            Hazard::ColdSpell => &["RET_HAI", "RET_DAM", "RET_DAM_RET_HAI"],
+            Hazard::Frost => &["SUONG_MUOI", "BANG_GIA"],
+            Hazard::Wildfire => &["CHAY_RUNG"],
+            Hazard::Earthquake => &["DONG_DAT"],
+            Hazard::Tsunami => &["SONG_THAN"],
+            Hazard::Epidemic => &["DICH_BENH"],
+        }
+    }
+
+    /// The hazard a default code names (either form, any case).
+    pub fn from_code(code: &str) -> Option<Hazard> {
+        let up = code.trim().to_ascii_uppercase();
+        Hazard::ALL.into_iter().find(|h| {
+            h.as_str().eq_ignore_ascii_case(code.trim()) || h.default_codes().contains(&up.as_str())
+        })
+    }
+
     /// Default phrases (lower-case, with diacritics) that name the hazard
     /// in a bulletin's `event` text, most specific first. Site config can
     /// add its own.
@@ -217,6 +252,12 @@ impl std::fmt::Display for Hazard {
 pub struct RiskLevel(u8);
 
 impl RiskLevel {
+    /// A level 1–5 (not checked against a hazard: use
+    /// [`Hazard::check_level`] when the hazard is known).
+    pub fn new(level: u8) -> Option<RiskLevel> {
+        (1..=5).contains(&level).then_some(RiskLevel(level))
+    }
+
     /// The number, 1–5.
     pub fn get(self) -> u8 {
         self.0
@@ -299,6 +340,20 @@ mod tests {
                 hazard: Hazard::Epidemic
             })
         );
+    }
+
+    #[test]
+    fn default_codes_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for h in Hazard::ALL {
+            for c in h.default_codes() {
+                assert!(seen.insert(*c), "{c} twice");
+                assert_eq!(Hazard::from_code(c), Some(h));
+            }
+        }
+        assert_eq!(Hazard::from_code("lu_quet"), Some(Hazard::FlashFlood));
+        assert_eq!(Hazard::from_code("flash_flood"), Some(Hazard::FlashFlood));
+        assert_eq!(Hazard::from_code("XYZ"), None);
     }
 
     #[test]

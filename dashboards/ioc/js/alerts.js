@@ -2,7 +2,7 @@
 // warnings in force (live `warnings` key, PROTOCOL §7.8) in the colours of
 // the disaster risk levels of QĐ 18/2021/QĐ-TTg, with their villages,
 // issuer, issue time and acknowledgement state (from the `alerts` family:
-// the alert a warning raises has the warning's `chain` as fingerprint). A
+// the alert a warning raises has `warning:{chain}` as fingerprint). A
 // level ≥ 3 warning not yet acknowledged takes over the left of the
 // screen (KPIs and feed); the village map stays visible beside it, with
 // the warned villages ringed in the level's colour.
@@ -49,8 +49,10 @@ export function alertFor(w, alerts) {
     if (a.kind && a.kind !== "warning") continue;
     const d = a.details || {};
     const fp = String(a.fingerprint || "");
-    const same = fp === w.chain || fp.endsWith(":" + w.chain) || fp === w.id
-      || a.reference === w.id || d.warning === w.id || d.warning_id === w.id || d.chain === w.chain;
+    // The alerts room's fingerprint is `warning:{chain}`; its details name
+    // the bulletin in force.
+    const same = fp === "warning:" + w.chain || fp === w.chain || d.bulletin === w.id
+      || a.reference === w.id;
     if (!same) continue;
     // The firing one wins over an older resolved one.
     if (!best || (best.state === "resolved" && a.state !== "resolved")) best = a;
@@ -187,8 +189,11 @@ export function renderStrip(box, warnings, alerts, names) {
 /**
  * The takeover: the highest new level ≥ 3 warning not yet acknowledged,
  * over the KPIs and the feed. Returns whether it shows.
+ * @param {?{onAck: (alertId) => void, error: string}} ack for an operator
+ *        at a browser (never in kiosk mode): a button that acknowledges
+ *        the warning's alert, once the alerts room has raised it
  */
-export function renderTakeover(box, warnings, alerts, names) {
+export function renderTakeover(box, warnings, alerts, names, ack = null) {
   const due = activeWarnings(warnings)
     .filter((w) => levelOf(w) >= TAKEOVER_LEVEL && !ackOf(w, alerts).handled);
   if (!due.length) {
@@ -218,10 +223,22 @@ export function renderTakeover(box, warnings, alerts, names) {
   when.append(h("span", "to-label", "Ban hành lúc"), h("span", "", w.sent ? fmt.dateTime(w.sent) : "Không rõ"));
   if (w.expires) when.append(h("span", "to-label", "Hiệu lực đến"), h("span", "", fmt.dateTime(w.expires)));
   parts.push(when);
-  const ack = h("div", "to-ack");
-  ack.append(h("strong", "", "Chưa xác nhận"),
+  const pending = h("div", "to-ack");
+  pending.append(h("strong", "", "Chưa xác nhận"),
     h("span", "", "Cán bộ trực ban xác nhận cảnh báo trên hệ thống để thu nhỏ thông báo này."));
-  parts.push(ack);
+  const alert = alertFor(w, alerts);
+  if (ack && alert && alert.id !== undefined) {
+    const b = h("button", "to-ack-button", "Xác nhận cảnh báo");
+    b.type = "button";
+    b.dataset.alert = String(alert.id);
+    b.addEventListener("click", () => {
+      b.disabled = true;
+      ack.onAck(alert.id);
+    });
+    pending.append(b);
+    if (ack.error) pending.append(h("span", "to-ack-error", ack.error));
+  }
+  parts.push(pending);
   if (due.length > 1) parts.push(h("div", "to-more", `Và ${fmt.number(due.length - 1, 0)} cảnh báo cấp độ ${TAKEOVER_LEVEL} trở lên khác chưa xác nhận`));
   box.replaceChildren(...parts);
   box.hidden = false;

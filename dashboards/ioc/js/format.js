@@ -67,6 +67,7 @@ const dmyFmt = new Intl.DateTimeFormat("vi-VN", { timeZone: TZ, day: "2-digit", 
 /** "09:30 ngày 14/07/2026" in Asia/Ho_Chi_Minh (bulletin issue times). */
 export function dateTime(t) {
   const d = new Date(t);
+  if (Number.isNaN(d.getTime())) return String(t);
   const p = Object.fromEntries(dmyFmt.formatToParts(d).map((x) => [x.type, x.value]));
   return `${hmFmt.format(d)} ngày ${p.day}/${p.month}/${p.year}`;
 }

@@ -78,6 +78,13 @@ const state = {
   alerts: new Map(),
   /** Official warnings in force (the `warnings` key, PROTOCOL §7.8). */
   warnings: [],
+  /** Snapshots of the `warnings` subscription applied (tests, debugging). */
+  warningSnapshots: 0,
+  /** The signed-in person's role (not in kiosk mode): operators and admins
+   * may acknowledge a warning's alert from the screen. */
+  role: null,
+  /** The last acknowledgement that failed, shown on the takeover. */
+  ackError: "",
   /** id -> {today: Map(t -> v), period: Map(t -> v)} cumulative trends. */
   trends: new Map(),
   historyFor: "",
@@ -109,6 +116,36 @@ async function getJSON(path) {
   }
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
+}
+
+/** Who is signed in (a person at a browser; a kiosk never acknowledges). */
+async function loadRole() {
+  if (kiosk || !token) return;
+  try {
+    const me = await getJSON("/api/auth/me");
+    state.role = me.role || null;
+    schedule();
+  } catch (e) {
+    // Not known: no acknowledge button.
+  }
+}
+
+/** Acknowledge an alert (operator): POST /api/alerts/{id}/ack. */
+async function acknowledge(alertId) {
+  state.ackError = "";
+  try {
+    const r = await fetch(`/api/alerts/${encodeURIComponent(alertId)}/ack`, {
+      method: "POST",
+      headers: { Authorization: "Bearer " + token },
+    });
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      state.ackError = (body.error && body.error.message) || `Không xác nhận được (mã ${r.status}).`;
+    }
+  } catch (e) {
+    state.ackError = "Không kết nối được tới máy chủ.";
+  }
+  schedule();
 }
 
 async function loadRegistry() {
@@ -196,7 +233,10 @@ function applyItems(items, how) {
     state.feeds.clear();
   }
   if (how.replace && how.id === "alerts") state.alerts.clear();
-  if (how.replace && how.id === "warnings") state.warnings = [];
+  if (how.replace && how.id === "warnings") {
+    state.warnings = [];
+    state.warningSnapshots += 1;
+  }
   const touched = new Set();
   for (const it of items) {
     const [family, a] = it.key.split(":");
@@ -240,7 +280,10 @@ const live = new Live({
   ],
   onItems: applyItems,
   // The registry can change with a restart: read it on every connection.
-  onHello: () => loadRegistry(),
+  onHello: () => {
+    loadRegistry();
+    loadRole();
+  },
   onUnauthorized: () => {
     state.unauthorized = true;
     renderConn();
@@ -594,7 +637,9 @@ function renderFeed() {
 function renderAlerts() {
   const names = new Map(state.villages.map((v) => [v.id, shortName(v)]));
   const strip = renderStrip($("alerts"), state.warnings, state.alerts, names);
-  const takeover = renderTakeover($("takeover"), state.warnings, state.alerts, names);
+  const canAck = !kiosk && (state.role === "operator" || state.role === "admin");
+  const takeover = renderTakeover($("takeover"), state.warnings, state.alerts, names,
+    canAck ? { onAck: acknowledge, error: state.ackError } : null);
   document.body.classList.toggle("has-alerts", strip);
   document.body.classList.toggle("has-takeover", takeover);
 }

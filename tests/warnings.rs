@@ -1,0 +1,548 @@
+//! Official warnings (CAP 1.2) end to end: bulletins published to a real
+//! Mosquitto, posted over HTTP and fetched from a feed, read back from the
+//! real binary.
+
+mod kit;
+
+use std::time::Duration;
+
+use kit::{Backend, Publisher};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Villages with coordinates and a geocode, appended to the test commune.
+const SITE: &str = r#"
+[[village]]
+id = "ta-pa"
+name = "Bản Tà Pa"
+lat = 22.300
+lon = 103.200
+[[village]]
+id = "phieng-lu"
+name = "Bản Phiêng Lư"
+lat = 22.350
+lon = 103.260
+[[village]]
+id = "nam-so"
+name = "Bản Nậm Sỏ"
+lat = 22.400
+lon = 103.300
+[[village]]
+id = "co-muong"
+name = "Bản Cò Mương"
+
+[warnings]
+sweep_secs = 1
+[[warnings.geocode]]
+name = "VN-MA-DVHC"
+value = "03421"
+villages = ["nam-so"]
+"#;
+
+const TOPIC: &str = "ioc/binh-lu/warning/cap";
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/cap/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn enc(id: &str) -> String {
+    let mut out = String::new();
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// GET /api/warnings/{id} until `f` holds; the last answer.
+async fn wait_warning(b: &Backend, id: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/api/warnings/{}", enc(id));
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, v) = b.get_status(&path).await;
+        if status == 200 && f(&v) {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: last {status} {v}; log:\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+async fn wait_state(b: &Backend, id: &str, state: &str) -> Value {
+    wait_warning(b, id, &format!("{id} → {state}"), |v| v["state"] == state).await
+}
+
+async fn dead_letters(b: &Backend) -> Vec<Value> {
+    b.get("/api/dead-letters?reason=invalid_cap").await["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+const FLOOD_1: &str =
+    "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20260714T093000.LQ-0001|2026-07-14T09:30:00+07:00";
+const FLOOD_2: &str =
+    "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20260714T123000.LQ-0002|2026-07-14T12:30:00+07:00";
+const FLOOD_3: &str =
+    "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20260714T183000.LQ-0003|2026-07-14T18:30:00+07:00";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_bulletins_are_matched_chained_and_refused_with_their_reason() {
+    let (broker, _dir, b) = kit::stack_with(SITE, &[]).await;
+    let mut p = Publisher::new(broker.port);
+
+    // The specification's own examples, unchanged: valid, none for us.
+    for f in [
+        "spec-a1-homeland-security.xml",
+        "spec-a2-severe-thunderstorm.xml",
+        "spec-a3-earthquake-update.xml",
+        "spec-a4-amber-alert.xml",
+    ] {
+        p.send(TOPIC, &fixture(f)).await;
+    }
+    let a2 = wait_state(
+        &b,
+        "KSTO@NWS.NOAA.GOV|KSTO1055887203|2003-06-17T14:57:00-07:00",
+        "not_for_commune",
+    )
+    .await;
+    assert_eq!(a2["villages"], serde_json::json!([]));
+    // A.3 updates a bulletin never sent to us: kept and flagged.
+    let a3 = wait_state(
+        &b,
+        "trinet@caltech.edu|TRI13970876.2|2003-06-11T20:56:00-07:00",
+        "not_for_commune",
+    )
+    .await;
+    assert_eq!(
+        a3["unknown_refs"],
+        serde_json::json!(["trinet@caltech.edu|TRI13970876.1|2003-06-11T20:30:00-07:00"])
+    );
+    // A.4 has two languages, both kept.
+    let a4 = wait_state(
+        &b,
+        "KARO@CLETS.DOJ.CA.GOV|KAR0-0306112239-SW|2003-06-11T22:39:00-07:00",
+        "not_for_commune",
+    )
+    .await;
+    assert_eq!(a4["parsed"]["alert"]["infos"].as_array().unwrap().len(), 2);
+
+    // Flash flood, level 2: Bản Tà Pa inside the polygon.
+    p.send(TOPIC, &fixture("vn-flash-flood-alert.xml")).await;
+    let f1 = wait_state(&b, FLOOD_1, "active").await;
+    assert_eq!(f1["hazard"], "flash_flood");
+    assert_eq!(f1["level"], 2);
+    assert_eq!(f1["villages"], serde_json::json!(["ta-pa"]));
+    assert_eq!(f1["matches"][0]["ways"], serde_json::json!(["polygon"]));
+    assert_eq!(f1["sender_name"], "Đài Khí tượng Thủy văn tỉnh Lai Châu");
+    assert!(f1["xml"].as_str().unwrap().contains("LQ-0001"));
+
+    // Delivered again: a duplicate, counted once.
+    let dup_before = b.metric("ioc_duplicates_total").await;
+    p.send(TOPIC, &fixture("vn-flash-flood-alert.xml")).await;
+    wait_warning(&b, FLOOD_1, "two deliveries", |v| v["deliveries"] == 2).await;
+    assert_eq!(b.metric("ioc_duplicates_total").await, dup_before + 1.0);
+
+    // Update to level 3, adding Bản Phiêng Lư by a circle.
+    p.send(TOPIC, &fixture("vn-flash-flood-update.xml")).await;
+    let f2 = wait_state(&b, FLOOD_2, "active").await;
+    wait_state(&b, FLOOD_1, "updated").await;
+    assert_eq!(f2["level"], 3);
+    assert_eq!(f2["supersedes"], FLOOD_1);
+    assert_eq!(f2["villages"], serde_json::json!(["ta-pa", "phieng-lu"]));
+    assert_eq!(f2["matches"][1]["ways"], serde_json::json!(["circle"]));
+    assert_eq!(f2["chain_root"], FLOOD_1);
+
+    // Cancel: both end; the chain is read from any of them.
+    p.send(TOPIC, &fixture("vn-flash-flood-cancel.xml")).await;
+    wait_state(&b, FLOOD_3, "cancelled").await;
+    wait_state(&b, FLOOD_2, "cancelled").await;
+    let f1 = wait_state(&b, FLOOD_1, "cancelled").await;
+    let chain: Vec<&str> = f1["chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(chain, vec![FLOOD_1, FLOOD_2, FLOOD_3]);
+
+    // Landslide by geocode; Vietnamese shown first though English is first.
+    p.send(TOPIC, &fixture("vn-landslide.xml")).await;
+    let ls = wait_state(
+        &b,
+        "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20260802T060000.SL-0007|2026-08-02T06:00:00+07:00",
+        "active",
+    )
+    .await;
+    assert_eq!(ls["hazard"], "landslide");
+    assert_eq!(ls["event"], "Sạt lở đất");
+    assert_eq!(
+        ls["headline_vi"],
+        "Cảnh báo sạt lở đất – cấp độ rủi ro thiên tai cấp 2"
+    );
+    assert_eq!(ls["villages"], serde_json::json!(["nam-so"]));
+    assert_eq!(ls["matches"][0]["ways"], serde_json::json!(["geocode"]));
+
+    // Frost by the village's name in areaDesc (case and diacritics aside).
+    p.send(TOPIC, &fixture("vn-frost.xml")).await;
+    let fr = wait_state(
+        &b,
+        "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20261220T050000.SM-0001|2026-12-20T05:00:00+07:00",
+        "active",
+    )
+    .await;
+    assert_eq!(
+        (fr["hazard"].as_str(), fr["level"].as_u64()),
+        (Some("frost"), Some(1))
+    );
+    assert_eq!(fr["matches"][0]["ways"], serde_json::json!(["area_desc"]));
+    assert_eq!(fr["villages"], serde_json::json!(["co-muong"]));
+
+    // Heavy rain for another province: stored, not for this commune.
+    p.send(TOPIC, &fixture("vn-heavy-rain-elsewhere.xml")).await;
+    wait_state(
+        &b,
+        "canhbao@kttv-dienbien.example.vn|VN.DIENBIEN.20260714T080000.ML-0003|2026-07-14T08:00:00+07:00",
+        "not_for_commune",
+    )
+    .await;
+
+    // Level 4 for a flash flood is refused: a dead letter naming the rule,
+    // nothing stored.
+    p.send(TOPIC, &fixture("vn-flash-flood-level-4.xml")).await;
+    let mut dead = Vec::new();
+    b.wait_for("the invalid_cap dead letter", WAIT, || {
+        let b = &b;
+        async move { !dead_letters(b).await.is_empty() }
+    })
+    .await;
+    dead.extend(dead_letters(&b).await);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["topic"], TOPIC);
+    let detail = dead[0]["detail"].as_str().unwrap();
+    assert!(detail.contains("risk_level_range"), "{detail}");
+    let (status, _) = b
+        .get_status(&format!(
+            "/api/warnings/{}",
+            enc("canhbao@kttv-laichau.example.vn|VN.LAICHAU.20260714T093000.LQ-0099|2026-07-14T09:30:00+07:00")
+        ))
+        .await;
+    assert_eq!(status, 404);
+
+    // A bulletin that is not CAP 1.2 (CAP 1.1 namespace) is refused too.
+    let v11 = String::from_utf8(fixture("vn-frost.xml"))
+        .unwrap()
+        .replace("cap:1.2", "cap:1.1");
+    p.send(TOPIC, v11.as_bytes()).await;
+    b.wait_for("the second dead letter", WAIT, || {
+        let b = &b;
+        async move { dead_letters(b).await.len() == 2 }
+    })
+    .await;
+    let dead = dead_letters(&b).await;
+    assert!(
+        dead.iter()
+            .any(|d| d["detail"].as_str().unwrap().contains("not_cap_1_2")),
+        "{dead:?}"
+    );
+
+    // Listing: active only where asked, filters by hazard, level, village.
+    let all = b.get("/api/warnings").await;
+    let active: Vec<&str> = all["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["state"] == "active")
+        .map(|w| w["hazard"].as_str().unwrap())
+        .collect();
+    assert_eq!(active.len(), 2, "{all}");
+    let frost = b
+        .get("/api/warnings?hazard=frost&level=1&village=co-muong")
+        .await;
+    assert_eq!(frost["warnings"].as_array().unwrap().len(), 1, "{frost}");
+    let none = b.get("/api/warnings?hazard=frost&village=ta-pa").await;
+    assert_eq!(none["warnings"].as_array().unwrap().len(), 0, "{none}");
+    let (status, bad) = b.get_status("/api/warnings?hazard=volcano").await;
+    assert_eq!(
+        (status, bad["error"]["code"].as_str()),
+        (400, Some("invalid_hazard"))
+    );
+}
+
+/// POST as an operator (the admin here): the raw response.
+async fn post_cap(b: &Backend, ctype: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/warnings", b.url))
+        .bearer_auth(b.token().await)
+        .header("content-type", ctype)
+        .body(body)
+        .send()
+        .await
+        .expect("POST /api/warnings");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posted_bulletins_are_validated_stored_and_audited() {
+    let (_broker, _dir, b) = kit::stack_with(SITE, &[]).await;
+    let frost = fixture("vn-frost.xml");
+    let (status, v) = post_cap(&b, "application/cap+xml", frost.clone()).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["state"], "active");
+    assert_eq!(v["origin"], "api");
+    assert_eq!(v["villages"], serde_json::json!(["co-muong"]));
+    // Again: stored before, counted once.
+    let (status, v) = post_cap(&b, "application/xml; charset=utf-8", frost).await;
+    assert_eq!((status, v["duplicate"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(v["deliveries"], 2);
+
+    // A "Z" time is refused with the rule, in Vietnamese and English, and
+    // the bulletin is kept as a dead letter.
+    let z = String::from_utf8(fixture("vn-landslide.xml"))
+        .unwrap()
+        .replace("2026-08-02T06:00:00+07:00", "2026-08-01T23:00:00Z");
+    let (status, v) = post_cap(&b, "application/cap+xml", z.into_bytes()).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_cap");
+    assert_eq!(v["error"]["rule"], "time_format");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("định dạng thời gian"));
+    let dead = dead_letters(&b).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["topic"], "api/warnings");
+    // Level out of range, end to end.
+    let (status, v) = post_cap(
+        &b,
+        "application/cap+xml",
+        fixture("vn-flash-flood-level-4.xml"),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["rule"].as_str()),
+        (422, Some("risk_level_range")),
+        "{v}"
+    );
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("chỉ từ cấp 1 đến cấp 3"));
+    // Not XML by its type.
+    let (status, v) = post_cap(&b, "application/json", b"{}".to_vec()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
+    // A viewer may read but not post.
+    let (status, _) = {
+        let admin = b.token().await;
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/users", b.url))
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({"username": "xem", "role": "viewer", "password": "mot-mat-khau-dai"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        let viewer = b.login("xem", "mot-mat-khau-dai").await;
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/warnings", b.url))
+            .bearer_auth(viewer)
+            .header("content-type", "application/cap+xml")
+            .body(fixture("vn-landslide.xml"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), ())
+    };
+    assert_eq!(status, 403);
+    // Audited: the accepted and the refused posts.
+    let audit = b.get("/api/audit?action=warning_post").await;
+    let text = audit.to_string();
+    assert!(text.contains("SM-0001"), "{text}");
+    assert!(text.contains("invalid_cap: time_format"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_warning_ends() {
+    let (_broker, _dir, b) = kit::stack_with(SITE, &[]).await;
+    let expires = (chrono::Utc::now() + chrono::Duration::seconds(2))
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string();
+    let doc = String::from_utf8(fixture("vn-frost.xml")).unwrap().replace(
+        "<senderName>",
+        &format!("<expires>{expires}</expires><senderName>"),
+    );
+    let (status, v) = post_cap(&b, "application/cap+xml", doc.into_bytes()).await;
+    assert_eq!((status, v["state"].as_str()), (201, Some("active")), "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    wait_state(&b, &id, "expired").await;
+    // Written by the sweep, not only computed on read.
+    b.wait_for("the sweep", WAIT, || {
+        let b = &b;
+        async move {
+            let all = b.get("/api/warnings?hazard=frost").await;
+            all["warnings"][0]["state"] == "expired"
+        }
+    })
+    .await;
+}
+
+mod feed_server {
+    //! A feed server on loopback: an Atom feed of CAP links with an ETag,
+    //! that can be told to fail.
+
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+
+    #[derive(Default)]
+    pub struct Feed {
+        pub failing: AtomicBool,
+        /// (etag, entries as (id, file)).
+        pub content: Mutex<(String, Vec<(String, String)>)>,
+        pub feed_200: AtomicUsize,
+        pub feed_304: AtomicUsize,
+        pub feed_503: AtomicUsize,
+        pub fetched: Mutex<HashMap<String, usize>>,
+    }
+
+    async fn feed(State(f): State<Arc<Feed>>, headers: HeaderMap) -> Response {
+        if f.failing.load(Ordering::SeqCst) {
+            f.feed_503.fetch_add(1, Ordering::SeqCst);
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        let (etag, entries) = f.content.lock().unwrap().clone();
+        if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+            f.feed_304.fetch_add(1, Ordering::SeqCst);
+            return StatusCode::NOT_MODIFIED.into_response();
+        }
+        f.feed_200.fetch_add(1, Ordering::SeqCst);
+        let mut body = String::from(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\"><title>KTTV Lai Châu</title>",
+        );
+        for (id, file) in entries.iter().rev() {
+            body.push_str(&format!(
+                "<entry><id>{id}</id><title>{file}</title><link rel=\"alternate\" type=\"application/cap+xml\" href=\"/cap/{file}\"/></entry>"
+            ));
+        }
+        body.push_str("</feed>");
+        (
+            [
+                ("etag", etag),
+                ("content-type", "application/atom+xml".into()),
+            ],
+            body,
+        )
+            .into_response()
+    }
+
+    async fn cap(State(f): State<Arc<Feed>>, Path(file): Path<String>) -> Response {
+        *f.fetched.lock().unwrap().entry(file.clone()).or_default() += 1;
+        (
+            [("content-type", "application/cap+xml")],
+            super::fixture(&file),
+        )
+            .into_response()
+    }
+
+    pub async fn start(f: Arc<Feed>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/feed.xml", axum::routing::get(feed))
+            .route("/cap/{file}", axum::routing::get(cap))
+            .with_state(f);
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        url
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_poller_fetches_each_entry_once_through_outages() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let f = Arc::new(feed_server::Feed::default());
+    *f.content.lock().unwrap() = (
+        "\"v1\"".into(),
+        vec![
+            ("urn:lq-1".into(), "vn-flash-flood-alert.xml".into()),
+            ("urn:sl-7".into(), "vn-landslide.xml".into()),
+        ],
+    );
+    let url = feed_server::start(Arc::clone(&f)).await;
+    let site = format!(
+        "{SITE}\n[[warnings.feeds]]\nname = \"kttv\"\nurl = \"{url}/feed.xml\"\ninterval_secs = 1\ntimeout_secs = 5\nmax_backoff_secs = 1\n"
+    );
+    let (_broker, _dir, b) = kit::stack_with(&site, &[]).await;
+
+    let f1 = wait_state(&b, FLOOD_1, "active").await;
+    assert_eq!(f1["origin"], "feed:kttv");
+    wait_state(
+        &b,
+        "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20260802T060000.SL-0007|2026-08-02T06:00:00+07:00",
+        "active",
+    )
+    .await;
+    // The next polls are conditional and answered 304.
+    b.wait_for("a 304", WAIT, || {
+        let f = Arc::clone(&f);
+        async move { f.feed_304.load(Ordering::SeqCst) >= 2 }
+    })
+    .await;
+
+    // An outage: retried, nothing lost.
+    f.failing.store(true, Ordering::SeqCst);
+    b.wait_for("retries during the outage", WAIT, || {
+        let f = Arc::clone(&f);
+        async move { f.feed_503.load(Ordering::SeqCst) >= 2 }
+    })
+    .await;
+    // Back, with a new entry (the Update).
+    {
+        let mut c = f.content.lock().unwrap();
+        c.0 = "\"v2\"".into();
+        c.1.push(("urn:lq-2".into(), "vn-flash-flood-update.xml".into()));
+    }
+    f.failing.store(false, Ordering::SeqCst);
+    wait_state(&b, FLOOD_2, "active").await;
+    wait_state(&b, FLOOD_1, "updated").await;
+    let n304 = f.feed_304.load(Ordering::SeqCst);
+    b.wait_for("304s for v2", WAIT, || {
+        let f = Arc::clone(&f);
+        async move { f.feed_304.load(Ordering::SeqCst) >= n304 + 2 }
+    })
+    .await;
+
+    // Each entry fetched exactly once; the feed downloaded in full only
+    // when it changed (v1 once, v2 once).
+    let fetched = f.fetched.lock().unwrap().clone();
+    assert_eq!(fetched.len(), 3, "{fetched:?}");
+    assert!(fetched.values().all(|n| *n == 1), "{fetched:?}");
+    assert_eq!(f.feed_200.load(Ordering::SeqCst), 2);
+    // Counted once in the store too.
+    let f1 = wait_state(&b, FLOOD_1, "updated").await;
+    assert_eq!(f1["deliveries"], 1);
+}
