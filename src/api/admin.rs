@@ -75,6 +75,7 @@ impl From<AppError> for ApiError {
             }
             AppError::Report(e) => super::reports::refuse(e),
             AppError::Submit(e) => super::report_out::refuse_submit(e),
+            AppError::Broadcast(e) => super::broadcasts::refuse(e),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 mod alerts;
+mod broadcasts;
 mod dashboard;
 pub mod dvcqg;
 mod error;

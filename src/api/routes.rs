@@ -22,7 +22,9 @@ use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{account, admin, alerts, dvcqg, guard, history, reports, warnings, ws, ApiState};
+use super::{
+    account, admin, alerts, broadcasts, dvcqg, guard, history, reports, warnings, ws, ApiState,
+};
 use crate::auth::Role;
 
 /// The document, serialized once (it depends only on the code).
@@ -49,6 +51,7 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(super::dead_letters))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::silences))
+        .routes(routes!(broadcasts::list))
         .routes(routes!(reports::list))
         .routes(routes!(reports::get))
         .routes(routes!(reports::corrections))
@@ -63,6 +66,10 @@ pub(super) fn table(state: &ApiState) -> (Router<ApiState>, OpenApi) {
         .routes(routes!(alerts::resolve))
         .routes(routes!(alerts::silence_create))
         .routes(routes!(alerts::silence_delete))
+        .routes(routes!(broadcasts::create))
+        .routes(routes!(broadcasts::approve))
+        .routes(routes!(broadcasts::cancel))
+        .routes(routes!(broadcasts::task_done))
         .routes(routes!(reports::seal_period))
         .routes(routes!(reports::approve))
         .routes(routes!(reports::dismiss))

@@ -9,6 +9,7 @@
 //! `alerts` (the alerts store) and `config`; it never uses `api`, `live` or the binary.
 
 pub mod alerts;
+pub mod broadcasts;
 pub mod dead_letters;
 pub mod demo;
 pub mod kiosk;
@@ -96,6 +97,9 @@ pub enum AppError {
     /// The alerts store failed.
     #[error(transparent)]
     Alerts(#[from] crate::alerts::AlertError),
+    /// A broadcast action refused or failed.
+    #[error(transparent)]
+    Broadcast(#[from] crate::broadcasts::BroadcastError),
     /// Sealing or a correction refused or failed.
     #[error(transparent)]
     Report(#[from] crate::reports::ReportError),

@@ -863,7 +863,7 @@ pub fn village_state(plan_state: &str, clusters: &[&str], task: Option<&str>) ->
 
 /// The list (plans in force and the latest ended ones) with coverage per
 /// cluster and village, the open tasks, and the indicators.
-pub fn overview(conn: &Connection, config: &Config, now: DateTime<Utc>) -> Result<Value> {
+pub fn overview(conn: &Connection, config: &Config, _now: DateTime<Utc>) -> Result<Value> {
     #[derive(Default)]
     struct Row {
         v: serde_json::Map<String, Value>,
@@ -1142,7 +1142,6 @@ pub fn overview(conn: &Connection, config: &Config, now: DateTime<Utc>) -> Resul
             "clusters_unreachable": unreachable_now.len(),
             "clusters_unreachable_ids": unreachable_now,
         },
-        "at": now.with_timezone(&Ho_Chi_Minh).to_rfc3339(),
     }))
 }
 

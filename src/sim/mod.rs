@@ -9,6 +9,7 @@
 //! chain in CAP 1.2 (alert, update, cancel) on a [`bulletin::Cadence`].
 
 pub mod bulletin;
+pub mod speakers;
 
 use std::collections::VecDeque;
 use std::time::Duration;

@@ -11,6 +11,7 @@
 //! Adding a family is one new module here and one line in [`all`].
 
 pub mod alerts;
+pub mod broadcasts;
 pub mod dead_letters;
 pub mod devices;
 pub mod feed;
@@ -35,6 +36,7 @@ pub fn all(shared: &Shared) -> Vec<Box<dyn Projection>> {
         Box::new(feed::Feed::new(shared)),
         Box::new(dead_letters::DeadLetters::default()),
         Box::new(warnings::Warnings::new(shared)),
+        Box::new(broadcasts::Broadcasts::default()),
         Box::new(alerts::Alerts::default()),
     ]
 }
