@@ -62,6 +62,9 @@ pub struct Metrics {
     /// Acknowledgements dropped because their connection was gone (the
     /// broker redelivers those messages).
     pub mqtt_acks_stale: Counter,
+    /// Copies of messages a full in-process tap did not take
+    /// (`crate::ingest::outlet`).
+    pub mqtt_tap_dropped: Counter,
     /// MQTT packets larger than the client's packet limit (each costs one
     /// reconnect; see docs/PROTOCOL.md §1.4).
     pub mqtt_oversized_packets: Counter,
@@ -147,6 +150,7 @@ impl Metrics {
             mqtt_connects: Counter::default(),
             mqtt_acks: Counter::default(),
             mqtt_acks_stale: Counter::default(),
+            mqtt_tap_dropped: Counter::default(),
             mqtt_oversized_packets: Counter::default(),
             mqtt_session_takeovers: Counter::default(),
             mqtt_queued_bytes: Gauge::default(),
@@ -234,6 +238,11 @@ impl Metrics {
             "mqtt_acks_stale",
             "Acknowledgements dropped because their connection was gone",
             m.mqtt_acks_stale.clone(),
+        );
+        registry.register(
+            "mqtt_tap_dropped",
+            "Message copies dropped because an in-process tap was full",
+            m.mqtt_tap_dropped.clone(),
         );
         registry.register(
             "mqtt_oversized_packets",

@@ -86,6 +86,9 @@ pub struct Shared {
     /// The broadcasts overview (coverage, tasks, indicators), for the live
     /// `broadcasts` family.
     pub broadcasts: crate::broadcasts::Board,
+    /// The MQTT connection's outbound side and taps, for everything in the
+    /// process that publishes or listens besides the pipeline.
+    pub outlet: crate::ingest::outlet::Outlet,
 }
 
 impl Shared {
@@ -96,12 +99,14 @@ impl Shared {
         let engine = Engine::new(&config);
         let devices = DeviceTracker::new(Arc::clone(&registry), config.devices.clone());
         let (updates, _) = broadcast::channel(1024);
+        let metrics = Metrics::new();
+        let outlet = crate::ingest::outlet::Outlet::new(metrics.mqtt_tap_dropped.clone());
         Shared {
             config,
             registry,
             engine: RwLock::new(engine),
             devices: RwLock::new(devices),
-            metrics: Metrics::new(),
+            metrics,
             mqtt_connected: AtomicBool::new(false),
             store_writable: AtomicBool::new(true),
             store_probe_ok: AtomicBool::new(true),
@@ -111,6 +116,7 @@ impl Shared {
             delivery_wake: Arc::new(tokio::sync::Notify::new()),
             alerts: crate::alerts::Board::default(),
             broadcasts: crate::broadcasts::Board::default(),
+            outlet,
         }
     }
 

@@ -12,7 +12,7 @@
 //! - [`store`]: the tables (migration 0006), approval, cancel, the due
 //!   commands, acknowledgements and sessions, tasks, coverage and
 //!   indicators;
-//! - [`worker`]: the serve task: its own MQTT connection, sends due
+//! - [`worker`]: the serve task: on the one MQTT connection, sends due
 //!   commands, takes acks and sessions, follows warnings (Update re-plans,
 //!   Cancel stops), publishes the overview for the live `broadcasts`
 //!   family.

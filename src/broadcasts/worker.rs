@@ -1,7 +1,6 @@
-//! The serve task: its own MQTT connection (client id
-//! `{client_id}-broadcasts`, persistent session, so acknowledgements
-//! published while it is down are delivered when it is back), sends due
-//! commands (QoS 1), applies acknowledgements and session reports,
+//! The serve task: on the one MQTT connection (`crate::ingest::outlet`:
+//! its persistent session keeps acknowledgements published while
+//! commune-ioc is down), sends due commands (QoS 1), applies acknowledgements and session reports,
 //! follows warnings from the commit pipeline (`Committed::warnings`),
 //! sweeps deadlines, and publishes the overview to [`super::Board`] for the
 //! live `broadcasts` family.
@@ -11,14 +10,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use parking_lot::Mutex;
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::QoS;
 use rusqlite::Connection;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{self, Applied};
+use crate::ingest::outlet::Tapped;
 use crate::state::{Committed, Shared};
 
+/// Answers held for the worker before copies are dropped (the commands
+/// are then retried and answered again).
+const TAP_CAPACITY: usize = 4096;
 /// Most commands sent per tick.
 const MAX_PER_TICK: usize = 500;
 /// Recompute the overview at least this often (clock-driven states such as
@@ -69,67 +72,12 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             return;
         }
     };
-    let mut opts = match crate::ingest::mqtt::options(&config) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!(error = %e, "broadcasts: MQTT options; broadcasts are off");
-            return;
-        }
-    };
-    opts.set_client_id(format!("{}-broadcasts", config.client_id()));
-    opts.set_manual_acks(false);
-    opts.set_clean_session(false);
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let commune = config.commune.id.clone();
-    let (in_tx, mut in_rx) = mpsc::channel::<Inbound>(1024);
-    let poll_cancel = cancel.clone();
-    let sub_client = client.clone();
-    let sub_commune = commune.clone();
-    let backoff_max = Duration::from_millis(config.mqtt.backoff_max_ms.max(100));
-    let poller = tokio::spawn(async move {
-        let mut wait = Duration::from_millis(100);
-        loop {
-            let ev = tokio::select! {
-                _ = poll_cancel.cancelled() => return,
-                ev = eventloop.poll() => ev,
-            };
-            match ev {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    wait = Duration::from_millis(100);
-                    for t in ["ack", "session"] {
-                        let f = format!("ioc/{sub_commune}/speaker/+/{t}");
-                        if let Err(e) = sub_client.subscribe(f, QoS::AtLeastOnce).await {
-                            tracing::warn!(error = %e, "broadcasts: subscribe");
-                        }
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let levels: Vec<&str> = p.topic.split('/').collect();
-                    let msg = match levels.as_slice() {
-                        ["ioc", _, "speaker", id, "ack"] => {
-                            Inbound::Ack((*id).to_owned(), p.payload.to_vec())
-                        }
-                        ["ioc", _, "speaker", id, "session"] => {
-                            Inbound::Session((*id).to_owned(), p.payload.to_vec())
-                        }
-                        _ => continue,
-                    };
-                    if in_tx.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::debug!(error = %e, "broadcasts: MQTT connection");
-                    tokio::select! {
-                        _ = poll_cancel.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                    wait = (wait * 2).min(backoff_max);
-                }
-            }
-        }
-    });
+    // Answers come in on the one MQTT connection (the pipeline journals them
+    // too); a copy is tapped here before commit.
+    let mut taps = shared
+        .outlet
+        .tap(&format!("ioc/{commune}/speaker/+/+"), TAP_CAPACITY);
 
     let mut updates: broadcast::Receiver<Arc<Committed>> = shared.updates.subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(config.broadcasts.tick_ms.max(20)));
@@ -164,12 +112,13 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 for d in due {
                     dirty = true;
                     let topic = cmd_topic(&commune, &d.speaker);
-                    if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, d.payload.into_bytes()).await {
+                    if let Err(e) = shared.outlet.try_publish(&topic, QoS::AtLeastOnce, false, d.payload.into_bytes()) {
                         tracing::warn!(error = %e, key = %d.key, "broadcasts: command not queued; retried later");
                     }
                 }
             }
-            Some(msg) = in_rx.recv() => {
+            Some(t) = taps.recv() => {
+                let Some(msg) = inbound(&t) else { continue };
                 let retry = b.retry_initial_ms;
                 let now = Utc::now();
                 let r = db(&conn, move |c| match msg {
@@ -223,6 +172,18 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             last_overview = tokio::time::Instant::now();
         }
     }
-    let _ = client.disconnect().await;
-    poller.abort();
+}
+
+/// What a tapped message under `ioc/{commune}/speaker/` is to us.
+fn inbound(t: &Tapped) -> Option<Inbound> {
+    let levels: Vec<&str> = t.topic.split('/').collect();
+    match levels.as_slice() {
+        ["ioc", _, "speaker", id, "ack"] => {
+            Some(Inbound::Ack((*id).to_owned(), t.payload.to_vec()))
+        }
+        ["ioc", _, "speaker", id, "session"] => {
+            Some(Inbound::Session((*id).to_owned(), t.payload.to_vec()))
+        }
+        _ => None,
+    }
 }

@@ -6,3 +6,4 @@ pub mod broker;
 #[cfg(feature = "embedded-broker")]
 pub mod gate;
 pub mod mqtt;
+pub mod outlet;

@@ -301,6 +301,7 @@ pub async fn run(
     let config = &shared.config;
     let opts = options(config)?;
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    shared.outlet.attach(client.clone());
     // Acks and small publishes must not wait for Nagle's algorithm.
     let mut net = eventloop.network_options();
     net.set_tcp_nodelay(true);
@@ -401,6 +402,7 @@ pub async fn run(
                     }
                     continue;
                 }
+                shared.outlet.offer(&p.topic, &p.payload);
                 let held = Held::new(&budget, p.payload.len() + p.topic.len(), &shared);
                 // The ack needs only the packet id and QoS: the payload is
                 // held once, in `raw`.

@@ -5,7 +5,8 @@
 //! - moves `submitted` revisions to `acknowledged` (the province's receipt
 //!   kept) or `submission_failed` once the delivery outbox has an outcome;
 //! - publishes the latest revision of each sealed period, retained, QoS 1,
-//!   on `ioc/{commune}/report/{period}`, so a province broker bridged to the
+//!   on `ioc/{commune}/report/{period}`, through the one MQTT connection
+//!   (`crate::ingest::outlet`), so a province broker bridged to the
 //!   commune's receives it. Each revision is published once per process
 //!   start (retained: the broker keeps the last; a repeat after a restart
 //!   overwrites it with the same bytes).
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rumqttc::{AsyncClient, QoS};
+use rumqttc::QoS;
 use tokio_util::sync::CancellationToken;
 
 use super::province;
@@ -39,46 +40,9 @@ pub fn topic(commune: &str, period: &str) -> String {
     format!("ioc/{commune}/report/{period}")
 }
 
-/// A publishing connection of its own (client id `{client_id}-reports`),
-/// polled by a task until `cancel`.
-fn publisher(shared: &Shared, cancel: &CancellationToken) -> Option<AsyncClient> {
-    let mut opts = match crate::ingest::mqtt::options(&shared.config) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot set up MQTT for report publishing");
-            return None;
-        }
-    };
-    opts.set_client_id(format!("{}-reports", shared.config.client_id()));
-    opts.set_clean_session(false);
-    let (client, mut eventloop) = AsyncClient::new(opts, 64);
-    let cancel = cancel.clone();
-    tokio::spawn(async move {
-        let mut delay = Duration::from_millis(200);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                ev = eventloop.poll() => match ev {
-                    Ok(_) => delay = Duration::from_millis(200),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "report publisher: MQTT connection");
-                        tokio::select! {
-                            _ = cancel.cancelled() => break,
-                            _ = tokio::time::sleep(delay) => {}
-                        }
-                        delay = (delay * 2).min(Duration::from_secs(30));
-                    }
-                }
-            }
-        }
-    });
-    Some(client)
-}
-
 /// Run until cancelled.
 pub async fn run(shared: Arc<Shared>, accounts: Arc<Accounts>, cancel: CancellationToken) {
     let conn: Arc<Mutex<Option<rusqlite::Connection>>> = Arc::new(Mutex::new(None));
-    let client = publisher(&shared, &cancel);
     let mut published: HashSet<String> = HashSet::new();
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -158,7 +122,7 @@ pub async fn run(shared: Arc<Shared>, accounts: Arc<Accounts>, cancel: Cancellat
         if woke {
             crate::delivery::wake(&shared);
         }
-        if let Some(client) = &client {
+        {
             for (period, digest, doc) in to_publish {
                 let t = topic(&shared.config.commune.id, &period);
                 if doc.len() + t.len() + 64 > MAX_PUBLISH {
@@ -166,12 +130,13 @@ pub async fn run(shared: Arc<Shared>, accounts: Arc<Accounts>, cancel: Cancellat
                     published.insert(digest);
                     continue;
                 }
-                match client.try_publish(&t, QoS::AtLeastOnce, true, doc) {
+                match shared.outlet.try_publish(&t, QoS::AtLeastOnce, true, doc) {
                     Ok(()) => {
                         tracing::info!(topic = %t, %digest, "sealed report published (retained)");
                         published.insert(digest);
                     }
-                    // The request queue is full: try again next tick.
+                    // Not connected yet, or the request queue is full: try
+                    // again next tick.
                     Err(e) => {
                         tracing::debug!(error = %e, "report publish deferred");
                         break;
