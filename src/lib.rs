@@ -30,5 +30,6 @@ pub mod sinks;
 pub mod sources;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod vocab;
 pub mod warnings;

@@ -155,6 +155,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    commune_ioc::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
