@@ -69,6 +69,7 @@ pub struct Handle {
 pub fn open_state(config: Config) -> Result<(Arc<Shared>, Store), ServeError> {
     let path = config.journal_path();
     let mut store = Store::open_with(&path, config.store.sync, config.store.max_size_mb)?;
+    store.bind_commune(&config.commune.id)?;
     store.set_report_rule(crate::reports::intake::Rule::from_config(&config.report));
     let shared = Shared::new(config);
     {
