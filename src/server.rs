@@ -391,6 +391,11 @@ pub async fn run(
             backend.clone(),
         ));
     }
+    // The uplink to the province (NATS JetStream), beside ingest, never on
+    // its path.
+    if crate::uplink::enabled(&shared) {
+        tasks.spawn(crate::uplink::run(Arc::clone(&shared), backend.clone()));
+    }
     // Durable HTTP delivery (province reports, webhooks); stopped with the
     // backend, after its requests in flight had a few seconds.
     tasks.spawn(crate::delivery::run(Arc::clone(&shared), backend.clone()));
