@@ -49,7 +49,7 @@ fn check_contract(entries: &[Stored], n: usize) -> BTreeSet<String> {
     for (i, e) in entries.iter().enumerate() {
         let seq = i as i64 + 1;
         assert_eq!(e.seq, seq, "stream message {} out of order", e.stream_seq);
-        assert_eq!(e.msg_id, format!("binh-lu:{seq}"));
+        assert_eq!(e.msg_id, format!("binh-lu:{seq}"), "{e:?}");
         assert_eq!(e.subject, format!("ioc.binh-lu.journal.{}", e.kind));
         assert_eq!(e.body["seq"], seq);
         assert_eq!(e.body["commune"], "binh-lu");

@@ -30,7 +30,10 @@ pub fn msg_id(commune: &str, seq: i64) -> String {
 /// The headers of an entry.
 pub fn headers(commune: &str, entry: &Entry) -> async_nats::HeaderMap {
     let mut h = async_nats::HeaderMap::new();
-    h.insert("Nats-Msg-Id", msg_id(commune, entry.seq).as_str());
+    h.insert(
+        async_nats::header::NATS_MESSAGE_ID,
+        msg_id(commune, entry.seq).as_str(),
+    );
     h.insert("Ioc-Commune", commune);
     h.insert("Ioc-Seq", entry.seq.to_string().as_str());
     h.insert("Ioc-Kind", entry.kind.as_str());
@@ -151,7 +154,10 @@ mod tests {
     fn subject_id_and_headers_follow_the_contract() {
         assert_eq!(subject("ioc", "xa-a", "event"), "ioc.xa-a.journal.event");
         let h = headers("xa-a", &event(b"{}"));
-        assert_eq!(h.get("Nats-Msg-Id").unwrap().as_str(), "xa-a:42");
+        assert_eq!(
+            h.get(async_nats::header::NATS_MESSAGE_ID).unwrap().as_str(),
+            "xa-a:42"
+        );
         assert_eq!(h.get("Ioc-Seq").unwrap().as_str(), "42");
         assert_eq!(h.get("Ioc-Kind").unwrap().as_str(), "event");
         assert_eq!(h.get("Ioc-Commune").unwrap().as_str(), "xa-a");

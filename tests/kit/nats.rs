@@ -150,6 +150,8 @@ pub struct Stored {
     pub seq: i64,
     pub kind: String,
     pub body: serde_json::Value,
+    /// Every header, for failure messages.
+    pub headers: String,
 }
 
 /// Messages in `stream` (0 when it does not exist).
@@ -182,7 +184,12 @@ pub async fn stream_entries(js: &jetstream::Context, stream: &str) -> Result<Vec
         out.push(Stored {
             stream_seq: m.sequence,
             subject: m.subject.to_string(),
-            msg_id: header("Nats-Msg-Id"),
+            msg_id: m
+                .headers
+                .get(async_nats::header::NATS_MESSAGE_ID)
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_default(),
+            headers: format!("{:?}", m.headers),
             seq: header("Ioc-Seq").parse().unwrap_or(-1),
             kind: header("Ioc-Kind"),
             body: serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null),
