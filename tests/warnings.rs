@@ -268,6 +268,14 @@ async fn mqtt_bulletins_are_matched_chained_and_refused_with_their_reason() {
         .map(|w| w["hazard"].as_str().unwrap())
         .collect();
     assert_eq!(active.len(), 2, "{all}");
+    // The indicator: active warnings by level (landslide 2, frost 1).
+    let by_level = b.scrape().await.by_label("ioc_warnings_active");
+    for (level, n) in [("1", 1.0), ("2", 1.0), ("3", 0.0), ("none", 0.0)] {
+        assert!(
+            by_level.contains(&(format!("level=\"{level}\""), n)),
+            "level {level}: {by_level:?}"
+        );
+    }
     let frost = b
         .get("/api/warnings?hazard=frost&level=1&village=co-muong")
         .await;
