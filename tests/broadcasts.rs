@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commune_ioc::sim::speakers::{self, Behaviour, Log};
+use kit::browser::{Browser, BROWSER_SLOT};
 use kit::{Backend, Mosquitto};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -484,4 +485,192 @@ async fn kill_9_mid_broadcast_loses_no_pending_command() {
     let plays = l.plays_by_key();
     assert_eq!(plays.len(), 3);
     assert!(plays.values().all(|n| *n == 1), "{plays:?}");
+}
+
+/// The wall screen in headless Chromium: while a broadcast is out, the
+/// coverage panel replaces the device panel and shows, village by
+/// village, each cluster's state (the silent dead-zone cluster
+/// unreachable, the others through), the manual tasks with the village
+/// head's name and phone from the config, and the indicators as the API
+/// has them; an operator at a browser marks a task done from the panel
+/// and the village turns "reached by hand" (audited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_shows_coverage_and_tasks_with_the_heads_phone() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let mut rig = Rig::start().await;
+    rig.clusters(Behaviour {
+        silent: HashSet::from(["spk-05".to_owned()]),
+        ..Behaviour::default()
+    });
+    let browser = Browser::launch().await;
+    let kiosk = rig.backend.kiosk_token("Màn hình phòng IOC (thử)").await;
+    browser
+        .open(&format!("{}/?kiosk=1&token={kiosk}", rig.backend.url))
+        .await;
+    browser
+        .wait_js(
+            "document.body && document.body.dataset.conn === 'live'",
+            "the live screen",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('coverage').hidden")
+            .await,
+        true,
+        "no broadcast, no panel"
+    );
+    let id = rig
+        .draft(operator_text(&["tan-binh", "ho-sao", "na-da"], "emergency"))
+        .await;
+    // A draft shows as waiting for approval.
+    browser
+        .wait_js(
+            &format!("document.querySelector('#coverage .cov-head[data-broadcast=\"{id}\"][data-state=\"draft\"]')"),
+            "the draft on the panel",
+        )
+        .await;
+    rig.approve(id).await;
+    rig.wait_village(id, "tan-binh", "reached").await;
+    rig.wait_village(id, "ho-sao", "manual").await;
+    let village = |v: &str| format!("#coverage .cov-village[data-village=\"{v}\"]");
+    browser
+        .wait_js(
+            &format!(
+                "document.querySelector('{}[data-state=\"manual\"]') && document.querySelector('{}[data-state=\"reached\"]') && document.querySelectorAll('#coverage .cov-task').length === 2",
+                village("ho-sao"),
+                village("tan-binh")
+            ),
+            "coverage: tan-binh reached, ho-sao manual, two tasks",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .text(&format!(
+                "{} .cov-cluster[data-speaker=\"spk-05\"]",
+                village("ho-sao")
+            ))
+            .await,
+        "spk-05Không liên lạc được"
+    );
+    let ok = browser
+        .eval(&format!(
+            "[...document.querySelectorAll('{} .cov-cluster')].map(c => c.dataset.state)",
+            village("tan-binh")
+        ))
+        .await;
+    let ok: Vec<&str> = ok
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(ok.len(), 2);
+    assert!(
+        ok.iter()
+            .all(|s| ["acknowledged", "playing", "completed"].contains(s)),
+        "{ok:?}"
+    );
+    assert_eq!(
+        browser
+            .text(&format!("{} .cov-village-state", village("na-da")))
+            .await,
+        "Cần gọi trưởng thôn"
+    );
+    let task = |v: &str| format!("#coverage .cov-task[data-village=\"{v}\"]");
+    assert_eq!(
+        browser
+            .text(&format!("{} .cov-task-head", task("na-da")))
+            .await,
+        "Lò Văn Pằn0912 345 678"
+    );
+    assert_eq!(
+        browser
+            .text(&format!("{} .cov-head-phone", task("ho-sao")))
+            .await,
+        "0987 654 321"
+    );
+    // The indicators as the API has them.
+    let o = rig.overview().await;
+    let ind = &o["indicators"];
+    assert_eq!(ind["by_priority"]["emergency"], 1);
+    assert_eq!(ind["clusters_unreachable"], 1);
+    assert_eq!(ind["villages_covered"], 3);
+    assert_eq!(ind["villages_reached_15min"], 1, "{ind}");
+    let line = browser.text("#coverage .cov-indicators").await;
+    for want in [
+        "khẩn cấp 1, ưu tiên 0, thông thường 0",
+        "Thôn tới được trong 15 phút: 33,3 % (1/3)",
+        "Cụm loa không liên lạc được: 1",
+    ] {
+        assert!(line.contains(want), "`{want}` in `{line}`");
+    }
+    assert!(
+        browser
+            .text("#coverage .cov-reached")
+            .await
+            .contains("Đã tới 1/3 thôn, bản"),
+        "{}",
+        browser.text("#coverage .cov-head").await
+    );
+    assert_eq!(
+        browser
+            .eval("getComputedStyle(document.querySelector('.panel.devices')).display")
+            .await,
+        "none",
+        "the panel takes the device panel's place"
+    );
+    browser.screenshot("broadcast-coverage.png").await;
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('#coverage .cov-task-done').length")
+            .await,
+        0,
+        "a kiosk marks nothing done"
+    );
+    assert!(
+        browser.exceptions().is_empty(),
+        "{:?}",
+        browser.exceptions()
+    );
+
+    // An operator at a browser marks the FE-only village's task done.
+    let admin = rig.backend.token().await;
+    browser
+        .open(&format!("{}/?token={admin}", rig.backend.url))
+        .await;
+    let button = format!("{} .cov-task-done", task("na-da"));
+    browser
+        .wait_js(
+            &format!("document.querySelector('{button}')"),
+            "the done button",
+        )
+        .await;
+    browser
+        .eval(&format!("document.querySelector('{button}').click(); true"))
+        .await;
+    rig.wait_village(id, "na-da", "reached_manually").await;
+    browser
+        .wait_js(
+            &format!(
+                "document.querySelector('{}[data-state=\"reached_manually\"]') && !document.querySelector('{}')",
+                village("na-da"),
+                task("na-da")
+            ),
+            "na-da reached by hand, its task gone",
+        )
+        .await;
+    let entries = rig.audit("broadcast_task_done").await;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["actor"] == "admin" && e["outcome"] == "ok"),
+        "{entries:?}"
+    );
+    assert!(
+        browser.exceptions().is_empty(),
+        "{:?}",
+        browser.exceptions()
+    );
+    browser.close().await;
 }

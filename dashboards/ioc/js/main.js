@@ -8,6 +8,7 @@ import { Live } from "./live.js";
 import { drawMap, shortName } from "./map.js";
 import { notForCommune, renderStrip, renderTakeover, warnedVillages } from "./alerts.js";
 import { sparkline } from "./spark.js";
+import { renderCoverage } from "./coverage.js";
 
 // ---------------------------------------------------------------------------
 // Configuration of the screen (change the layout here, see docs/SCREEN.md).
@@ -80,6 +81,11 @@ const state = {
   warnings: [],
   /** Snapshots of the `warnings` subscription applied (tests, debugging). */
   warningSnapshots: 0,
+  /** Loudspeaker broadcasts with their coverage (the `broadcasts` key,
+   * PROTOCOL §7.10); null until the server sends it. */
+  broadcasts: null,
+  /** The last "task done" that failed, shown on the coverage panel. */
+  taskError: "",
   /** The signed-in person's role (not in kiosk mode): operators and admins
    * may acknowledge a warning's alert from the screen. */
   role: null,
@@ -144,6 +150,24 @@ async function acknowledge(alertId) {
     }
   } catch (e) {
     state.ackError = "Không kết nối được tới máy chủ.";
+  }
+  schedule();
+}
+
+/** Mark a manual task done (operator): POST /api/tasks/{id}/done. */
+async function taskDone(taskId) {
+  state.taskError = "";
+  try {
+    const r = await fetch(`/api/tasks/${encodeURIComponent(taskId)}/done`, {
+      method: "POST",
+      headers: { Authorization: "Bearer " + token },
+    });
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      state.taskError = (body.error && body.error.message) || `Không ghi nhận được (mã ${r.status}).`;
+    }
+  } catch (e) {
+    state.taskError = "Không kết nối được tới máy chủ.";
   }
   schedule();
 }
@@ -233,6 +257,7 @@ function applyItems(items, how) {
     state.feeds.clear();
   }
   if (how.replace && how.id === "alerts") state.alerts.clear();
+  if (how.replace && how.id === "broadcasts") state.broadcasts = null;
   if (how.replace && how.id === "warnings") {
     state.warnings = [];
     state.warningSnapshots += 1;
@@ -247,6 +272,8 @@ function applyItems(items, how) {
       state.devices.set(it.value.id, it.value);
     } else if (family === "feed") {
       state.feeds.set(it.scope, (it.value && it.value.events) || []);
+    } else if (family === "broadcasts") {
+      state.broadcasts = it.value || null;
     } else if (family === "warnings") {
       state.warnings = (it.value && Array.isArray(it.value.warnings)) ? it.value.warnings : [];
     } else if (family.startsWith("alert")) {
@@ -277,6 +304,8 @@ const live = new Live({
     // is shown, nothing is invented.
     { id: "warnings", keys: ["warnings"] },
     { id: "alerts", keys: ["alerts"] },
+    // Loudspeaker broadcasts and their coverage (the coverage panel).
+    { id: "broadcasts", keys: ["broadcasts"] },
   ],
   onItems: applyItems,
   // The registry can change with a restart: read it on every connection.
@@ -291,6 +320,7 @@ const live = new Live({
   onRefused: (id) => {
     if (id === "alerts") state.alerts.clear();
     if (id === "warnings") state.warnings = [];
+    if (id === "broadcasts") state.broadcasts = null;
     schedule();
   },
   onState: (s, info) => {
@@ -590,6 +620,15 @@ function describe(e) {
       if (e.kind === "session_end") {
         return ["Phát thanh", `${dev}: kết thúc phát` + (Number.isFinite(a.duration_s) ? ` (${fmt.duration(a.duration_s)})` : "")];
       }
+      // Broadcast commands and their answers (PROTOCOL §9).
+      if (e.kind === "command") {
+        return ["Phát thanh", `${a.device_id || dev}: gửi lệnh phát bản tin số ${a.broadcast ?? "?"}`];
+      }
+      if (e.kind === "command_ack") {
+        const st = { accepted: "đã nhận lệnh phát", duplicate: "lệnh đã nhận trước đó", busy: "đang bận, sẽ gửi lại",
+          rejected: "từ chối lệnh", expired: "lệnh đã hết hạn", failed: "phát lỗi" }[a.status] || a.status;
+        return ["Phát thanh", `${dev}: ${st}`];
+      }
       break;
     case "sensor":
       if (e.kind === "telemetry") {
@@ -642,6 +681,10 @@ function renderAlerts() {
     canAck ? { onAck: acknowledge, error: state.ackError } : null);
   document.body.classList.toggle("has-alerts", strip);
   document.body.classList.toggle("has-takeover", takeover);
+  const canAct = !kiosk && (state.role === "operator" || state.role === "admin");
+  const coverage = renderCoverage($("coverage"), state.broadcasts,
+    canAct ? { onDone: taskDone, error: state.taskError } : null);
+  document.body.classList.toggle("has-coverage", coverage);
 }
 
 function renderHeader() {
