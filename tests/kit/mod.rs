@@ -15,7 +15,9 @@
 //! - `nats`: a real nats-server with JetStream (the province uplink);
 //! - `browser`: headless Chromium over the DevTools protocol;
 //! - `receiver`: a local HTTP endpoint that records what it is sent
-//!   (webhooks, the province's report endpoint);
+//!   (webhooks, the province's report endpoint), over HTTP or HTTPS;
+//! - `pki`: a private CA, server and client certificates for HTTPS
+//!   receivers and mutual TLS;
 //! - `measure`: CPU, memory and load figures for the benchmarks.
 //!
 //! A missing program (mosquitto, victoria-metrics, chromium) fails with the
@@ -29,6 +31,7 @@ pub mod http;
 pub mod measure;
 pub mod mosquitto;
 pub mod nats;
+pub mod pki;
 pub mod proc;
 pub mod publisher;
 pub mod receiver;
