@@ -832,11 +832,15 @@ fn play_states(b: &Value) -> Vec<(String, i64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flash_flood_bulletin_chain_drafts_replans_and_cancels() {
     let mut rig = Rig::start_with(warning_site).await;
-    let log = rig.fleet_of(&["spk-11", "spk-12", "spk-21", "spk-31"], Behaviour::default());
+    let log = rig.fleet_of(
+        &["spk-11", "spk-12", "spk-21", "spk-31"],
+        Behaviour::default(),
+    );
     let mut p = kit::Publisher::new(rig.port);
     let topic = format!("ioc/{COMMUNE}/warning/cap");
 
-    p.send(&topic, &cap_fixture("vn-flash-flood-alert.xml")).await;
+    p.send(&topic, &cap_fixture("vn-flash-flood-alert.xml"))
+        .await;
     let first = rig.wait_for_bulletin(ALERT_ID).await;
     let first_id = first["id"].as_i64().unwrap();
     assert_eq!(first["state"], "draft", "{first}");
@@ -877,7 +881,8 @@ async fn a_flash_flood_bulletin_chain_drafts_replans_and_cancels() {
     );
 
     // The Update re-plans.
-    p.send(&topic, &cap_fixture("vn-flash-flood-update.xml")).await;
+    p.send(&topic, &cap_fixture("vn-flash-flood-update.xml"))
+        .await;
     let second = rig.wait_for_bulletin(UPDATE_ID).await;
     let second_id = second["id"].as_i64().unwrap();
     assert_eq!(second["state"], "draft");
@@ -911,11 +916,16 @@ async fn a_flash_flood_bulletin_chain_drafts_replans_and_cancels() {
     rig.wait_village(second_id, "ta-pa", "reached").await;
     assert_eq!(
         keys_of(second_id),
-        HashSet::from(["spk-11".to_owned(), "spk-12".to_owned(), "spk-21".to_owned()])
+        HashSet::from([
+            "spk-11".to_owned(),
+            "spk-12".to_owned(),
+            "spk-21".to_owned()
+        ])
     );
 
     // The Cancel stops it.
-    p.send(&topic, &cap_fixture("vn-flash-flood-cancel.xml")).await;
+    p.send(&topic, &cap_fixture("vn-flash-flood-cancel.xml"))
+        .await;
     let ended = rig.wait_state(second_id, "cancelled").await;
     assert_eq!(ended["end_reason"], "bulletin_cancelled");
     let plays = play_states(&ended);
