@@ -136,9 +136,9 @@ impl Rig {
     fn fleet_of(&mut self, ids: &[&str], b: Behaviour) -> Arc<Mutex<Log>> {
         let log = Arc::new(Mutex::new(Log::default()));
         let cancel = CancellationToken::new();
-        let opts = rumqttc::MqttOptions::new("sim-clusters", "127.0.0.1", self.port);
+        let port = self.port;
         tokio::spawn(speakers::run(
-            opts,
+            move |id: &str| rumqttc::MqttOptions::new(id, "127.0.0.1", port),
             COMMUNE.into(),
             ids.iter().map(|s| s.to_string()).collect(),
             b,
@@ -952,4 +952,144 @@ async fn a_flash_flood_bulletin_chain_drafts_replans_and_cancels() {
     assert_eq!(o["indicators"]["by_priority"]["emergency"], 1);
     assert_eq!(o["indicators"]["by_priority"]["priority"], 1);
     assert_eq!(o["indicators"]["by_priority"]["routine"], 1);
+}
+
+/// The demo shows the whole chain: its simulated flash-flood bulletin (15 s
+/// after the start) is drafted as a broadcast for the villages it covers,
+/// the operator (the demo account) approves it, and the demo's simulated
+/// clusters, each its own client through the embedded broker's gate,
+/// acknowledge and play it: both villages reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_goes_from_bulletin_to_coverage() {
+    let dir = tempfile::tempdir().unwrap();
+    let port_file = dir.path().join("port");
+    let out_path = dir.path().join("demo.out");
+    let log_path = dir.path().join("demo.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_commune-ioc"))
+        .current_dir(dir.path())
+        .env_remove("IOC_CONFIG")
+        .env_remove("IOC_DEMO_STORE")
+        .args(["demo", "--listen", "127.0.0.1:0", "--rate", "5"])
+        .args(["--speaker-delay-ms", "100", "--speaker-play-secs", "1"])
+        .arg("--mqtt-port")
+        .arg(kit::free_port().to_string())
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .arg("--port-file")
+        .arg(&port_file)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("start the demo");
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let logs = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = std::time::Instant::now() + WAIT;
+    let printed = loop {
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if text.contains("Dừng: Ctrl+C") && port_file.exists() {
+            break text;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "demo exited: {}",
+            logs()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo did not start: {}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _stop = Stop(child);
+    let url = format!(
+        "http://{}",
+        std::fs::read_to_string(&port_file).unwrap().trim()
+    );
+    let password = printed
+        .split("mật khẩu ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| c.is_whitespace() || c == ')').next())
+        .unwrap_or_else(|| panic!("no demo password in {printed}"))
+        .to_owned();
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{url}/api/auth/login"))
+        .json(&json!({"username": "demo", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().expect("token").to_owned();
+    let get = |path: &str| {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        let path = path.to_owned();
+        async move {
+            http.get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // The bulletin comes 15 s after the start.
+    let deadline = std::time::Instant::now() + WAIT;
+    let drafted = loop {
+        let o = get("/api/broadcasts").await;
+        if let Some(b) = o["broadcasts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|b| b["origin"] == "warning"))
+        {
+            break b.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no broadcast drafted: {o}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(drafted["state"], "draft");
+    let id = drafted["id"].as_i64().unwrap();
+    let r = http
+        .post(format!("{url}/api/broadcasts/{id}/approve"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let o = get("/api/broadcasts").await;
+        let b = o["broadcasts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|b| b["id"] == id).cloned())
+            .unwrap_or(Value::Null);
+        let coverage = b["coverage"].as_array().cloned().unwrap_or_default();
+        if !coverage.is_empty() && coverage.iter().all(|v| v["state"] == "reached") {
+            let ids: HashSet<&str> = coverage
+                .iter()
+                .map(|v| v["village"].as_str().unwrap())
+                .collect();
+            assert_eq!(ids, HashSet::from(["tan-binh", "hung-binh"]));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reached: {b}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

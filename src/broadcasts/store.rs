@@ -669,8 +669,9 @@ fn known_or(conn: &Connection, key: &str, speaker: &str, n: usize) -> Result<App
 }
 
 /// Apply a session report on `.../session` whose `session_id` is a
-/// command's key: `start` → playing, `end` → completed (or failed with
-/// `"result": "failed"`). Sessions of the cluster's own programmes have
+/// command's key: `start` → playing, `end` → completed (failed with
+/// `"result": "failed"`; pending again with `"result": "interrupted"`, an
+/// emergency cut it short). Sessions of the cluster's own programmes have
 /// other ids and are left alone (`Unknown`).
 pub fn apply_session(
     conn: &Connection,
@@ -690,6 +691,15 @@ pub fn apply_session(
             "UPDATE speaker_commands SET state = 'playing', started_ms = COALESCE(started_ms, ?3),
                  acked_ms = COALESCE(acked_ms, ?3), unreachable = 0
              WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged')",
+            params![key, speaker, ms(now)],
+        )?,
+        // Interrupted by an emergency: queued again, sent when the cluster
+        // is free (the device released the key).
+        Some("end") if v["result"].as_str() == Some("interrupted") => conn.execute(
+            "UPDATE speaker_commands SET state = 'pending', next_attempt_ms = ?3,
+                 started_ms = COALESCE(started_ms, ?3), acked_ms = COALESCE(acked_ms, ?3),
+                 unreachable = 0
+             WHERE key = ?1 AND speaker = ?2 AND state IN ('sent', 'acknowledged', 'playing')",
             params![key, speaker, ms(now)],
         )?,
         Some("end") => {
