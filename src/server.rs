@@ -81,6 +81,15 @@ pub fn open_state(config: Config) -> Result<(Arc<Shared>, Store), ServeError> {
         for (class, id, health) in store.devices()? {
             devices.load(class, id, health);
         }
+        let since = now - chrono::Duration::days(i64::from(shared.config.warnings.recent_days));
+        let in_force = crate::warnings::store::in_force(
+            store.conn(),
+            now,
+            since,
+            crate::live::projections::warnings::MAX_LISTED,
+        )
+        .map_err(JournalError::from)?;
+        *shared.warnings_at_start.lock() = in_force;
     }
     Ok((Arc::new(shared), store))
 }

@@ -89,6 +89,11 @@ pub struct Shared {
     /// The MQTT connection's outbound side and taps, for everything in the
     /// process that publishes or listens besides the pipeline.
     pub outlet: crate::ingest::outlet::Outlet,
+    /// The official warnings in force when the process started (read from
+    /// the store by `server::open_state`), taken once by the live
+    /// `warnings` projection so the screen shows them again after a
+    /// restart.
+    pub warnings_at_start: parking_lot::Mutex<Vec<crate::warnings::store::InForce>>,
 }
 
 impl Shared {
@@ -117,6 +122,7 @@ impl Shared {
             alerts: crate::alerts::Board::default(),
             broadcasts: crate::broadcasts::Board::default(),
             outlet,
+            warnings_at_start: parking_lot::Mutex::new(Vec::new()),
         }
     }
 

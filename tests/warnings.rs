@@ -546,3 +546,155 @@ async fn the_feed_poller_fetches_each_entry_once_through_outages() {
     let f1 = wait_state(&b, FLOOD_1, "updated").await;
     assert_eq!(f1["deliveries"], 1);
 }
+
+/// The wall screen in Debian's headless Chromium: a new level-3 flash-flood
+/// bulletin published on MQTT takes over the screen with its hazard, level,
+/// villages (also ringed on the village map), issuer and issue time; the
+/// time from the publish to the takeover is printed (the figure itself is
+/// measured in `benches/warnings.rs`). An operator's acknowledgement shrinks
+/// it to the strip; after a kill and restart of commune-ioc the warning is
+/// still shown (read back from the store), still acknowledged; its Cancel
+/// removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_shows_a_new_level_3_warning_and_its_villages() {
+    use kit::browser::{Browser, BROWSER_SLOT};
+
+    let _slot = BROWSER_SLOT.lock().await;
+    let (broker, _dir, mut b) = kit::stack_with(SITE, &[]).await;
+    let kiosk = b.kiosk_token("Màn hình kiểm thử cảnh báo").await;
+    let browser = Browser::launch().await;
+    let live = "document.body && document.body.dataset.conn === 'live' \
+                && document.querySelector('#map [data-village=\"ta-pa\"]') !== null";
+    browser
+        .open(&format!("{}/?kiosk=1&token={kiosk}", b.url))
+        .await;
+    browser.wait_js(live, "the live screen").await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('takeover').hidden")
+            .await,
+        true
+    );
+
+    // A new level-3 Alert (the Update fixture, as a first bulletin).
+    let update = String::from_utf8(fixture("vn-flash-flood-update.xml")).unwrap();
+    let refs = update
+        .lines()
+        .find(|l| l.contains("<references>"))
+        .unwrap()
+        .to_owned();
+    let alert3 = update
+        .replace("<msgType>Update</msgType>", "<msgType>Alert</msgType>")
+        .replace(&format!("{refs}\n"), "");
+    let mut p = Publisher::new(broker.port);
+    let t0 = std::time::Instant::now();
+    p.send(TOPIC, alert3.as_bytes()).await;
+    browser
+        .wait_js(
+            "(() => { const t = document.getElementById('takeover'); \
+              return !t.hidden && t.dataset.level === '3' \
+                && document.querySelector('#map [data-village=\"phieng-lu\"][data-warning-level=\"3\"]') \
+                && document.querySelector('#map [data-village=\"ta-pa\"][data-warning-level=\"3\"]'); })()",
+            "the level-3 takeover and its villages ringed",
+        )
+        .await;
+    println!(
+        "publish → takeover with its villages: {} ms (debug binary, shared box; measured, not asserted)",
+        t0.elapsed().as_millis()
+    );
+    let takeover = browser.text("#takeover").await;
+    for want in [
+        "Cảnh báo thiên tai",
+        "Cấp độ 3 — rủi ro lớn",
+        "Lũ quét",
+        "Tà Pa",
+        "Phiêng Lư",
+        "Đài Khí tượng Thủy văn tỉnh Lai Châu",
+        "12:30 ngày 14/07/2026",
+        "Chưa xác nhận",
+    ] {
+        assert!(takeover.contains(want), "`{want}` not in: {takeover}");
+    }
+    assert_eq!(
+        browser
+            .eval("document.body.classList.contains('has-takeover')")
+            .await,
+        true
+    );
+    let untouched = browser
+        .eval("document.querySelector('#map [data-village=\"nam-so\"]').getAttribute('data-warning-level')")
+        .await;
+    assert_eq!(untouched, Value::Null, "Bản Nậm Sỏ is not covered");
+
+    // The operator acknowledges the warning's alert: the takeover goes, the
+    // strip row stays, acknowledged.
+    let fp = format!("warning:{FLOOD_2}");
+    let alert_id = kit::wait_until("the warning's alert", WAIT, || {
+        let b = &b;
+        let fp = fp.clone();
+        async move {
+            let v = b.get("/api/alerts?kind=warning").await;
+            v["items"]
+                .as_array()
+                .and_then(|a| a.iter().find(|a| a["fingerprint"] == fp.as_str()))
+                .and_then(|a| a["id"].as_i64())
+        }
+    })
+    .await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/alerts/{}/ack", b.url, alert_id))
+        .bearer_auth(b.token().await)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let row = "#alerts .warning[data-level=\"3\"][data-ack=\"true\"]";
+    browser
+        .wait_js(
+            &format!(
+                "document.getElementById('takeover').hidden && document.querySelector('{row}')"
+            ),
+            "the takeover gone, the row acknowledged",
+        )
+        .await;
+    assert!(browser.text(row).await.contains("Đã xác nhận · admin"));
+
+    // A crash and a restart: the warning in force is shown again.
+    b.restart();
+    b.wait_ready().await;
+    browser
+        .open(&format!("{}/?kiosk=1&token={kiosk}", b.url))
+        .await;
+    browser
+        .wait_js(live, "the live screen after the restart")
+        .await;
+    browser
+        .wait_js(
+            &format!(
+                "document.querySelector('{row}') && document.getElementById('takeover').hidden"
+            ),
+            "the acknowledged warning after the restart",
+        )
+        .await;
+    assert!(browser.text(row).await.contains("Phiêng Lư"));
+
+    // Its Cancel removes it, from the strip and the map.
+    let cancel = String::from_utf8(fixture("vn-flash-flood-cancel.xml"))
+        .unwrap()
+        .replace(
+            "canhbao@kttv-laichau.example.vn,VN.LAICHAU.20260714T093000.LQ-0001,2026-07-14T09:30:00+07:00 ",
+            "",
+        );
+    p.send(TOPIC, cancel.as_bytes()).await;
+    browser
+        .wait_js(
+            "document.getElementById('alerts').hidden \
+             && !document.querySelector('#map [data-warning-level]')",
+            "the cancelled warning gone",
+        )
+        .await;
+    let problems = browser.problems();
+    browser.close().await;
+    assert!(problems.is_empty(), "{problems:?}");
+}

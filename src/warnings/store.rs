@@ -419,3 +419,49 @@ pub fn exists(
         .optional()?
         .is_some())
 }
+
+/// A warning listed by the live `warnings` family when commune-ioc starts:
+/// its view, the first bulletin of its chain and when it was received.
+#[derive(Debug, Clone)]
+pub struct InForce {
+    /// The view (as of `now`).
+    pub view: WarningView,
+    /// The first warning of its Update/Cancel chain.
+    pub chain: String,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+}
+
+/// The warnings in force at `now` (active and not past `expires`), and
+/// those not for the commune sent since `since` and not expired, newest
+/// first, at most `limit`: what the live `warnings` family lists after a
+/// restart.
+pub fn in_force(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    since: DateTime<Utc>,
+    limit: usize,
+) -> rusqlite::Result<Vec<InForce>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS}, chain_root, received_ms FROM warnings
+         WHERE (state = 'active' OR (state = 'not_for_commune' AND sent_ms >= ?2))
+           AND (expires_ms IS NULL OR expires_ms > ?1)
+         ORDER BY state = 'active' DESC, sent_ms DESC, id
+         LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(
+        params![ms(now), ms(since), i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| {
+            let received_ms: i64 = r.get(13)?;
+            Ok(InForce {
+                view: row_view(r, now)?,
+                chain: r.get(12)?,
+                received_at: Utc
+                    .timestamp_millis_opt(received_ms)
+                    .single()
+                    .unwrap_or(now),
+            })
+        },
+    )?;
+    rows.collect()
+}

@@ -10,6 +10,9 @@
 //! `supersedes`. A warning whose `expires` has passed leaves the list at
 //! the next clock tick even before the store marks it expired.
 //!
+//! On a restart the warnings in force are read back from the store
+//! (`server::open_state` → `Shared::warnings_at_start`).
+//!
 //! The list is small (a commune has a handful of warnings in force), so
 //! the value is always sent whole; it is bounded all the same: at most
 //! [`MAX_LISTED`] warnings are kept, those not for the commune and the
@@ -66,17 +69,32 @@ pub struct Warnings {
 }
 
 impl Warnings {
-    /// Empty: the warnings in force come with the commits (and, on a
-    /// restart, from the store once the warnings room exposes them).
-    pub fn new(_shared: &Shared) -> Warnings {
-        Warnings {
+    /// The warnings in force when the process started
+    /// (`Shared::warnings_at_start`, read from the store), then those the
+    /// commits change.
+    pub fn new(shared: &Shared) -> Warnings {
+        let mut w = Warnings {
             key: None,
             listed: HashMap::new(),
             ended: VecDeque::new(),
             ended_index: HashMap::new(),
             version: 0,
             changed_at: None,
+        };
+        let at_start = std::mem::take(&mut *shared.warnings_at_start.lock());
+        for f in at_start {
+            w.changed_at = w.changed_at.max(Some(f.received_at));
+            w.listed.insert(
+                f.view.id.clone(),
+                Entry {
+                    view: f.view,
+                    chain: f.chain,
+                    received_at: f.received_at,
+                },
+            );
         }
+        w.bound();
+        w
     }
 
     fn chain_of(&self, view: &WarningView) -> String {
