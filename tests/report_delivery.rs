@@ -229,6 +229,13 @@ async fn post(
 
 /// The retained message on `topic` at `port` (waits for it).
 async fn retained(port: u16, topic: &str) -> (bool, Vec<u8>) {
+    let (retain, _, payload) = retained_qos(port, topic).await;
+    (retain, payload)
+}
+
+/// The retained message on `topic`, with the QoS it was delivered at
+/// (subscribed at QoS 1: the lower of the publisher's and ours).
+async fn retained_qos(port: u16, topic: &str) -> (bool, rumqttc::QoS, Vec<u8>) {
     let mut opts = rumqttc::MqttOptions::new("report-watcher", "127.0.0.1", port);
     opts.set_max_packet_size(4 * 1024 * 1024, 64 * 1024);
     let (client, mut ev) = rumqttc::AsyncClient::new(opts, 16);
@@ -239,7 +246,7 @@ async fn retained(port: u16, topic: &str) -> (bool, Vec<u8>) {
     let got = tokio::time::timeout(WAIT, async {
         loop {
             if let Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) = ev.poll().await {
-                return (p.retain, p.payload.to_vec());
+                return (p.retain, p.qos, p.payload.to_vec());
             }
         }
     })
@@ -421,5 +428,257 @@ async fn a_sealed_report_is_submitted_to_the_province_once_and_acknowledged() {
         !dead.to_string().contains("/report/"),
         "the own report topic became a dead letter: {dead}"
     );
+    b.stop();
+}
+
+/// One dossier received at `at`, written straight into the store as the
+/// journal writer would (rows, rollups, report manifests).
+fn write_dossier(config: &commune_ioc::config::Config, at: chrono::DateTime<chrono::Utc>) {
+    use commune_ioc::indicators::Engine;
+    use commune_ioc::journal::{NewEvent, Store};
+    use commune_ioc::model::{Event, Source};
+    use commune_ioc::reports::{intake::Rule, service};
+    let mut store = Store::open(&config.journal_path()).expect("open the journal");
+    store.set_report_rule(Rule::from_config(&config.report));
+    let engine = Engine::new(config);
+    let event = Event {
+        source: Source::Procedure,
+        kind: "received".into(),
+        device: None,
+        village: Some("tan-binh".into()),
+        ts: at,
+        received_at: at,
+        seq: None,
+        attrs: serde_json::json!({"dossier_id": "auto-1", "channel": "online"})
+            .as_object()
+            .cloned()
+            .unwrap(),
+        dedup_key: "auto-1".into(),
+        retained: false,
+    };
+    let n = service::write_events(
+        &mut store,
+        &engine,
+        &[NewEvent {
+            event: &event,
+            topic: "ioc/binh-lu/dvc",
+            payload: b"{}",
+        }],
+    )
+    .expect("write the event");
+    assert_eq!(n, 1);
+}
+
+/// The last closed month is sealed by the `serve` task by itself and, with
+/// `auto_submit`, delivered by itself over HTTPS with mutual TLS (a
+/// private CA; the receiver refuses a client without a certificate) and a
+/// bearer token; the province's receipt is stored, the state shows in the
+/// API and on the wall screen's tile, both steps are audited as `system`,
+/// and the document is published retained with QoS 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_month_is_sealed_and_submitted_by_itself_over_mutual_tls() {
+    use commune_ioc::reports::{ReportPeriod, Snapshot};
+    use kit::browser::{Browser, BROWSER_SLOT};
+    use kit::pki::Pki;
+
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let pki = Pki::create(&dir.path().join("pki"), "ubnd-xa-binh-lu");
+    let rx = Receiver::start_tls_on(0, std::sync::Arc::clone(&pki.server)).await;
+    rx.answer_always(201, r#"{"receipt":"LCH-TU-DONG-0001","status":"đã nhận"}"#);
+
+    // The receiver does require a client certificate: a client that has
+    // the CA but no certificate of its own is turned away.
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let refused = anonymous
+        .post(format!("{}/api/bao-cao", rx.url))
+        .body("{}")
+        .send()
+        .await;
+    assert!(refused.is_err(), "no client certificate, yet {refused:?}");
+    assert!(rx.received().is_empty());
+    assert!(
+        rx.handshakes().iter().any(|h| h.error.is_some()),
+        "{:?}",
+        rx.handshakes()
+    );
+
+    let config_text = format!(
+        r#"{base}
+[report]
+grace_secs = 0
+check_interval_secs = 1
+
+[report.province]
+target = "province"
+auto_submit = true
+
+[delivery]
+backoff_initial_ms = 100
+backoff_max_ms = 400
+poll_ms = 50
+
+[delivery.targets.province]
+url = "{url}/api/bao-cao"
+bearer_token = "tinh-lai-chau-token"
+client_cert = "{cert}"
+client_key = "{key}"
+ca_file = "{ca}"
+"#,
+        base = test_config(broker.port, &store),
+        url = rx.url,
+        cert = pki.client_cert.display(),
+        key = pki.client_key.display(),
+        ca = pki.ca.display(),
+    );
+    let cfg_path = dir.path().join("commune.toml");
+    std::fs::write(&cfg_path, &config_text).unwrap();
+    let config = commune_ioc::config::load(&cfg_path).expect("the test config loads");
+
+    // The last closed month: the one before the current month. Just after
+    // a month turns, wait the minute sealing waits (grace 0 + 1 min) so it
+    // has closed.
+    let regime = config.report.regime;
+    let mut now = chrono::Utc::now();
+    let mut current = ReportPeriod::month_of(now, regime);
+    let opens = current.start.with_timezone(&chrono::Utc) + chrono::Duration::seconds(61);
+    if now < opens {
+        tokio::time::sleep((opens - now).to_std().unwrap()).await;
+        now = chrono::Utc::now();
+        current = ReportPeriod::month_of(now, regime);
+    }
+    let last = ReportPeriod::month_of(
+        current.start.with_timezone(&chrono::Utc) - chrono::Duration::days(1),
+        regime,
+    );
+    let label = last.label();
+    let (start, _) = last.utc();
+    // A dossier received in that month: the store was running then.
+    write_dossier(&config, start + chrono::Duration::days(3));
+
+    let mut b = Backend::start(dir.path(), &config_text);
+    b.wait_ready().await;
+
+    // Nobody seals or submits: the task does both.
+    let row = wait_until("the last month to be sealed and acknowledged", WAIT, || {
+        let b = &b;
+        let label = label.clone();
+        async move {
+            let v = b.get("/api/reports").await;
+            v["periods"]
+                .as_array()
+                .and_then(|a| a.iter().find(|p| p["period"] == label.as_str()).cloned())
+                .filter(|p| p["state"] == "acknowledged")
+        }
+    })
+    .await;
+    assert_eq!(row["revision"], 0, "{row}");
+    assert_eq!(row["sealed_by"], "scheduler", "{row}");
+    let digest = row["digest"].as_str().unwrap().to_owned();
+    let document = b
+        .authed_get(&format!("/api/reports/{label}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let s: Snapshot = serde_json::from_slice(&document).unwrap();
+    let received = s.values[0]
+        .indicators
+        .iter()
+        .find(|r| r.indicator == "dossiers_received")
+        .unwrap();
+    assert_eq!(received.value, Some(1.0));
+
+    // Exactly one request, over the mutually authenticated connection,
+    // with the token and the document byte for byte.
+    let got = rx.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let r = &got[0];
+    assert_eq!(
+        (r.method.as_str(), r.uri.as_str()),
+        ("POST", "/api/bao-cao")
+    );
+    assert_eq!(r.header("authorization"), "Bearer tinh-lai-chau-token");
+    assert_eq!(
+        r.header("idempotency-key"),
+        format!("report:{label}:r0:{digest}")
+    );
+    assert_eq!(r.body, document);
+    let ok: Vec<_> = rx
+        .handshakes()
+        .into_iter()
+        .filter(|h| h.error.is_none())
+        .collect();
+    assert!(!ok.is_empty());
+    for h in &ok {
+        assert_eq!(
+            h.client_cert.as_deref(),
+            Some(pki.client_der.as_slice()),
+            "commune-ioc presented its client certificate"
+        );
+    }
+
+    // The receipt, in the API.
+    let sub = b.get(&format!("/api/reports/{label}/submission")).await;
+    assert_eq!(sub["submission"]["state"], "acknowledged", "{sub}");
+    let receipt = &sub["submission"]["detail"]["receipt"];
+    assert_eq!(receipt["status"], 201, "{sub}");
+    assert!(
+        receipt["body"]
+            .as_str()
+            .unwrap()
+            .contains("LCH-TU-DONG-0001"),
+        "{sub}"
+    );
+
+    // Both steps audited as the system.
+    for action in ["report_seal", "report_submit"] {
+        let audit = b.get(&format!("/api/audit?action={action}")).await;
+        let entries = audit["entries"]
+            .as_array()
+            .or(audit.as_array())
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            entries.iter().any(|e| e["actor"] == "system"
+                && e["object"] == format!("report:{label}").as_str()
+                && e["detail"] == digest.as_str()),
+            "{action}: {audit}"
+        );
+    }
+
+    // Published retained with QoS 1.
+    let (retain, qos, payload) =
+        retained_qos(broker.port, &format!("ioc/binh-lu/report/{label}")).await;
+    assert!(retain);
+    assert_eq!(qos, rumqttc::QoS::AtLeastOnce);
+    assert_eq!(payload, document);
+
+    // The wall screen's tile shows that the province received it.
+    let token = b.token().await;
+    let _slot = BROWSER_SLOT.lock().await;
+    let br = Browser::launch().await;
+    br.set_viewport(1920, 1080).await;
+    br.open(&format!("{}/?token={token}", b.url)).await;
+    br.wait_js(
+        &format!(
+            "document.querySelector('#report-tile a[href=\"/reports/{label}\"][data-state=\"acknowledged\"]')"
+        ),
+        "the report tile",
+    )
+    .await;
+    let tile = br.text("#report-tile").await;
+    assert!(
+        tile.contains(&format!("Kỳ {label}: tỉnh đã nhận")),
+        "{tile}"
+    );
+    assert!(br.exceptions().is_empty(), "{:?}", br.problems());
+    br.close().await;
     b.stop();
 }

@@ -342,6 +342,41 @@ fn a_generated_month_seals_to_the_expected_snapshot() {
         b.store.path.join("report_ed25519.pem"),
     )
     .unwrap();
+
+    // `--recompute` catches a document whose values the journal does not
+    // give, even when it is signed by the commune's key: one sealed (with
+    // the same key) from a journal with one more online dossier, checked
+    // against b's journal before b seals.
+    let (c_cfg, c) = site(&tmp.path().join("c"), "");
+    let mut more = june();
+    more.dossier("tan-binh", "online", t("2026-06-01T09:00:00+07:00"));
+    more.write(&c);
+    std::fs::copy(
+        a.store.path.join("report_ed25519.pem"),
+        c.store.path.join("report_ed25519.pem"),
+    )
+    .unwrap();
+    ok(&cli(&c_cfg, &["seal", "--period", "2026-06"]));
+    let (c_file, _) = doc(&c_cfg, "2026-06", &tmp.path().join("c"));
+    let plain = ok(&cli(&b_cfg, &["verify", c_file.to_str().unwrap()]));
+    assert!(
+        plain.contains("HỢP LỆ"),
+        "signed by the commune's key: {plain}"
+    );
+    let e = refused(
+        &b_cfg,
+        &std::fs::read(&c_file).unwrap(),
+        tmp.path(),
+        "recomputed",
+        &["--recompute"],
+    );
+    assert!(
+        e.contains("Tính lại từ nhật ký sự kiện cho kết quả khác")
+            && e.contains("dossiers_received")
+            && e.contains("63 → 62"),
+        "{e}"
+    );
+
     ok(&cli(&b_cfg, &["seal", "--period", "2026-06"]));
     let (_, other) = doc(&b_cfg, "2026-06", &tmp.path().join("b"));
     assert_eq!(other, bytes, "re-sealing gives a byte-identical document");
@@ -604,8 +639,32 @@ async fn late_events_draft_a_correction_without_changing_the_seal() {
         (Some("sealed"), Some(1), Some(1))
     );
 
-    // A correction needs a reason; approved, it is revision 1.
+    // Sealing and corrections need the operator role.
     let id = draft["id"].as_i64().unwrap();
+    let (status, _) = post(
+        &b,
+        "/api/users",
+        json!({"username": "xem", "password": "mat-khau-xem-1", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let viewer = b.login("xem", "mat-khau-xem-1").await;
+    for path in [
+        "/api/reports/2025-Q3/seal".to_owned(),
+        format!("/api/reports/{label}/corrections/{id}/approve"),
+        format!("/api/reports/{label}/corrections/{id}/dismiss"),
+    ] {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", b.url))
+            .bearer_auth(&viewer)
+            .json(&json!({ "reason": "thử" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "a viewer: POST {path}");
+    }
+
+    // A correction needs a reason; approved, it is revision 1.
     let (status, e) = post(
         &b,
         &format!("/api/reports/{label}/corrections/{id}/approve"),
@@ -646,6 +705,24 @@ async fn late_events_draft_a_correction_without_changing_the_seal() {
     assert_eq!(old, rev0);
     let list = b.get("/api/reports").await;
     assert!(list.to_string().contains("\"corrected\""), "{list}");
+    // The approval is audited with the approving user.
+    let audit = b.get("/api/audit?action=report_correction_approve").await;
+    let entries = audit["entries"]
+        .as_array()
+        .or(audit.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let object = format!("report:{label}:draft:{id}");
+    assert!(
+        entries.iter().any(|e| e["actor"] == "admin"
+            && e["outcome"] == "ok"
+            && e["object"] == object.as_str()),
+        "{audit}"
+    );
+    assert!(
+        entries.iter().any(|e| e["outcome"] == "failed"),
+        "the refusal without a reason is on record too: {audit}"
+    );
 
     // Revision 1 verifies against the chain and recomputes; a changed link
     // does not.

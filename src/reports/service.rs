@@ -653,6 +653,104 @@ device_class = "camera"
         );
     }
 
+    /// Late events that move no value past `correction_threshold_pct`
+    /// stay in the ledger without a draft; once more of them do, one
+    /// draft takes them all in, and the sealed document never changes.
+    #[test]
+    fn late_events_under_the_threshold_stay_in_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{SITE}\n[report]\ncorrection_threshold_pct = 20\n");
+        let config = load_str(&text, "t.toml", &[]).unwrap();
+        let engine = Engine::new(&config);
+        let mut store = Store::open(&dir.path().join("journal.db")).unwrap();
+        store.set_report_rule(Rule::from_config(&config.report));
+        let key = keys::load_or_create(&dir.path().join("k.pem")).unwrap();
+        let on_time: Vec<Event> = (0..10)
+            .map(|i| {
+                let ts = format!("2026-06-{:02}T10:00:00+07:00", i + 1);
+                dossier(i, "a", "online", &ts, &ts)
+            })
+            .collect();
+        write(&mut store, &engine, &on_time);
+        let sealed = seal_label(
+            store.conn_mut(),
+            &config,
+            &engine,
+            &key,
+            "2026-06",
+            t("2026-06-20T00:00:00+07:00"),
+            "cli",
+        )
+        .unwrap();
+        let (_, doc) = seal::latest(store.conn(), "2026-06").unwrap().unwrap();
+        let late = |i: usize, received: &str| {
+            dossier(
+                100 + i,
+                "a",
+                "online",
+                "2026-06-10T12:00:00+07:00",
+                received,
+            )
+        };
+
+        // One late dossier: 10 → 11 is 10 %, under 20 %.
+        write(&mut store, &engine, &[late(1, "2026-06-21T08:00:00+07:00")]);
+        let t1 = tick(
+            store.conn_mut(),
+            &config,
+            &engine,
+            &key,
+            t("2026-06-21T08:01:00+07:00"),
+        )
+        .unwrap();
+        assert!(t1.drafts.is_empty(), "{t1:?}");
+        assert!(seal::drafts(store.conn(), Some("2026-06"))
+            .unwrap()
+            .is_empty());
+        let st = state(store.conn(), &config, "2026-06").unwrap();
+        assert_eq!(
+            (st.state.as_str(), st.late_events, st.open_drafts),
+            ("sealed", 1, 0)
+        );
+
+        // Two more: 10 → 13 is 30 %: one draft with all three.
+        write(
+            &mut store,
+            &engine,
+            &[
+                late(2, "2026-06-22T08:00:00+07:00"),
+                late(3, "2026-06-22T09:00:00+07:00"),
+            ],
+        );
+        let t2 = tick(
+            store.conn_mut(),
+            &config,
+            &engine,
+            &key,
+            t("2026-06-22T09:01:00+07:00"),
+        )
+        .unwrap();
+        assert_eq!(t2.drafts.len(), 1, "{t2:?}");
+        let d = &seal::drafts(store.conn(), Some("2026-06")).unwrap()[0];
+        assert_eq!(
+            (d.late_events, d.base_digest.as_str()),
+            (3, sealed.digest.as_str())
+        );
+        let commune = d
+            .changes
+            .iter()
+            .find(|c| c.scope == "commune" && c.indicator == "received")
+            .unwrap();
+        assert_eq!((commune.from, commune.to), (Some(10.0), Some(13.0)));
+        assert!(
+            !d.changes.iter().any(|c| c.indicator == "online"),
+            "100 % stays 100 %: {:?}",
+            d.changes
+        );
+        let (_, still) = seal::latest(store.conn(), "2026-06").unwrap().unwrap();
+        assert_eq!(still, doc, "the sealed document did not change");
+    }
+
     /// Periods with nothing in them: no data, never 0 %.
     #[test]
     fn an_empty_period_has_no_data() {

@@ -14,7 +14,9 @@
 //! - `victoria`: a real VictoriaMetrics;
 //! - `browser`: headless Chromium over the DevTools protocol;
 //! - `receiver`: a local HTTP endpoint that records what it is sent
-//!   (webhooks, the province's report endpoint);
+//!   (webhooks, the province's report endpoint), over HTTP or HTTPS;
+//! - `pki`: a private CA, server and client certificates for HTTPS
+//!   receivers and mutual TLS;
 //! - `measure`: CPU, memory and load figures for the benchmarks.
 //!
 //! A missing program (mosquitto, victoria-metrics, chromium) fails with the
@@ -27,6 +29,7 @@ pub mod browser;
 pub mod http;
 pub mod measure;
 pub mod mosquitto;
+pub mod pki;
 pub mod proc;
 pub mod publisher;
 pub mod receiver;

@@ -1,7 +1,9 @@
 //! A local HTTP receiver on a free loopback port, standing in for the
 //! endpoints commune-ioc sends to (webhooks, the province's report
 //! endpoint): it records every request and answers with the statuses a
-//! test scripts (default 200 with an empty JSON object).
+//! test scripts (default 200 with an empty JSON object). Over plain HTTP,
+//! or over HTTPS with a private CA and, optionally, a required client
+//! certificate (`start_tls_on`, `kit::pki`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -49,6 +51,67 @@ struct Inner {
     answers: Mutex<VecDeque<(StatusCode, String)>>,
     default: Mutex<Option<(StatusCode, String)>>,
     arrived: Notify,
+    handshakes: Mutex<Vec<Handshake>>,
+}
+
+/// One TLS handshake as the HTTPS receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// The client certificate it presented (DER), if any.
+    pub client_cert: Option<Vec<u8>>,
+    /// Why the handshake failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A TCP listener that completes a TLS handshake before handing the
+/// connection to axum; failed handshakes are recorded and skipped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    inner: Arc<Inner>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let handshake =
+                tokio::time::timeout(Duration::from_secs(10), self.acceptor.accept(tcp)).await;
+            let result = match handshake {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("handshake timed out".to_owned()),
+            };
+            match result {
+                Ok(tls) => {
+                    let cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| c.to_vec());
+                    self.inner.handshakes.lock().unwrap().push(Handshake {
+                        client_cert: cert,
+                        error: None,
+                    });
+                    return (tls, addr);
+                }
+                Err(e) => self.inner.handshakes.lock().unwrap().push(Handshake {
+                    client_cert: None,
+                    error: Some(e),
+                }),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
 }
 
 /// The receiver; stops when dropped.
@@ -77,17 +140,38 @@ impl Receiver {
             "http://{}",
             listener.local_addr().expect("receiver address")
         );
-        let state = Arc::clone(&inner);
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let state = Arc::clone(&state);
-                async move { record(&state, method, uri, headers, body) }
-            },
-        );
+        let app = router(&inner);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Receiver { inner, url, task }
+    }
+
+    /// Listen over HTTPS on `127.0.0.1:port` (0: any free port) with a
+    /// rustls server config (`kit::pki::Pki::server` requires a client
+    /// certificate); the URL names `localhost`, the certificate's name.
+    pub async fn start_tls_on(port: u16, tls: Arc<rustls::ServerConfig>) -> Receiver {
+        let inner = Arc::new(Inner::default());
+        let tcp = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the receiver on a loopback port");
+        let port = tcp.local_addr().expect("receiver address").port();
+        let url = format!("https://localhost:{port}");
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+            inner: Arc::clone(&inner),
+        };
+        let app = router(&inner);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { inner, url, task }
+    }
+
+    /// Every TLS handshake so far (HTTPS receivers).
+    pub fn handshakes(&self) -> Vec<Handshake> {
+        self.inner.handshakes.lock().unwrap().clone()
     }
 
     /// Answer the next requests with these statuses and bodies, in order.
@@ -128,6 +212,16 @@ impl Receiver {
             }
         }
     }
+}
+
+fn router(inner: &Arc<Inner>) -> axum::Router {
+    let state = Arc::clone(inner);
+    axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let state = Arc::clone(&state);
+            async move { record(&state, method, uri, headers, body) }
+        },
+    )
 }
 
 fn record(inner: &Inner, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
