@@ -169,7 +169,7 @@ pub fn ethnic_for<'c>(
         }
     }
     // Stable: equal counts keep config order.
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts
         .into_iter()
         .find_map(|(l, _)| config.broadcasts.ethnic_text(l, hazard).map(|t| (l, t)))
