@@ -331,6 +331,16 @@ fn a_generated_month_seals_to_the_expected_snapshot() {
         62
     );
 
+    // The list, in Vietnamese: the window by date, the state, when (in
+    // Vietnam's time) and by whom.
+    let list = ok(&cli(&a_cfg, &["list"]));
+    assert!(
+        list.contains("Kỳ 2026-06 (15/05/2026 – 14/06/2026): đã niêm phong, chưa gửi tỉnh"),
+        "{list}"
+    );
+    assert!(list.contains("phiên bản 0, niêm phong lúc "), "{list}");
+    assert!(list.contains(&digest), "{list}");
+
     // Sealing again changes nothing.
     let again = ok(&cli(&a_cfg, &["seal", "--period", "2026-06"]));
     assert!(again.contains("đã được niêm phong trước đó"), "{again}");
@@ -607,6 +617,12 @@ async fn late_events_draft_a_correction_without_changing_the_seal() {
     })
     .await;
     let draft = &drafts["drafts"][0];
+    let listed = ok(&cli(&cfg, &["drafts", "--period", &label]));
+    assert!(
+        listed.contains(&format!("kỳ {label}: chờ duyệt · 1 sự kiện muộn"))
+            && listed.contains("commune / dossiers_received: 10 → 11"),
+        "{listed}"
+    );
     assert_eq!(draft["state"], "open");
     assert_eq!(draft["late_events"], 1);
     assert!(
