@@ -31,6 +31,40 @@ struct Cli {
     command: Command,
 }
 
+/// How the simulated loudspeaker clusters behave (`demo`, `simulate
+/// --speakers`).
+#[derive(clap::Args, Debug, Clone)]
+struct SpeakerSim {
+    /// Simulated loudspeaker clusters: share of commands lost (0–1), never
+    /// answered (the server retries them).
+    #[arg(long, env = "IOC_SIM_SPEAKER_LOSS", default_value_t = 0.0)]
+    speaker_loss: f64,
+    /// Wait before a simulated cluster answers a command, milliseconds.
+    #[arg(long, env = "IOC_SIM_SPEAKER_DELAY_MS", default_value_t = 800)]
+    speaker_delay_ms: u64,
+    /// How long a simulated play lasts, seconds.
+    #[arg(long, env = "IOC_SIM_SPEAKER_PLAY_SECS", default_value_t = 30)]
+    speaker_play_secs: u64,
+    /// Let the clusters of dead-zone villages answer too (by default they
+    /// stay silent, as a cluster without mobile coverage does).
+    #[arg(long, env = "IOC_SIM_SPEAKER_DEAD_ZONES_ANSWER")]
+    speaker_dead_zones_answer: bool,
+}
+
+impl SpeakerSim {
+    fn options(&self) -> commands::SpeakerOptions {
+        commands::SpeakerOptions {
+            behaviour: commune_ioc::sim::speakers::Behaviour {
+                loss: self.speaker_loss.clamp(0.0, 1.0),
+                delay: std::time::Duration::from_millis(self.speaker_delay_ms),
+                play: std::time::Duration::from_secs(self.speaker_play_secs),
+                ..Default::default()
+            },
+            dead_zones_silent: !self.speaker_dead_zones_answer,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the backend against the MQTT broker named in the config.
@@ -97,6 +131,13 @@ enum Command {
         /// again every 10 min.
         #[arg(long, env = "IOC_SIM_WARNINGS")]
         warnings: bool,
+        /// Also run the site's smart loudspeaker clusters, obeying broadcast
+        /// commands on ioc/{commune}/speaker/{id}/cmd (each its own client,
+        /// id = the cluster's id, no login).
+        #[arg(long, env = "IOC_SIM_SPEAKERS")]
+        speakers: bool,
+        #[command(flatten)]
+        speaker_sim: SpeakerSim,
     },
     /// Manage user accounts in the store named by the config (works while
     /// the server runs; changes take effect at once).
@@ -140,6 +181,12 @@ enum Command {
         /// level 2, raised to level 3, cancelled; every 10 min).
         #[arg(long, env = "IOC_DEMO_NO_WARNINGS")]
         no_warnings: bool,
+        /// Leave out the simulated loudspeaker clusters that obey broadcast
+        /// commands.
+        #[arg(long, env = "IOC_DEMO_NO_SPEAKERS")]
+        no_speakers: bool,
+        #[command(flatten)]
+        speaker_sim: SpeakerSim,
         /// Write the bound HTTP address here once listening.
         #[arg(long, env = "IOC_PORT_FILE")]
         port_file: Option<PathBuf>,
@@ -203,6 +250,8 @@ async fn run(cli: Cli) -> Result<()> {
             count,
             seed,
             warnings,
+            speakers,
+            speaker_sim,
         } => {
             commands::init_logging();
             let cfg = match config {
@@ -218,6 +267,7 @@ async fn run(cli: Cli) -> Result<()> {
                 count,
                 seed,
                 warnings,
+                speakers: speakers.then(|| speaker_sim.options()),
             };
             commands::simulate::run(cfg, o).await
         }
@@ -228,6 +278,8 @@ async fn run(cli: Cli) -> Result<()> {
             store,
             rate,
             no_warnings,
+            no_speakers,
+            speaker_sim,
             port_file,
         } => {
             commands::demo::run(commands::demo::Options {
@@ -237,6 +289,7 @@ async fn run(cli: Cli) -> Result<()> {
                 store,
                 rate,
                 warnings: !no_warnings,
+                speakers: (!no_speakers).then(|| speaker_sim.options()),
                 port_file,
             })
             .await

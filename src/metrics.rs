@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Label set with a single `source` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +32,28 @@ pub struct DeliveryLabel {
     pub target: String,
     /// What came of the attempt.
     pub outcome: String,
+}
+
+/// Label set with a single `level` label (a risk level `1`–`5`, or
+/// `none`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LevelLabel {
+    /// The level.
+    pub level: String,
+}
+
+/// Label set with a single `status` label (an alert's status).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// `firing_unack`, `firing_ack`, `resolved_unack`, `resolved_ack`.
+    pub status: String,
+}
+
+/// Label set with a single `quantile` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuantileLabel {
+    /// `0.5`, `0.9`.
+    pub quantile: String,
 }
 
 /// All metrics of one instance.
@@ -125,6 +148,14 @@ pub struct Metrics {
     pub delivery_pending: Gauge,
     /// Durable HTTP delivery: requests in flight.
     pub delivery_in_flight: Gauge,
+    /// Official warnings in force for the commune (state `active`), by
+    /// risk level.
+    pub warnings_active: Family<LevelLabel, Gauge>,
+    /// Alerts in the store by status.
+    pub alerts: Family<StatusLabel, Gauge>,
+    /// Seconds from first seen to acknowledged, alerts acknowledged in the
+    /// last 30 days (median and 90th percentile).
+    pub alert_time_to_ack_seconds: Family<QuantileLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -164,6 +195,9 @@ impl Metrics {
             delivery_attempts: Family::default(),
             delivery_pending: Gauge::default(),
             delivery_in_flight: Gauge::default(),
+            warnings_active: Family::default(),
+            alerts: Family::default(),
+            alert_time_to_ack_seconds: Family::default(),
             influx_points_written: Counter::default(),
             influx_points_dropped: Counter::default(),
             influx_points_rejected: Counter::default(),
@@ -369,6 +403,17 @@ impl Metrics {
             "login_busy",
             "Logins refused because too many were being checked at once",
             m.login_busy.clone(),
+        );
+        registry.register(
+            "warnings_active",
+            "Official warnings in force for the commune, by risk level",
+            m.warnings_active.clone(),
+        );
+        registry.register("alerts", "Alerts in the store by status", m.alerts.clone());
+        registry.register(
+            "alert_time_to_ack_seconds",
+            "Seconds from first seen to acknowledged over the last 30 days (quantiles)",
+            m.alert_time_to_ack_seconds.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -247,6 +247,25 @@ async fn escalation_climbs_in_order_and_each_step_is_delivered_once_across_a_res
     let (status, resolved) = post(&b, &format!("/api/alerts/{id}/resolve"), json!({})).await;
     assert_eq!(status, 200, "{resolved}");
     assert_eq!(resolved["status"], "resolved_ack");
+    // The indicators: alerts by status, time to acknowledge.
+    b.wait_for("the alert counted resolved_ack", WAIT, || async {
+        b.scrape()
+            .await
+            .by_label("ioc_alerts")
+            .contains(&("status=\"resolved_ack\"".to_owned(), 1.0))
+    })
+    .await;
+    let scrape = b.scrape().await;
+    assert!(scrape
+        .by_label("ioc_alerts")
+        .contains(&("status=\"firing_unack\"".to_owned(), 0.0)));
+    let median = scrape
+        .by_label("ioc_alert_time_to_ack_seconds")
+        .into_iter()
+        .find(|(l, _)| l == "quantile=\"0.5\"")
+        .map(|(_, v)| v)
+        .expect("the median time to acknowledge");
+    assert!(median > 0.0 && median < 600.0, "{median}");
     let got = receiver.wait_for(total + 3, WAIT).await;
     let mut res: Vec<(String, String)> = got[total..]
         .iter()

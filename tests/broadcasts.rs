@@ -108,9 +108,14 @@ struct Rig {
 
 impl Rig {
     async fn start() -> Rig {
+        Rig::start_with(config).await
+    }
+
+    /// With the site config `site(mqtt port, store)`.
+    async fn start_with(site: fn(u16, &std::path::Path) -> String) -> Rig {
         let broker = Mosquitto::start();
         let dir = tempfile::tempdir().expect("temp dir");
-        let cfg = config(broker.port, &dir.path().join("store"));
+        let cfg = site(broker.port, &dir.path().join("store"));
         let backend = Backend::start(dir.path(), &cfg);
         backend.wait_ready().await;
         Rig {
@@ -124,13 +129,18 @@ impl Rig {
 
     /// Start the simulated smart clusters.
     fn clusters(&mut self, b: Behaviour) -> Arc<Mutex<Log>> {
+        self.fleet_of(SMART, b)
+    }
+
+    /// Start simulated smart clusters `ids`.
+    fn fleet_of(&mut self, ids: &[&str], b: Behaviour) -> Arc<Mutex<Log>> {
         let log = Arc::new(Mutex::new(Log::default()));
         let cancel = CancellationToken::new();
-        let opts = rumqttc::MqttOptions::new("sim-clusters", "127.0.0.1", self.port);
+        let port = self.port;
         tokio::spawn(speakers::run(
-            opts,
+            move |id: &str| rumqttc::MqttOptions::new(id, "127.0.0.1", port),
             COMMUNE.into(),
-            SMART.iter().map(|s| s.to_string()).collect(),
+            ids.iter().map(|s| s.to_string()).collect(),
             b,
             Arc::clone(&log),
             cancel.clone(),
@@ -673,4 +683,413 @@ async fn the_screen_shows_coverage_and_tasks_with_the_heads_phone() {
         browser.exceptions()
     );
     browser.close().await;
+}
+
+/// A site whose villages have coordinates under the flash-flood fixtures'
+/// areas (tests/fixtures/cap): Tà Pa inside the first bulletin's polygon,
+/// Phiêng Lư inside the Update's circle, Nậm Sỏ in neither.
+fn warning_site(mqtt_port: u16, store: &std::path::Path) -> String {
+    format!(
+        r#"
+[commune]
+id = "{COMMUNE}"
+name = "xã Bình Lư"
+province = "Lai Châu"
+
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt_port}
+backoff_initial_ms = 50
+backoff_max_ms = 1000
+
+[http]
+listen = "127.0.0.1:0"
+
+[store]
+path = "{store}"
+
+[broadcasts]
+retry_initial_ms = 400
+retry_max_ms = 1000
+ack_timeout_secs = 30
+tick_ms = 50
+repeats = 3
+gap_secs = 3600
+
+[[village]]
+id = "ta-pa"
+name = "Bản Tà Pa"
+lat = 22.300
+lon = 103.200
+[[village]]
+id = "phieng-lu"
+name = "Bản Phiêng Lư"
+lat = 22.350
+lon = 103.260
+[[village]]
+id = "nam-so"
+name = "Bản Nậm Sỏ"
+lat = 22.400
+lon = 103.300
+
+[[speaker]]
+id = "spk-11"
+village = "ta-pa"
+[[speaker]]
+id = "spk-12"
+village = "ta-pa"
+[[speaker]]
+id = "spk-21"
+village = "phieng-lu"
+[[speaker]]
+id = "spk-22"
+village = "phieng-lu"
+kind = "fe"
+[[speaker]]
+id = "spk-31"
+village = "nam-so"
+"#,
+        store = store.display()
+    )
+}
+
+fn cap_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/cap/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+const ALERT_ID: &str =
+    "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20260714T093000.LQ-0001|2026-07-14T09:30:00+07:00";
+const UPDATE_ID: &str =
+    "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20260714T123000.LQ-0002|2026-07-14T12:30:00+07:00";
+
+impl Rig {
+    /// Wait for the broadcast relaying bulletin `bulletin`.
+    async fn wait_for_bulletin(&self, bulletin: &str) -> Value {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let o = self.overview().await;
+            if let Some(b) = o["broadcasts"]
+                .as_array()
+                .and_then(|l| l.iter().find(|b| b["bulletin"] == bulletin))
+            {
+                return b.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no broadcast drafted from {bulletin}: {o}\n{}",
+                self.backend.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait until broadcast `id` is in `state`.
+    async fn wait_state(&self, id: i64, state: &str) -> Value {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let b = self.broadcast(id).await;
+            if b["state"] == state {
+                return b;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "broadcast {id} never became {state}: {b}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn play_states(b: &Value) -> Vec<(String, i64, String)> {
+    let mut out = Vec::new();
+    for c in b["clusters"].as_array().into_iter().flatten() {
+        for p in c["plays"].as_array().into_iter().flatten() {
+            out.push((
+                c["speaker"].as_str().unwrap().to_owned(),
+                p["play"].as_i64().unwrap(),
+                p["state"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The whole bulletin chain over a real Mosquitto: a flash-flood CAP
+/// bulletin (level 2) is drafted automatically as a `priority` broadcast
+/// for exactly the village it covers, with the agency and the bulletin's
+/// issue time in the text, and nothing goes out until an operator
+/// approves it; approved, it reaches exactly that village's smart
+/// clusters. Its Update (level 3, one more village) re-plans: a new
+/// `emergency` draft, which once approved supersedes the first plan (its
+/// pending repeats cancelled) and reaches the added village. The Cancel
+/// ends the plan and its pending repeats; no cluster outside the covered
+/// villages ever gets a command, and none plays a command twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flash_flood_bulletin_chain_drafts_replans_and_cancels() {
+    let mut rig = Rig::start_with(warning_site).await;
+    let log = rig.fleet_of(
+        &["spk-11", "spk-12", "spk-21", "spk-31"],
+        Behaviour::default(),
+    );
+    let mut p = kit::Publisher::new(rig.port);
+    let topic = format!("ioc/{COMMUNE}/warning/cap");
+
+    p.send(&topic, &cap_fixture("vn-flash-flood-alert.xml"))
+        .await;
+    let first = rig.wait_for_bulletin(ALERT_ID).await;
+    let first_id = first["id"].as_i64().unwrap();
+    assert_eq!(first["state"], "draft", "{first}");
+    assert_eq!(first["origin"], "warning");
+    assert_eq!(first["priority"], "priority", "level 2: {first}");
+    assert_eq!(first["villages"], json!(["ta-pa"]));
+    let text = first["text_vi"].as_str().unwrap();
+    assert!(
+        text.contains("Đài Khí tượng Thủy văn tỉnh Lai Châu ban hành bản tin lúc 09 giờ 30 phút ngày 14/07/2026"),
+        "{text}"
+    );
+    assert_eq!(first["issued"], "2026-07-14T09:30:00+07:00");
+    // Not approved: nothing sent (a sentinel approved after it went out
+    // first and was answered, so the worker had its chance).
+    let sentinel = rig.draft(operator_text(&["nam-so"], "routine")).await;
+    rig.approve(sentinel).await;
+    rig.wait_village(sentinel, "nam-so", "reached").await;
+    assert_eq!(
+        speakers_of(&log.lock()),
+        HashSet::from(["spk-31".to_owned()]),
+        "the bulletin's draft waited for approval"
+    );
+    let a = rig.approve(first_id).await;
+    assert_eq!(a["commands"], 6, "2 clusters × 3 plays: {a}");
+    rig.wait_village(first_id, "ta-pa", "reached").await;
+    let keys_of = |id: i64| -> HashSet<String> {
+        log.lock()
+            .received
+            .iter()
+            .filter(|(_, k)| k.starts_with(&format!("bc{id}-")))
+            .map(|(s, _)| s.clone())
+            .collect()
+    };
+    assert_eq!(
+        keys_of(first_id),
+        HashSet::from(["spk-11".to_owned(), "spk-12".to_owned()]),
+        "exactly the clusters of the covered village"
+    );
+
+    // The Update re-plans.
+    p.send(&topic, &cap_fixture("vn-flash-flood-update.xml"))
+        .await;
+    let second = rig.wait_for_bulletin(UPDATE_ID).await;
+    let second_id = second["id"].as_i64().unwrap();
+    assert_eq!(second["state"], "draft");
+    assert_eq!(second["priority"], "emergency", "level 3: {second}");
+    assert_eq!(second["chain"], first["chain"]);
+    let mut villages: Vec<&str> = second["villages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    villages.sort();
+    assert_eq!(villages, ["phieng-lu", "ta-pa"]);
+    assert_eq!(
+        rig.broadcast(first_id).await["state"],
+        "approved",
+        "the plan in force goes on until the new one is approved"
+    );
+    let a = rig.approve(second_id).await;
+    assert_eq!(a["superseded"], json!([first_id]), "{a}");
+    let old = rig.wait_state(first_id, "superseded").await;
+    let old_plays = play_states(&old);
+    assert!(
+        old_plays
+            .iter()
+            .filter(|(_, play, _)| *play > 1)
+            .all(|(_, _, s)| s == "cancelled"),
+        "the first plan's pending repeats stopped: {old_plays:?}"
+    );
+    rig.wait_village(second_id, "phieng-lu", "reached").await;
+    rig.wait_village(second_id, "ta-pa", "reached").await;
+    assert_eq!(
+        keys_of(second_id),
+        HashSet::from([
+            "spk-11".to_owned(),
+            "spk-12".to_owned(),
+            "spk-21".to_owned()
+        ])
+    );
+
+    // The Cancel stops it.
+    p.send(&topic, &cap_fixture("vn-flash-flood-cancel.xml"))
+        .await;
+    let ended = rig.wait_state(second_id, "cancelled").await;
+    assert_eq!(ended["end_reason"], "bulletin_cancelled");
+    let plays = play_states(&ended);
+    assert!(
+        plays
+            .iter()
+            .filter(|(_, play, _)| *play > 1)
+            .all(|(_, _, s)| s == "cancelled"),
+        "{plays:?}"
+    );
+    let l = log.lock().clone();
+    assert!(
+        l.received
+            .iter()
+            .all(|(s, k)| s != "spk-31" || k.starts_with(&format!("bc{sentinel}-"))),
+        "nothing of the bulletin to a village it does not cover"
+    );
+    assert!(
+        l.plays_by_key().values().all(|n| *n == 1),
+        "{:?}",
+        l.plays_by_key()
+    );
+    let o = rig.overview().await;
+    assert_eq!(o["indicators"]["by_priority"]["emergency"], 1);
+    assert_eq!(o["indicators"]["by_priority"]["priority"], 1);
+    assert_eq!(o["indicators"]["by_priority"]["routine"], 1);
+}
+
+/// The demo shows the whole chain: its simulated flash-flood bulletin (15 s
+/// after the start) is drafted as a broadcast for the villages it covers,
+/// the operator (the demo account) approves it, and the demo's simulated
+/// clusters, each its own client through the embedded broker's gate,
+/// acknowledge and play it: both villages reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_goes_from_bulletin_to_coverage() {
+    let dir = tempfile::tempdir().unwrap();
+    let port_file = dir.path().join("port");
+    let out_path = dir.path().join("demo.out");
+    let log_path = dir.path().join("demo.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_commune-ioc"))
+        .current_dir(dir.path())
+        .env_remove("IOC_CONFIG")
+        .env_remove("IOC_DEMO_STORE")
+        .args(["demo", "--listen", "127.0.0.1:0", "--rate", "5"])
+        .args(["--speaker-delay-ms", "100", "--speaker-play-secs", "1"])
+        .arg("--mqtt-port")
+        .arg(kit::free_port().to_string())
+        .arg("--store")
+        .arg(dir.path().join("store"))
+        .arg("--port-file")
+        .arg(&port_file)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("start the demo");
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let logs = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = std::time::Instant::now() + WAIT;
+    let printed = loop {
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if text.contains("Dừng: Ctrl+C") && port_file.exists() {
+            break text;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "demo exited: {}",
+            logs()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo did not start: {}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _stop = Stop(child);
+    let url = format!(
+        "http://{}",
+        std::fs::read_to_string(&port_file).unwrap().trim()
+    );
+    let password = printed
+        .split("mật khẩu ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| c.is_whitespace() || c == ')').next())
+        .unwrap_or_else(|| panic!("no demo password in {printed}"))
+        .to_owned();
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{url}/api/auth/login"))
+        .json(&json!({"username": "demo", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().expect("token").to_owned();
+    let get = |path: &str| {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        let path = path.to_owned();
+        async move {
+            http.get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // The bulletin comes 15 s after the start.
+    let deadline = std::time::Instant::now() + WAIT;
+    let drafted = loop {
+        let o = get("/api/broadcasts").await;
+        if let Some(b) = o["broadcasts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|b| b["origin"] == "warning"))
+        {
+            break b.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no broadcast drafted: {o}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(drafted["state"], "draft");
+    let id = drafted["id"].as_i64().unwrap();
+    let r = http
+        .post(format!("{url}/api/broadcasts/{id}/approve"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let o = get("/api/broadcasts").await;
+        let b = o["broadcasts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|b| b["id"] == id).cloned())
+            .unwrap_or(Value::Null);
+        let coverage = b["coverage"].as_array().cloned().unwrap_or_default();
+        if !coverage.is_empty() && coverage.iter().all(|v| v["state"] == "reached") {
+            let ids: HashSet<&str> = coverage
+                .iter()
+                .map(|v| v["village"].as_str().unwrap())
+                .collect();
+            assert_eq!(ids, HashSet::from(["tan-binh", "hung-binh"]));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reached: {b}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

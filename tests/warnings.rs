@@ -268,6 +268,14 @@ async fn mqtt_bulletins_are_matched_chained_and_refused_with_their_reason() {
         .map(|w| w["hazard"].as_str().unwrap())
         .collect();
     assert_eq!(active.len(), 2, "{all}");
+    // The indicator: active warnings by level (landslide 2, frost 1).
+    let by_level = b.scrape().await.by_label("ioc_warnings_active");
+    for (level, n) in [("1", 1.0), ("2", 1.0), ("3", 0.0), ("none", 0.0)] {
+        assert!(
+            by_level.contains(&(format!("level=\"{level}\""), n)),
+            "level {level}: {by_level:?}"
+        );
+    }
     let frost = b
         .get("/api/warnings?hazard=frost&level=1&village=co-muong")
         .await;
@@ -418,6 +426,9 @@ mod feed_server {
     #[derive(Default)]
     pub struct Feed {
         pub failing: AtomicBool,
+        /// Validate by `Last-Modified` (the first item of `content`)
+        /// instead of an `ETag`.
+        pub by_date: AtomicBool,
         /// (etag, entries as (id, file)).
         pub content: Mutex<(String, Vec<(String, String)>)>,
         pub feed_200: AtomicUsize,
@@ -432,7 +443,13 @@ mod feed_server {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
         let (etag, entries) = f.content.lock().unwrap().clone();
-        if headers.get("if-none-match").and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        let by_date = f.by_date.load(Ordering::SeqCst);
+        let asked = if by_date {
+            "if-modified-since"
+        } else {
+            "if-none-match"
+        };
+        if headers.get(asked).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
             f.feed_304.fetch_add(1, Ordering::SeqCst);
             return StatusCode::NOT_MODIFIED.into_response();
         }
@@ -448,7 +465,7 @@ mod feed_server {
         body.push_str("</feed>");
         (
             [
-                ("etag", etag),
+                (if by_date { "last-modified" } else { "etag" }, etag),
                 ("content-type", "application/atom+xml".into()),
             ],
             body,
@@ -697,4 +714,161 @@ async fn the_screen_shows_a_new_level_3_warning_and_its_villages() {
     let problems = browser.problems();
     browser.close().await;
     assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// Every rule of the validator, broken once in a bulletin published on
+/// MQTT to the real binary: each one is refused as a dead letter
+/// `invalid_cap` whose detail names its rule, and nothing of any of them
+/// is stored or raised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_schema_violation_is_a_dead_letter_naming_its_rule() {
+    // A small size limit, so `too_large` fits in an MQTT packet.
+    let site = SITE.replace("sweep_secs = 1", "sweep_secs = 1\nmax_bytes = 8192");
+    let (broker, _dir, b) = kit::stack_with(&site, &[]).await;
+    let base = String::from_utf8(fixture("vn-frost.xml")).unwrap();
+    let area = "<areaDesc>BẢN CÒ MƯƠNG và các bản vùng cao</areaDesc>";
+    let edit = |from: &str, to: &str| -> Vec<u8> {
+        assert!(base.contains(from), "`{from}` not in vn-frost.xml");
+        base.replacen(from, to, 1).into_bytes()
+    };
+    let mut not_utf8 = base.clone().into_bytes();
+    let ou = "ươ".as_bytes();
+    let at = not_utf8.windows(ou.len()).position(|w| w == ou).unwrap();
+    not_utf8[at] = 0xff;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("too_large", edit("</alert>", &format!("<!--{}--></alert>", "x".repeat(9000)))),
+        ("not_utf8", not_utf8),
+        ("xml", edit("</alert>", "</alrt>")),
+        ("not_cap_1_2", edit("cap:1.2", "cap:1.1")),
+        ("required_element", edit("<event>Sương muối</event>", "")),
+        (
+            "cardinality",
+            edit("<msgType>Alert</msgType>", "<msgType>Alert</msgType><msgType>Alert</msgType>"),
+        ),
+        ("unexpected_element", edit("<scope>Public</scope>", "<scope>Public</scope><mau>do</mau>")),
+        ("empty_element", edit("<event>Sương muối</event>", "<event>  </event>")),
+        ("enumeration", edit("<urgency>Expected</urgency>", "<urgency>expected</urgency>")),
+        ("time_format", edit("2026-12-20T05:00:00+07:00", "2026-12-19T22:00:00Z")),
+        ("id_characters", edit("SM-0001</identifier>", "SM 0001</identifier>")),
+        ("scope_requires", edit("<scope>Public</scope>", "<scope>Private</scope>")),
+        (
+            "references_syntax",
+            edit("<scope>Public</scope>", "<scope>Public</scope><references>canhbao@kttv-laichau.example.vn,SM-0000</references>"),
+        ),
+        ("references_required", edit("<msgType>Alert</msgType>", "<msgType>Cancel</msgType>")),
+        (
+            "polygon",
+            edit(area, &format!("{area}<polygon>22.28,103.18 22.32,103.18 22.32,103.22 22.28,103.22</polygon>")),
+        ),
+        ("circle", edit(area, &format!("{area}<circle>22.35,103.26</circle>"))),
+        ("number", edit(area, &format!("{area}<altitude>cao</altitude>"))),
+        ("risk_level_value", edit("<value>1</value>", "<value>mot</value>")),
+        ("risk_level_range", edit("<value>1</value>", "<value>4</value>")),
+    ];
+    let mut p = Publisher::new(broker.port);
+    for (_, doc) in &cases {
+        p.send(TOPIC, doc).await;
+    }
+    let n = cases.len();
+    b.wait_for("a dead letter per rule", WAIT, || {
+        let b = &b;
+        async move { dead_letters(b).await.len() >= n }
+    })
+    .await;
+    let dead = dead_letters(&b).await;
+    assert_eq!(dead.len(), cases.len(), "{dead:#?}");
+    let mut rules: Vec<String> = dead
+        .iter()
+        .map(|d| {
+            assert_eq!(d["topic"], TOPIC);
+            let detail = d["detail"].as_str().unwrap();
+            detail
+                .strip_prefix("CAP rule `")
+                .and_then(|r| r.split('`').next())
+                .unwrap_or_else(|| panic!("the detail names no rule: {detail}"))
+                .to_owned()
+        })
+        .collect();
+    rules.sort();
+    let mut want: Vec<&str> = cases.iter().map(|(r, _)| *r).collect();
+    want.sort();
+    assert_eq!(rules, want);
+    // Nothing of them applied: no warning, no alert.
+    assert_eq!(
+        b.get("/api/warnings").await["warnings"],
+        serde_json::json!([])
+    );
+    assert_eq!(b.get("/api/alerts").await["items"], serde_json::json!([]));
+    let by_reason = b.scrape().await.by_label("ioc_dead_letters_total");
+    assert!(
+        by_reason.contains(&("reason=\"invalid_cap\"".to_owned(), n as f64)),
+        "{by_reason:?}"
+    );
+    // The untouched bulletin is still accepted after all of them.
+    p.send(TOPIC, base.as_bytes()).await;
+    wait_state(
+        &b,
+        "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20261220T050000.SM-0001|2026-12-20T05:00:00+07:00",
+        "active",
+    )
+    .await;
+}
+
+/// The same with `Last-Modified` / `If-Modified-Since`, across a kill and
+/// restart of commune-ioc: the validator and the entries fetched are kept
+/// in the store, so the first poll after the restart is conditional (304)
+/// and no entry is fetched twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_poller_uses_last_modified_and_remembers_across_a_restart() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let f = Arc::new(feed_server::Feed::default());
+    f.by_date.store(true, Ordering::SeqCst);
+    *f.content.lock().unwrap() = (
+        "Tue, 14 Jul 2026 02:30:00 GMT".into(),
+        vec![("urn:lq-1".into(), "vn-flash-flood-alert.xml".into())],
+    );
+    let url = feed_server::start(Arc::clone(&f)).await;
+    let site = format!(
+        "{SITE}\n[[warnings.feeds]]\nname = \"kttv\"\nurl = \"{url}/feed.xml\"\ninterval_secs = 1\ntimeout_secs = 5\nmax_backoff_secs = 1\n"
+    );
+    let (_broker, _dir, mut b) = kit::stack_with(&site, &[]).await;
+    wait_state(&b, FLOOD_1, "active").await;
+    b.wait_for("a 304", WAIT, || {
+        let f = Arc::clone(&f);
+        async move { f.feed_304.load(Ordering::SeqCst) >= 1 }
+    })
+    .await;
+
+    b.restart();
+    b.wait_ready().await;
+    let n304 = f.feed_304.load(Ordering::SeqCst);
+    b.wait_for("a 304 after the restart", WAIT, || {
+        let f = Arc::clone(&f);
+        async move { f.feed_304.load(Ordering::SeqCst) > n304 }
+    })
+    .await;
+    assert_eq!(
+        f.feed_200.load(Ordering::SeqCst),
+        1,
+        "downloaded in full once"
+    );
+
+    // A new entry, a new date: fetched; the old one still not again.
+    {
+        let mut c = f.content.lock().unwrap();
+        c.0 = "Sun, 02 Aug 2026 00:00:00 GMT".into();
+        c.1.push(("urn:sl-7".into(), "vn-landslide.xml".into()));
+    }
+    wait_state(
+        &b,
+        "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20260802T060000.SL-0007|2026-08-02T06:00:00+07:00",
+        "active",
+    )
+    .await;
+    let fetched = f.fetched.lock().unwrap().clone();
+    assert_eq!(fetched.len(), 2, "{fetched:?}");
+    assert!(fetched.values().all(|n| *n == 1), "{fetched:?}");
+    assert_eq!(wait_state(&b, FLOOD_1, "active").await["deliveries"], 1);
 }

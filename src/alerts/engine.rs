@@ -260,13 +260,44 @@ impl Engine {
             by_status,
             ack_seconds,
         } = self.store.stats(now - TimeDelta::days(30))?;
+        let time_to_ack_s = AckTimes::of(ack_seconds);
+        publish_metrics(shared, &by_status, &time_to_ack_s);
         shared.alerts.set(BoardValue {
             alerts,
             by_status,
-            time_to_ack_s: AckTimes::of(ack_seconds),
+            time_to_ack_s,
             at: Some(now),
         });
         Ok(())
+    }
+}
+
+/// The alert indicators on `/metrics`: alerts by status (every status,
+/// 0 when none), time to acknowledge (quantiles; NaN without any).
+fn publish_metrics(
+    shared: &Shared,
+    by_status: &std::collections::BTreeMap<String, u64>,
+    ack: &AckTimes,
+) {
+    use crate::metrics::{QuantileLabel, StatusLabel};
+    let m = &shared.metrics;
+    for status in [
+        "firing_unack",
+        "firing_ack",
+        "resolved_unack",
+        "resolved_ack",
+    ] {
+        let n = by_status.get(status).copied().unwrap_or(0);
+        m.alerts
+            .get_or_create(&StatusLabel {
+                status: status.into(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    for (q, v) in [("0.5", ack.median), ("0.9", ack.p90)] {
+        m.alert_time_to_ack_seconds
+            .get_or_create(&QuantileLabel { quantile: q.into() })
+            .set(v.unwrap_or(f64::NAN));
     }
 }
 

@@ -669,8 +669,9 @@ fn known_or(conn: &Connection, key: &str, speaker: &str, n: usize) -> Result<App
 }
 
 /// Apply a session report on `.../session` whose `session_id` is a
-/// command's key: `start` → playing, `end` → completed (or failed with
-/// `"result": "failed"`). Sessions of the cluster's own programmes have
+/// command's key: `start` → playing, `end` → completed (failed with
+/// `"result": "failed"`; pending again with `"result": "interrupted"`, an
+/// emergency cut it short). Sessions of the cluster's own programmes have
 /// other ids and are left alone (`Unknown`).
 pub fn apply_session(
     conn: &Connection,
@@ -690,6 +691,15 @@ pub fn apply_session(
             "UPDATE speaker_commands SET state = 'playing', started_ms = COALESCE(started_ms, ?3),
                  acked_ms = COALESCE(acked_ms, ?3), unreachable = 0
              WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged')",
+            params![key, speaker, ms(now)],
+        )?,
+        // Interrupted by an emergency: queued again, sent when the cluster
+        // is free (the device released the key).
+        Some("end") if v["result"].as_str() == Some("interrupted") => conn.execute(
+            "UPDATE speaker_commands SET state = 'pending', next_attempt_ms = ?3,
+                 started_ms = COALESCE(started_ms, ?3), acked_ms = COALESCE(acked_ms, ?3),
+                 unreachable = 0
+             WHERE key = ?1 AND speaker = ?2 AND state IN ('sent', 'acknowledged', 'playing')",
             params![key, speaker, ms(now)],
         )?,
         Some("end") => {
@@ -970,28 +980,41 @@ pub fn overview(conn: &Connection, config: &Config, _now: DateTime<Utc>) -> Resu
         attempts: i64,
         acked_ms: Option<i64>,
         started_ms: Option<i64>,
+        first_sent_ms: Option<i64>,
         key: String,
     }
+    // speaker -> its latest answer (ack or session), any broadcast.
+    let mut last_answer: HashMap<String, i64> = HashMap::new();
     let mut cmds: HashMap<(i64, String), Vec<Cmd>> = HashMap::new();
     {
         let mut q = conn.prepare_cached(
-            "SELECT broadcast_id, speaker, play, state, unreachable, attempts, acked_ms, started_ms, key
+            "SELECT broadcast_id, speaker, play, state, unreachable, attempts, acked_ms, started_ms, key,
+                    first_sent_ms
              FROM speaker_commands ORDER BY broadcast_id, speaker, play",
         )?;
         let mut rows = q.query([])?;
         while let Some(r) = rows.next()? {
-            cmds.entry((r.get(0)?, r.get(1)?)).or_default().push(Cmd {
+            let speaker: String = r.get(1)?;
+            let cmd = Cmd {
                 play: r.get(2)?,
                 state: r.get(3)?,
                 unreachable: r.get(4)?,
                 attempts: r.get(5)?,
                 acked_ms: r.get(6)?,
                 started_ms: r.get(7)?,
+                first_sent_ms: r.get(9)?,
                 key: r.get(8)?,
-            });
+            };
+            if let Some(a) = cmd.acked_ms.max(cmd.started_ms) {
+                let e = last_answer.entry(speaker.clone()).or_insert(a);
+                *e = (*e).max(a);
+            }
+            cmds.entry((r.get(0)?, speaker)).or_default().push(cmd);
         }
     }
-    let mut tasks_of: HashMap<(i64, String), (i64, String)> = HashMap::new();
+    // (broadcast, village) -> (task id, state, done at).
+    #[allow(clippy::type_complexity)]
+    let mut tasks_of: HashMap<(i64, String), (i64, String, Option<i64>)> = HashMap::new();
     let mut open_tasks = Vec::new();
     {
         let mut q = conn.prepare_cached(
@@ -1003,7 +1026,7 @@ pub fn overview(conn: &Connection, config: &Config, _now: DateTime<Utc>) -> Resu
         while let Some(r) = rows.next()? {
             let (id, b, village, state): (i64, i64, String, String) =
                 (r.get(0)?, r.get(1)?, r.get(2)?, r.get(6)?);
-            tasks_of.insert((b, village.clone()), (id, state.clone()));
+            tasks_of.insert((b, village.clone()), (id, state.clone(), r.get(8)?));
             if state == "open" {
                 let name = config
                     .villages
@@ -1050,8 +1073,21 @@ pub fn overview(conn: &Connection, config: &Config, _now: DateTime<Utc>) -> Resu
                 let e = village_first_ack.entry(village.clone()).or_insert(a);
                 *e = (*e).min(a);
             }
+            // Unreachable now: silent in a plan in force, and not heard
+            // from (for any broadcast) since that command was first sent.
             if st == "unreachable" && row.state == "approved" {
-                unreachable_now.insert(speaker.clone());
+                let since = cs
+                    .iter()
+                    .filter(|c| c.unreachable && c.acked_ms.is_none())
+                    .filter_map(|c| c.first_sent_ms)
+                    .min();
+                let heard = match (since, last_answer.get(speaker)) {
+                    (Some(s), Some(a)) => *a > s,
+                    _ => false,
+                };
+                if !heard {
+                    unreachable_now.insert(speaker.clone());
+                }
             }
             if !row.v.is_empty() {
                 cluster_json.push(json!({
@@ -1067,6 +1103,17 @@ pub fn overview(conn: &Connection, config: &Config, _now: DateTime<Utc>) -> Resu
                 }));
             }
         }
+        // A village is reached when a cluster of it acknowledged (or began)
+        // a play, or its village head was called (task done).
+        let mut village_reach = village_first_ack.clone();
+        for v in &row.villages {
+            if let Some((_, st, Some(done))) = tasks_of.get(&(id, v.clone())) {
+                if st == "done" {
+                    let e = village_reach.entry(v.clone()).or_insert(*done);
+                    *e = (*e).min(*done);
+                }
+            }
+        }
         if let Some(approved) = row.approved_ms {
             if let Some(n) = by_priority.get_mut(row.priority.as_str()) {
                 *n += 1;
@@ -1079,7 +1126,7 @@ pub fn overview(conn: &Connection, config: &Config, _now: DateTime<Utc>) -> Resu
                 .villages
                 .iter()
                 .filter(|v| {
-                    village_first_ack
+                    village_reach
                         .get(*v)
                         .is_some_and(|a| *a <= approved + REACH_WINDOW_MS)
                 })
@@ -1108,7 +1155,7 @@ pub fn overview(conn: &Connection, config: &Config, _now: DateTime<Utc>) -> Resu
                 "dead_zone": cfg.is_some_and(|x| x.dead_zone),
                 "state": vs,
                 "clusters": cl.iter().filter(|c| &c.1 == v).map(|c| c.0.clone()).collect::<Vec<_>>(),
-                "task": task.map(|t| json!({"id": t.0, "state": t.1})),
+                "task": task.map(|t| json!({"id": t.0, "state": t.1, "done": local(t.2)})),
                 "first_acknowledged": local(village_first_ack.get(v).copied()),
             }));
         }
@@ -1379,5 +1426,110 @@ village = "ho-sao"
         let o = overview(&c, &cfg, t0).unwrap();
         assert_eq!(o["tasks"].as_array().unwrap().len(), 0);
         assert!(cancel(&mut c, id, "op", t0).is_err());
+    }
+
+    /// The indicators hold the right numbers: broadcasts approved by
+    /// priority (drafts not counted); bulletin issue → first acknowledged
+    /// play; villages reached within 15 minutes of approval (by a
+    /// cluster's acknowledgement, or by the village head's call), out of
+    /// the covered villages; clusters unreachable now.
+    #[test]
+    fn indicators_hold_the_right_numbers() {
+        let (_d, mut c) = open();
+        let cfg = config();
+        let t0 = Utc::now();
+        let secs = TimeDelta::seconds;
+        let issued = (t0 - secs(60)).fixed_offset();
+        // A: emergency relaying a bulletin issued a minute before approval;
+        // sin-cai acknowledged after 30 s, ho-sao's cluster silent.
+        let mut da = draft(Priority::Emergency, &["sin-cai", "ho-sao"], t0);
+        da.issued = Some(issued);
+        da.repeats = 1;
+        let a = insert_draft(&mut c, &da, &cfg, "op", t0).unwrap();
+        approve(&mut c, a, &cfg, "op", t0).unwrap();
+        for d in due(&c, t0, 10).unwrap() {
+            mark_attempt(&c, d.id, t0, t0 + secs(600)).unwrap();
+            if d.speaker == "loa-01" {
+                let ack = json!({"idempotency_key": d.key, "status": "accepted"}).to_string();
+                apply_ack(&c, &d.speaker, ack.as_bytes(), t0 + secs(30), 1000).unwrap();
+            }
+        }
+        // B: routine to the FE-only village; the head called after 10 min.
+        let b = insert_draft(
+            &mut c,
+            &draft(Priority::Routine, &["ta-lan"], t0),
+            &cfg,
+            "op",
+            t0,
+        )
+        .unwrap();
+        approve(&mut c, b, &cfg, "op", t0).unwrap();
+        let task: i64 = c
+            .query_row(
+                "SELECT id FROM broadcast_tasks WHERE broadcast_id = ?1",
+                [b],
+                |r| r.get(0),
+            )
+            .unwrap();
+        task_done(&mut c, task, "op", None, t0 + secs(600)).unwrap();
+        // C: priority, acknowledged only after 20 minutes.
+        let cc = insert_draft(
+            &mut c,
+            &draft(Priority::Priority, &["sin-cai"], t0),
+            &cfg,
+            "op",
+            t0,
+        )
+        .unwrap();
+        approve(&mut c, cc, &cfg, "op", t0).unwrap();
+        let late = t0 + secs(1200);
+        let keys: Vec<(String, String)> = c
+            .prepare(
+                "SELECT speaker, key FROM speaker_commands WHERE broadcast_id = ?1 AND play = 1",
+            )
+            .unwrap()
+            .query_map([cc], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for (spk, key) in keys {
+            let ack = json!({"idempotency_key": key, "status": "accepted"}).to_string();
+            apply_ack(&c, &spk, ack.as_bytes(), late, 1000).unwrap();
+        }
+        // D: a draft, never approved: not counted.
+        insert_draft(
+            &mut c,
+            &draft(Priority::Emergency, &["sin-cai"], t0),
+            &cfg,
+            "op",
+            t0,
+        )
+        .unwrap();
+        // ho-sao's cluster silent past the timeout (60 s).
+        sweep(&mut c, &cfg, t0 + secs(61)).unwrap();
+        let o = overview(&c, &cfg, late).unwrap();
+        let ind = &o["indicators"];
+        assert_eq!(
+            ind["by_priority"],
+            json!({"emergency": 1, "priority": 1, "routine": 1})
+        );
+        assert_eq!(ind["issue_to_first_ack_s"]["latest"], json!(90.0), "{ind}");
+        assert_eq!(ind["issue_to_first_ack_s"]["median"], json!(90.0));
+        assert_eq!(ind["villages_covered"], 4, "A: 2, B: 1, C: 1");
+        assert_eq!(
+            ind["villages_reached_15min"], 2,
+            "sin-cai of A (30 s) and ta-lan of B (called at 10 min); not C's (20 min), not ho-sao"
+        );
+        assert_eq!(ind["reached_15min_pct"], json!(50.0));
+        assert_eq!(ind["clusters_unreachable"], 1);
+        assert_eq!(ind["clusters_unreachable_ids"], json!(["loa-04"]));
+        let ba = o["broadcasts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == a)
+            .unwrap();
+        assert_eq!(ba["issue_to_first_ack_s"], json!(90.0));
+        assert_eq!(ba["villages_reached"], 1);
     }
 }

@@ -22,6 +22,8 @@ pub struct Options {
     pub rate: f64,
     /// Publish the simulated warning bulletins.
     pub warnings: bool,
+    /// Run simulated loudspeaker clusters that obey broadcast commands.
+    pub speakers: Option<super::SpeakerOptions>,
     /// Where to write the bound address.
     pub port_file: Option<PathBuf>,
 }
@@ -86,6 +88,7 @@ pub async fn run(o: Options) -> Result<()> {
     let port_file = o.port_file;
     let rate = o.rate;
     let bulletins = o.warnings.then_some(sim::bulletin::Cadence::DEMO);
+    let speakers = o.speakers;
     server::run(cfg, listener, cancel, move |h| {
         let shown = if addr.ip().is_unspecified() {
             format!("http://127.0.0.1:{}/", addr.port())
@@ -110,6 +113,20 @@ pub async fn run(o: Options) -> Result<()> {
         println!();
         if let Err(e) = super::write_port_file(port_file.as_deref(), addr) {
             tracing::error!(error = %e, "cannot write port file");
+        }
+        if let Some(s) = speakers {
+            let (cfg, cancel) = (sim_cfg.clone(), sim_cancel.clone());
+            tokio::spawn(async move {
+                sim::speakers::fleet(
+                    &cfg,
+                    "127.0.0.1",
+                    mqtt_port,
+                    s.behaviour,
+                    s.dead_zones_silent,
+                    cancel,
+                )
+                .await;
+            });
         }
         tokio::spawn(async move {
             match sim::publish(

@@ -94,3 +94,12 @@ pub fn print_first_admin(password: &str, config: &str) {
     eprintln!("  ==============================================================");
     eprintln!();
 }
+
+/// The simulated loudspeaker clusters of `demo` and `simulate --speakers`.
+#[derive(Debug, Clone)]
+pub struct SpeakerOptions {
+    /// Loss, delay, play time.
+    pub behaviour: commune_ioc::sim::speakers::Behaviour,
+    /// The clusters of dead-zone villages never answer.
+    pub dead_zones_silent: bool,
+}

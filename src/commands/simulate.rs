@@ -19,6 +19,8 @@ pub struct Options {
     pub seed: u64,
     /// Also publish the warning bulletin chain on the demo's cadence.
     pub warnings: bool,
+    /// Also run the simulated loudspeaker clusters.
+    pub speakers: Option<super::SpeakerOptions>,
 }
 
 /// Publish until `count` or Ctrl+C.
@@ -28,10 +30,19 @@ pub async fn run(cfg: Config, o: Options) -> Result<()> {
     let cancel = super::shutdown_signal();
     tracing::info!(%host, port, rate = o.rate, "publishing simulated traffic");
     let bulletins = o.warnings.then_some(sim::bulletin::Cadence::DEMO);
+    let fleet = o.speakers.map(|s| {
+        let (cfg, host, cancel) = (cfg.clone(), host.clone(), cancel.clone());
+        tokio::spawn(async move {
+            sim::speakers::fleet(&cfg, &host, port, s.behaviour, s.dead_zones_silent, cancel).await
+        })
+    });
     let sent = sim::publish(
         &cfg, &host, port, o.rate, o.count, o.seed, bulletins, cancel,
     )
     .await?;
+    if let Some(f) = fleet {
+        let _ = f.await;
+    }
     tracing::info!(sent, "simulator stopped");
     Ok(())
 }

@@ -49,7 +49,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// The topics each device class publishes (docs/PROTOCOL.md §2).
 const LEAVES: [(&str, &[&str]); 3] = [
     ("camera", &["event", "status"]),
-    ("speaker", &["status", "session"]),
+    ("speaker", &["status", "session", "ack"]),
     ("sensor", &["telemetry", "status"]),
 ];
 
@@ -456,6 +456,20 @@ mod tests {
             assert!(!p.may_subscribe("cam-01", f), "{f}");
         }
         assert!(!p.may_subscribe("stranger", "ioc/binh-lu/camera/stranger/cmd"));
+    }
+
+    /// A loudspeaker cluster answers its commands on `.../ack` (PROTOCOL
+    /// §8) and reads its own `.../cmd`; it never publishes a command.
+    #[test]
+    fn a_speaker_acknowledges_commands_under_its_own_id() {
+        let mut p = policy(true);
+        p.logins.insert("spk-01".into(), "x".into());
+        assert!(p.may_publish(Some("spk-01"), "ioc/binh-lu/speaker/spk-01/ack"));
+        assert!(p.may_publish(Some("spk-01"), "ioc/binh-lu/speaker/spk-01/session"));
+        assert!(!p.may_publish(Some("spk-01"), "ioc/binh-lu/speaker/spk-02/ack"));
+        assert!(!p.may_publish(Some("spk-01"), "ioc/binh-lu/speaker/spk-01/cmd"));
+        assert!(p.may_subscribe("spk-01", "ioc/binh-lu/speaker/spk-01/cmd"));
+        assert!(policy(false).may_publish(None, "ioc/binh-lu/speaker/spk-01/ack"));
     }
 
     #[test]

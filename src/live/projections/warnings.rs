@@ -18,7 +18,7 @@
 //! [`MAX_LISTED`] warnings are kept, those not for the commune and the
 //! oldest dropped first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -204,7 +204,41 @@ impl Warnings {
         });
         WarningList {
             updated_at: self.changed_at,
+            active_by_level: self.active_by_level(),
             warnings: list.into_iter().map(Item::from).collect(),
+        }
+    }
+
+    /// Active warnings (for the commune) by risk level: `"1"`–`"5"`, and
+    /// `"none"` for those without a level; only levels with warnings.
+    fn active_by_level(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for e in self
+            .listed
+            .values()
+            .filter(|e| e.view.state == WarningState::Active)
+        {
+            let k = e
+                .view
+                .level
+                .map_or_else(|| "none".to_owned(), |l| l.get().to_string());
+            *out.entry(k).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// The same on `/metrics` (`ioc_warnings_active{level}`, every level).
+    fn publish_metrics(&self, shared: &Shared) {
+        let by = self.active_by_level();
+        for level in ["1", "2", "3", "4", "5", "none"] {
+            let n = by.get(level).copied().unwrap_or(0);
+            shared
+                .metrics
+                .warnings_active
+                .get_or_create(&crate::metrics::LevelLabel {
+                    level: level.into(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }
@@ -237,6 +271,7 @@ impl Projection for Warnings {
         } else if cx.pass != Pass::Start {
             return;
         }
+        self.publish_metrics(cx.shared);
         let key = self
             .key
             .get_or_insert_with(|| out.key(&FAMILY, Vec::new(), COMMUNE))
@@ -257,6 +292,8 @@ impl Projection for Warnings {
 pub struct WarningList {
     #[serde(skip)]
     updated_at: Option<DateTime<Utc>>,
+    /// Active warnings by risk level (the indicator).
+    active_by_level: BTreeMap<String, u64>,
     warnings: Vec<Item>,
 }
 
@@ -442,6 +479,11 @@ mod tests {
             .map(|i| i["id"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(ids, ["s|high|1", "s|low|1", "x|nfc|1"]);
+        assert_eq!(
+            json(&w)["active_by_level"],
+            serde_json::json!({"1": 1, "3": 1}),
+            "not for the commune: not counted"
+        );
         for i in 0..(MAX_LISTED + 20) {
             w.apply(
                 &view(&format!("s|many|{i}"), WarningState::Active, 1, None),
