@@ -31,5 +31,6 @@ pub mod sources;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod uplink;
 pub mod vocab;
 pub mod warnings;

@@ -156,6 +156,71 @@ pub struct Metrics {
     /// Seconds from first seen to acknowledged, alerts acknowledged in the
     /// last 30 days (median and 90th percentile).
     pub alert_time_to_ack_seconds: Family<QuantileLabel, Gauge<f64, AtomicU64>>,
+    /// The uplink to the province (`crate::uplink`).
+    pub uplink: UplinkMetrics,
+}
+
+/// Metrics of the uplink to the province.
+#[derive(Debug, Default)]
+pub struct UplinkMetrics {
+    /// 1 while connected and the last publish was acknowledged.
+    pub up: Gauge,
+    /// Entries the stream acknowledged (new or duplicate).
+    pub forwarded: Counter,
+    /// Acknowledgements that said duplicate (a re-send after a restart).
+    pub duplicates: Counter,
+    /// Failed connects, stream checks and publishes (retried).
+    pub errors: Counter,
+    /// The last journal number the stream acknowledged (the cursor).
+    pub cursor: Gauge,
+    /// The last journal number given.
+    pub head: Gauge,
+    /// Entries journaled and not yet acknowledged by the stream.
+    pub lag_entries: Gauge,
+    /// Age of the oldest entry not yet acknowledged, seconds (0 when caught
+    /// up).
+    pub lag_seconds: Gauge,
+}
+
+impl UplinkMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "uplink_up",
+            "1 while the uplink to the province is connected and acknowledged",
+            self.up.clone(),
+        );
+        r.register(
+            "uplink_forwarded",
+            "Journal entries the province stream acknowledged",
+            self.forwarded.clone(),
+        );
+        r.register(
+            "uplink_duplicates",
+            "Acknowledgements that were duplicates (entries re-sent after a restart)",
+            self.duplicates.clone(),
+        );
+        r.register(
+            "uplink_errors",
+            "Failed uplink connects, stream checks and publishes (retried)",
+            self.errors.clone(),
+        );
+        r.register(
+            "uplink_cursor",
+            "Last journal seq the province stream acknowledged",
+            self.cursor.clone(),
+        );
+        r.register("uplink_head", "Last journal seq given", self.head.clone());
+        r.register(
+            "uplink_lag_entries",
+            "Journal entries not yet acknowledged by the province stream",
+            self.lag_entries.clone(),
+        );
+        r.register(
+            "uplink_lag_seconds",
+            "Age of the oldest journal entry not yet acknowledged by the province stream, seconds",
+            self.lag_seconds.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -211,8 +276,10 @@ impl Metrics {
             http_connections_timed_out: Counter::default(),
             http_connections_shed: Counter::default(),
             login_busy: Counter::default(),
+            uplink: UplinkMetrics::default(),
             registry: Registry::default(),
         };
+        m.uplink.register(&mut registry);
         registry.register(
             "messages_received",
             "MQTT messages handed to the journal",

@@ -69,6 +69,7 @@ pub struct Handle {
 pub fn open_state(config: Config) -> Result<(Arc<Shared>, Store), ServeError> {
     let path = config.journal_path();
     let mut store = Store::open_with(&path, config.store.sync, config.store.max_size_mb)?;
+    store.bind_commune(&config.commune.id)?;
     store.set_report_rule(crate::reports::intake::Rule::from_config(&config.report));
     let shared = Shared::new(config);
     {
@@ -389,6 +390,11 @@ pub async fn run(
             Arc::clone(&shared),
             backend.clone(),
         ));
+    }
+    // The uplink to the province (NATS JetStream), beside ingest, never on
+    // its path.
+    if crate::uplink::enabled(&shared) {
+        tasks.spawn(crate::uplink::run(Arc::clone(&shared), backend.clone()));
     }
     // Durable HTTP delivery (province reports, webhooks); stopped with the
     // backend, after its requests in flight had a few seconds.

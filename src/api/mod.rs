@@ -267,6 +267,17 @@ async fn readyz(State(s): State<ApiState>) -> Response {
             "dropped_points": m.influx_points_dropped.get(),
         });
     }
+    if crate::uplink::enabled(&s.shared) {
+        // Informational too: the commune works alone during an outage.
+        let u = &s.shared.metrics.uplink;
+        body["uplink"] = json!({
+            "up": u.up.get() == 1,
+            "cursor": u.cursor.get(),
+            "head": u.head.get(),
+            "lag_entries": u.lag_entries.get(),
+            "lag_seconds": u.lag_seconds.get(),
+        });
+    }
     (status, Json(body)).into_response()
 }
 

@@ -99,6 +99,9 @@ pub struct Config {
     /// Durable HTTP delivery: worker limits and named targets.
     #[serde(default)]
     pub delivery: Delivery,
+    /// The uplink to the province (NATS JetStream); off without `url`.
+    #[serde(default)]
+    pub uplink: Uplink,
     /// The commune's own alert rules, grouping timers, escalation ladder.
     #[serde(default)]
     pub alerts: alerts::AlertsDef,

@@ -457,3 +457,90 @@ pub struct DeliveryTarget {
     /// top of the built-in roots.
     pub ca_file: Option<PathBuf>,
 }
+
+/// The uplink to the province (`[uplink]`): the journal forwarded, in
+/// `(commune, seq)` order from a durable cursor, to a NATS JetStream stream
+/// (docs/PROVINCE.md). Off without `url`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Uplink {
+    /// NATS servers, comma-separated: `nats://host:4222` or `tls://host:4222`
+    /// (several for a cluster: the client fails over between them).
+    pub url: Option<String>,
+    /// JetStream stream that takes the journal.
+    pub stream: String,
+    /// First subject token: entries go to `{prefix}.{commune}.journal.{kind}`.
+    pub subject_prefix: String,
+    /// Create the stream on connect when it is missing (subjects
+    /// `{prefix}.*.journal.>`, file storage). When false, a missing stream
+    /// is an error the uplink waits on.
+    pub create_stream: bool,
+    /// Replicas of a stream it creates (3 on a three-node cluster).
+    pub stream_replicas: usize,
+    /// Duplicate window of a stream it creates, seconds (JetStream drops a
+    /// re-sent `Nats-Msg-Id` within it).
+    pub duplicate_window_s: u64,
+    /// A `.creds` file (user JWT and NKey seed), as NATS accounts issue.
+    pub creds_file: Option<PathBuf>,
+    /// A file holding an NKey seed (`SU...`), for NKey authentication.
+    pub nkey_seed_file: Option<PathBuf>,
+    /// User name (with `password`).
+    pub user: Option<String>,
+    /// Password of `user`.
+    pub password: Option<Secret>,
+    /// Token authentication.
+    pub token: Option<Secret>,
+    /// Require TLS (also implied by a `tls://` URL).
+    pub tls: bool,
+    /// PEM file with the CA that signed the servers' certificates (else the
+    /// system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), for servers that verify clients; with
+    /// `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// Private key of `cert_file` (PEM).
+    pub key_file: Option<PathBuf>,
+    /// Most entries published before their acknowledgements are awaited.
+    pub batch_max: usize,
+    /// Most bytes of entries read from the journal for one batch.
+    pub batch_max_bytes: usize,
+    /// How long an acknowledgement (and a JetStream API call) may take,
+    /// milliseconds.
+    pub ack_timeout_ms: u64,
+    /// How often the journal is checked for new entries when caught up,
+    /// milliseconds.
+    pub poll_ms: u64,
+    /// First reconnect / retry delay, milliseconds (doubles up to
+    /// `backoff_max_ms`).
+    pub backoff_initial_ms: u64,
+    /// Cap of the retry delay, milliseconds.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for Uplink {
+    fn default() -> Self {
+        Uplink {
+            url: None,
+            stream: "IOC_JOURNAL".into(),
+            subject_prefix: "ioc".into(),
+            create_stream: true,
+            stream_replicas: 1,
+            duplicate_window_s: 120,
+            creds_file: None,
+            nkey_seed_file: None,
+            user: None,
+            password: None,
+            token: None,
+            tls: false,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            batch_max: 256,
+            batch_max_bytes: 4 * 1024 * 1024,
+            ack_timeout_ms: 10_000,
+            poll_ms: 100,
+            backoff_initial_ms: 200,
+            backoff_max_ms: 10_000,
+        }
+    }
+}

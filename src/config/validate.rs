@@ -278,6 +278,7 @@ impl Validator<'_> {
         }
         self.check_mqtt(c);
         self.check_influx(c);
+        self.check_uplink(c);
         self.check_delivery(c);
         if c.http.listen.parse::<SocketAddr>().is_err() {
             self.issue(
@@ -604,6 +605,88 @@ impl Validator<'_> {
         }
     }
 
+    fn check_uplink(&mut self, c: &Config) {
+        let u = &c.uplink;
+        if let Some(url) = &u.url {
+            if let Err(reason) = check_nats_urls(url) {
+                self.issue("uplink.url", reason);
+            }
+        }
+        if !is_nats_name(&u.stream) {
+            self.issue(
+                "uplink.stream",
+                format!("`{}` không phải tên luồng hợp lệ: không để trống, không có dấu cách, '.', '*', '>', '/' hay '\\'", u.stream),
+            );
+        }
+        if u.subject_prefix.split('.').any(|t| !is_nats_name(t)) {
+            self.issue(
+                "uplink.subject_prefix",
+                format!("`{}` không phải tiền tố chủ đề NATS hợp lệ: các phần cách nhau bằng '.', không để trống, không có dấu cách, '*' hay '>'", u.subject_prefix),
+            );
+        }
+        let ways = [
+            u.creds_file.is_some(),
+            u.nkey_seed_file.is_some(),
+            u.user.is_some(),
+            u.token.is_some(),
+        ];
+        if ways.iter().filter(|&&w| w).count() > 1 {
+            self.issue(
+                "uplink",
+                "chỉ chọn một cách xác thực: creds_file, nkey_seed_file, user/password hoặc token",
+            );
+        }
+        if u.password.is_some() && u.user.is_none() {
+            self.issue("uplink.password", "có mật khẩu thì cần cả uplink.user");
+        }
+        if u.user.is_some() && u.password.is_none() {
+            self.issue("uplink.user", "cần cả uplink.password");
+        }
+        for (key, file) in [
+            ("uplink.creds_file", &u.creds_file),
+            ("uplink.nkey_seed_file", &u.nkey_seed_file),
+            ("uplink.ca_file", &u.ca_file),
+            ("uplink.cert_file", &u.cert_file),
+            ("uplink.key_file", &u.key_file),
+        ] {
+            if let Some(f) = file {
+                if !f.is_file() {
+                    self.issue(key, format!("không có tệp {}", f.display()));
+                }
+            }
+        }
+        if u.cert_file.is_some() != u.key_file.is_some() {
+            self.issue(
+                "uplink.cert_file",
+                "chứng thư máy khách cần cả uplink.cert_file và uplink.key_file",
+            );
+        }
+        if u.stream_replicas == 0 || u.stream_replicas > 5 {
+            self.issue("uplink.stream_replicas", "phải từ 1 đến 5");
+        }
+        if u.duplicate_window_s == 0 {
+            self.issue("uplink.duplicate_window_s", "phải từ 1 trở lên");
+        }
+        if u.batch_max == 0 {
+            self.issue("uplink.batch_max", "phải từ 1 trở lên");
+        }
+        if u.batch_max_bytes < 1024 {
+            self.issue("uplink.batch_max_bytes", "phải từ 1024 trở lên");
+        }
+        if u.ack_timeout_ms < 100 {
+            self.issue("uplink.ack_timeout_ms", "phải từ 100 (mili giây) trở lên");
+        }
+        if u.poll_ms == 0 {
+            self.issue("uplink.poll_ms", "phải từ 1 trở lên");
+        }
+        if u.backoff_initial_ms == 0 || u.backoff_initial_ms > u.backoff_max_ms {
+            self.issue(
+                "uplink.backoff_initial_ms",
+                "phải từ 1 trở lên và không lớn hơn uplink.backoff_max_ms",
+            );
+        }
+    }
+
     fn check_delivery(&mut self, c: &Config) {
         let d = &c.delivery;
         if d.max_in_flight == 0 {
@@ -865,6 +948,45 @@ pub fn check_delivery_url(url: &str) -> Result<(), String> {
         )),
         other => Err(format!("`{url}`: chỉ hỗ trợ https://, không hỗ trợ `{other}`")),
     }
+}
+
+/// A NATS name or subject token: not empty, no whitespace, no `.`, `*`,
+/// `>`, `/` or `\`.
+fn is_nats_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.chars().any(|ch| {
+            ch.is_whitespace() || ch.is_control() || matches!(ch, '.' | '*' | '>' | '/' | '\\')
+        })
+}
+
+/// Check the uplink's server list: comma-separated `nats://` or `tls://`
+/// URLs with a host (the port defaults to 4222).
+pub fn check_nats_urls(urls: &str) -> Result<(), String> {
+    let mut any = false;
+    for url in urls.split(',').map(str::trim) {
+        any = true;
+        let parsed = reqwest011::Url::parse(url).map_err(|_| {
+            format!("`{url}` không phải URL hợp lệ: viết dạng nats://127.0.0.1:4222 (nhiều máy chủ cách nhau bằng dấu phẩy)")
+        })?;
+        if !matches!(parsed.scheme(), "nats" | "tls") {
+            return Err(format!(
+                "`{url}`: chỉ hỗ trợ nats:// hoặc tls://, không hỗ trợ `{}`",
+                parsed.scheme()
+            ));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(format!("`{url}`: thiếu tên máy hoặc địa chỉ IP"));
+        }
+        if !matches!(parsed.path(), "" | "/") || parsed.query().is_some() {
+            return Err(format!(
+                "`{url}`: không được có đường dẫn hay tham số sau cổng"
+            ));
+        }
+    }
+    if !any {
+        return Err("không được để trống".into());
+    }
+    Ok(())
 }
 
 /// Check a store base URL: `http(s)://host[:port]`, without a path (the

@@ -14,6 +14,7 @@
 pub mod outbox;
 mod queries;
 mod restore;
+pub mod seq;
 pub use queries::AckOutcome;
 
 use std::path::Path;
@@ -38,6 +39,15 @@ pub enum JournalError {
     /// A stored row could not be read back.
     #[error("corrupt journal row: {0}")]
     Corrupt(String),
+    /// The store was journaled for another commune (its `(commune, seq)`
+    /// numbers belong to that commune).
+    #[error("the store belongs to commune `{store}`, not to `{config}` (commune.id): every journal entry is numbered per commune for the province; use that commune's id, or another store.path")]
+    OtherCommune {
+        /// The commune recorded in the store.
+        store: String,
+        /// The configured commune.
+        config: String,
+    },
 }
 
 /// Largest payload stored with a dead letter when it is over the ingest
@@ -83,6 +93,9 @@ pub struct BatchOutcome {
     pub new_events: Vec<usize>,
     /// Index of every dead letter that was new.
     pub new_dead: Vec<usize>,
+    /// The journal numbers the new entries got (first, last): events in
+    /// input order, then dead letters.
+    pub seqs: Option<(i64, i64)>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -99,6 +112,9 @@ pub struct Store {
     conn: Connection,
     /// How new events are assigned to report periods (the intake).
     report_rule: crate::reports::intake::Rule,
+    /// The commune entries are numbered for (`seq::Store::bind_commune`;
+    /// '' until bound, then filled in by it).
+    commune: String,
 }
 
 impl Store {
@@ -120,9 +136,20 @@ impl Store {
                 r.get(0)
             })?;
         }
+        // A bound store numbers its entries for its commune on every
+        // connection that writes them.
+        let commune = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [seq::COMMUNE_KEY],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_default();
         Ok(Store {
             conn,
             report_rule: Default::default(),
+            commune,
         })
     }
 
@@ -147,6 +174,7 @@ impl Store {
         Ok(Store {
             conn: crate::store::open_read_only(path)?,
             report_rule: Default::default(),
+            commune: String::new(),
         })
     }
 
@@ -196,6 +224,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         let mut outcome = BatchOutcome::default();
         let mut attrs_text: Vec<String> = Vec::new();
+        let mut numbered: Vec<seq::NewEntry<'_>> = Vec::new();
         {
             let mut ins = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events (dedup_key, source, kind, device, village, ts, received_at, seq, attrs, topic, payload)
@@ -220,6 +249,12 @@ impl Store {
                 if n == 1 {
                     outcome.new_events.push(i);
                     attrs_text.push(attrs);
+                    numbered.push(seq::NewEntry {
+                        kind: seq::kind::EVENT,
+                        ref_id: tx.last_insert_rowid(),
+                        at_ms: ms(e.received_at),
+                        body: None,
+                    });
                 }
             }
             // Report manifests and the late ledger.
@@ -284,8 +319,16 @@ impl Store {
                 ])?;
                 if n == 1 {
                     outcome.new_dead.push(i);
+                    numbered.push(seq::NewEntry {
+                        kind: seq::kind::DEAD_LETTER,
+                        ref_id: tx.last_insert_rowid(),
+                        at_ms: ms(d.received_at),
+                        body: None,
+                    });
                 }
             }
+            // (commune, seq) for every new entry, in this transaction.
+            outcome.seqs = seq::append(&tx, &self.commune, &numbered)?;
         }
         let derived = derive(&outcome);
         write_derived(&tx, &derived)?;

@@ -63,6 +63,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "warnings",
         sql: include_str!("migrations/0007_warnings.sql"),
     },
+    Migration {
+        version: 8,
+        name: "journal_seq",
+        sql: include_str!("migrations/0008_journal_seq.sql"),
+    },
 ];
 
 /// The version a store has once every migration ran.

@@ -12,6 +12,7 @@
 //!   pipelined with PubAck counts);
 //! - `http`: an HTTP client with the admin's token, `/metrics` scrapes;
 //! - `victoria`: a real VictoriaMetrics;
+//! - `nats`: a real nats-server with JetStream (the province uplink);
 //! - `browser`: headless Chromium over the DevTools protocol;
 //! - `receiver`: a local HTTP endpoint that records what it is sent
 //!   (webhooks, the province's report endpoint), over HTTP or HTTPS;
@@ -29,6 +30,7 @@ pub mod browser;
 pub mod http;
 pub mod measure;
 pub mod mosquitto;
+pub mod nats;
 pub mod pki;
 pub mod proc;
 pub mod publisher;
@@ -37,5 +39,6 @@ pub mod victoria;
 
 pub use backend::{dossier_received, stack, stack_with, test_config, Backend, DOSSIER};
 pub use mosquitto::Mosquitto;
+pub use nats::Nats;
 pub use proc::{free_port, wait_until};
 pub use publisher::{Pipelined, Publisher};
