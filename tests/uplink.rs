@@ -148,8 +148,9 @@ async fn every_entry_arrives_once_and_in_order() {
 }
 
 /// The NATS server stops for a while; the commune keeps ingesting (ready,
-/// every message counted), the lag grows and is shown; when the server
-/// comes back the uplink catches up: every entry once, in order.
+/// every message counted), the lag grows and is shown (`/readyz`, the
+/// metrics, the wall screen's footer); when the server comes back the
+/// uplink catches up: every entry once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_loses_nothing_and_catches_up() {
     let mut nats = Nats::start();
@@ -187,6 +188,18 @@ async fn an_outage_loses_nothing_and_catches_up() {
     .await;
     assert_eq!(b.metric("ioc_uplink_lag_entries").await, MORE as f64);
     assert!(b.metric("ioc_uplink_errors_total").await >= 1.0);
+    // The wall screen says so, in Vietnamese with Vietnamese numbers.
+    let browser = kit::browser::Browser::launch().await;
+    let screen = format!("{}/?token={}", b.url, b.kiosk_token("uplink").await);
+    browser.open(&screen).await;
+    browser
+        .wait_js(
+            "(document.getElementById('uplink-tile').textContent || '').startsWith('Tỉnh: mất kết nối, chậm ') \
+             && document.getElementById('uplink-tile').textContent.includes('(500 bản ghi chờ gửi)') \
+             && !document.getElementById('uplink-tile').hidden",
+            "the uplink tile to show the outage",
+        )
+        .await;
 
     nats.restart();
     let js = jetstream::new(nats.client().await);
@@ -205,6 +218,14 @@ async fn an_outage_loses_nothing_and_catches_up() {
         readyz(&b).await["uplink"]["lag_entries"] == 0
     })
     .await;
+    browser.open(&screen).await;
+    browser
+        .wait_js(
+            "document.getElementById('uplink-tile').textContent === 'Tỉnh: đã đồng bộ'",
+            "the uplink tile to show the catch-up",
+        )
+        .await;
+    browser.close().await;
     publisher.stop().await;
 }
 
