@@ -7,6 +7,10 @@
 //! (`alerts.eval_interval`), the enqueue, the delivery worker's wake-up
 //! and the POST add to a deadline.
 //!
+//! Each round's alert joins the group of the previous ones (same rule and
+//! village), so `group_interval` is short: the figure is the deadline's,
+//! not the grouping's.
+//!
 //! Run: `cargo bench --bench alerts` (env BENCH_ROUNDS, default 10;
 //! BENCH_EVAL_MS, default 1000: the shipped `eval_interval`).
 
@@ -33,6 +37,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let load_before = kit::measure::load_average();
     let rounds = env_num("BENCH_ROUNDS", 10) as usize;
     let eval_ms = env_num("BENCH_EVAL_MS", 1000);
     let receiver = Receiver::start().await;
@@ -51,6 +56,7 @@ url = "{url}/truc-ban"
 url = "{url}/pho-chu-tich"
 [alerts]
 group_wait = "0s"
+group_interval = "100ms"
 eval_interval = "{eval_ms}ms"
 [[alerts.rule]]
 id = "chay"
@@ -136,6 +142,30 @@ targets = ["pho-chu-tich"]
             .await
             .expect("ack");
     }
+    // The bare peer: the same webhook body POSTed straight to the same
+    // receiver, one at a time (ms until the receiver has it).
+    let body = receiver
+        .received()
+        .into_iter()
+        .next()
+        .map(|r| r.body.clone())
+        .unwrap_or_default();
+    let mut bare_ms: Vec<f64> = Vec::new();
+    for i in 0..rounds {
+        let before = receiver.received().len();
+        let t0 = chrono::Utc::now();
+        http.post(format!("{url}/bare"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", format!("bare-{i}"))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("bare POST");
+        let r = receiver.wait_for(before + 1, Duration::from_secs(10)).await;
+        let at = r[before].at;
+        bare_ms.push((at - t0).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+    }
+    bare_ms.sort_by(f64::total_cmp);
     gaps_ms.sort_by(f64::total_cmp);
     let mean = gaps_ms.iter().sum::<f64>() / gaps_ms.len() as f64;
     println!("alerts: escalation deadline → webhook received, {rounds} rounds, eval_interval {eval_ms} ms");
@@ -147,5 +177,19 @@ targets = ["pho-chu-tich"]
         gaps_ms[gaps_ms.len() - 1],
         mean
     );
-    println!("  load average: {}", kit::measure::load_average());
+    println!(
+        "  bare peer (the same body POSTed straight to the receiver): p50 {:.1} ms, max {:.1} ms",
+        quantile(&bare_ms, 0.5),
+        bare_ms[bare_ms.len() - 1]
+    );
+    let profile = if cfg!(debug_assertions) {
+        "--profile dev (debug binary)"
+    } else {
+        "(release binary)"
+    };
+    println!("  command: BENCH_ROUNDS={rounds} BENCH_EVAL_MS={eval_ms} cargo bench --bench alerts {profile}");
+    println!(
+        "  load average: {load_before} before, {} after",
+        kit::measure::load_average()
+    );
 }

@@ -11,6 +11,9 @@
 //! The "within 2 s of the publish" is this figure; it is measured
 //! here, not asserted in a test.
 //!
+//! The bare peer, in the same run: the same bulletin published at QoS 1 to
+//! the same Mosquitto and received by one subscriber that does nothing.
+//!
 //! Run: `cargo bench --bench warnings` (env BENCH_BULLETINS, default 30:
 //! that many chains, each an `Alert` at level 3 then its `Cancel`);
 //! `--profile dev` measures the debug binary without a release build.
@@ -72,12 +75,69 @@ fn summary(label: &str, took: &mut [f64]) {
     let n = took.len();
     let mean = took.iter().sum::<f64>() / n as f64;
     println!(
-        "{label}   p50 {:.0} · p99 {:.0} · max {:.0} · mean {:.0} ms (n = {n})",
+        "{label}   p50 {:.1} · p99 {:.1} · max {:.1} · mean {:.1} ms (n = {n})",
         percentile(took, 0.5),
         percentile(took, 0.99),
         took[n - 1],
         mean
     );
+}
+
+/// The bare peer: the same bulletin published at QoS 1 to the same
+/// Mosquitto and received by one QoS 1 subscriber that does nothing else,
+/// `n` times, one at a time (ms from before the publish to the receipt).
+async fn bare_broker(port: u16, payload: &[u8], n: u32) -> Vec<f64> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let topic = "bench/bare/warning";
+    let mut opts = MqttOptions::new(
+        format!("bench-bare-{}", std::process::id()),
+        "127.0.0.1",
+        port,
+    );
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut el) = AsyncClient::new(opts, 64);
+    client
+        .subscribe(topic, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut subscribed_tx = Some(subscribed_tx);
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(t) = subscribed_tx.take() {
+                        let _ = t.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(_))) => {
+                    let _ = tx.send(epoch_ms());
+                }
+                Ok(_) => {}
+                Err(e) => panic!("bare subscriber: {e}"),
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), subscribed)
+        .await
+        .expect("SubAck in time")
+        .expect("SubAck");
+    let mut p = Publisher::new(port);
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let t0 = epoch_ms();
+        p.send(topic, payload).await;
+        let t1 = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("the bare subscriber got it")
+            .expect("a time");
+        out.push(t1 - t0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task.abort();
+    out
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -140,6 +200,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     browser.close().await;
+    let sample = FloodBulletin::new(&example, 1).alert(Utc::now(), 3).payload;
+    let mut bare = bare_broker(broker.port, &sample, n).await;
     println!("==================== official warning: publish → wall screen ====================");
     let profile = if cfg!(debug_assertions) {
         " --profile dev (debug binary)"
@@ -160,4 +222,5 @@ async fn main() {
     );
     summary("alert shown ", &mut shown);
     summary("cancel gone ", &mut removed);
+    summary("bare broker ", &mut bare);
 }

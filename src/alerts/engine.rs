@@ -1,5 +1,5 @@
-//! The alerts engine task: after each committed batch and every
-//! `alerts.eval_interval`, it reads the journal's new events (after its
+//! The alerts engine task: after each committed batch, every
+//! `alerts.eval_interval` and at the next notification deadline, it reads the journal's new events (after its
 //! own cursor, so an event committed while the engine was down is still
 //! evaluated), the warnings the batch changed, and the site's state, and
 //! applies what the evaluator signals; then it resolves what ended, plans
@@ -301,6 +301,22 @@ fn publish_metrics(
     }
 }
 
+/// How long until the earliest future `notify_at` of the board's firing,
+/// unacknowledged alerts (a few ms past it, so it is due when the step
+/// runs); `None` when none is ahead. Deadlines already past (an alert held
+/// by a silence, an inhibition or its group's interval) are left to the
+/// regular tick, so a held alert never spins the loop.
+fn next_due(board: &BoardValue, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    board
+        .alerts
+        .iter()
+        .filter(|a| a.state == super::AlertState::Firing && a.acked_at.is_none())
+        .filter_map(|a| a.notify_at)
+        .filter(|t| *t > now)
+        .min()
+        .and_then(|t| (t - now + TimeDelta::milliseconds(2)).to_std().ok())
+}
+
 /// Run the engine until `cancel`: a step after each committed batch (the
 /// batch's warnings with it) and every `alerts.eval_interval`.
 pub async fn run(shared: Arc<Shared>, clock: Arc<dyn Clock>, cancel: CancellationToken) {
@@ -332,9 +348,13 @@ pub async fn run(shared: Arc<Shared>, clock: Arc<dyn Clock>, cancel: Cancellatio
     loop {
         let mut warnings: Vec<WarningView> = Vec::new();
         let mut closed = false;
+        // The earliest notification due: woken then rather than at the
+        // next tick, so an escalation step leaves on its deadline.
+        let due = next_due(&shared.alerts.get(), clock.now());
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
+            _ = tokio::time::sleep(due.unwrap_or(period)), if due.is_some_and(|d| d < period) => {}
             _ = shared.alerts.kick.notified() => {}
             r = rx.recv() => match r {
                 Ok(c) => warnings.extend(c.warnings.iter().cloned()),
@@ -369,5 +389,81 @@ pub async fn run(shared: Arc<Shared>, clock: Arc<dyn Clock>, cancel: Cancellatio
             // The pipeline stopped; keep ticking for deadlines until cancel.
             rx = shared.updates.subscribe();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::{AlertKind, AlertState, Severity};
+
+    fn alert(id: i64, notify_at: Option<DateTime<Utc>>) -> Alert {
+        let t = DateTime::parse_from_rfc3339("2026-12-03T01:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        Alert {
+            id,
+            fingerprint: format!("rule:x:{id}"),
+            kind: AlertKind::Camera,
+            rule: Some("x".into()),
+            official: false,
+            severity: Severity::Warning,
+            hazard: None,
+            level: None,
+            villages: vec![],
+            device: None,
+            title: String::new(),
+            message: String::new(),
+            details: serde_json::Value::Null,
+            state: AlertState::Firing,
+            stale: false,
+            occurrences: 1,
+            first_seen: t,
+            last_seen: t,
+            ends_at: None,
+            resolved_at: None,
+            resolved_by: None,
+            acked_at: None,
+            acked_by: None,
+            escalation_step: 1,
+            notify_at,
+            silenced_by: vec![],
+            inhibited_by: vec![],
+        }
+    }
+
+    /// The engine wakes at the earliest notification deadline ahead (so a
+    /// step leaves on its deadline, not at the next tick), and leaves
+    /// deadlines already past, acknowledged and resolved alerts to the tick.
+    #[test]
+    fn the_next_wake_up_is_the_earliest_deadline_ahead() {
+        let now = DateTime::parse_from_rfc3339("2026-12-03T01:00:10Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let s = TimeDelta::seconds;
+        let mut acked = alert(3, Some(now + s(1)));
+        acked.acked_at = Some(now);
+        let mut resolved = alert(4, Some(now + s(1)));
+        resolved.state = AlertState::Resolved;
+        let board = BoardValue {
+            alerts: vec![
+                alert(1, Some(now + s(5))),
+                alert(2, Some(now + s(2))),
+                acked,
+                resolved,
+                alert(5, Some(now - s(30))),
+                alert(6, None),
+            ],
+            ..BoardValue::default()
+        };
+        assert_eq!(
+            next_due(&board, now),
+            Some(std::time::Duration::from_millis(2002))
+        );
+        let held = BoardValue {
+            alerts: vec![alert(5, Some(now - s(30))), alert(6, None)],
+            ..BoardValue::default()
+        };
+        assert_eq!(next_due(&held, now), None, "a past deadline never spins");
     }
 }
