@@ -1,6 +1,6 @@
 //! `/api/broadcasts` and `/api/tasks`: loudspeaker broadcasts with their
 //! coverage, an operator's draft, approval, cancel, and manual tasks
-//! (docs/PROTOCOL.md §9, ACCESS.md).
+//! (docs/PROTOCOL.md §8, ACCESS.md).
 
 use std::sync::Arc;
 
@@ -120,6 +120,14 @@ pub(crate) async fn create(
     }
     let cfg = s.shared.config.clone();
     let now = Utc::now();
+    // No text of the operator's own in an ethnic language: the commune's
+    // recorded one for the villages' language, if any.
+    let (text_ethnic, language) = match (b.text_ethnic, b.language) {
+        (Some(t), Some(l)) => (Some(t), Some(l)),
+        _ => crate::broadcasts::plan::ethnic_for(&cfg, &b.villages, None)
+            .map(|(l, t)| (Some(t.to_owned()), Some(l.to_owned())))
+            .unwrap_or((None, None)),
+    };
     let d = Draft {
         origin: "operator",
         warning_id: None,
@@ -127,8 +135,8 @@ pub(crate) async fn create(
         priority,
         villages: b.villages,
         text_vi: b.text_vi,
-        text_ethnic: b.text_ethnic,
-        language: b.language,
+        text_ethnic,
+        language,
         repeats: b.repeats.unwrap_or(1),
         gap_secs: b.gap_secs.unwrap_or(cfg.broadcasts.gap_secs),
         issued: None,

@@ -2,7 +2,7 @@
 //! operator's own text, becomes a plan for the speaker clusters serving
 //! the villages it covers; after an operator approves it, the plan goes
 //! out as durable commands over MQTT (`ioc/{commune}/speaker/{id}/cmd`,
-//! QoS 1, idempotency key and expiry; docs/PROTOCOL.md §9), retried with
+//! QoS 1, idempotency key and expiry; docs/PROTOCOL.md §8), retried with
 //! backoff until acknowledged or expired; coverage is tracked per cluster
 //! and village, and villages the speakers cannot reach get a manual task
 //! (call the village head).

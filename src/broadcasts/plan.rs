@@ -151,6 +151,41 @@ pub fn warning_text(w: &WarningView, config: &Config) -> String {
     text
 }
 
+/// The ethnic language and its text for a broadcast to `villages`: the
+/// language spoken in most of them (config order breaks ties) that has a
+/// `[[broadcasts.ethnic]]` text for `hazard` (or for any hazard).
+pub fn ethnic_for<'c>(
+    config: &'c Config,
+    villages: &[String],
+    hazard: Option<&str>,
+) -> Option<(&'c str, &'c str)> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for v in config.villages.iter().filter(|v| villages.contains(&v.id)) {
+        if let Some(l) = v.language.as_deref() {
+            match counts.iter_mut().find(|(x, _)| *x == l) {
+                Some(c) => c.1 += 1,
+                None => counts.push((l, 1)),
+            }
+        }
+    }
+    // Stable: equal counts keep config order.
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+    counts
+        .into_iter()
+        .find_map(|(l, _)| config.broadcasts.ethnic_text(l, hazard).map(|t| (l, t)))
+}
+
+/// Whether a cluster in `village` gets the ethnic text in `language`: not
+/// when the village is configured with another language.
+pub fn speaks(config: &Config, village: &str, language: &str) -> bool {
+    config
+        .villages
+        .iter()
+        .find(|v| v.id == village)
+        .and_then(|v| v.language.as_deref())
+        .is_none_or(|l| l == language)
+}
+
 /// The draft for warning `w` (chain `chain`): `None` unless it is active
 /// and covers villages.
 pub fn from_warning(
@@ -163,6 +198,7 @@ pub fn from_warning(
         return None;
     }
     let b = &config.broadcasts;
+    let ethnic = ethnic_for(config, &w.villages, w.hazard.map(|h| h.as_str()));
     let expires = w
         .expires
         .map(|e| e.with_timezone(&Utc))
@@ -175,8 +211,8 @@ pub fn from_warning(
         priority: warning_priority(w),
         villages: w.villages.clone(),
         text_vi: warning_text(w, config),
-        text_ethnic: None,
-        language: None,
+        text_ethnic: ethnic.map(|(_, t)| t.to_owned()),
+        language: ethnic.map(|(l, _)| l.to_owned()),
         repeats: b.repeats.clamp(1, MAX_REPEATS),
         gap_secs: b.gap_secs,
         issued: Some(w.sent),
@@ -227,7 +263,7 @@ pub fn command_key(broadcast: i64, speaker: &str, play: u32, nonce: &str) -> Str
     format!("bc{broadcast}-{speaker}-p{play}-{nonce}")
 }
 
-/// What goes into one command (docs/PROTOCOL.md §9.1).
+/// What goes into one command (docs/PROTOCOL.md §8.1).
 #[derive(Debug, Clone)]
 pub struct CommandSpec<'a> {
     /// Idempotency key.

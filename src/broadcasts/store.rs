@@ -389,8 +389,13 @@ pub fn approve(
         .as_deref()
         .and_then(|s| DateTime::<FixedOffset>::parse_from_rfc3339(s).ok());
     let mut commands = 0;
-    for (speaker, _, kind) in clusters.iter().filter(|c| c.2 == "smart") {
+    for (speaker, village, kind) in clusters.iter().filter(|c| c.2 == "smart") {
         debug_assert_eq!(kind, "smart");
+        // The ethnic text goes to clusters of villages speaking it.
+        let ethnic = text_ethnic
+            .as_deref()
+            .zip(language.as_deref())
+            .filter(|(_, l)| plan::speaks(config, village, l));
         for play in 1..=repeats.max(1) {
             let not_before = now + chrono::TimeDelta::seconds(gap * i64::from(play - 1));
             if not_before >= expires_t {
@@ -406,7 +411,7 @@ pub fn approve(
                 not_before,
                 expires: expires_t,
                 text_vi: &text_vi,
-                text_ethnic: text_ethnic.as_deref().zip(language.as_deref()),
+                text_ethnic: ethnic,
                 bulletin: warning_id.as_deref().zip(issued_t),
             });
             tx.execute(
@@ -607,7 +612,7 @@ pub enum Applied {
     Invalid(String),
 }
 
-/// Apply a cluster's answer on `.../ack` (docs/PROTOCOL.md §9.2).
+/// Apply a cluster's answer on `.../ack` (docs/PROTOCOL.md §8.2).
 pub fn apply_ack(
     conn: &Connection,
     speaker: &str,
@@ -1531,5 +1536,111 @@ village = "ho-sao"
             .unwrap();
         assert_eq!(ba["issue_to_first_ack_s"], json!(90.0));
         assert_eq!(ba["villages_reached"], 1);
+    }
+
+    /// The ethnic-language text: a bulletin's draft carries the commune's
+    /// recorded text in the language most covered villages speak (the
+    /// hazard's own before the generic one); at approval, only clusters of
+    /// villages speaking it get it, the others the Vietnamese alone.
+    #[test]
+    fn ethnic_text_goes_to_the_clusters_of_villages_speaking_it() {
+        let cfg = crate::config::load_str(
+            r#"
+[commune]
+id = "lung-phinh"
+name = "xã Lùng Phình"
+province = "Lào Cai"
+[[broadcasts.ethnic]]
+language = "Hmông"
+text = "Ceeb toom (txhua yam)"
+[[broadcasts.ethnic]]
+language = "Hmông"
+hazard = "flash_flood"
+text = "Ceeb toom dej nyab"
+[[broadcasts.ethnic]]
+language = "Dao"
+text = "Tòng pạo"
+[[village]]
+id = "sin-cai"
+name = "Thôn Sín Cái"
+language = "Hmông"
+[[village]]
+id = "lung-phinh"
+name = "Thôn Lùng Phình"
+language = "Hmông"
+[[village]]
+id = "ta-lan"
+name = "Thôn Tả Lần"
+language = "Dao"
+[[speaker]]
+id = "loa-01"
+village = "sin-cai"
+[[speaker]]
+id = "loa-02"
+village = "lung-phinh"
+[[speaker]]
+id = "loa-03"
+village = "ta-lan"
+"#,
+            "test",
+            &[],
+        )
+        .unwrap();
+        let villages: Vec<String> = ["sin-cai", "lung-phinh", "ta-lan"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            plan::ethnic_for(&cfg, &villages, Some("flash_flood")),
+            Some(("Hmông", "Ceeb toom dej nyab"))
+        );
+        assert_eq!(
+            plan::ethnic_for(&cfg, &villages, Some("frost")),
+            Some(("Hmông", "Ceeb toom (txhua yam)"))
+        );
+        assert_eq!(
+            plan::ethnic_for(&cfg, &["ta-lan".to_string()], None),
+            Some(("Dao", "Tòng pạo"))
+        );
+        let (_d, mut c) = open();
+        let t0 = Utc::now();
+        let mut d = draft(
+            Priority::Emergency,
+            &["sin-cai", "lung-phinh", "ta-lan"],
+            t0,
+        );
+        d.repeats = 1;
+        let (l, t) = plan::ethnic_for(&cfg, &d.villages, Some("flash_flood")).unwrap();
+        d.language = Some(l.into());
+        d.text_ethnic = Some(t.into());
+        let id = insert_draft(&mut c, &d, &cfg, "op", t0).unwrap();
+        approve(&mut c, id, &cfg, "op", t0).unwrap();
+        let mut got: Vec<(String, Value, Value)> = due(&c, t0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                let v: Value = serde_json::from_str(&d.payload).unwrap();
+                (
+                    d.speaker,
+                    v["ethnic_text"].clone(),
+                    v["ethnic_lang"].clone(),
+                )
+            })
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            vec![
+                ("loa-01".into(), json!("Ceeb toom dej nyab"), json!("Hmông")),
+                ("loa-02".into(), json!("Ceeb toom dej nyab"), json!("Hmông")),
+                ("loa-03".into(), Value::Null, Value::Null),
+            ]
+        );
+        let bad = crate::config::load_str(
+            "[commune]\nid = \"x\"\nname = \"x\"\nprovince = \"y\"\n[[broadcasts.ethnic]]\nlanguage = \"Dao\"\nhazard = \"khong-co\"\ntext = \"a\"\n",
+            "test",
+            &[],
+        );
+        assert!(bad.is_err(), "an unknown hazard is refused");
     }
 }

@@ -11,6 +11,13 @@
 //! gap_secs = 3600
 //! expiry_mins = 180
 //! tick_ms = 250
+//!
+//! # The message in the villages' ethnic language (a village's
+//! # `language`), recorded by the commune: for one hazard, or for any.
+//! [[broadcasts.ethnic]]
+//! language = "Hmông"
+//! hazard = "flash_flood"
+//! text = "…"
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +44,39 @@ pub struct BroadcastsDef {
     pub expiry_mins: u64,
     /// How often due commands and deadlines are checked, milliseconds.
     pub tick_ms: u64,
+    /// Texts in the villages' ethnic languages, played after the
+    /// Vietnamese.
+    pub ethnic: Vec<EthnicText>,
+}
+
+/// `[[broadcasts.ethnic]]`: the message a broadcast relaying a bulletin
+/// carries in an ethnic language (the commune's own recorded translation:
+/// nobody machine-translates a warning into Hmông).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EthnicText {
+    /// The language, as villages name it in `language` (e.g. `Hmông`).
+    pub language: String,
+    /// The hazard code (`flash_flood`, `landslide`, …; QĐ 18/2021) it is
+    /// for; without it, for any hazard.
+    #[serde(default)]
+    pub hazard: Option<String>,
+    /// The text.
+    pub text: String,
+}
+
+impl BroadcastsDef {
+    /// The text in `language` for `hazard`: the hazard's own, else the
+    /// language's text for any hazard.
+    pub fn ethnic_text(&self, language: &str, hazard: Option<&str>) -> Option<&str> {
+        let of = |h: Option<&str>| {
+            self.ethnic
+                .iter()
+                .find(|e| e.language == language && e.hazard.as_deref() == h)
+                .map(|e| e.text.as_str())
+        };
+        hazard.and_then(|h| of(Some(h))).or_else(|| of(None))
+    }
 }
 
 impl Default for BroadcastsDef {
@@ -50,6 +90,7 @@ impl Default for BroadcastsDef {
             gap_secs: 3600,
             expiry_mins: 180,
             tick_ms: 250,
+            ethnic: Vec::new(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub fn validate(config: &Config, origin: &str) -> Result<Site, Vec<ConfigIssue>>
     };
     v.check(config);
     v.check_warnings(config);
+    v.check_broadcasts(config);
     if v.issues.is_empty() {
         Ok(v.site)
     } else {
@@ -51,6 +52,38 @@ impl Validator<'_> {
             key: key.into(),
             reason: reason.into(),
         });
+    }
+
+    fn check_broadcasts(&mut self, c: &Config) {
+        for (i, e) in c.broadcasts.ethnic.iter().enumerate() {
+            let key = format!("broadcasts.ethnic[{i}]");
+            if e.language.trim().is_empty() || e.text.trim().is_empty() {
+                self.issue(&key, "cần có language và text");
+            }
+            if e.text.chars().count() > crate::broadcasts::plan::MAX_TEXT_CHARS {
+                self.issue(
+                    &key,
+                    format!(
+                        "text dài quá {} ký tự",
+                        crate::broadcasts::plan::MAX_TEXT_CHARS
+                    ),
+                );
+            }
+            if let Some(h) = &e.hazard {
+                if crate::vocab::Hazard::parse(h).is_none() {
+                    self.issue(
+                        &key,
+                        format!("hazard `{h}` không có trong danh mục loại thiên tai"),
+                    );
+                }
+            }
+            let dup = c.broadcasts.ethnic[..i]
+                .iter()
+                .any(|o| o.language == e.language && o.hazard == e.hazard);
+            if dup {
+                self.issue(&key, "trùng language và hazard với một mục trước");
+            }
+        }
     }
 
     fn check_warnings(&mut self, c: &Config) {

@@ -44,7 +44,7 @@ fn inner(ctx: &Ctx<'_>, device: &DeviceInfo) -> Result<Event, Rejection> {
     d.finish(ctx)
 }
 
-/// Answers a cluster may give to a command (docs/PROTOCOL.md §9.2).
+/// Answers a cluster may give to a command (docs/PROTOCOL.md §8.2).
 pub const ACK_STATUSES: &[&str] = &[
     "accepted",
     "duplicate",
