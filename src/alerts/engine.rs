@@ -543,7 +543,7 @@ missed = 3
                 .unwrap();
         };
         let fp = "rule:mua-lon:rain-01:rain_mm";
-        let mut firing = |engine: &mut Engine, now| {
+        let firing = |engine: &mut Engine, now| {
             engine.step(&shared, &[], now).unwrap();
             engine
                 .store()
