@@ -331,6 +331,16 @@ fn a_generated_month_seals_to_the_expected_snapshot() {
         62
     );
 
+    // The list, in Vietnamese: the window by date, the state, when (in
+    // Vietnam's time) and by whom.
+    let list = ok(&cli(&a_cfg, &["list"]));
+    assert!(
+        list.contains("Kỳ 2026-06 (15/05/2026 – 14/06/2026): đã niêm phong, chưa gửi tỉnh"),
+        "{list}"
+    );
+    assert!(list.contains("phiên bản 0, niêm phong lúc "), "{list}");
+    assert!(list.contains(&digest), "{list}");
+
     // Sealing again changes nothing.
     let again = ok(&cli(&a_cfg, &["seal", "--period", "2026-06"]));
     assert!(again.contains("đã được niêm phong trước đó"), "{again}");
@@ -607,6 +617,12 @@ async fn late_events_draft_a_correction_without_changing_the_seal() {
     })
     .await;
     let draft = &drafts["drafts"][0];
+    let listed = ok(&cli(&cfg, &["drafts", "--period", &label]));
+    assert!(
+        listed.contains(&format!("kỳ {label}: chờ duyệt · 1 sự kiện muộn"))
+            && listed.contains("commune / dossiers_received: 10 → 11"),
+        "{listed}"
+    );
     assert_eq!(draft["state"], "open");
     assert_eq!(draft["late_events"], 1);
     assert!(
@@ -758,5 +774,101 @@ async fn late_events_draft_a_correction_without_changing_the_seal() {
         &["--no-store", "--previous", f1.to_str().unwrap()],
     );
     assert!(e.contains("Chuỗi phiên bản sai"), "{e}");
+    drop(publisher);
+}
+
+/// The incremental manifests are written in the journal's transaction, so
+/// a kill -9 with messages in flight leaves them equal to the journal:
+/// after redelivery (duplicates dropped), the Merkle roots, counts and
+/// values kept incrementally for the month, quarter, half and year equal
+/// those recomputed from the events themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manifests_match_the_journal_after_a_kill_mid_stream() {
+    use commune_ioc::reports::{compute, intake};
+
+    let (broker, dir, mut b) = kit::stack().await;
+    let config = config::load(&dir.path().join("commune.toml")).unwrap();
+    let publisher = kit::Pipelined::connect("manifest-pub", broker.port, false)
+        .await
+        .unwrap();
+    // Bursts until one is caught mid-stream: some committed, not all.
+    const BURST: usize = 1000;
+    let mut n = 0;
+    let mut killed_at = None;
+    for round in 0..10 {
+        for i in 0..BURST {
+            publisher
+                .publish(
+                    kit::DOSSIER,
+                    kit::dossier_received(
+                        &format!("mk-{round}-{i}"),
+                        if i % 4 == 0 { "direct" } else { "online" },
+                        Some("hung-binh"),
+                    ),
+                )
+                .await
+                .unwrap();
+        }
+        n += BURST;
+        let committed = kit::wait_until("events committed", Duration::from_secs(60), || {
+            let b = &b;
+            async move {
+                let c = b.scrape().await.accounted();
+                (c > (n - BURST) as u64).then_some(c)
+            }
+        })
+        .await;
+        if (committed as usize) < n {
+            killed_at = Some(committed);
+            break;
+        }
+    }
+    let killed_at = killed_at.expect("never killed mid-stream");
+    b.kill();
+    b.restart();
+    b.wait_ready().await;
+    b.wait_value("dossiers_received", "month", "commune", n as f64)
+        .await;
+    eprintln!("killed at {killed_at} committed of {n}");
+
+    let conn = rusqlite::Connection::open(config.journal_path()).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let engine = Engine::new(&config);
+    let rule = Rule::from_config(&config.report);
+    let now = Utc::now();
+    let mut periods: Vec<ReportPeriod> = intake::periods_of(now, config.report.regime).to_vec();
+    // Right after a month turned, the first events may be in the month before.
+    for p in intake::periods_of(now - chrono::Duration::minutes(5), config.report.regime) {
+        if !periods.contains(&p) {
+            periods.push(p);
+        }
+    }
+    let mut total = 0;
+    for p in &periods {
+        let cutoff = rule.cutoff_ms(p);
+        let kept = compute::from_store(&conn, &engine, p, cutoff).unwrap();
+        let again = compute::from_journal(&conn, &engine, p, cutoff).unwrap();
+        let manifests = |i: &compute::Inputs| {
+            i.streams
+                .values()
+                .map(|(m, _)| m.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(manifests(&kept), manifests(&again), "{}", p.label());
+        assert_eq!(
+            compute::rows(&config, &engine, &kept),
+            compute::rows(&config, &engine, &again),
+            "{}",
+            p.label()
+        );
+        if p.kind == commune_ioc::reports::PeriodKind::Year {
+            total += manifests(&kept)
+                .iter()
+                .filter(|m| m.stream == "procedure")
+                .map(|m| m.count)
+                .sum::<u64>();
+        }
+    }
+    assert_eq!(total as usize, n, "every event once in the year's manifest");
     drop(publisher);
 }

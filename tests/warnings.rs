@@ -282,6 +282,64 @@ async fn mqtt_bulletins_are_matched_chained_and_refused_with_their_reason() {
     assert_eq!(frost["warnings"].as_array().unwrap().len(), 1, "{frost}");
     let none = b.get("/api/warnings?hazard=frost&village=ta-pa").await;
     assert_eq!(none["warnings"].as_array().unwrap().len(), 0, "{none}");
+    // Alerts: one per chain that covers villages (kind `warning`, official),
+    // none for the bulletins not for this commune or refused; the cancelled
+    // chain's alert is resolved.
+    const LS: &str = "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20260802T060000.SL-0007|2026-08-02T06:00:00+07:00";
+    const FR: &str = "canhbao@kttv-laichau.example.vn|VN.LAICHAU.20261220T050000.SM-0001|2026-12-20T05:00:00+07:00";
+    let alerts = kit::wait_until("an alert per chain", WAIT, || {
+        let b = &b;
+        async move {
+            let v = b.get("/api/alerts?kind=warning").await;
+            let items = v["items"].as_array().cloned().unwrap_or_default();
+            let resolved = items.iter().any(|a| {
+                a["fingerprint"] == format!("warning:{FLOOD_1}") && a["state"] == "resolved"
+            });
+            (items.len() == 3 && resolved).then_some(items)
+        }
+    })
+    .await;
+    let mut fps: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["fingerprint"].as_str().unwrap())
+        .collect();
+    fps.sort();
+    let mut want = vec![
+        format!("warning:{FLOOD_1}"),
+        format!("warning:{LS}"),
+        format!("warning:{FR}"),
+    ];
+    want.sort();
+    assert_eq!(fps, want);
+    let ls = alerts
+        .iter()
+        .find(|a| a["fingerprint"] == format!("warning:{LS}"))
+        .unwrap();
+    assert_eq!(
+        (
+            &ls["official"],
+            &ls["level"],
+            &ls["hazard"],
+            &ls["villages"],
+            &ls["state"]
+        ),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(2),
+            &serde_json::json!("landslide"),
+            &serde_json::json!(["nam-so"]),
+            &serde_json::json!("firing")
+        ),
+        "{ls}"
+    );
+    let text = ls["message"].as_str().unwrap();
+    for want in [
+        "Bản Nậm Sỏ",
+        "Đài Khí tượng Thủy văn tỉnh Lai Châu",
+        "06:00 ngày 02/08/2026",
+    ] {
+        assert!(text.contains(want), "`{want}` not in: {text}");
+    }
     let (status, bad) = b.get_status("/api/warnings?hazard=volcano").await;
     assert_eq!(
         (status, bad["error"]["code"].as_str()),

@@ -16,6 +16,7 @@ use commune_ioc::auth::Accounts;
 use commune_ioc::config::Config;
 use commune_ioc::indicators::Engine;
 use commune_ioc::journal::Store;
+use commune_ioc::reports::export::text;
 use commune_ioc::reports::{self, keys, seal, service, Trust};
 
 /// What to do with reports.
@@ -226,20 +227,32 @@ pub fn run(cfg: Option<&Config>, action: ReportAction) -> Result<()> {
         ReportAction::List => {
             let cfg = need()?;
             let store = Store::open_reader(&cfg.journal_path())?;
-            println!(
-                "{:<9} {:<13} {:<4} {:<6} {:<6} mã",
-                "kỳ", "trạng thái", "bản", "nháp", "muộn"
-            );
             for p in service::list(store.conn(), cfg, now)? {
-                println!(
-                    "{:<9} {:<13} {:<4} {:<6} {:<6} {}",
-                    p.period,
-                    p.state,
-                    p.revision.map_or("-".into(), |r| r.to_string()),
-                    p.open_drafts,
-                    p.late_events,
-                    p.digest.unwrap_or_default()
+                let window = format!(
+                    "{} – {}",
+                    text::parse_time(&p.window_start).map_or_else(String::new, text::date),
+                    text::parse_time(&p.window_end)
+                        .map_or_else(String::new, |t| text::date(t - chrono::Duration::days(1)))
                 );
+                println!(
+                    "Kỳ {} ({window}): {}",
+                    p.period,
+                    text::report_state(&p.state)
+                );
+                if let (Some(rev), Some(digest), Some(at)) = (p.revision, &p.digest, p.sealed_at) {
+                    println!(
+                        "    phiên bản {rev}, niêm phong lúc {} bởi {}; {digest}",
+                        text::date_time(at.with_timezone(&reports::period::vn())),
+                        p.sealed_by.as_deref().unwrap_or("?")
+                    );
+                }
+                if p.open_drafts > 0 || p.late_events > 0 {
+                    println!(
+                        "    {} sự kiện đến muộn, {} bản nháp đính chính chờ duyệt",
+                        text::exact(p.late_events as f64),
+                        p.open_drafts
+                    );
+                }
             }
         }
         ReportAction::Drafts { period } => {
@@ -247,20 +260,21 @@ pub fn run(cfg: Option<&Config>, action: ReportAction) -> Result<()> {
             let store = Store::open_reader(&cfg.journal_path())?;
             for d in seal::drafts(store.conn(), period.as_deref())? {
                 println!(
-                    "#{} kỳ {} {} · {} sự kiện muộn · {} giá trị thay đổi",
+                    "#{} kỳ {}: {} · {} sự kiện muộn · {} giá trị thay đổi · lập lúc {}",
                     d.id,
                     d.period,
-                    d.state,
-                    d.late_events,
-                    d.changes.len()
+                    text::draft_state(&d.state),
+                    text::exact(d.late_events as f64),
+                    d.changes.len(),
+                    text::date_time(d.created_at.with_timezone(&reports::period::vn()))
                 );
                 for c in &d.changes {
                     println!(
                         "    {} / {}: {} → {}",
                         c.scope,
                         c.indicator,
-                        c.from.map_or("không có".into(), |v| v.to_string()),
-                        c.to.map_or("không có".into(), |v| v.to_string())
+                        c.from.map_or("không có".into(), text::exact),
+                        c.to.map_or("không có".into(), text::exact)
                     );
                 }
             }

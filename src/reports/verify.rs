@@ -88,7 +88,7 @@ fn parse(doc: &[u8]) -> Result<Snapshot, VerifyError> {
 }
 
 fn num(v: Option<f64>) -> String {
-    v.map_or_else(|| "không có".into(), |x| x.to_string())
+    v.map_or_else(|| "không có".into(), super::export::text::exact)
 }
 
 /// The first difference between a sealed snapshot and a changed one, in

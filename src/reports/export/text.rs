@@ -45,6 +45,18 @@ pub fn trimmed(x: f64) -> String {
     }
 }
 
+/// A value as stored (up to 4 decimals), the Vietnamese way, trailing
+/// zeros dropped: `90.3226` → `90,3226`, `1828` → `1.828` (the command
+/// line and verification messages).
+pub fn exact(x: f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        number(x, 0)
+    } else {
+        let s = number(x, 4);
+        s.trim_end_matches('0').trim_end_matches(',').to_owned()
+    }
+}
+
 /// A value for people: integers grouped (`1.828`), other numbers with up
 /// to 2 decimals (`12,5`), percentages always with 2 (`94,62 %`).
 pub fn quantity(x: f64, unit: &str) -> String {
@@ -114,6 +126,30 @@ pub fn status(row: &IndicatorRow) -> &'static str {
         _ if row.target.is_none() => "—",
         RowStatus::Met => "Đạt",
         RowStatus::NotMet => "Không đạt",
+    }
+}
+
+/// A period's report state for people (as the wall screen's tile says it).
+pub fn report_state(state: &str) -> &str {
+    match state {
+        "open" => "đang mở",
+        "sealed" => "đã niêm phong, chưa gửi tỉnh",
+        "corrected" => "đã đính chính, chưa gửi tỉnh",
+        "submitted" => "đang gửi tỉnh",
+        "acknowledged" => "tỉnh đã nhận",
+        "submission_failed" => "gửi tỉnh không thành công",
+        other => other,
+    }
+}
+
+/// A correction draft's state for people.
+pub fn draft_state(state: &str) -> &str {
+    match state {
+        "open" => "chờ duyệt",
+        "approved" => "đã duyệt",
+        "dismissed" => "đã bỏ",
+        "superseded" => "đã thay bằng bản nháp mới hơn",
+        other => other,
     }
 }
 
@@ -234,5 +270,8 @@ mod tests {
         assert_eq!(quantity(1828.0, "hồ sơ"), "1.828 hồ sơ");
         assert_eq!(quantity(12.5, "mm"), "12,5 mm");
         assert_eq!(quantity(3.456, ""), "3,46");
+        assert_eq!(exact(90.3226), "90,3226");
+        assert_eq!(exact(12.5), "12,5");
+        assert_eq!(exact(1828.0), "1.828");
     }
 }
