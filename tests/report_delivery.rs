@@ -375,8 +375,33 @@ async fn a_sealed_report_is_submitted_to_the_province_once_and_acknowledged() {
     );
     let (s, _) = post(&b, "/api/reports/2025-07/seal", &admin, None).await;
     assert_eq!(s, 200);
-    let (s, _) = post(&b, "/api/reports/2025-07/submit", &admin, None).await;
-    assert_eq!(s, 202);
+    // The sentinel is submitted from the command line while the server
+    // runs; the server's worker sends it.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_commune-ioc"))
+            .args(["report", "--config"])
+            .arg(dir.path().join("commune.toml"))
+            .args(args)
+            .env_remove("IOC_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = cli(&["submit", "--period", "2025-07", "--by", "can.bo.vp"]);
+    assert!(
+        said.contains("Đã đưa kỳ 2025-07 (phiên bản 0) vào hàng đợi gửi tỉnh"),
+        "{said}"
+    );
+    let said = cli(&["submit", "--period", "2025-06", "--by", "can.bo.vp"]);
+    assert!(
+        said.contains("Kỳ 2025-06 (phiên bản 0) đã được gửi trước đó: tỉnh đã nhận."),
+        "{said}"
+    );
     wait_until("the sentinel's acknowledgement", WAIT, || {
         let b = &b;
         async move {
@@ -417,6 +442,12 @@ async fn a_sealed_report_is_submitted_to_the_province_once_and_acknowledged() {
     assert!(
         entries.iter().filter(|e| e["outcome"] == "ok").count() >= 3,
         "{audit}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["actor"] == "can.bo.vp" && e["object"] == "report:2025-07"),
+        "the command line's submission is audited under its user: {audit}"
     );
 
     // Published retained on MQTT, and not taken back in as input.
@@ -580,6 +611,19 @@ ca_file = "{ca}"
     .await;
     assert_eq!(row["revision"], 0, "{row}");
     assert_eq!(row["sealed_by"], "scheduler", "{row}");
+    let listed = b.get("/api/reports").await;
+    let open = listed["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["period"] == current.label().as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (open["state"].as_str(), &open["revision"]),
+        (Some("open"), &serde_json::Value::Null),
+        "the current month: {open}"
+    );
     let digest = row["digest"].as_str().unwrap().to_owned();
     let document = b
         .authed_get(&format!("/api/reports/{label}"))
