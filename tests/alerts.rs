@@ -163,7 +163,8 @@ fn accepted(all: &[Received]) -> Vec<Received> {
 /// An unacknowledged fire alert climbs duty officer → vice-chair → chair,
 /// each step to its own webhook; the receiver refuses the first two
 /// requests (503), and commune-ioc is killed (SIGKILL) and restarted on
-/// the same store after the first step was delivered. Each step is
+/// the same store twice: while the first step is being retried, and after
+/// it was delivered. Each step is
 /// accepted exactly once, in ladder order, with its idempotency key, and
 /// nothing is sent to the next step before its delay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,6 +180,12 @@ async fn escalation_climbs_in_order_and_each_step_is_delivered_once_across_a_res
     assert_eq!(alert["official"], false, "a rule's alert is internal");
     assert_eq!(alert["villages"], json!(["tan-binh"]));
     let id = alert["id"].as_i64().unwrap();
+
+    // A crash while step 0 is being retried (the receiver refused its
+    // first attempt): the pending notification is not forgotten.
+    receiver.wait_for(1, WAIT).await;
+    b.restart();
+    b.wait_ready().await;
 
     // Step 0 accepted (after the two refusals) and recorded as delivered.
     let key0 = format!("alert:{id}:step:0:0:truc-ban");

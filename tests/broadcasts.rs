@@ -99,7 +99,7 @@ village = "pa-vay"
 }
 
 struct Rig {
-    _broker: Mosquitto,
+    _broker: Option<Mosquitto>,
     _dir: tempfile::TempDir,
     backend: Backend,
     port: u16,
@@ -120,7 +120,7 @@ impl Rig {
         backend.wait_ready().await;
         Rig {
             port: broker.port,
-            _broker: broker,
+            _broker: Some(broker),
             _dir: dir,
             backend,
             fleet: None,
@@ -1092,4 +1092,120 @@ async fn the_demo_goes_from_bulletin_to_coverage() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// On the shipped Mosquitto (deploy/mosquitto: one account per client,
+/// `use_username_as_clientid`, the ACL), commune-ioc's one connection
+/// (account `ioc`) publishes the commands, each cluster's own account
+/// reads its own `.../cmd` and answers on `.../ack` and `.../session`,
+/// and the broadcast reaches its villages; another cluster's account
+/// subscribed to every command topic gets none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_shipped_mosquitto_commands_reach_each_clusters_own_account() {
+    let accounts: Vec<(String, String)> =
+        std::iter::once(("ioc".to_owned(), "pw-ioc-14".to_owned()))
+            .chain(SMART.iter().map(|s| (s.to_string(), format!("pw-{s}"))))
+            .collect();
+    let refs: Vec<(&str, &str)> = accounts
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.as_str()))
+        .collect();
+    let broker = kit::shipped::Shipped::start(&refs);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(broker.port, &dir.path().join("store")).replacen(
+        "[mqtt]\n",
+        "[mqtt]\nusername = \"ioc\"\npassword = \"pw-ioc-14\"\n",
+        1,
+    );
+    let backend = Backend::start(dir.path(), &cfg);
+    backend.wait_ready().await;
+    let mut rig = Rig {
+        port: broker.port,
+        _broker: None,
+        _dir: dir,
+        backend,
+        fleet: None,
+    };
+    // The clusters of tan-binh and hung-binh, each on its own account.
+    let log = Arc::new(Mutex::new(Log::default()));
+    let cancel = CancellationToken::new();
+    let port = broker.port;
+    tokio::spawn(speakers::run(
+        move |id: &str| {
+            let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+            o.set_credentials(id, format!("pw-{id}"));
+            o
+        },
+        COMMUNE.into(),
+        vec!["spk-01".into(), "spk-02".into(), "spk-03".into()],
+        Behaviour::default(),
+        Arc::clone(&log),
+        cancel.clone(),
+    ));
+    rig.fleet = Some((cancel, Arc::clone(&log)));
+    // spk-06's account tries to read every cluster's commands.
+    let mut spy_opts = rumqttc::MqttOptions::new("spk-06", "127.0.0.1", port);
+    spy_opts.set_credentials("spk-06", "pw-spk-06");
+    let (spy, mut spy_loop) = rumqttc::AsyncClient::new(spy_opts, 16);
+    let spied = Arc::new(Mutex::new(Vec::<String>::new()));
+    let spied2 = Arc::clone(&spied);
+    let spy_task = tokio::spawn(async move {
+        loop {
+            match spy_loop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    let _ = spy
+                        .subscribe(
+                            format!("ioc/{COMMUNE}/speaker/+/cmd"),
+                            rumqttc::QoS::AtLeastOnce,
+                        )
+                        .await;
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    spied2.lock().push(p.topic.clone());
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    let id = rig
+        .draft(operator_text(&["tan-binh", "hung-binh"], "emergency"))
+        .await;
+    let a = rig.approve(id).await;
+    assert_eq!(a["commands"], 3);
+    rig.wait_village(id, "tan-binh", "reached").await;
+    let b = rig.wait_village(id, "hung-binh", "reached").await;
+    let got = speakers_of(&log.lock());
+    assert_eq!(
+        got,
+        HashSet::from([
+            "spk-01".to_owned(),
+            "spk-02".to_owned(),
+            "spk-03".to_owned()
+        ]),
+        "each cluster's account got its command: {b}\n{}",
+        broker.log()
+    );
+    // Every cluster went on to play it (session start/end through the ACL).
+    rig.wait_village(id, "tan-binh", "reached").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let b = rig.broadcast(id).await;
+        if b["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["state"] == "completed")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not completed: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        spied.lock().is_empty(),
+        "another cluster's account read commands: {:?}",
+        spied.lock()
+    );
+    spy_task.abort();
 }

@@ -10,6 +10,7 @@ mod kit;
 use std::path::Path;
 use std::time::Duration;
 
+use commune_ioc::sim::bulletin::FloodBulletin;
 use kit::browser::{Browser, BROWSER_SLOT};
 use kit::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
 use serde_json::{json, Value};
@@ -77,6 +78,25 @@ const LAYOUT_CHECK: &str = r##"(() => {
     if (px < smallest) { smallest = px; smallestAt = `${e.tagName.toLowerCase()}.${e.getAttribute("class") || ""} "${e.textContent.trim().slice(0, 30)}"`; }
   }
   return { outside, smallest_text_px: Math.round(smallest * 10) / 10, smallest_text: smallestAt, feed_rows: feedRows, zoom };
+})()"##;
+
+/// The alerts strip and the takeover inside the viewport, and what they
+/// hold inside them (nothing cut off).
+const ALERTS_CHECK: &str = r##"(() => {
+  const out = [], box = (e) => e.getBoundingClientRect();
+  const inside = (r, o, what) => {
+    if (r.width < 1 || r.height < 1 || r.left < o.left - 0.5 || r.top < o.top - 0.5
+        || r.right > o.right + 0.5 || r.bottom > o.bottom + 0.5)
+      out.push(`${what} ${Math.round(r.left)},${Math.round(r.top)} ${Math.round(r.width)}×${Math.round(r.height)}`);
+  };
+  const view = { left: 0, top: 0, right: innerWidth, bottom: innerHeight };
+  for (const sel of ["#alerts", "#takeover"]) {
+    const e = document.querySelector(sel);
+    if (e.hidden) continue;
+    inside(box(e), view, sel);
+    for (const c of e.children) inside(box(c), box(e), `${sel} .${c.className}`);
+  }
+  return out;
 })()"##;
 
 /// The test config, with coordinates and a dead zone when `geo`.
@@ -709,6 +729,404 @@ async fn a_person_without_a_token_signs_in_on_the_page() {
             .eval("document.getElementById('btn-logout').hidden")
             .await,
         Value::Bool(false)
+    );
+    browser.close().await;
+}
+
+// ---------------------------------------------------------------------------
+// Official warnings (CAP bulletins) on the screen: the simulator's own
+// flash-flood chain, published over MQTT to the real backend.
+// ---------------------------------------------------------------------------
+
+/// The Bình Lư example: same commune and the same village coordinates as
+/// the `geo` test config, so the bulletin's polygons cover Tân Bình and
+/// Hưng Bình (not Nà Đa).
+fn example() -> commune_ioc::config::Config {
+    commune_ioc::config::examples::binh_lu().expect("the example config")
+}
+
+/// `document.querySelector(sel)` as JS.
+fn q(sel: &str) -> String {
+    format!("document.querySelector({})", Value::from(sel))
+}
+
+/// The strip's row of a warning chain.
+fn row_of(chain: &str) -> String {
+    format!("#alerts .warning[data-chain={}]", Value::from(chain))
+}
+
+async fn publish(p: &mut Publisher, m: &commune_ioc::sim::Message) {
+    p.send(&m.topic, &m.payload).await;
+}
+
+/// Computed background colour of the first element matching `sel`.
+async fn background(browser: &Browser, sel: &str) -> String {
+    browser
+        .eval(&format!("getComputedStyle({}).backgroundColor", q(sel)))
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Every JSON object with a `fingerprint` under `v`.
+fn alerts_in(v: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    match v {
+        Value::Object(m) if m.contains_key("fingerprint") => out.push(v.clone()),
+        Value::Object(m) => m.values().for_each(|x| out.extend(alerts_in(x))),
+        Value::Array(a) => a.iter().for_each(|x| out.extend(alerts_in(x))),
+        _ => {}
+    }
+    out
+}
+
+/// The alert a warning chain raised, as `GET /api/alerts` lists it.
+async fn alert_of(b: &Backend, chain: &str) -> Value {
+    let list = b.get("/api/alerts").await;
+    alerts_in(&list)
+        .into_iter()
+        .find(|a| a["fingerprint"] == format!("warning:{chain}").as_str())
+        .unwrap_or_else(|| panic!("no alert for {chain}: {list}"))
+}
+
+/// The screen, opened with `token` (a kiosk's, or a person's login).
+async fn warning_screen(s: &Stack, token: &str) -> Browser {
+    let browser = Browser::launch().await;
+    browser
+        .open(&format!("{}/?token={token}", s.backend.url))
+        .await;
+    browser.wait_js(is_live(), "the live screen").await;
+    browser
+        .wait_js(
+            "document.querySelectorAll('#map [data-village]').length === 3",
+            "three villages on the map",
+        )
+        .await;
+    browser
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_level_3_warning_shows_with_its_villages_and_takes_over_until_acknowledged() {
+    let _slot = BROWSER_SLOT.lock().await;
+    let s = stack(true).await;
+    // The duty officer's browser, signed in (an admin here): it may
+    // acknowledge from the screen; a kiosk may not (the other test).
+    let browser = warning_screen(&s, &s.backend.token().await).await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('alerts').hidden")
+            .await,
+        Value::Bool(true),
+        "nothing in force, nothing shown"
+    );
+    let mut bulletin = FloodBulletin::new(&example(), 1);
+    let sent = chrono::Utc::now();
+    let alert = bulletin.alert(sent, 3);
+    let chain = bulletin.first_id().unwrap();
+    let row = row_of(&chain);
+    let mut p = Publisher::new(s.broker.port);
+    publish(&mut p, &alert).await;
+    let took = browser
+        .wait_js(
+            &format!(
+                "{}?.dataset.level === '3' \
+                 && {}?.dataset.warningLevel === '3' && {}?.dataset.warningLevel === '3'",
+                q(&row),
+                q("[data-village=\"tan-binh\"]"),
+                q("[data-village=\"hung-binh\"]")
+            ),
+            "the level-3 warning and its villages on the screen",
+        )
+        .await;
+    // A figure, not a pass/fail limit (benches/warnings.rs measures it).
+    eprintln!("publish → warning and villages shown: {took:?}");
+    assert_eq!(
+        browser
+            .eval(&format!(
+                "{}.dataset.warningLevel ?? null",
+                q("[data-village=\"na-da\"]")
+            ))
+            .await,
+        Value::Null,
+        "Nà Đa is not covered"
+    );
+    let text = browser.text(&row).await;
+    let local = sent.with_timezone(&chrono_tz::Asia::Ho_Chi_Minh);
+    for want in [
+        "Cấp độ 3 — rủi ro lớn",
+        "Lũ quét",
+        "Bản Tân Bình, Bản Hưng Bình",
+        "Đài Khí tượng Thủy văn tỉnh Lai Châu",
+        &format!("ban hành lúc {}", local.format("%H:%M ngày %d/%m/%Y")),
+        "Chưa xác nhận",
+    ] {
+        assert!(text.contains(want), "{want:?} not in {text:?}");
+    }
+    // QĐ 18/2021 cấp 3: da cam (RiskLevel::colour #f28c28).
+    assert_eq!(background(&browser, &row).await, "rgb(242, 140, 40)");
+
+    // The takeover: over the KPIs and the feed, at least 40 % of the screen.
+    let takeover = browser
+        .eval(
+            "(() => { const t = document.getElementById('takeover'); const r = t.getBoundingClientRect(); \
+             return {hidden: t.hidden, level: t.dataset.level, chain: t.dataset.chain, \
+                     share: (r.width * r.height) / (innerWidth * innerHeight), text: t.textContent}; })()",
+        )
+        .await;
+    assert_eq!(takeover["hidden"], false, "{takeover}");
+    assert_eq!(takeover["level"], "3");
+    assert_eq!(takeover["chain"], chain.as_str());
+    assert!(
+        takeover["share"].as_f64().unwrap() > 0.4,
+        "covers a large part: {takeover}"
+    );
+    let t = takeover["text"].as_str().unwrap();
+    for want in [
+        "Cảnh báo thiên tai",
+        "Lũ quét",
+        "Thôn/bản bị ảnh hưởng",
+        "Bản Tân Bình, Bản Hưng Bình",
+        "Chưa xác nhận",
+    ] {
+        assert!(t.contains(want), "{want:?} not in the takeover: {t}");
+    }
+    assert_eq!(background(&browser, "#takeover").await, "rgb(242, 140, 40)");
+    // The map stays visible beside it.
+    let map_free = browser
+        .eval(
+            "(() => { const a = document.getElementById('takeover').getBoundingClientRect(); \
+             const m = document.querySelector('.panel.map').getBoundingClientRect(); \
+             return a.right <= m.left || a.left >= m.right || a.bottom <= m.top || a.top >= m.bottom; })()",
+        )
+        .await;
+    assert_eq!(map_free, Value::Bool(true), "the takeover hides the map");
+    browser
+        .screenshot("ioc-warning-takeover-1920x1080.png")
+        .await;
+    // On every display: the panels as without a warning, and the strip and
+    // the takeover whole, inside the screen.
+    for (w, h) in SIZES {
+        browser.set_viewport(*w, *h).await;
+        browser
+            .wait_js(
+                &format!("innerWidth === {w} && document.documentElement.classList.contains('fit') \
+                          && Math.abs(Number(document.body.style.zoom) - Math.min({w} / 1920, {h} / 1080)) < 1e-4"),
+                "the layout fitted to the display",
+            )
+            .await;
+        let report = browser.eval(LAYOUT_CHECK).await;
+        let alerts = browser.eval(ALERTS_CHECK).await;
+        eprintln!("{w}×{h}: {report} {alerts}");
+        // A level-3 warning starts a loudspeaker broadcast (issue 14): its
+        // coverage panel takes the devices panel's place, by design.
+        let coverage = browser
+            .eval("document.body.classList.contains('has-coverage')")
+            .await
+            == Value::Bool(true);
+        let outside: Vec<&Value> = report["outside"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|o| !(coverage && o.as_str().is_some_and(|o| o.starts_with(".panel.devices"))))
+            .collect();
+        assert!(outside.is_empty(), "{w}×{h}: {report}");
+        assert_eq!(alerts, json!([]), "{w}×{h}: alerts area clipped");
+        let floor = if *w < 1366 { 10.0 } else { 10.5 };
+        assert!(
+            report["smallest_text_px"].as_f64().unwrap() >= floor,
+            "{w}×{h}: {report}"
+        );
+        if (*w, *h) == (1366, 768) {
+            browser
+                .screenshot("ioc-warning-takeover-1366x768.png")
+                .await;
+        }
+    }
+    browser.set_viewport(1920, 1080).await;
+
+    // It stays until the alert the warning raised is acknowledged.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('takeover').hidden")
+            .await,
+        Value::Bool(false)
+    );
+    let button = "#takeover .to-ack-button";
+    browser
+        .wait_js(
+            &q(button),
+            "the acknowledge button, once the alert is raised",
+        )
+        .await;
+    let alert = alert_of(&s.backend, &chain).await;
+    assert_eq!(alert["acked_at"], Value::Null, "{alert}");
+    assert_eq!(
+        browser.eval(&format!("{}.dataset.alert", q(button))).await,
+        json!(alert["id"].to_string())
+    );
+    browser.eval(&format!("{}.click(); true", q(button))).await;
+    browser
+        .wait_js(
+            &format!(
+                "document.getElementById('takeover').hidden && {}?.dataset.ack === 'true'",
+                q(&row)
+            ),
+            "the takeover to give way once acknowledged",
+        )
+        .await;
+    let text = browser.text(&row).await;
+    assert!(text.contains("Đã xác nhận · admin"), "{text}");
+    assert!(!text.contains("Chưa xác nhận"), "{text}");
+    let alert = alert_of(&s.backend, &chain).await;
+    assert_eq!(alert["acked_by"], "admin", "{alert}");
+    assert_eq!(
+        alert["state"], "firing",
+        "acknowledged, still in force: {alert}"
+    );
+    browser
+        .screenshot("ioc-warning-acknowledged-1920x1080.png")
+        .await;
+    assert!(
+        browser.problems().is_empty(),
+        "console errors: {:#?}",
+        browser.problems()
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_changes_the_level_colour_a_cancel_removes_it_and_other_communes_are_not_raised()
+{
+    let _slot = BROWSER_SLOT.lock().await;
+    let mut s = stack(true).await;
+    let kiosk = kiosk_token(&s.backend).await;
+    let browser = warning_screen(&s, &kiosk).await;
+    let mut p = Publisher::new(s.broker.port);
+
+    // A bulletin for villages elsewhere (other names, 1° north): stored,
+    // counted in the footer, never raised.
+    let mut elsewhere = example();
+    elsewhere.commune.name = "Xã Mường Xa".into();
+    elsewhere.commune.province = "Điện Biên".into();
+    for (i, v) in elsewhere.villages.iter_mut().enumerate() {
+        v.name = format!("Bản Mường Xa {i}");
+        v.lat = v.lat.map(|x| x + 1.0);
+    }
+    let mut far = FloodBulletin::new(&elsewhere, 9);
+    publish(&mut p, &far.alert(chrono::Utc::now(), 3)).await;
+    browser
+        .wait_js(
+            "document.getElementById('data-health').textContent.includes('không thuộc địa bàn xã: 1')",
+            "the bulletin not for this commune counted in the footer",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("[document.getElementById('alerts').hidden, document.getElementById('takeover').hidden, document.querySelectorAll('[data-warning-level]').length]")
+            .await,
+        json!([true, true, 0]),
+        "a bulletin not for the commune is not raised"
+    );
+
+    // Level 2: the strip in light yellow, no takeover.
+    let mut bulletin = FloodBulletin::new(&example(), 2);
+    publish(&mut p, &bulletin.alert(chrono::Utc::now(), 2)).await;
+    let chain = bulletin.first_id().unwrap();
+    let row = row_of(&chain);
+    browser
+        .wait_js(
+            &format!("{}?.dataset.level === '2'", q(&row)),
+            "the level-2 warning",
+        )
+        .await;
+    assert_eq!(background(&browser, &row).await, "rgb(245, 230, 99)");
+    assert_eq!(
+        browser
+            .eval("document.getElementById('takeover').hidden")
+            .await,
+        Value::Bool(true),
+        "level 2 does not take over"
+    );
+    assert!(browser
+        .text(&row)
+        .await
+        .contains("Cấp độ 2 — rủi ro trung bình"));
+
+    // The Update to level 3: the same chain's row turns orange and takes over.
+    publish(&mut p, &bulletin.update(chrono::Utc::now(), 3)).await;
+    let update_id = bulletin.last_id().unwrap();
+    browser
+        .wait_js(
+            &format!(
+                "{r}?.dataset.level === '3' && {r}?.dataset.warning === {u} \
+                 && !document.getElementById('takeover').hidden \
+                 && {v}?.dataset.warningLevel === '3'",
+                r = q(&row),
+                u = Value::from(update_id.as_str()),
+                v = q("[data-village=\"tan-binh\"]")
+            ),
+            "the update to level 3",
+        )
+        .await;
+    assert_eq!(background(&browser, &row).await, "rgb(242, 140, 40)");
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#takeover button')")
+            .await,
+        Value::Null,
+        "a kiosk screen has no acknowledge button"
+    );
+    assert_eq!(
+        browser
+            .eval("document.querySelectorAll('#alerts .warning').length")
+            .await,
+        json!(1),
+        "an update replaces its bulletin"
+    );
+
+    // A restarted server shows what is in force (read from the store): a
+    // new run's snapshot of `warnings` replaces what the page had.
+    let snapshots = browser
+        .eval("iocScreen.state.warningSnapshots")
+        .await
+        .as_u64()
+        .unwrap();
+    s.backend.restart();
+    s.backend.wait_ready().await;
+    browser
+        .wait_js_for(
+            &format!("iocScreen.state.warningSnapshots > {snapshots}"),
+            "the warnings snapshot of the restarted server",
+            Duration::from_secs(60),
+        )
+        .await;
+    browser
+        .wait_js(
+            &format!(
+                "{r}?.dataset.level === '3' && {r}?.dataset.warning === {u} \
+                 && !document.getElementById('takeover').hidden",
+                r = q(&row),
+                u = Value::from(update_id.as_str()),
+            ),
+            "the warning in force after a restart",
+        )
+        .await;
+
+    // The Cancel: gone from the strip, the takeover and the map.
+    publish(&mut p, &bulletin.cancel(chrono::Utc::now())).await;
+    browser
+        .wait_js(
+            "document.getElementById('alerts').hidden && document.getElementById('takeover').hidden \
+             && document.querySelectorAll('[data-warning-level]').length === 0",
+            "the cancelled warning to leave the screen",
+        )
+        .await;
+    assert!(
+        browser.problems().is_empty(),
+        "console errors: {:#?}",
+        browser.problems()
     );
     browser.close().await;
 }

@@ -466,4 +466,121 @@ mod tests {
         };
         assert_eq!(next_due(&held, now), None, "a past deadline never spins");
     }
+
+    /// The real engine on a real store, driven by a hand-moved clock: a
+    /// sensor threshold with `for = "10m"` fires only once the reading has
+    /// been over the limit for 10 minutes, goes stale (still firing, never
+    /// resolved) once the sensor is silent for `missed` × `interval`, and
+    /// resolves on a fresh reading under the limit.
+    #[test]
+    fn a_threshold_fires_after_for_and_goes_stale_through_the_store() {
+        use crate::alerts::ManualClock;
+        use crate::journal::NewEvent;
+        use crate::model::Event;
+
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::load_str(
+            &format!(
+                r#"
+[commune]
+id = "x"
+name = "Xã X"
+[store]
+path = "{}"
+[[village]]
+id = "na-da"
+name = "Bản Nà Đa"
+[[sensor]]
+id = "rain-01"
+village = "na-da"
+[[alerts.rule]]
+id = "mua-lon"
+name = "Mưa lớn"
+kind = "threshold"
+sensor = "rain-01"
+field = "rain_mm"
+when = "> 50"
+for = "10m"
+interval = "5m"
+missed = 3
+"#,
+                dir.path().join("store").display()
+            ),
+            "t.toml",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (shared, mut journal) = crate::server::open_state(config).unwrap();
+        let mut engine = Engine::open(&shared).unwrap();
+        let t0 = DateTime::parse_from_rfc3339("2026-12-03T01:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let clock = ManualClock::new(t0);
+        let mut seq = 0u64;
+        let mut rain = |mm: f64, at: DateTime<Utc>| {
+            seq += 1;
+            let mut attrs = serde_json::Map::new();
+            attrs.insert("rain_mm".into(), mm.into());
+            let e = Event {
+                source: crate::model::Source::Sensor,
+                kind: "telemetry".into(),
+                device: Some("rain-01".into()),
+                village: Some("na-da".into()),
+                ts: at,
+                received_at: at,
+                seq: Some(seq),
+                attrs,
+                dedup_key: format!("rain-01:{seq}"),
+                retained: false,
+            };
+            let ne = NewEvent {
+                event: &e,
+                topic: "ioc/x/sensor/rain-01/telemetry",
+                payload: b"{}",
+            };
+            journal
+                .write_batch(&[ne], &[], |_| crate::journal::Derived::default())
+                .unwrap();
+        };
+        let fp = "rule:mua-lon:rain-01:rain_mm";
+        let firing = |engine: &mut Engine, now| {
+            engine.step(&shared, &[], now).unwrap();
+            engine
+                .store()
+                .firing()
+                .unwrap()
+                .into_iter()
+                .find(|a| a.fingerprint == fp)
+        };
+
+        rain(60.0, clock.now());
+        assert!(firing(&mut engine, clock.now()).is_none(), "pending");
+        clock.advance(TimeDelta::minutes(4));
+        rain(70.0, clock.now());
+        clock.advance(TimeDelta::minutes(5) + TimeDelta::seconds(59));
+        assert!(firing(&mut engine, clock.now()).is_none(), "9 min 59 s");
+        clock.advance(TimeDelta::seconds(1));
+        let a = firing(&mut engine, clock.now()).expect("fires at 10 min");
+        assert!(!a.stale);
+        assert_eq!(a.first_seen, t0 + TimeDelta::minutes(10));
+
+        // Silent since 4 min: stale after 4 + 15 min, still firing.
+        clock.advance(TimeDelta::minutes(9));
+        assert!(!firing(&mut engine, clock.now()).unwrap().stale, "19 min");
+        clock.advance(TimeDelta::seconds(1));
+        assert!(
+            firing(&mut engine, clock.now()).unwrap().stale,
+            "19 min 1 s"
+        );
+        clock.advance(TimeDelta::hours(5));
+        let a = firing(&mut engine, clock.now()).expect("never resolved by silence");
+        assert!(a.stale);
+
+        // A fresh reading under the limit resolves it.
+        rain(10.0, clock.now());
+        assert!(firing(&mut engine, clock.now()).is_none());
+        let resolved = engine.store().get(a.id).unwrap().unwrap();
+        assert_eq!(resolved.state, AlertState::Resolved);
+        assert_eq!(resolved.resolved_by.as_deref(), Some("system"));
+    }
 }

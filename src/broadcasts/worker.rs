@@ -27,6 +27,10 @@ const MAX_PER_TICK: usize = 500;
 /// Recompute the overview at least this often (clock-driven states such as
 /// "reached within 15 minutes" and expiry).
 const OVERVIEW_EVERY: Duration = Duration::from_secs(5);
+/// Recompute the overview at most this often.
+const OVERVIEW_MIN: Duration = Duration::from_millis(200);
+/// Most answers applied in one transaction.
+const MAX_ANSWERS_PER_BATCH: usize = 512;
 
 enum Inbound {
     Ack(String, Vec<u8>),
@@ -118,17 +122,38 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 }
             }
             Some(t) = taps.recv() => {
-                let Some(msg) = inbound(&t) else { continue };
+                // The answers waiting, in one transaction (27 clusters answer
+                // at once).
+                let mut batch: Vec<Inbound> = inbound(&t).into_iter().collect();
+                while batch.len() < MAX_ANSWERS_PER_BATCH {
+                    match taps.try_recv() {
+                        Ok(t) => batch.extend(inbound(&t)),
+                        Err(_) => break,
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
+                }
                 let retry = b.retry_initial_ms;
                 let now = Utc::now();
-                let r = db(&conn, move |c| match msg {
-                    Inbound::Ack(s, p) => store::apply_ack(c, &s, &p, now, retry).map(|a| (s, a)),
-                    Inbound::Session(s, p) => store::apply_session(c, &s, &p, now).map(|a| (s, a)),
-                }).await;
-                match r {
-                    Some((_, Applied::Changed)) => dirty = true,
-                    Some((s, Applied::Invalid(why))) => tracing::warn!(speaker = %s, %why, "broadcasts: answer ignored"),
-                    _ => {}
+                let results = db(&conn, move |c| {
+                    let tx = c.transaction()?;
+                    let mut out = Vec::with_capacity(batch.len());
+                    for msg in batch {
+                        out.push(match msg {
+                            Inbound::Ack(s, p) => store::apply_ack(&tx, &s, &p, now, retry).map(|a| (s, a))?,
+                            Inbound::Session(s, p) => store::apply_session(&tx, &s, &p, now).map(|a| (s, a))?,
+                        });
+                    }
+                    tx.commit()?;
+                    Ok(out)
+                }).await.unwrap_or_default();
+                for r in results {
+                    match r {
+                        (_, Applied::Changed) => dirty = true,
+                        (s, Applied::Invalid(why)) => tracing::warn!(speaker = %s, %why, "broadcasts: answer ignored"),
+                        _ => {}
+                    }
                 }
             }
             r = updates.recv() => {
@@ -162,7 +187,10 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 }
             }
         }
-        if dirty || last_overview.elapsed() >= OVERVIEW_EVERY {
+        // At most one overview per OVERVIEW_MIN (a burst of answers makes
+        // one; a change left over is published at the next tick).
+        let since = last_overview.elapsed();
+        if (dirty && since >= OVERVIEW_MIN) || since >= OVERVIEW_EVERY {
             let cfg = config.clone();
             let now = Utc::now();
             if let Some(v) = db(&conn, move |c| store::overview(c, &cfg, now)).await {

@@ -18,6 +18,7 @@
 //!   (webhooks, the province's report endpoint), over HTTP or HTTPS;
 //! - `pki`: a private CA, server and client certificates for HTTPS
 //!   receivers and mutual TLS;
+//! - `shipped`: the shipped Mosquitto config with its accounts and ACL;
 //! - `measure`: CPU, memory and load figures for the benchmarks.
 //!
 //! A missing program (mosquitto, victoria-metrics, chromium) fails with the
@@ -35,6 +36,7 @@ pub mod pki;
 pub mod proc;
 pub mod publisher;
 pub mod receiver;
+pub mod shipped;
 pub mod victoria;
 
 pub use backend::{dossier_received, stack, stack_with, test_config, Backend, DOSSIER};
