@@ -440,6 +440,41 @@ async fn a_silence_holds_notifications_until_it_expires() {
     );
     let list = b.get("/api/silences").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    // Another one, ended at once by DELETE (audited); twice is `already`.
+    let (_, other) = post(
+        &b,
+        "/api/silences",
+        json!({ "matchers": [{ "name": "kind", "value": "group_offline" }],
+                "duration": "1h", "comment": "Thử" }),
+    )
+    .await;
+    let del = |id: i64| {
+        let b = &b;
+        async move {
+            let r = reqwest::Client::new()
+                .delete(format!("{}/api/silences/{id}", b.url))
+                .bearer_auth(b.token().await)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let other_id = other["id"].as_i64().unwrap();
+    let (status, ended) = del(other_id).await;
+    assert_eq!(status, 200, "{ended}");
+    assert_eq!(
+        (ended["ended_by"].as_str(), ended["status"].as_str()),
+        (Some("admin"), Some("expired")),
+        "{ended}"
+    );
+    assert_eq!(del(other_id).await.1["already"], true);
+    assert_eq!(del(999_999).await.0, 404);
+    let list = b.get("/api/silences").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let audit = b.get("/api/audit?action=silence_delete").await.to_string();
+    assert!(audit.contains(&format!("silence:{other_id}")), "{audit}");
 
     let mut p = Publisher::new(broker.port);
     p.send("ioc/binh-lu/camera/cam-04/event", &fire(7)).await;
