@@ -1209,3 +1209,95 @@ async fn on_the_shipped_mosquitto_commands_reach_each_clusters_own_account() {
     );
     spy_task.abort();
 }
+
+/// Emergency pre-emption, routine waiting: a routine broadcast plays on a
+/// cluster; a second routine one is not sent while it plays; an emergency
+/// is sent at once and interrupts it; the interrupted play is queued
+/// again, and both routine broadcasts go out only once the emergency has
+/// ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_preempts_and_routine_broadcasts_wait_for_the_cluster() {
+    let mut rig = Rig::start().await;
+    let log = rig.clusters(Behaviour {
+        play: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    let a = rig.draft(operator_text(&["hung-binh"], "routine")).await;
+    rig.approve(a).await;
+    rig.wait_village(a, "hung-binh", "reached").await;
+    let key = |id: i64| format!("bc{id}-spk-03-p1-");
+    // Playing (session started).
+    let deadline = std::time::Instant::now() + WAIT;
+    while !log
+        .lock()
+        .played
+        .iter()
+        .any(|(_, k)| k.starts_with(&key(a)))
+    {
+        assert!(std::time::Instant::now() < deadline, "A never played");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = rig.draft(operator_text(&["hung-binh"], "routine")).await;
+    rig.approve(b).await;
+    let e = rig.draft(operator_text(&["hung-binh"], "emergency")).await;
+    rig.approve(e).await;
+    // Everything ends: A played again in full, B played, E played.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let done = |id: i64| {
+            log.lock()
+                .order
+                .iter()
+                .any(|(_, k, w)| k.starts_with(&key(id)) && *w == "ended")
+        };
+        if done(a) && done(b) && done(e) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all played: {:?}",
+            log.lock().order
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let order = log.lock().order.clone();
+    let first = |id: i64, what: &str| {
+        order
+            .iter()
+            .position(|(_, k, w)| k.starts_with(&key(id)) && *w == what)
+            .unwrap_or_else(|| panic!("no {what} of {id}: {order:?}"))
+    };
+    assert!(
+        first(a, "interrupted") < first(a, "ended"),
+        "A was interrupted, then played again in full: {order:?}"
+    );
+    assert!(
+        first(e, "received") < first(a, "interrupted"),
+        "the emergency went out while A played: {order:?}"
+    );
+    assert!(
+        first(b, "received") > first(e, "ended"),
+        "B waited for the cluster (A, then the emergency): {order:?}"
+    );
+    assert!(
+        first(a, "received") < first(e, "received")
+            && order
+                .iter()
+                .filter(|(_, k, w)| k.starts_with(&key(a)) && *w == "received")
+                .count()
+                >= 2,
+        "A sent again after the interruption: {order:?}"
+    );
+    let plays = log.lock().plays_by_key();
+    let of = |id: i64| {
+        plays
+            .iter()
+            .filter(|(k, _)| k.starts_with(&key(id)))
+            .map(|(_, n)| *n)
+            .sum::<usize>()
+    };
+    assert_eq!((of(a), of(b), of(e)), (2, 1, 1), "{plays:?}");
+    for id in [a, b, e] {
+        rig.wait_state(id, "completed").await;
+    }
+}
