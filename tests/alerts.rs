@@ -411,17 +411,17 @@ async fn a_power_outage_inhibits_the_villages_device_offline_alert() {
 }
 
 /// A silence on a village holds a fire alert's notifications back while it
-/// is active (the alert lists it in `silenced_by`), and they go out once
-/// it expires; silences are listed with their author and status.
+/// is active (the alert lists it in `silenced_by`), across a kill and
+/// restart of commune-ioc, and they go out once it expires; silences are listed with their author and status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silence_holds_notifications_until_it_expires() {
     let receiver = Receiver::start().await;
-    let (broker, _dir, b) = start(&receiver, "0s").await;
+    let (broker, _dir, mut b) = start(&receiver, "0s").await;
     let (status, sil) = post(
         &b,
         "/api/silences",
         json!({ "matchers": [{ "name": "village", "value": "na-da" }],
-                "duration": "6s", "comment": "Bảo trì camera Bản Nà Đa" }),
+                "duration": "10s", "comment": "Bảo trì camera Bản Nà Đa" }),
     )
     .await;
     assert_eq!(status, 201, "{sil}");
@@ -440,11 +440,57 @@ async fn a_silence_holds_notifications_until_it_expires() {
     );
     let list = b.get("/api/silences").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    // Another one, ended at once by DELETE (audited); twice is `already`.
+    let (_, other) = post(
+        &b,
+        "/api/silences",
+        json!({ "matchers": [{ "name": "kind", "value": "group_offline" }],
+                "duration": "1h", "comment": "Thử" }),
+    )
+    .await;
+    let del = |id: i64| {
+        let b = &b;
+        async move {
+            let r = reqwest::Client::new()
+                .delete(format!("{}/api/silences/{id}", b.url))
+                .bearer_auth(b.token().await)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let other_id = other["id"].as_i64().unwrap();
+    let (status, ended) = del(other_id).await;
+    assert_eq!(status, 200, "{ended}");
+    assert_eq!(
+        (ended["ended_by"].as_str(), ended["status"].as_str()),
+        (Some("admin"), Some("expired")),
+        "{ended}"
+    );
+    assert_eq!(del(other_id).await.1["already"], true);
+    assert_eq!(del(999_999).await.0, 404);
+    let list = b.get("/api/silences").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let audit = b.get("/api/audit?action=silence_delete").await.to_string();
+    assert!(audit.contains(&format!("silence:{other_id}")), "{audit}");
 
     let mut p = Publisher::new(broker.port);
     p.send("ioc/binh-lu/camera/cam-04/event", &fire(7)).await;
     let a = wait_firing(&b, "rule:chay:cam-04:fire").await;
     b.wait_for("the alert silenced", WAIT, || async {
+        firing(&b)
+            .await
+            .iter()
+            .any(|x| x["id"] == a["id"] && x["silenced_by"] == json!([sil["id"]]))
+    })
+    .await;
+    // A crash and a restart: the silence and the held alert are still
+    // there, and still nothing is sent.
+    b.restart();
+    b.wait_ready().await;
+    b.wait_for("the alert silenced after the restart", WAIT, || async {
         firing(&b)
             .await
             .iter()

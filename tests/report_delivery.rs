@@ -375,8 +375,33 @@ async fn a_sealed_report_is_submitted_to_the_province_once_and_acknowledged() {
     );
     let (s, _) = post(&b, "/api/reports/2025-07/seal", &admin, None).await;
     assert_eq!(s, 200);
-    let (s, _) = post(&b, "/api/reports/2025-07/submit", &admin, None).await;
-    assert_eq!(s, 202);
+    // The sentinel is submitted from the command line while the server
+    // runs; the server's worker sends it.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_commune-ioc"))
+            .args(["report", "--config"])
+            .arg(dir.path().join("commune.toml"))
+            .args(args)
+            .env_remove("IOC_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = cli(&["submit", "--period", "2025-07", "--by", "can.bo.vp"]);
+    assert!(
+        said.contains("Đã đưa kỳ 2025-07 (phiên bản 0) vào hàng đợi gửi tỉnh"),
+        "{said}"
+    );
+    let said = cli(&["submit", "--period", "2025-06", "--by", "can.bo.vp"]);
+    assert!(
+        said.contains("Kỳ 2025-06 (phiên bản 0) đã được gửi trước đó: tỉnh đã nhận."),
+        "{said}"
+    );
     wait_until("the sentinel's acknowledgement", WAIT, || {
         let b = &b;
         async move {
@@ -417,6 +442,12 @@ async fn a_sealed_report_is_submitted_to_the_province_once_and_acknowledged() {
     assert!(
         entries.iter().filter(|e| e["outcome"] == "ok").count() >= 3,
         "{audit}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["actor"] == "can.bo.vp" && e["object"] == "report:2025-07"),
+        "the command line's submission is audited under its user: {audit}"
     );
 
     // Published retained on MQTT, and not taken back in as input.
@@ -580,6 +611,19 @@ ca_file = "{ca}"
     .await;
     assert_eq!(row["revision"], 0, "{row}");
     assert_eq!(row["sealed_by"], "scheduler", "{row}");
+    let listed = b.get("/api/reports").await;
+    let open = listed["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["period"] == current.label().as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (open["state"].as_str(), &open["revision"]),
+        (Some("open"), &serde_json::Value::Null),
+        "the current month: {open}"
+    );
     let digest = row["digest"].as_str().unwrap().to_owned();
     let document = b
         .authed_get(&format!("/api/reports/{label}"))
@@ -680,5 +724,101 @@ ca_file = "{ca}"
     );
     assert!(br.exceptions().is_empty(), "{:?}", br.problems());
     br.close().await;
+    b.stop();
+}
+
+/// With `[report.province] format = "dhis2"` the province receives the
+/// sealed revision as a DHIS2 `dataValueSet` (codes from `[report.dhis2]`,
+/// the label's DHIS2 period, values without data left out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_province_that_runs_dhis2_receives_a_data_value_set() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let rx = Receiver::start().await;
+    rx.answer_always(200, r#"{"status":"SUCCESS","importCount":{"imported":2}}"#);
+    let config_text = format!(
+        r#"{base}
+[report.province]
+target = "dhis2"
+format = "dhis2"
+
+[report.dhis2]
+data_set = "IOC_XA_THANG"
+org_unit = "OU_BINHLU"
+data_elements = {{ dossiers_received = "DE_HS_TIEPNHAN", dossier_online_ratio = "DE_HS_TRUCTUYEN", dossier_on_time_ratio = "DE_HS_DUNGHAN" }}
+village_org_units = {{ tan-binh = "OU_TANBINH" }}
+
+[delivery]
+backoff_initial_ms = 100
+backoff_max_ms = 400
+poll_ms = 50
+
+[delivery.targets.dhis2]
+url = "{url}/api/dataValueSets?idScheme=code"
+bearer_token = "dhis2-token"
+"#,
+        base = test_config(broker.port, &store),
+        url = rx.url,
+    );
+    let cfg_path = dir.path().join("commune.toml");
+    std::fs::write(&cfg_path, &config_text).unwrap();
+    let config = commune_ioc::config::load(&cfg_path).expect("the test config loads");
+    // One online dossier in Tân Bình in June 2025 (NĐ 09).
+    write_dossier(
+        &config,
+        chrono::DateTime::parse_from_rfc3339("2025-06-01T09:00:00+07:00")
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+    );
+    let mut b = Backend::start(dir.path(), &config_text);
+    b.wait_ready().await;
+    let admin = b.token().await;
+    let (s, v) = post(&b, "/api/reports/2025-06/seal", &admin, None).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = post(&b, "/api/reports/2025-06/submit", &admin, None).await;
+    assert_eq!(s, 202, "{v}");
+    wait_until("the DHIS2 import's acknowledgement", WAIT, || {
+        let b = &b;
+        async move {
+            let v = b.get("/api/reports/2025-06/submission").await;
+            (v["submission"]["state"] == "acknowledged").then_some(())
+        }
+    })
+    .await;
+    let got = rx.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let r = &got[0];
+    assert_eq!(r.uri, "/api/dataValueSets?idScheme=code");
+    assert_eq!(r.header("authorization"), "Bearer dhis2-token");
+    assert_eq!(r.header("content-type"), "application/json");
+    let set = r.json();
+    assert_eq!(set["dataSet"], "IOC_XA_THANG");
+    assert_eq!(set["period"], "202506");
+    assert_eq!(set["orgUnit"], "OU_BINHLU");
+    let values: Vec<(String, String, String)> = set["dataValues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["dataElement"].as_str().unwrap().to_owned(),
+                d["orgUnit"].as_str().unwrap().to_owned(),
+                d["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("DE_HS_TIEPNHAN", "OU_BINHLU", "1"),
+        ("DE_HS_TRUCTUYEN", "OU_BINHLU", "100"),
+        ("DE_HS_TIEPNHAN", "OU_TANBINH", "1"),
+        ("DE_HS_TRUCTUYEN", "OU_TANBINH", "100"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, o, v)| (a.to_string(), o.to_string(), v.to_string()))
+        .collect();
+    // The on-time ratio has no data (no dossier resolved): left out, not 0.
+    assert_eq!(values, want);
     b.stop();
 }

@@ -696,6 +696,12 @@ async fn the_screen_shows_a_new_level_3_warning_and_its_villages() {
             .await,
         true
     );
+    browser
+        .wait_js(
+            "document.getElementById('data-health').textContent.includes('Cảnh báo chưa xác nhận: 1')",
+            "the unacknowledged alert counted in the footer",
+        )
+        .await;
     let untouched = browser
         .eval("document.querySelector('#map [data-village=\"nam-so\"]').getAttribute('data-warning-level')")
         .await;
@@ -734,6 +740,18 @@ async fn the_screen_shows_a_new_level_3_warning_and_its_villages() {
         )
         .await;
     assert!(browser.text(row).await.contains("Đã xác nhận · admin"));
+    // The footer's alert indicators: nothing unacknowledged any more, and
+    // the median time to acknowledge.
+    browser
+        .wait_js(
+            "document.getElementById('data-health').textContent.includes('Thời gian xác nhận cảnh báo (trung vị 30 ngày): ')",
+            "the time to acknowledge in the footer",
+        )
+        .await;
+    assert!(!browser
+        .text("#data-health")
+        .await
+        .contains("Cảnh báo chưa xác nhận"));
 
     // A crash and a restart: the warning in force is shown again.
     b.restart();

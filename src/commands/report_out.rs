@@ -67,7 +67,9 @@ pub fn submit(
     } else {
         println!(
             "Kỳ {} (phiên bản {}) đã được gửi trước đó: {}.",
-            s.period, s.revision, s.state
+            s.period,
+            s.revision,
+            commune_ioc::reports::export::text::report_state(&s.state)
         );
     }
     Ok(())

@@ -249,3 +249,22 @@ export function renderTakeover(box, warnings, alerts, names, ack = null) {
 export function notForCommune(warnings) {
   return (warnings || []).filter((w) => w && w.state === "not_for_commune").length;
 }
+
+/**
+ * The alert indicators for the footer (`alerts` value, PROTOCOL §7.9):
+ * firing alerts not yet acknowledged, and the median time to acknowledge
+ * over the last 30 days, each only when there is something to say.
+ */
+export function alertIndicators(alerts) {
+  let board = null;
+  for (const v of alerts.values()) if (v && v.by_status) board = v;
+  if (!board) return [];
+  const out = [];
+  const unack = Number(board.by_status.firing_unack || 0);
+  if (unack) out.push(`Cảnh báo chưa xác nhận: ${fmt.number(unack, 0)}`);
+  const t = board.time_to_ack_s || {};
+  if (t.count && typeof t.median === "number") {
+    out.push(`Thời gian xác nhận cảnh báo (trung vị 30 ngày): ${fmt.duration(t.median)}`);
+  }
+  return out;
+}

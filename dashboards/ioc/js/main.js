@@ -6,7 +6,7 @@
 import * as fmt from "./format.js";
 import { Live } from "./live.js";
 import { drawMap, shortName } from "./map.js";
-import { notForCommune, renderStrip, renderTakeover, warnedVillages } from "./alerts.js";
+import { alertIndicators, notForCommune, renderStrip, renderTakeover, warnedVillages } from "./alerts.js";
 import { sparkline } from "./spark.js";
 import { renderCoverage } from "./coverage.js";
 
@@ -711,6 +711,7 @@ function renderFooter() {
   if (fr) parts.push("Dữ liệu hồ sơ gần nhất: " + (fr.updated_at ? fmt.ago(fr.updated_at) : "chưa có"));
   const outside = notForCommune(state.warnings);
   if (outside) parts.push(`Bản tin cảnh báo không thuộc địa bàn xã: ${fmt.number(outside, 0)}`);
+  parts.push(...alertIndicators(state.alerts));
   $("data-health").textContent = parts.join(" · ");
   $("last-data").textContent = state.lastDataAt ? "Dữ liệu cập nhật lúc " + fmt.time(state.lastDataAt) : "";
 }
