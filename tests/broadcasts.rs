@@ -1,14 +1,20 @@
 //! Loudspeaker broadcasts (issue 14) end to end: the real binary, a real
-//! Mosquitto, and simulated smart clusters (`commune_ioc::sim::speakers`,
-//! a separate MQTT client obeying `.../cmd`). What is proved: nothing goes
+//! Mosquitto (and the shipped Mosquitto config), simulated smart clusters
+//! (`commune_ioc::sim::speakers`, each its own MQTT client obeying its
+//! `.../cmd`), headless Chromium, the demo. What is proved: nothing goes
 //! out before approval and approval is audited; an approved broadcast
-//! reaches exactly the smart clusters of the covered villages; a silent
-//! (dead-zone) cluster is retried under the same key, then marked
-//! unreachable and its village gets a manual task, as an FE-only village
-//! does at once, and the task is marked done (audited); a resent command
-//! is answered `duplicate` and never played twice; a cancel stops pending
-//! repeats; a kill -9 with commands pending loses none and plays none
-//! twice.
+//! reaches exactly the smart clusters of the covered villages; a flash-
+//! flood bulletin is drafted automatically, its Update re-plans and its
+//! Cancel stops the repeats; a silent (dead-zone) cluster is retried under
+//! the same key, then marked unreachable and its village gets a manual
+//! task, as an FE-only village does at once, and the task is marked done
+//! (audited); a resent command is answered `duplicate` and never played
+//! twice; a cancel stops pending repeats; an emergency pre-empts and
+//! routine broadcasts wait for the cluster; a kill -9 with commands
+//! pending loses none and plays none twice, and tasks and drafts survive;
+//! the screen's coverage panel holds the right states, tasks and
+//! indicators; on the shipped Mosquitto each cluster's account gets its
+//! own commands only; the demo goes from bulletin to coverage.
 
 mod kit;
 
@@ -453,14 +459,22 @@ async fn cancel_stops_pending_repeats() {
 
 /// kill -9 with commands sent but unacknowledged (no cluster listening):
 /// after the restart every command goes out again under its own key, and
-/// each plays exactly once.
+/// each plays exactly once; the open manual task (with the head's phone)
+/// and a draft are still there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_broadcast_loses_no_pending_command() {
     let mut rig = Rig::start().await;
     let id = rig
-        .draft(operator_text(&["tan-binh", "hung-binh"], "emergency"))
+        .draft(operator_text(
+            &["tan-binh", "hung-binh", "na-da"],
+            "emergency",
+        ))
         .await;
     rig.approve(id).await;
+    // A plan still a draft, and the FE-only village's task, survive too.
+    let held = rig.draft(operator_text(&["pa-vay"], "routine")).await;
+    let tasks_before = rig.overview().await["tasks"].clone();
+    assert_eq!(tasks_before.as_array().map(Vec::len), Some(1));
     // Wait until every command was sent at least once.
     let deadline = std::time::Instant::now() + WAIT;
     let keys: HashSet<String> = loop {
@@ -495,6 +509,14 @@ async fn kill_9_mid_broadcast_loses_no_pending_command() {
     let plays = l.plays_by_key();
     assert_eq!(plays.len(), 3);
     assert!(plays.values().all(|n| *n == 1), "{plays:?}");
+    let o = rig.overview().await;
+    assert_eq!(
+        o["tasks"], tasks_before,
+        "the open task, with the head's phone"
+    );
+    assert_eq!(o["tasks"][0]["head_phone"], "0912 345 678");
+    assert_eq!(rig.broadcast(held).await["state"], "draft");
+    rig.wait_village(id, "na-da", "manual").await;
 }
 
 /// The wall screen in headless Chromium: while a broadcast is out, the
