@@ -411,17 +411,17 @@ async fn a_power_outage_inhibits_the_villages_device_offline_alert() {
 }
 
 /// A silence on a village holds a fire alert's notifications back while it
-/// is active (the alert lists it in `silenced_by`), and they go out once
-/// it expires; silences are listed with their author and status.
+/// is active (the alert lists it in `silenced_by`), across a kill and
+/// restart of commune-ioc, and they go out once it expires; silences are listed with their author and status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silence_holds_notifications_until_it_expires() {
     let receiver = Receiver::start().await;
-    let (broker, _dir, b) = start(&receiver, "0s").await;
+    let (broker, _dir, mut b) = start(&receiver, "0s").await;
     let (status, sil) = post(
         &b,
         "/api/silences",
         json!({ "matchers": [{ "name": "village", "value": "na-da" }],
-                "duration": "6s", "comment": "Bảo trì camera Bản Nà Đa" }),
+                "duration": "10s", "comment": "Bảo trì camera Bản Nà Đa" }),
     )
     .await;
     assert_eq!(status, 201, "{sil}");
@@ -480,6 +480,17 @@ async fn a_silence_holds_notifications_until_it_expires() {
     p.send("ioc/binh-lu/camera/cam-04/event", &fire(7)).await;
     let a = wait_firing(&b, "rule:chay:cam-04:fire").await;
     b.wait_for("the alert silenced", WAIT, || async {
+        firing(&b)
+            .await
+            .iter()
+            .any(|x| x["id"] == a["id"] && x["silenced_by"] == json!([sil["id"]]))
+    })
+    .await;
+    // A crash and a restart: the silence and the held alert are still
+    // there, and still nothing is sent.
+    b.restart();
+    b.wait_ready().await;
+    b.wait_for("the alert silenced after the restart", WAIT, || async {
         firing(&b)
             .await
             .iter()

@@ -1,14 +1,20 @@
 //! Loudspeaker broadcasts (issue 14) end to end: the real binary, a real
-//! Mosquitto, and simulated smart clusters (`commune_ioc::sim::speakers`,
-//! a separate MQTT client obeying `.../cmd`). What is proved: nothing goes
+//! Mosquitto (and the shipped Mosquitto config), simulated smart clusters
+//! (`commune_ioc::sim::speakers`, each its own MQTT client obeying its
+//! `.../cmd`), headless Chromium, the demo. What is proved: nothing goes
 //! out before approval and approval is audited; an approved broadcast
-//! reaches exactly the smart clusters of the covered villages; a silent
-//! (dead-zone) cluster is retried under the same key, then marked
-//! unreachable and its village gets a manual task, as an FE-only village
-//! does at once, and the task is marked done (audited); a resent command
-//! is answered `duplicate` and never played twice; a cancel stops pending
-//! repeats; a kill -9 with commands pending loses none and plays none
-//! twice.
+//! reaches exactly the smart clusters of the covered villages; a flash-
+//! flood bulletin is drafted automatically, its Update re-plans and its
+//! Cancel stops the repeats; a silent (dead-zone) cluster is retried under
+//! the same key, then marked unreachable and its village gets a manual
+//! task, as an FE-only village does at once, and the task is marked done
+//! (audited); a resent command is answered `duplicate` and never played
+//! twice; a cancel stops pending repeats; an emergency pre-empts and
+//! routine broadcasts wait for the cluster; a kill -9 with commands
+//! pending loses none and plays none twice, and tasks and drafts survive;
+//! the screen's coverage panel holds the right states, tasks and
+//! indicators; on the shipped Mosquitto each cluster's account gets its
+//! own commands only; the demo goes from bulletin to coverage.
 
 mod kit;
 
@@ -453,14 +459,22 @@ async fn cancel_stops_pending_repeats() {
 
 /// kill -9 with commands sent but unacknowledged (no cluster listening):
 /// after the restart every command goes out again under its own key, and
-/// each plays exactly once.
+/// each plays exactly once; the open manual task (with the head's phone)
+/// and a draft are still there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_broadcast_loses_no_pending_command() {
     let mut rig = Rig::start().await;
     let id = rig
-        .draft(operator_text(&["tan-binh", "hung-binh"], "emergency"))
+        .draft(operator_text(
+            &["tan-binh", "hung-binh", "na-da"],
+            "emergency",
+        ))
         .await;
     rig.approve(id).await;
+    // A plan still a draft, and the FE-only village's task, survive too.
+    let held = rig.draft(operator_text(&["pa-vay"], "routine")).await;
+    let tasks_before = rig.overview().await["tasks"].clone();
+    assert_eq!(tasks_before.as_array().map(Vec::len), Some(1));
     // Wait until every command was sent at least once.
     let deadline = std::time::Instant::now() + WAIT;
     let keys: HashSet<String> = loop {
@@ -495,6 +509,14 @@ async fn kill_9_mid_broadcast_loses_no_pending_command() {
     let plays = l.plays_by_key();
     assert_eq!(plays.len(), 3);
     assert!(plays.values().all(|n| *n == 1), "{plays:?}");
+    let o = rig.overview().await;
+    assert_eq!(
+        o["tasks"], tasks_before,
+        "the open task, with the head's phone"
+    );
+    assert_eq!(o["tasks"][0]["head_phone"], "0912 345 678");
+    assert_eq!(rig.broadcast(held).await["state"], "draft");
+    rig.wait_village(id, "na-da", "manual").await;
 }
 
 /// The wall screen in headless Chromium: while a broadcast is out, the
@@ -1208,4 +1230,96 @@ async fn on_the_shipped_mosquitto_commands_reach_each_clusters_own_account() {
         spied.lock()
     );
     spy_task.abort();
+}
+
+/// Emergency pre-emption, routine waiting: a routine broadcast plays on a
+/// cluster; a second routine one is not sent while it plays; an emergency
+/// is sent at once and interrupts it; the interrupted play is queued
+/// again, and both routine broadcasts go out only once the emergency has
+/// ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emergency_preempts_and_routine_broadcasts_wait_for_the_cluster() {
+    let mut rig = Rig::start().await;
+    let log = rig.clusters(Behaviour {
+        play: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    let a = rig.draft(operator_text(&["hung-binh"], "routine")).await;
+    rig.approve(a).await;
+    rig.wait_village(a, "hung-binh", "reached").await;
+    let key = |id: i64| format!("bc{id}-spk-03-p1-");
+    // Playing (session started).
+    let deadline = std::time::Instant::now() + WAIT;
+    while !log
+        .lock()
+        .played
+        .iter()
+        .any(|(_, k)| k.starts_with(&key(a)))
+    {
+        assert!(std::time::Instant::now() < deadline, "A never played");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = rig.draft(operator_text(&["hung-binh"], "routine")).await;
+    rig.approve(b).await;
+    let e = rig.draft(operator_text(&["hung-binh"], "emergency")).await;
+    rig.approve(e).await;
+    // Everything ends: A played again in full, B played, E played.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let done = |id: i64| {
+            log.lock()
+                .order
+                .iter()
+                .any(|(_, k, w)| k.starts_with(&key(id)) && *w == "ended")
+        };
+        if done(a) && done(b) && done(e) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all played: {:?}",
+            log.lock().order
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let order = log.lock().order.clone();
+    let first = |id: i64, what: &str| {
+        order
+            .iter()
+            .position(|(_, k, w)| k.starts_with(&key(id)) && *w == what)
+            .unwrap_or_else(|| panic!("no {what} of {id}: {order:?}"))
+    };
+    assert!(
+        first(a, "interrupted") < first(a, "ended"),
+        "A was interrupted, then played again in full: {order:?}"
+    );
+    assert!(
+        first(e, "received") < first(a, "interrupted"),
+        "the emergency went out while A played: {order:?}"
+    );
+    assert!(
+        first(b, "received") > first(e, "ended"),
+        "B waited for the cluster (A, then the emergency): {order:?}"
+    );
+    assert!(
+        first(a, "received") < first(e, "received")
+            && order
+                .iter()
+                .filter(|(_, k, w)| k.starts_with(&key(a)) && *w == "received")
+                .count()
+                >= 2,
+        "A sent again after the interruption: {order:?}"
+    );
+    let plays = log.lock().plays_by_key();
+    let of = |id: i64| {
+        plays
+            .iter()
+            .filter(|(k, _)| k.starts_with(&key(id)))
+            .map(|(_, n)| *n)
+            .sum::<usize>()
+    };
+    assert_eq!((of(a), of(b), of(e)), (2, 1, 1), "{plays:?}");
+    for id in [a, b, e] {
+        rig.wait_state(id, "completed").await;
+    }
 }

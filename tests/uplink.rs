@@ -368,3 +368,49 @@ fn bad_uplink_config_is_refused_with_a_clear_error() {
     );
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// An official warning stored by the commune is a journal entry too: it
+/// reaches the stream as a `warning` entry with the warning as it stood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warning_change_is_forwarded_as_a_journal_entry() {
+    let nats = Nats::start();
+    let js = jetstream::new(nats.client().await);
+    let (broker, _dir, b) = kit::stack_with(&uplink_toml(&nats.url()), &[]).await;
+    let mut p = kit::Publisher::new(broker.port);
+    let cap = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/cap/vn-flash-flood-alert.xml"
+    ))
+    .unwrap();
+    p.send("ioc/binh-lu/warning/cap", &cap).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let entries = loop {
+        let n = stream_count(&js, STREAM).await;
+        if n > 0 {
+            let entries = stream_entries(&js, STREAM).await.unwrap();
+            if entries.iter().any(|e| e.kind == "warning") {
+                break entries;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no warning entry; log:\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1);
+        assert_eq!(e.msg_id, format!("binh-lu:{}", e.seq));
+    }
+    let w = entries.iter().find(|e| e.kind == "warning").unwrap();
+    assert_eq!(w.subject, "ioc.binh-lu.journal.warning");
+    assert!(
+        w.body["warning"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("LQ-0001"),
+        "{}",
+        w.body
+    );
+}

@@ -21,6 +21,12 @@ pub mod kind {
     pub const EVENT: &str = "event";
     /// A dead letter (`dead_letters` row).
     pub const DEAD_LETTER: &str = "dead_letter";
+    /// An official warning created or changed (the warning as it then
+    /// stood, in `body`).
+    pub const WARNING: &str = "warning";
+    /// A sealed report or correction (`reports` row; period, revision,
+    /// digest and the signed document in `body`).
+    pub const REPORT: &str = "report";
 }
 
 /// One entry to number: its kind, its row in the kind's table, when it
@@ -61,6 +67,27 @@ pub fn append(
         ins.execute(params![commune, seq, e.kind, e.ref_id, e.at_ms, e.body])?;
     }
     Ok(Some((last + 1, seq)))
+}
+
+/// [`append`] for the commune the store is bound to (`meta.commune`; ''
+/// before the first `serve`, filled in then): for writers on connections
+/// of their own (warnings, reports).
+pub fn append_bound(
+    tx: &Connection,
+    entries: &[NewEntry<'_>],
+) -> Result<Option<(i64, i64)>, JournalError> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let commune: String = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [COMMUNE_KEY],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
+    append(tx, &commune, entries)
 }
 
 fn head_on(conn: &Connection, commune: &str) -> Result<i64, JournalError> {
@@ -432,6 +459,37 @@ mod tests {
         assert_eq!(
             store.entries_after("xa-a", 2, 10, usize::MAX).unwrap()[0].seq,
             3
+        );
+    }
+
+    #[test]
+    fn entries_of_other_connections_take_the_bound_communes_next_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let mut store = Store::open(&path).unwrap();
+        store.bind_commune("xa-a").unwrap();
+        write(&mut store, &[event("a", 1)], &[]);
+        // A warning change on another connection, in its own transaction.
+        let mut other = crate::store::open(&path, crate::config::SyncMode::Normal).unwrap();
+        let tx = other.transaction().unwrap();
+        let got = append_bound(
+            &tx,
+            &[NewEntry {
+                kind: kind::WARNING,
+                ref_id: 0,
+                at_ms: 9,
+                body: Some(br#"{"id":"w-1","state":"active"}"#),
+            }],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert_eq!(got, Some((2, 2)));
+        assert_eq!(write(&mut store, &[event("b", 2)], &[]), Some((3, 3)));
+        let all = store.entries_after("xa-a", 0, 10, usize::MAX).unwrap();
+        assert_eq!(all[1].kind, "warning");
+        assert_eq!(
+            all[1].content,
+            Content::Body(br#"{"id":"w-1","state":"active"}"#.to_vec())
         );
     }
 

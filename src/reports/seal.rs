@@ -255,6 +255,42 @@ fn stale_frontiers(
     Ok(old.is_some())
 }
 
+/// Number a sealed report (or correction) as a journal entry in its own
+/// transaction, so it travels to the province with the rest
+/// (docs/PROVINCE.md): its period, revision, digest, what it supersedes
+/// and the signed document.
+fn journal_report(
+    tx: &Connection,
+    period: &str,
+    revision: impl Serialize,
+    digest: &str,
+    supersedes: Option<&str>,
+    doc: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), ReportError> {
+    let document: serde_json::Value = serde_json::from_slice(doc).unwrap_or_else(|_| {
+        serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(doc))
+    });
+    let body = serde_json::to_vec(&serde_json::json!({
+        "period": period,
+        "revision": revision,
+        "digest": digest,
+        "supersedes": supersedes,
+        "document": document,
+    }))
+    .map_err(|e| ReportError::Corrupt(e.to_string()))?;
+    crate::journal::seq::append_bound(
+        tx,
+        &[crate::journal::seq::NewEntry {
+            kind: crate::journal::seq::kind::REPORT,
+            ref_id: tx.last_insert_rowid(),
+            at_ms: now.timestamp_millis(),
+            body: Some(&body),
+        }],
+    )?;
+    Ok(())
+}
+
 /// Build (without storing) revision 0 of a period from the store: the
 /// exact document sealing writes.
 pub fn build_first(
@@ -333,6 +369,7 @@ pub fn seal(
          VALUES (?1, 0, ?2, NULL, ?3, ?4, ?5)",
         params![label, digest, doc, now.timestamp_millis(), by],
     )?;
+    journal_report(&tx, &label, 0, &digest, None, &doc, now)?;
     tx.commit()?;
     tracing::info!(period = %label, %digest, "report sealed");
     Ok(SealOutcome {
@@ -580,6 +617,7 @@ pub fn approve(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![p, revision, digest, base, doc, now.timestamp_millis(), by],
     )?;
+    journal_report(&tx, &p, revision, &digest, Some(&base), &doc, now)?;
     tx.execute(
         "UPDATE report_drafts SET state = 'approved', decided_by = ?2, decided_at = ?3, reason = ?4 WHERE id = ?1",
         params![draft, by, now.timestamp_millis(), reason],

@@ -74,6 +74,9 @@ pub struct Log {
     pub duplicates: usize,
     /// Answers `busy` given: (speaker, key).
     pub busy: Vec<(String, String)>,
+    /// Everything above in the order it happened: (speaker, key, what),
+    /// `what` one of `received`, `busy`, `played`, `ended`, `interrupted`.
+    pub order: Vec<(String, String, &'static str)>,
 }
 
 impl Log {
@@ -172,7 +175,11 @@ async fn cluster(
                 let Some(key) = cmd["idempotency_key"].as_str().map(str::to_owned) else {
                     continue;
                 };
-                keep(&mut log.lock().received, (id.clone(), key.clone()));
+                {
+                    let mut l = log.lock();
+                    keep(&mut l.received, (id.clone(), key.clone()));
+                    keep(&mut l.order, (id.clone(), key.clone(), "received"));
+                }
                 if b.silent.contains(&id) || rng.random::<f64>() < b.loss {
                     log.lock().dropped += 1;
                     continue;
@@ -191,7 +198,9 @@ async fn cluster(
                     let mut slot = playing.lock();
                     match slot.as_ref() {
                         Some((other, _)) if other != &key && !preempt => {
-                            keep(&mut log.lock().busy, (id.clone(), key.clone()));
+                            let mut l = log.lock();
+                            keep(&mut l.busy, (id.clone(), key.clone()));
+                            keep(&mut l.order, (id.clone(), key.clone(), "busy"));
                             "busy"
                         }
                         _ => {
@@ -233,7 +242,11 @@ async fn cluster(
                     let (true, Some(stop)) = (status == "accepted", stop) else {
                         return;
                     };
-                    keep(&mut log.lock().played, (id.clone(), key.clone()));
+                    {
+                        let mut l = log.lock();
+                        keep(&mut l.played, (id.clone(), key.clone()));
+                        keep(&mut l.order, (id.clone(), key.clone(), "played"));
+                    }
                     let start = json!({"ts": local_now(), "session_id": key, "event": "start",
                         "priority": priority, "content": "Bản tin cảnh báo"});
                     let _ = client
@@ -258,10 +271,12 @@ async fn cluster(
                             *slot = None;
                         }
                     }
-                    keep(
-                        &mut log.lock().ended,
-                        (id.clone(), key.clone(), interrupted),
-                    );
+                    {
+                        let mut l = log.lock();
+                        keep(&mut l.ended, (id.clone(), key.clone(), interrupted));
+                        let what = if interrupted { "interrupted" } else { "ended" };
+                        keep(&mut l.order, (id.clone(), key.clone(), what));
+                    }
                     let end = json!({"ts": local_now(), "session_id": key, "event": "end",
                         "priority": priority, "duration_s": began.elapsed().as_secs_f64(),
                         "result": if interrupted { "interrupted" } else { "completed" }});

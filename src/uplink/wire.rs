@@ -196,6 +196,44 @@ mod tests {
         assert_eq!(v["dead_letter"]["payload"], "{nope");
     }
 
+    /// A sealed report is numbered in its sealing transaction and goes
+    /// out as a `report` entry carrying the signed document.
+    #[test]
+    fn a_sealed_report_is_a_journal_entry_with_its_document() {
+        use crate::config::load_str;
+        use crate::indicators::Engine;
+        use crate::journal::Store;
+        let site = "[commune]\nid = \"xa\"\nname = \"Xã Thử\"\nprovince = \"Lai Châu\"\n\
+                    [[village]]\nid = \"a\"\nname = \"Thôn A\"\n";
+        let config = load_str(site, "t.toml", &[]).unwrap();
+        let engine = Engine::new(&config);
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("journal.db")).unwrap();
+        store.bind_commune("xa").unwrap();
+        let key = crate::reports::keys::load_or_create(&dir.path().join("k.pem")).unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2026-06-20T00:00:00+07:00")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let sealed = crate::reports::service::seal_label(
+            store.conn_mut(),
+            &config,
+            &engine,
+            &key,
+            "2026-06",
+            now,
+            "cli",
+        )
+        .unwrap();
+        let entries = store.entries_after("xa", 0, 10, usize::MAX).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].seq, entries[0].kind.as_str()), (1, "report"));
+        let v: Value = serde_json::from_slice(&body("xa", &entries[0], 1 << 20)).unwrap();
+        assert_eq!(v["report"]["period"], "2026-06");
+        assert_eq!(v["report"]["revision"], 0);
+        assert_eq!(v["report"]["digest"], sealed.digest.as_str());
+        assert!(v["report"]["document"].is_object(), "{v}");
+    }
+
     #[test]
     fn an_entry_over_the_server_limit_goes_without_its_payload() {
         let big = vec![b'a'; 10_000];
