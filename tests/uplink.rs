@@ -414,3 +414,34 @@ async fn a_warning_change_is_forwarded_as_a_journal_entry() {
         w.body
     );
 }
+
+/// A server that wants a user and password: the uplink logs in with
+/// `[uplink] user` and the password from `IOC__UPLINK__PASSWORD`, and the
+/// password never appears in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uplink_logs_in_with_user_and_password() {
+    const PASS: &str = "uplink-secret-7391";
+    let nats = Nats::start_with(&["--user", "ioc-binh-lu", "--pass", PASS]);
+    let client =
+        async_nats::ConnectOptions::with_user_and_password("ioc-binh-lu".into(), PASS.into())
+            .connect(nats.url())
+            .await
+            .unwrap();
+    let js = jetstream::new(client);
+    let (broker, _dir, b) = kit::stack_with(
+        &format!("{}user = \"ioc-binh-lu\"\n", uplink_toml(&nats.url())),
+        &[("IOC__UPLINK__PASSWORD", PASS)],
+    )
+    .await;
+    let mut p = kit::Publisher::new(broker.port);
+    for i in 0..5 {
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("p-{i}"), "online", None),
+        )
+        .await;
+    }
+    wait_stream(&js, 5, Duration::from_secs(60), || b.log_text()).await;
+    check_contract(&stream_entries(&js, STREAM).await.unwrap(), 5);
+    assert!(!b.log_text().contains(PASS), "the password is in the log");
+}

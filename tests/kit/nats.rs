@@ -50,11 +50,24 @@ pub fn nats_server_version(exe: &Path) -> String {
 /// Spawn `nats-server -js` on `port` with its store in `store` (log in
 /// `dir/nats-{tag}.log`) and wait until it listens.
 pub fn spawn_nats(exe: &Path, dir: &Path, tag: &str, port: u16, store: &Path) -> Result<Proc> {
+    spawn_nats_with(exe, dir, tag, port, store, &[])
+}
+
+/// [`spawn_nats`] with extra arguments (`--user`, `--pass`, …).
+pub fn spawn_nats_with(
+    exe: &Path,
+    dir: &Path,
+    tag: &str,
+    port: u16,
+    store: &Path,
+    extra: &[&str],
+) -> Result<Proc> {
     std::fs::create_dir_all(store).with_context(|| format!("creating {}", store.display()))?;
     let mut cmd = Command::new(exe);
     cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(store)
-        .args(["--server_name", tag]);
+        .args(["--server_name", tag])
+        .args(extra);
     let mut proc = Proc::spawn("nats-server", cmd, dir.join(format!("nats-{tag}.log")))?;
     if !wait_port(port, Duration::from_secs(10)) {
         proc.ensure_running()?;
@@ -73,11 +86,17 @@ pub struct Nats {
     exe: PathBuf,
     dir: tempfile::TempDir,
     proc: Option<Proc>,
+    extra: Vec<String>,
 }
 
 impl Nats {
     /// Start on a free port.
     pub fn start() -> Nats {
+        Nats::start_with(&[])
+    }
+
+    /// Start with extra server arguments (e.g. `--user U --pass P`).
+    pub fn start_with(extra: &[&str]) -> Nats {
         let exe = nats_server_bin();
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
@@ -86,6 +105,7 @@ impl Nats {
             exe,
             dir,
             proc: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         n.spawn();
         n
@@ -93,7 +113,8 @@ impl Nats {
 
     fn spawn(&mut self) {
         let store = self.dir.path().join("js");
-        let proc = spawn_nats(&self.exe, self.dir.path(), "hub", self.port, &store)
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let proc = spawn_nats_with(&self.exe, self.dir.path(), "hub", self.port, &store, &extra)
             .unwrap_or_else(|e| panic!("{e:#}"));
         self.proc = Some(proc);
     }
