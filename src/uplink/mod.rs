@@ -307,7 +307,13 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 }
             }
         }
-        match forward_batch(&shared, &cfg, &client, &js, &outbox).await {
+        // A batch cut short by shutdown leaves the cursor where the
+        // acknowledgements got to; the rest is re-sent on the next start.
+        let result = tokio::select! {
+            r = forward_batch(&shared, &cfg, &client, &js, &outbox) => r,
+            _ = cancel.cancelled() => break,
+        };
+        match result {
             Ok(0) => {
                 m.up.set(1);
                 refresh_lag(&shared, &outbox).await;
@@ -367,12 +373,13 @@ async fn forward_batch(
     if entries.is_empty() {
         return Ok(0);
     }
-    // Leave room for the headers under the server's payload limit.
-    let max_payload = client
-        .server_info()
-        .max_payload
-        .saturating_sub(1024)
-        .max(1024);
+    // Leave room for the headers under the server's payload limit (1 MiB,
+    // the server's default, until the server said).
+    let limit = match client.server_info().max_payload {
+        0 => 1024 * 1024,
+        n => n,
+    };
+    let max_payload = limit.saturating_sub(1024).max(1024);
     let mut pending = Vec::with_capacity(entries.len());
     let mut failure = None;
     for entry in &entries {
@@ -396,6 +403,17 @@ async fn forward_batch(
     let mut acked = 0usize;
     for (seq, ack) in pending {
         match ack.await {
+            Ok(a) if a.stream != cfg.stream => {
+                // Another stream took the subject: not the province's copy.
+                failure = Some(UplinkError::Stream {
+                    stream: cfg.stream.clone(),
+                    reason: format!(
+                        "seq {seq} was stored by stream `{}`, whose subjects overlap; fix the streams at the province",
+                        a.stream
+                    ),
+                });
+                break;
+            }
             Ok(a) => {
                 if a.duplicate {
                     m.duplicates.inc();
