@@ -7,6 +7,7 @@ mod kit;
 
 use std::time::Duration;
 
+use kit::shipped::Shipped;
 use kit::{dossier_received, stack, Publisher, DOSSIER};
 use serde_json::json;
 
@@ -164,105 +165,6 @@ async fn a_flood_of_1_mib_payloads_stays_bounded_in_memory_and_nothing_is_lost()
         peak_mib < BOUND_MIB,
         "peak RSS {peak_mib} MiB, bound {BOUND_MIB} MiB"
     );
-}
-
-/// Mosquitto started with the shipped `deploy/mosquitto/mosquitto.conf` and
-/// `deploy/mosquitto/acl` as they are, but for the paths (moved from
-/// `/mosquitto/data/` to a temp dir), the listener (a free loopback port) and
-/// the log (to a file): persistence, autosave, ACL and client-id rules are
-/// the shipped ones.
-struct Shipped {
-    proc: Option<kit::proc::Proc>,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Shipped {
-    /// Start with these accounts (user, password) in the password file.
-    fn start(accounts: &[(&str, &str)]) -> Shipped {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().expect("temp dir");
-        // Mosquitto started as root drops to the `mosquitto` user.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let port = kit::free_port();
-        let data = format!("{}/", dir.path().display());
-        let conf = std::fs::read_to_string(root.join("deploy/mosquitto/mosquitto.conf"))
-            .expect("read the shipped mosquitto.conf");
-        let mut out = String::new();
-        for line in conf.lines() {
-            let line = line.replace("/mosquitto/data/", &data);
-            if line.starts_with("listener ") {
-                out += &format!("listener {port} 127.0.0.1\n");
-            } else if line.starts_with("log_dest ") {
-                out += &format!("log_dest file {data}mosquitto.log\n");
-            } else {
-                out += &line;
-                out.push('\n');
-            }
-        }
-        std::fs::write(dir.path().join("mosquitto.conf"), out).unwrap();
-        std::fs::copy(root.join("deploy/mosquitto/acl"), dir.path().join("acl")).unwrap();
-        let passwd = dir.path().join("passwd");
-        std::fs::write(&passwd, "").unwrap();
-        for (user, pass) in accounts {
-            let ok = std::process::Command::new("mosquitto_passwd")
-                .arg("-b")
-                .arg(&passwd)
-                .arg(user)
-                .arg(pass)
-                .status()
-                .expect("run mosquitto_passwd (package mosquitto)");
-            assert!(ok.success(), "mosquitto_passwd {user}");
-        }
-        for f in ["passwd", "acl", "mosquitto.conf"] {
-            std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o644))
-                .unwrap();
-        }
-        let mut m = Shipped {
-            proc: None,
-            port,
-            dir,
-        };
-        m.spawn();
-        m
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = std::process::Command::new(kit::mosquitto::mosquitto_bin());
-        cmd.arg("-c").arg(self.dir.path().join("mosquitto.conf"));
-        let proc = kit::proc::Proc::spawn("mosquitto", cmd, self.dir.path().join("stderr.log"))
-            .expect("start mosquitto");
-        assert!(
-            kit::proc::wait_port(self.port, Duration::from_secs(10)),
-            "mosquitto did not listen; {}",
-            self.log()
-        );
-        self.proc = Some(proc);
-    }
-
-    /// SIGKILL by its own PID (a power cut, for the broker), then start again
-    /// on the same files.
-    fn kill_and_restart(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.kill();
-        }
-        // The port can be briefly taken by a client socket of a parallel
-        // test (ephemeral ports): try the bind again, a bounded number of
-        // times.
-        for _ in 0..50 {
-            let free = std::net::TcpListener::bind(("127.0.0.1", self.port)).is_ok();
-            if free {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.spawn();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
 }
 
 /// The backend's config for a broker that wants its login.

@@ -1,7 +1,7 @@
 //! The shipped Mosquitto (deploy/mosquitto: mosquitto.conf and acl, with
 //! `use_username_as_clientid`, persistence, one account per client) on a
 //! loopback port, with the accounts a test gives (mosquitto_passwd).
-//! (tests/hostile_mqtt.rs has its own copy of this.)
+//! Used by tests/hostile_mqtt.rs and tests/broadcasts.rs.
 
 use std::time::Duration;
 
