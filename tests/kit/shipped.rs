@@ -8,7 +8,8 @@ use std::time::Duration;
 pub struct Shipped {
     proc: Option<super::proc::Proc>,
     pub port: u16,
-    dir: tempfile::TempDir,
+    /// The data directory (mosquitto.db, the log).
+    pub dir: tempfile::TempDir,
 }
 
 impl Shipped {
