@@ -79,9 +79,8 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let commune = config.commune.id.clone();
     // Answers come in on the one MQTT connection (the pipeline journals them
     // too); a copy is tapped here before commit.
-    let mut taps = shared
-        .outlet
-        .tap(&format!("ioc/{commune}/speaker/+/+"), TAP_CAPACITY);
+    let filters = ["ack", "session"].map(|leaf| format!("ioc/{commune}/speaker/+/{leaf}"));
+    let mut taps = shared.outlet.tap(filters.to_vec(), TAP_CAPACITY);
 
     let mut updates: broadcast::Receiver<Arc<Committed>> = shared.updates.subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(config.broadcasts.tick_ms.max(20)));

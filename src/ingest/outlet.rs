@@ -47,7 +47,7 @@ pub struct Tapped {
 }
 
 struct Tap {
-    filter: String,
+    filters: Vec<String>,
     tx: mpsc::Sender<Tapped>,
 }
 
@@ -95,14 +95,12 @@ impl Outlet {
         Ok(())
     }
 
-    /// A bounded copy of every message whose topic matches `filter` (MQTT
-    /// wildcards). The ingest connection must already subscribe to it.
-    pub fn tap(&self, filter: &str, capacity: usize) -> mpsc::Receiver<Tapped> {
+    /// A bounded copy of every message whose topic matches one of
+    /// `filters` (MQTT wildcards). The ingest connection must already
+    /// subscribe to them.
+    pub fn tap(&self, filters: Vec<String>, capacity: usize) -> mpsc::Receiver<Tapped> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        self.taps.write().push(Tap {
-            filter: filter.to_owned(),
-            tx,
-        });
+        self.taps.write().push(Tap { filters, tx });
         rx
     }
 
@@ -110,7 +108,7 @@ impl Outlet {
     pub(crate) fn offer(&self, topic: &str, payload: &Bytes) {
         let taps = self.taps.read();
         for t in taps.iter() {
-            if !rumqttc::matches(topic, &t.filter) {
+            if !t.filters.iter().any(|f| rumqttc::matches(topic, f)) {
                 continue;
             }
             let copy = Tapped {
@@ -119,7 +117,7 @@ impl Outlet {
             };
             if t.tx.try_send(copy).is_err() && !t.tx.is_closed() {
                 self.dropped.inc();
-                tracing::warn!(%topic, filter = %t.filter, "tap full: copy dropped");
+                tracing::warn!(%topic, "tap full: copy dropped");
             }
         }
     }
@@ -137,7 +135,7 @@ mod tests {
     #[tokio::test]
     async fn taps_get_matching_topics_and_a_full_tap_drops_and_counts() {
         let o = Outlet::new(Counter::default());
-        let mut rx = o.tap("ioc/binh-lu/speaker/+/ack", 1);
+        let mut rx = o.tap(vec!["ioc/binh-lu/speaker/+/ack".into()], 1);
         o.offer("ioc/binh-lu/speaker/spk-01/ack", &Bytes::from_static(b"1"));
         o.offer(
             "ioc/binh-lu/speaker/spk-01/status",

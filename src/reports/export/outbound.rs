@@ -122,25 +122,23 @@ pub async fn run(shared: Arc<Shared>, accounts: Arc<Accounts>, cancel: Cancellat
         if woke {
             crate::delivery::wake(&shared);
         }
-        {
-            for (period, digest, doc) in to_publish {
-                let t = topic(&shared.config.commune.id, &period);
-                if doc.len() + t.len() + 64 > MAX_PUBLISH {
-                    tracing::warn!(topic = %t, bytes = doc.len(), "sealed report too large for MQTT; not published");
+        for (period, digest, doc) in to_publish {
+            let t = topic(&shared.config.commune.id, &period);
+            if doc.len() + t.len() + 64 > MAX_PUBLISH {
+                tracing::warn!(topic = %t, bytes = doc.len(), "sealed report too large for MQTT; not published");
+                published.insert(digest);
+                continue;
+            }
+            match shared.outlet.try_publish(&t, QoS::AtLeastOnce, true, doc) {
+                Ok(()) => {
+                    tracing::info!(topic = %t, %digest, "sealed report published (retained)");
                     published.insert(digest);
-                    continue;
                 }
-                match shared.outlet.try_publish(&t, QoS::AtLeastOnce, true, doc) {
-                    Ok(()) => {
-                        tracing::info!(topic = %t, %digest, "sealed report published (retained)");
-                        published.insert(digest);
-                    }
-                    // Not connected yet, or the request queue is full: try
-                    // again next tick.
-                    Err(e) => {
-                        tracing::debug!(error = %e, "report publish deferred");
-                        break;
-                    }
+                // Not connected yet, or the request queue is full: try
+                // again next tick.
+                Err(e) => {
+                    tracing::debug!(error = %e, "report publish deferred");
+                    break;
                 }
             }
         }
