@@ -22,6 +22,9 @@ use crate::state::{Committed, Shared};
 /// Answers held for the worker before copies are dropped (the commands
 /// are then retried and answered again).
 const TAP_CAPACITY: usize = 4096;
+/// Payload bytes of those answers held at most (acks and session reports
+/// are small JSON; a flood of large ones is dropped, not held).
+const TAP_BYTES: usize = 4 * 1024 * 1024;
 /// Most commands sent per tick.
 const MAX_PER_TICK: usize = 500;
 /// Recompute the overview at least this often (clock-driven states such as
@@ -80,7 +83,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     // Answers come in on the one MQTT connection (the pipeline journals them
     // too); a copy is tapped here before commit.
     let filters = ["ack", "session"].map(|leaf| format!("ioc/{commune}/speaker/+/{leaf}"));
-    let mut taps = shared.outlet.tap(filters.to_vec(), TAP_CAPACITY);
+    let mut taps = shared.outlet.tap(filters.to_vec(), TAP_CAPACITY, TAP_BYTES);
 
     let mut updates: broadcast::Receiver<Arc<Committed>> = shared.updates.subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(config.broadcasts.tick_ms.max(20)));

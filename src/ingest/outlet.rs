@@ -13,12 +13,14 @@
 //! - readers of messages the pipeline also journals (loudspeaker
 //!   acknowledgements and session reports) take a [`Outlet::tap`]: a bounded
 //!   copy of every message whose topic matches a filter, handed over before
-//!   the message is committed. Policy when a tap is full: the copy is
+//!   the message is committed, bounded in count and in payload bytes.
+//!   Policy when a tap is full (either bound): the copy is
 //!   dropped, logged and counted (`ioc_mqtt_tap_dropped_total`); the message itself
 //!   still reaches the journal, and the tap's owner must tolerate the loss
 //!   (broadcast commands are retried until acknowledged).
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -37,18 +39,29 @@ pub enum OutletError {
     Queue(#[from] rumqttc::ClientError),
 }
 
-/// A copy of one message taken from the broker.
-#[derive(Debug, Clone)]
+/// A copy of one message taken from the broker. Its payload bytes count
+/// against its tap's byte bound until it is dropped.
+#[derive(Debug)]
 pub struct Tapped {
     /// Its topic.
     pub topic: String,
     /// Its payload.
     pub payload: Bytes,
+    held: Arc<AtomicUsize>,
+}
+
+impl Drop for Tapped {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.payload.len(), Ordering::AcqRel);
+    }
 }
 
 struct Tap {
     filters: Vec<String>,
     tx: mpsc::Sender<Tapped>,
+    /// Payload bytes of the copies not yet dropped by the reader.
+    held: Arc<AtomicUsize>,
+    max_bytes: usize,
 }
 
 /// The outbound side of the ingest connection, and its taps.
@@ -95,12 +108,22 @@ impl Outlet {
         Ok(())
     }
 
-    /// A bounded copy of every message whose topic matches one of
-    /// `filters` (MQTT wildcards). The ingest connection must already
-    /// subscribe to them.
-    pub fn tap(&self, filters: Vec<String>, capacity: usize) -> mpsc::Receiver<Tapped> {
+    /// A copy of every message whose topic matches one of `filters` (MQTT
+    /// wildcards), at most `capacity` copies and `max_bytes` payload bytes
+    /// held at once. The ingest connection must already subscribe to them.
+    pub fn tap(
+        &self,
+        filters: Vec<String>,
+        capacity: usize,
+        max_bytes: usize,
+    ) -> mpsc::Receiver<Tapped> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        self.taps.write().push(Tap { filters, tx });
+        self.taps.write().push(Tap {
+            filters,
+            tx,
+            held: Arc::new(AtomicUsize::new(0)),
+            max_bytes,
+        });
         rx
     }
 
@@ -111,11 +134,18 @@ impl Outlet {
             if !t.filters.iter().any(|f| rumqttc::matches(topic, f)) {
                 continue;
             }
+            if t.tx.is_closed() {
+                continue;
+            }
+            let held = t.held.fetch_add(payload.len(), Ordering::AcqRel);
+            // The copy is made (and so counted) before the check: dropping
+            // it gives the bytes back.
             let copy = Tapped {
                 topic: topic.to_owned(),
                 payload: payload.clone(),
+                held: Arc::clone(&t.held),
             };
-            if t.tx.try_send(copy).is_err() && !t.tx.is_closed() {
+            if held + payload.len() > t.max_bytes || t.tx.try_send(copy).is_err() {
                 self.dropped.inc();
                 tracing::warn!(%topic, "tap full: copy dropped");
             }
@@ -135,7 +165,7 @@ mod tests {
     #[tokio::test]
     async fn taps_get_matching_topics_and_a_full_tap_drops_and_counts() {
         let o = Outlet::new(Counter::default());
-        let mut rx = o.tap(vec!["ioc/binh-lu/speaker/+/ack".into()], 1);
+        let mut rx = o.tap(vec!["ioc/binh-lu/speaker/+/ack".into()], 1, 1024);
         o.offer("ioc/binh-lu/speaker/spk-01/ack", &Bytes::from_static(b"1"));
         o.offer(
             "ioc/binh-lu/speaker/spk-01/status",
@@ -147,6 +177,30 @@ mod tests {
         assert_eq!(&got.payload[..], b"1");
         assert!(rx.try_recv().is_err());
         assert_eq!(o.dropped(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_tap_holds_at_most_its_bytes_and_gets_them_back_when_read() {
+        let o = Outlet::new(Counter::default());
+        let mut rx = o.tap(vec!["ioc/+/speaker/+/ack".into()], 100, 10);
+        let six = Bytes::from_static(b"123456");
+        o.offer("ioc/binh-lu/speaker/spk-01/ack", &six);
+        // 12 bytes would be over the bound: dropped and counted.
+        o.offer("ioc/binh-lu/speaker/spk-02/ack", &six);
+        assert_eq!(o.dropped(), 1);
+        let first = rx.recv().await.unwrap();
+        assert_eq!(first.topic, "ioc/binh-lu/speaker/spk-01/ack");
+        assert!(rx.try_recv().is_err());
+        // Still held while the reader keeps the copy.
+        o.offer("ioc/binh-lu/speaker/spk-03/ack", &six);
+        assert_eq!(o.dropped(), 2);
+        drop(first);
+        o.offer("ioc/binh-lu/speaker/spk-04/ack", &six);
+        assert_eq!(
+            rx.recv().await.unwrap().topic,
+            "ioc/binh-lu/speaker/spk-04/ack"
+        );
+        assert_eq!(o.dropped(), 2);
     }
 
     #[test]
