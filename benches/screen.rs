@@ -14,18 +14,11 @@
 #[path = "../tests/kit/mod.rs"]
 mod kit;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use kit::browser::Browser;
-use kit::measure::{env_num, load_average};
+use kit::measure::{env_num, epoch_ms, load_average};
 use kit::{dossier_received, test_config, Backend, Mosquitto, Publisher, DOSSIER};
-
-fn epoch_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(0.0)
-}
 
 /// Install an observer that resolves `window.__shown` with `Date.now()`
 /// when the tile shows `want`.

@@ -7,6 +7,15 @@ use std::str::FromStr;
 
 use anyhow::{anyhow, Context, Result};
 
+/// Milliseconds since the Unix epoch, as a browser's `Date.now()` gives
+/// them (so a page's timestamps and the bench's can be subtracted).
+pub fn epoch_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
+
 /// A number from the environment (`_` separators allowed), or `default`.
 pub fn env_num<T: FromStr>(name: &str, default: T) -> Result<T> {
     match std::env::var(name) {
