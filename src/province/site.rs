@@ -145,11 +145,31 @@ impl Site {
             digest: store.copy_digest()?,
         };
         let mut warnings = self.warnings.write();
-        for (_, _, body) in store.bodies(&self.id, crate::journal::seq::kind::WARNING)? {
+        let mut received = BTreeMap::new();
+        for (_, at, body) in store.bodies(&self.id, crate::journal::seq::kind::WARNING)? {
             if let Ok(w) = serde_json::from_slice::<WarningView>(&body) {
+                received.insert(w.id.clone(), at);
                 warnings.insert(w.id.clone(), w);
             }
         }
+        // The commune's own screen at `/site/{commune}/` lists those in
+        // force after a restart, as the commune's does.
+        let now = Utc::now();
+        *self.shared.warnings_at_start.lock() = warnings
+            .values()
+            .filter(|w| {
+                w.state == crate::warnings::WarningState::Active
+                    && w.expires.is_none_or(|e| e.with_timezone(&Utc) > now)
+            })
+            .map(|w| crate::warnings::store::InForce {
+                view: w.clone(),
+                chain: w.supersedes.clone().unwrap_or_else(|| w.id.clone()),
+                received_at: received
+                    .get(&w.id)
+                    .and_then(|&at| DateTime::from_timestamp_millis(at))
+                    .unwrap_or(now),
+            })
+            .collect();
         let mut checks = self.reports.write();
         for (seq, at, body) in store.bodies(&self.id, crate::journal::seq::kind::REPORT)? {
             let c = reports::check(seq, at, &body, self.key.as_ref(), &checks);
