@@ -82,6 +82,9 @@ pub struct StreamDef {
     pub key_file: Option<std::path::PathBuf>,
     /// Most entries one site fetches and commits at once.
     pub batch_max: usize,
+    /// Most bytes one site fetches at once (with `batch_max`, its memory
+    /// bound).
+    pub batch_max_bytes: usize,
     /// Per-site budget: most entries a site commits per second (one
     /// commune's flood waits in the stream, not in the province's memory,
     /// and leaves the others their share).
@@ -113,6 +116,7 @@ impl Default for StreamDef {
             cert_file: None,
             key_file: None,
             batch_max: 256,
+            batch_max_bytes: 4 * 1024 * 1024,
             site_rate: 5000,
             request_timeout_ms: 10_000,
             backoff_initial_ms: 200,

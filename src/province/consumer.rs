@@ -4,8 +4,8 @@
 //! between the commit and the acknowledgement re-delivers the batch, which
 //! then changes nothing (the `(commune, seq)` key).
 //!
-//! Isolation: a site holds at most one batch (`stream.batch_max` messages)
-//! in memory and commits at most `stream.site_rate` entries a second; a
+//! Isolation: a site holds at most one batch (`stream.batch_max` messages
+//! and `stream.batch_max_bytes`) in memory and commits at most `stream.site_rate` entries a second; a
 //! commune's flood waits in the stream, and every other site keeps its own
 //! consumer, queue, store and budget. A site whose store fails retries
 //! alone; nothing is acknowledged meanwhile.
@@ -21,6 +21,11 @@ use tokio_util::sync::CancellationToken;
 use super::site::{Message, Site};
 use crate::config::StreamDef;
 use crate::ingest::mqtt::Backoff;
+
+/// How long the stream waits for an acknowledgement before it delivers a
+/// message again (after a crash between commit and ack, the instance gets
+/// the batch again this long after its restart; the copy then drops it).
+pub const ACK_WAIT: Duration = Duration::from_secs(10);
 
 /// Name of a site's durable consumer.
 pub fn consumer_name(instance: &str, commune: &str) -> String {
@@ -57,7 +62,7 @@ async fn open_consumer(
                 filter_subject: format!("{}.{commune}.journal.>", cfg.subject_prefix),
                 ack_policy: AckPolicy::Explicit,
                 deliver_policy: DeliverPolicy::All,
-                ack_wait: Duration::from_secs(30),
+                ack_wait: ACK_WAIT,
                 max_ack_pending: (batch * 2) as i64,
                 max_batch: batch as i64,
                 ..Default::default()
@@ -89,6 +94,7 @@ pub async fn run(
         }
     };
     let batch_max = cfg.batch_max.max(1);
+    let max_bytes = cfg.batch_max_bytes.max(64 * 1024);
     let rate = f64::from(cfg.site_rate.max(1));
     'connect: while !cancel.is_cancelled() {
         let consumer = tokio::select! {
@@ -108,7 +114,12 @@ pub async fn run(
         loop {
             let started = Instant::now();
             let fetched = tokio::select! {
-                r = consumer.batch().max_messages(batch_max).expires(Duration::from_secs(1)).messages() => r,
+                r = consumer
+                    .batch()
+                    .max_messages(batch_max)
+                    .max_bytes(max_bytes)
+                    .expires(Duration::from_secs(1))
+                    .messages() => r,
                 _ = cancel.cancelled() => return,
             };
             let mut batch = match fetched {
