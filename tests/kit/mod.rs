@@ -13,6 +13,8 @@
 //! - `http`: an HTTP client with the admin's token, `/metrics` scrapes;
 //! - `victoria`: a real VictoriaMetrics;
 //! - `nats`: a real nats-server with JetStream (the province uplink);
+//! - `nats_auth`: a nats-server from a config file: TLS, mutual TLS, NKey
+//!   users (the uplink's logins);
 //! - `browser`: headless Chromium over the DevTools protocol;
 //! - `receiver`: a local HTTP endpoint that records what it is sent
 //!   (webhooks, the province's report endpoint), over HTTP or HTTPS;
@@ -32,6 +34,7 @@ pub mod http;
 pub mod measure;
 pub mod mosquitto;
 pub mod nats;
+pub mod nats_auth;
 pub mod pki;
 pub mod proc;
 pub mod publisher;
