@@ -149,7 +149,16 @@ pub async fn connect_options(
 /// failure, the underlying reason, and which settings to check.
 pub fn describe_connect_error(e: &async_nats::ConnectError) -> String {
     use async_nats::ConnectErrorKind as K;
+    let text = e.to_string();
     let hint = match e.kind() {
+        // rustls' words for a server that refused our certificate (or
+        // wanted one), and for a server certificate we do not trust.
+        _ if text.contains("received fatal alert") && text.contains("Certificate") => {
+            "the server refused the TLS connection for want of a valid client certificate: set uplink.cert_file and key_file to a certificate signed by a CA the server trusts"
+        }
+        _ if text.contains("invalid peer certificate") => {
+            "the server's TLS certificate is not trusted: set uplink.ca_file to the CA that signed it, and use the name on the certificate in uplink.url"
+        }
         K::AuthorizationViolation => {
             "the server refused the login: check uplink.user/password, token, nkey_seed_file or creds_file against the server's accounts"
         }
@@ -167,7 +176,7 @@ pub fn describe_connect_error(e: &async_nats::ConnectError) -> String {
         K::ServerParse => "uplink.url could not be read",
         K::MaxReconnects => "gave up reconnecting",
     };
-    format!("{e} ({hint})")
+    format!("{text} ({hint})")
 }
 
 /// The stream the uplink creates when it is missing.
