@@ -22,6 +22,7 @@ pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod province;
 pub mod reports;
 pub mod runtime;
 pub mod server;

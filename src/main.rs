@@ -75,6 +75,11 @@ enum Command {
         /// Write the bound HTTP address here once listening (for tests and scripts).
         #[arg(long, env = "IOC_PORT_FILE")]
         port_file: Option<PathBuf>,
+        /// Province mode: a directory of site configs, one per commune
+        /// (`--config` is then the process config with `[province]` and
+        /// `[stream]`; docs/PROVINCE.md §6).
+        #[arg(long, env = "IOC_SITES")]
+        sites: Option<PathBuf>,
     },
     /// Validate a config file and list every problem with its key and reason.
     /// To see what a sample message would become under it (a new sensor's
@@ -228,9 +233,14 @@ async fn run(cli: Cli) -> Result<()> {
             json,
         } => commands::map::run(&commands::load(&config)?, topic, &payload, retained, json),
         Command::Healthcheck { addr } => commands::healthcheck::run(&addr),
-        Command::Serve { config, port_file } => {
-            commands::serve::run(&config, port_file.as_deref()).await
-        }
+        Command::Serve {
+            config,
+            port_file,
+            sites: Some(sites),
+        } => commands::serve::province(&config, &sites, port_file.as_deref()).await,
+        Command::Serve {
+            config, port_file, ..
+        } => commands::serve::run(&config, port_file.as_deref()).await,
         Command::User { config, action } => commands::user::run(&commands::load(&config)?, action),
         Command::Report { config, action } => {
             // `verify` runs without a config (the province side).

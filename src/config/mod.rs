@@ -18,6 +18,7 @@ mod load;
 pub mod mapped;
 mod positions;
 pub mod process;
+pub mod province;
 mod registry;
 pub mod site;
 mod validate;
@@ -32,6 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use process::*;
+pub use province::{ProvinceDef, StreamDef};
 pub use site::*;
 pub use warnings::{Feed as WarningFeed, Geocode as WarningGeocode, Warnings};
 
@@ -102,6 +104,14 @@ pub struct Config {
     /// The uplink to the province (NATS JetStream); off without `url`.
     #[serde(default)]
     pub uplink: Uplink,
+    /// Province mode only (`serve --sites DIR`): who this instance is and
+    /// its peers (docs/PROVINCE.md §6).
+    #[serde(default)]
+    pub province: Option<province::ProvinceDef>,
+    /// Province mode only: the JetStream stream the communes' journals
+    /// arrive on.
+    #[serde(default)]
+    pub stream: province::StreamDef,
     /// The commune's own alert rules, grouping timers, escalation ladder.
     #[serde(default)]
     pub alerts: alerts::AlertsDef,

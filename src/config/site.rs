@@ -68,6 +68,11 @@ pub struct Report {
     /// The Ed25519 signing key (PKCS#8 PEM); empty: `report_ed25519.pem`
     /// beside the store file. Generated on first use, mode 0600.
     pub key_file: String,
+    /// The commune's report public key (Ed25519, 32 bytes in base64, as
+    /// `commune-ioc report key` prints it): set in the province's copy of
+    /// the site config, which verifies the commune's sealed reports with it
+    /// (docs/PROVINCE.md §6). Unused on the commune box.
+    pub public_key: String,
     /// Submission to the province (`[report.province]`).
     pub province: ReportProvince,
     /// Names for the DHIS2 export (`[report.dhis2]`).
@@ -89,6 +94,7 @@ impl Default for Report {
             check_interval_secs: 60,
             correction_threshold_pct: 1.0,
             key_file: String::new(),
+            public_key: String::new(),
             province: ReportProvince::default(),
             dhis2: ReportDhis2::default(),
             document: ReportDocument::default(),

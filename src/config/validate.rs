@@ -312,6 +312,7 @@ impl Validator<'_> {
         self.check_mqtt(c);
         self.check_influx(c);
         self.check_uplink(c);
+        self.check_stream(c);
         self.check_delivery(c);
         if c.http.listen.parse::<SocketAddr>().is_err() {
             self.issue(
@@ -635,6 +636,67 @@ impl Validator<'_> {
                 "influx.max_backlog_points",
                 "không được nhỏ hơn influx.batch_max_points",
             );
+        }
+    }
+
+    /// `[stream]` (province mode): the servers, the stream and the per-site
+    /// limits; logins and TLS files as `[uplink]` checks them.
+    fn check_stream(&mut self, c: &Config) {
+        let s = &c.stream;
+        if let Some(url) = &s.url {
+            if let Err(reason) = check_nats_urls(url) {
+                self.issue("stream.url", reason);
+            }
+        }
+        if !is_nats_name(&s.stream) {
+            self.issue(
+                "stream.stream",
+                format!("`{}` không phải tên luồng hợp lệ: không để trống, không có dấu cách, '.', '*', '>', '/' hay '\\'", s.stream),
+            );
+        }
+        if s.subject_prefix.split('.').any(|t| !is_nats_name(t)) {
+            self.issue(
+                "stream.subject_prefix",
+                format!(
+                    "`{}` không phải tiền tố chủ đề NATS hợp lệ",
+                    s.subject_prefix
+                ),
+            );
+        }
+        if s.stream_replicas == 0 || s.stream_replicas > 5 {
+            self.issue("stream.stream_replicas", "phải từ 1 đến 5");
+        }
+        if s.batch_max == 0 || s.batch_max > 10_000 {
+            self.issue("stream.batch_max", "phải từ 1 đến 10000");
+        }
+        if s.site_rate == 0 {
+            self.issue("stream.site_rate", "phải từ 1 (bản ghi mỗi giây) trở lên");
+        }
+        for (key, file) in [
+            ("stream.creds_file", &s.creds_file),
+            ("stream.nkey_seed_file", &s.nkey_seed_file),
+            ("stream.ca_file", &s.ca_file),
+            ("stream.cert_file", &s.cert_file),
+            ("stream.key_file", &s.key_file),
+        ] {
+            if let Some(f) = file {
+                if !f.is_file() {
+                    self.issue(key, format!("không có tệp {}", f.display()));
+                }
+            }
+        }
+        if let Some(p) = &c.province {
+            if !is_nats_name(&p.instance) {
+                self.issue(
+                    "province.instance",
+                    format!("`{}` không dùng được làm tên consumer: không để trống, không có dấu cách, '.', '*', '>'", p.instance),
+                );
+            }
+            for peer in &p.peers {
+                if let Err(reason) = check_url(peer) {
+                    self.issue("province.peers", format!("`{peer}`: {reason}"));
+                }
+            }
         }
     }
 

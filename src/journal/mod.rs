@@ -13,6 +13,7 @@
 
 pub mod outbox;
 mod queries;
+pub mod remote;
 mod restore;
 pub mod seq;
 pub use queries::AckOutcome;
@@ -73,6 +74,9 @@ pub struct NewDeadLetter<'a> {
     pub payload: &'a [u8],
     /// Receive time.
     pub received_at: DateTime<Utc>,
+    /// Size of the whole payload when `payload` is only what was kept of
+    /// it (a copy from a commune's journal); `None`: `payload.len()`.
+    pub size: Option<usize>,
 }
 
 /// An event about to be written, with its raw message.
@@ -226,26 +230,10 @@ impl Store {
         let mut attrs_text: Vec<String> = Vec::new();
         let mut numbered: Vec<seq::NewEntry<'_>> = Vec::new();
         {
-            let mut ins = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (dedup_key, source, kind, device, village, ts, received_at, seq, attrs, topic, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
             for (i, ne) in events.iter().enumerate() {
+                let attrs = serde_json::to_string(&ne.event.attrs).unwrap_or_else(|_| "{}".into());
+                let n = insert_event(&tx, ne, &attrs)?;
                 let e = ne.event;
-                let attrs = serde_json::to_string(&e.attrs).unwrap_or_else(|_| "{}".into());
-                let n = ins.execute(params![
-                    e.dedup_key,
-                    e.source.as_str(),
-                    e.kind,
-                    e.device,
-                    e.village,
-                    ms(e.ts),
-                    ms(e.received_at),
-                    e.seq.map(|s| s as i64),
-                    attrs,
-                    ne.topic,
-                    ne.payload,
-                ])?;
                 if n == 1 {
                     outcome.new_events.push(i);
                     attrs_text.push(attrs);
@@ -296,27 +284,8 @@ impl Store {
                     dossier.execute(params![id, village])?;
                 }
             }
-            let mut ins = tx.prepare_cached(
-                "INSERT OR IGNORE INTO dead_letters (dedup_key, reason, detail, topic, source, device, size, received_at, payload)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
             for (i, d) in dead.iter().enumerate() {
-                let kept = if d.reason == Reason::Oversized {
-                    &d.payload[..d.payload.len().min(OVERSIZE_KEEP)]
-                } else {
-                    d.payload
-                };
-                let n = ins.execute(params![
-                    d.dedup_key,
-                    d.reason.code(),
-                    d.detail,
-                    d.topic,
-                    d.source.map(Source::as_str),
-                    d.device,
-                    d.payload.len() as i64,
-                    ms(d.received_at),
-                    kept,
-                ])?;
+                let n = insert_dead(&tx, d)?;
                 if n == 1 {
                     outcome.new_dead.push(i);
                     numbered.push(seq::NewEntry {
@@ -335,6 +304,55 @@ impl Store {
         tx.commit()?;
         Ok((outcome, derived))
     }
+}
+
+/// Insert one event (ignored when its dedup key is already there); 1 when
+/// new.
+fn insert_event(tx: &Connection, ne: &NewEvent<'_>, attrs: &str) -> Result<usize, JournalError> {
+    let e = ne.event;
+    let mut ins = tx.prepare_cached(
+        "INSERT OR IGNORE INTO events (dedup_key, source, kind, device, village, ts, received_at, seq, attrs, topic, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    Ok(ins.execute(params![
+        e.dedup_key,
+        e.source.as_str(),
+        e.kind,
+        e.device,
+        e.village,
+        ms(e.ts),
+        ms(e.received_at),
+        e.seq.map(|s| s as i64),
+        attrs,
+        ne.topic,
+        ne.payload,
+    ])?)
+}
+
+/// Insert one dead letter (ignored when its dedup key is already there;
+/// an oversized payload keeps its first [`OVERSIZE_KEEP`] bytes); 1 when
+/// new.
+fn insert_dead(tx: &Connection, d: &NewDeadLetter<'_>) -> Result<usize, JournalError> {
+    let kept = if d.reason == Reason::Oversized {
+        &d.payload[..d.payload.len().min(OVERSIZE_KEEP)]
+    } else {
+        d.payload
+    };
+    let mut ins = tx.prepare_cached(
+        "INSERT OR IGNORE INTO dead_letters (dedup_key, reason, detail, topic, source, device, size, received_at, payload)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    Ok(ins.execute(params![
+        d.dedup_key,
+        d.reason.code(),
+        d.detail,
+        d.topic,
+        d.source.map(Source::as_str),
+        d.device,
+        d.size.unwrap_or(d.payload.len()) as i64,
+        ms(d.received_at),
+        kept,
+    ])?)
 }
 
 fn upsert_meta(conn: &Connection, key: &str, value: &str) -> Result<(), JournalError> {

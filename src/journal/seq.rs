@@ -379,6 +379,7 @@ mod tests {
 
     fn dead(key: &str, ms: i64) -> NewDeadLetter<'static> {
         NewDeadLetter {
+            size: None,
             dedup_key: key.into(),
             reason: Reason::InvalidJson,
             detail: "x",

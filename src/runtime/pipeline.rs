@@ -214,6 +214,7 @@ fn run_batch(
                 payload,
             }),
             Err(r) => dead.push(NewDeadLetter {
+                size: None,
                 dedup_key: match &part.payload {
                     None => content_key(&m.raw, false),
                     Some(own) => content_key_of(&m.raw, own, false),
@@ -230,6 +231,7 @@ fn run_batch(
     }
     for (m, detail) in &cap_refused {
         dead.push(NewDeadLetter {
+            size: None,
             dedup_key: content_key(&m.raw, false),
             reason: Reason::InvalidCap,
             detail,
@@ -390,7 +392,7 @@ fn attribute_dossiers(store: &Store, decoded: &mut [(usize, Part)]) -> Result<()
 
 /// Derive rollups, latest values, freshness and device health from the
 /// rows of the batch that were new (inside its transaction).
-fn derive(
+pub(crate) fn derive(
     shared: &Shared,
     events: &[NewEvent<'_>],
     dead: &[NewDeadLetter<'_>],
@@ -424,7 +426,7 @@ fn derive(
 }
 
 /// Count a committed batch in the metrics.
-fn record(
+pub(crate) fn record(
     shared: &Shared,
     events: &[NewEvent<'_>],
     dead: &[NewDeadLetter<'_>],

@@ -193,7 +193,10 @@ pub fn stream_config(cfg: &Uplink) -> stream::Config {
 
 /// Make sure the stream exists: create it when it is missing and
 /// `create_stream` allows.
-async fn ensure_stream(js: &jetstream::Context, cfg: &Uplink) -> Result<(), UplinkError> {
+pub(crate) async fn ensure_stream(
+    js: &jetstream::Context,
+    cfg: &Uplink,
+) -> Result<(), UplinkError> {
     let err = |reason: String| UplinkError::Stream {
         stream: cfg.stream.clone(),
         reason,
