@@ -588,26 +588,34 @@ pub fn mark_attempt(
     now: DateTime<Utc>,
     next: DateTime<Utc>,
 ) -> Result<()> {
-    let before: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT broadcast_id, state FROM speaker_commands WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    // Writes first: a read before the first write would make a deferred
+    // transaction fail to upgrade ("database is locked") when another
+    // connection wrote in between.
     conn.execute(
         "UPDATE speaker_commands SET attempts = attempts + 1,
-             state = CASE state WHEN 'pending' THEN 'sent' ELSE state END,
              first_sent_ms = COALESCE(first_sent_ms, ?2), last_sent_ms = ?2, next_attempt_ms = ?3
          WHERE id = ?1",
         params![id, ms(now), ms(next)],
     )?;
-    if let Some((broadcast, state)) = before {
-        if state == "pending" {
-            journal(conn, broadcast, "command_sent", now)?;
-        }
+    for broadcast in returning(
+        conn,
+        "UPDATE speaker_commands SET state = 'sent' WHERE id = ?1 AND state = 'pending'
+         RETURNING broadcast_id",
+        [id],
+    )? {
+        journal(conn, broadcast, "command_sent", now)?;
     }
     Ok(())
+}
+
+/// Run an `UPDATE … RETURNING broadcast_id`: the plans of the rows it
+/// changed.
+fn returning(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<i64>> {
+    let mut q = conn.prepare_cached(sql)?;
+    let rows = q
+        .query_map(args, |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(rows)
 }
 
 /// The wait before send number `attempts + 1`: `initial` doubled per send
@@ -630,7 +638,10 @@ pub enum Applied {
     Invalid(String),
 }
 
-/// Apply a cluster's answer on `.../ack` (docs/PROTOCOL.md §8.2).
+/// Apply a cluster's answer on `.../ack` (docs/PROTOCOL.md §8.2). A
+/// change of the command's state is a journal entry (call it in a
+/// transaction); a repeated answer, or `busy`, is not (unless `busy`
+/// clears `unreachable`).
 pub fn apply_ack(
     conn: &Connection,
     speaker: &str,
@@ -648,57 +659,69 @@ pub fn apply_ack(
         ));
     };
     let answer = json!({"status": status, "reason": v.get("reason"), "at": ms(now)}).to_string();
-    let before = command_of(conn, key, speaker)?;
-    let n = match status {
-        "accepted" | "duplicate" => conn.execute(
-            "UPDATE speaker_commands SET state = 'acknowledged', acked_ms = COALESCE(acked_ms, ?3),
-                 unreachable = 0, answer = ?4
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')",
-            params![key, speaker, ms(now), answer],
-        )?,
-        "busy" => conn.execute(
-            "UPDATE speaker_commands SET next_attempt_ms = ?3, unreachable = 0, answer = ?4
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')",
-            params![key, speaker, ms(now) + retry_ms as i64, answer],
-        )?,
-        "rejected" | "failed" => conn.execute(
-            "UPDATE speaker_commands SET state = 'failed', ended_ms = ?3, answer = ?4
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged', 'playing')",
-            params![key, speaker, ms(now), answer],
-        )?,
-        "expired" => conn.execute(
-            "UPDATE speaker_commands SET state = 'expired', answer = ?4, ended_ms = ?3
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')",
-            params![key, speaker, ms(now), answer],
-        )?,
+    // Every statement here writes before anything is read (see
+    // `mark_attempt`).
+    let (changed, change): (Vec<i64>, Option<&str>) = match status {
+        "accepted" | "duplicate" => (
+            returning(
+                conn,
+                "UPDATE speaker_commands SET state = 'acknowledged', acked_ms = COALESCE(acked_ms, ?3),
+                     unreachable = 0, answer = ?4
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now), answer],
+            )?,
+            Some("command_acknowledged"),
+        ),
+        "busy" => {
+            let cleared = returning(
+                conn,
+                "UPDATE speaker_commands SET unreachable = 0
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent') AND unreachable = 1
+                 RETURNING broadcast_id",
+                params![key, speaker],
+            )?;
+            let busy = returning(
+                conn,
+                "UPDATE speaker_commands SET next_attempt_ms = ?3, unreachable = 0, answer = ?4
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now) + retry_ms as i64, answer],
+            )?;
+            if cleared.is_empty() {
+                (busy, None)
+            } else {
+                (cleared, Some("command_busy"))
+            }
+        }
+        "rejected" | "failed" => (
+            returning(
+                conn,
+                "UPDATE speaker_commands SET state = 'failed', ended_ms = ?3, answer = ?4
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged', 'playing')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now), answer],
+            )?,
+            Some("command_failed"),
+        ),
+        "expired" => (
+            returning(
+                conn,
+                "UPDATE speaker_commands SET state = 'expired', answer = ?4, ended_ms = ?3
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now), answer],
+            )?,
+            Some("command_expired"),
+        ),
         other => return Ok(Applied::Invalid(format!("unknown status `{other}`"))),
     };
-    if let (true, Some((broadcast, unreachable))) = (n > 0, before) {
-        // `busy` only reschedules: an entry only when it clears
-        // `unreachable` (the cluster answered after all).
-        let change = match status {
-            "accepted" | "duplicate" => Some("command_acknowledged"),
-            "busy" => unreachable.then_some("command_busy"),
-            "rejected" | "failed" => Some("command_failed"),
-            _ => Some("command_expired"),
-        };
-        if let Some(change) = change {
-            journal(conn, broadcast, change, now)?;
+    if let Some(change) = change {
+        for b in &changed {
+            journal(conn, *b, change, now)?;
         }
     }
-    known_or(conn, key, speaker, n)
-}
-
-/// The plan of command `key` on `speaker`, and whether it is marked
-/// unreachable.
-fn command_of(conn: &Connection, key: &str, speaker: &str) -> Result<Option<(i64, bool)>> {
-    Ok(conn
-        .query_row(
-            "SELECT broadcast_id, unreachable FROM speaker_commands WHERE key = ?1 AND speaker = ?2",
-            params![key, speaker],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?)
+    known_or(conn, key, speaker, changed.len())
 }
 
 fn known_or(conn: &Connection, key: &str, speaker: &str, n: usize) -> Result<Applied> {
@@ -721,7 +744,8 @@ fn known_or(conn: &Connection, key: &str, speaker: &str, n: usize) -> Result<App
 /// command's key: `start` → playing, `end` → completed (failed with
 /// `"result": "failed"`; pending again with `"result": "interrupted"`, an
 /// emergency cut it short). Sessions of the cluster's own programmes have
-/// other ids and are left alone (`Unknown`).
+/// other ids and are left alone (`Unknown`). A change is a journal entry
+/// (call it in a transaction).
 pub fn apply_session(
     conn: &Connection,
     speaker: &str,
@@ -735,49 +759,57 @@ pub fn apply_session(
     let Some(key) = v["session_id"].as_str() else {
         return Ok(Applied::Unknown);
     };
-    let before = command_of(conn, key, speaker)?;
-    let mut change = "command_playing";
-    let n = match v["event"].as_str() {
-        Some("start") => conn.execute(
-            "UPDATE speaker_commands SET state = 'playing', started_ms = COALESCE(started_ms, ?3),
-                 acked_ms = COALESCE(acked_ms, ?3), unreachable = 0
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged')",
-            params![key, speaker, ms(now)],
-        )?,
+    let (changed, change) = match v["event"].as_str() {
+        Some("start") => (
+            returning(
+                conn,
+                "UPDATE speaker_commands SET state = 'playing', started_ms = COALESCE(started_ms, ?3),
+                     acked_ms = COALESCE(acked_ms, ?3), unreachable = 0
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now)],
+            )?,
+            "command_playing",
+        ),
         // Interrupted by an emergency: queued again, sent when the cluster
         // is free (the device released the key).
-        Some("end") if v["result"].as_str() == Some("interrupted") => {
-            change = "command_interrupted";
-            conn.execute(
+        Some("end") if v["result"].as_str() == Some("interrupted") => (
+            returning(
+                conn,
                 "UPDATE speaker_commands SET state = 'pending', next_attempt_ms = ?3,
-                 started_ms = COALESCE(started_ms, ?3), acked_ms = COALESCE(acked_ms, ?3),
-                 unreachable = 0
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('sent', 'acknowledged', 'playing')",
-                params![key, speaker, ms(now)],
-            )?
-        }
-        Some("end") => {
-            let to = if v["result"].as_str() == Some("failed") {
-                change = "command_failed";
-                "failed"
-            } else {
-                change = "command_completed";
-                "completed"
-            };
-            conn.execute(
-                "UPDATE speaker_commands SET state = ?4, ended_ms = ?3,
                      started_ms = COALESCE(started_ms, ?3), acked_ms = COALESCE(acked_ms, ?3),
                      unreachable = 0
-                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged', 'playing')",
-                params![key, speaker, ms(now), to],
-            )?
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('sent', 'acknowledged', 'playing')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now)],
+            )?,
+            "command_interrupted",
+        ),
+        Some("end") => {
+            let (to, change) = if v["result"].as_str() == Some("failed") {
+                ("failed", "command_failed")
+            } else {
+                ("completed", "command_completed")
+            };
+            (
+                returning(
+                    conn,
+                    "UPDATE speaker_commands SET state = ?4, ended_ms = ?3,
+                         started_ms = COALESCE(started_ms, ?3), acked_ms = COALESCE(acked_ms, ?3),
+                         unreachable = 0
+                     WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged', 'playing')
+                     RETURNING broadcast_id",
+                    params![key, speaker, ms(now), to],
+                )?,
+                change,
+            )
         }
         _ => return Ok(Applied::Invalid("event must be start or end".into())),
     };
-    if let (true, Some((broadcast, _))) = (n > 0, before) {
-        journal(conn, broadcast, change, now)?;
+    for b in &changed {
+        journal(conn, *b, change, now)?;
     }
-    known_or(conn, key, speaker, n)
+    known_or(conn, key, speaker, changed.len())
 }
 
 /// Deadlines at `now`: commands past their expiry expire; a command sent
