@@ -20,7 +20,7 @@ use crate::config::Config;
 /// same folder of the source tree, so edits show without a rebuild).
 #[derive(RustEmbed)]
 #[folder = "dashboards/ioc/"]
-struct Screen;
+pub(crate) struct Screen;
 
 /// The directory that overrides the embedded screen, if any.
 pub fn disk_dir(config: &Config) -> Option<PathBuf> {
@@ -86,10 +86,23 @@ fn content_type(path: &str) -> &'static str {
 }
 
 async fn embedded(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    serve_embedded::<Screen>(&method, uri.path(), &headers)
+}
+
+/// A file of the embedded folder `E` at `path` (relative to the folder;
+/// a directory gives its `index.html`), with its content type, an `ETag`
+/// and `Cache-Control: no-cache`; `404` for a missing file or a path with
+/// empty, `.` or `..` segments, `405` for methods other than GET and HEAD.
+/// The province screen (`province::screen`) serves its files with it too.
+pub(crate) fn serve_embedded<E: RustEmbed>(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     }
-    let mut path = uri.path().trim_start_matches('/').to_owned();
+    let mut path = path.trim_start_matches('/').to_owned();
     if path.is_empty() || path.ends_with('/') {
         path.push_str("index.html");
     }
@@ -99,7 +112,7 @@ async fn embedded(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     {
         return StatusCode::NOT_FOUND.into_response();
     }
-    let Some(file) = Screen::get(&path) else {
+    let Some(file) = E::get(&path) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));

@@ -5,7 +5,7 @@ mod account;
 mod admin;
 mod alerts;
 mod broadcasts;
-mod dashboard;
+pub(crate) mod dashboard;
 pub mod dvcqg;
 mod error;
 pub mod guard;

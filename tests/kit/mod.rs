@@ -12,9 +12,13 @@
 //!   pipelined with PubAck counts);
 //! - `http`: an HTTP client with the admin's token, `/metrics` scrapes;
 //! - `victoria`: a real VictoriaMetrics;
-//! - `nats`: a real nats-server with JetStream (the province uplink);
+//! - `nats`: a real nats-server with JetStream (the province uplink), or a
+//!   three-node cluster (`Cluster`);
 //! - `nats_auth`: a nats-server from a config file: TLS, mutual TLS, NKey
 //!   users (the uplink's logins);
+//! - `province`: site configs for N communes, simulated communes that
+//!   publish their journal into JetStream, the province process;
+//! - `proxy`: a loopback TCP proxy a test cuts and restores (a link);
 //! - `browser`: headless Chromium over the DevTools protocol;
 //! - `receiver`: a local HTTP endpoint that records what it is sent
 //!   (webhooks, the province's report endpoint), over HTTP or HTTPS;
@@ -37,6 +41,8 @@ pub mod nats;
 pub mod nats_auth;
 pub mod pki;
 pub mod proc;
+pub mod province;
+pub mod proxy;
 pub mod publisher;
 pub mod receiver;
 pub mod shipped;

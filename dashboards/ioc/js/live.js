@@ -5,6 +5,8 @@
 // changed: it is merged into the whole item of the snapshot, so values
 // always go whole to `onItems(items, {replace, id})`.
 
+import { wsUrl } from "./base.js";
+
 const BACKOFF_MIN = 1000;
 const BACKOFF_MAX = 30_000;
 
@@ -39,9 +41,8 @@ export class Live {
   }
 
   url() {
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const q = this.opts.token ? "?token=" + encodeURIComponent(this.opts.token) : "";
-    return proto + "//" + location.host + "/api/ws" + q;
+    return wsUrl("/api/ws") + q;
   }
 
   start() {

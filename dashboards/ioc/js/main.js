@@ -4,6 +4,7 @@
 // the trend lines, which live updates then extend. See docs/SCREEN.md.
 
 import * as fmt from "./format.js";
+import { rootUrl, url } from "./base.js";
 import { Live } from "./live.js";
 import { drawMap, shortName } from "./map.js";
 import { alertIndicators, notForCommune, renderStrip, renderTakeover, warnedVillages } from "./alerts.js";
@@ -128,7 +129,7 @@ async function getJSON(path) {
 async function loadRole() {
   if (kiosk || !token) return;
   try {
-    const me = await getJSON("/api/auth/me");
+    const me = await getJSON(rootUrl("/api/auth/me"));
     state.role = me.role || null;
     schedule();
   } catch (e) {
@@ -140,7 +141,7 @@ async function loadRole() {
 async function acknowledge(alertId) {
   state.ackError = "";
   try {
-    const r = await fetch(`/api/alerts/${encodeURIComponent(alertId)}/ack`, {
+    const r = await fetch(url(`/api/alerts/${encodeURIComponent(alertId)}/ack`), {
       method: "POST",
       headers: { Authorization: "Bearer " + token },
     });
@@ -158,7 +159,7 @@ async function acknowledge(alertId) {
 async function taskDone(taskId) {
   state.taskError = "";
   try {
-    const r = await fetch(`/api/tasks/${encodeURIComponent(taskId)}/done`, {
+    const r = await fetch(url(`/api/tasks/${encodeURIComponent(taskId)}/done`), {
       method: "POST",
       headers: { Authorization: "Bearer " + token },
     });
@@ -174,7 +175,7 @@ async function taskDone(taskId) {
 
 async function loadRegistry() {
   try {
-    const [commune, villages] = await Promise.all([getJSON("/api/commune"), getJSON("/api/villages")]);
+    const [commune, villages] = await Promise.all([getJSON(url("/api/commune")), getJSON(url("/api/villages"))]);
     state.commune = commune;
     state.villages = villages;
     schedule();
@@ -215,7 +216,7 @@ async function loadHistory() {
   await Promise.all(ids.map(async (id) => {
     try {
       const m = indicator(id, "month");
-      const q = (from, step) => `/api/indicators/${encodeURIComponent(id)}/history?from=${encodeURIComponent(from)}&step=${step}`;
+      const q = (from, step) => url(`/api/indicators/${encodeURIComponent(id)}/history?from=${encodeURIComponent(from)}&step=${step}`);
       const [today, period] = await Promise.all([
         getJSON(q(dayStart.toISOString(), "1h")),
         getJSON(q(m.from, "1d")),
@@ -805,7 +806,7 @@ $("login").addEventListener("submit", async (ev) => {
   const err = $("login-error");
   err.textContent = "";
   try {
-    const r = await fetch("/api/auth/login", {
+    const r = await fetch(rootUrl("/api/auth/login"), {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ username: $("login-user").value, password: $("login-pass").value }),
@@ -823,7 +824,7 @@ $("login").addEventListener("submit", async (ev) => {
 
 $("btn-logout").addEventListener("click", async () => {
   try {
-    await fetch("/api/auth/logout", { method: "POST", headers: { Authorization: "Bearer " + token } });
+    await fetch(rootUrl("/api/auth/logout"), { method: "POST", headers: { Authorization: "Bearer " + token } });
   } catch (e) {
     // Signed out locally all the same.
   }

@@ -4,6 +4,8 @@
 // the A4 print stylesheet, and offers printing (the browser's "Save as
 // PDF") and the other exports.
 
+import { url } from "./base.js";
+
 const params = new URLSearchParams(location.search);
 let token = params.get("token") || "";
 try {
@@ -11,13 +13,13 @@ try {
 } catch (e) {
   // Storage may be disabled: the URL token still works.
 }
-const period = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
+const period = decodeURIComponent((/\/reports\/([^/]+)\/?$/.exec(location.pathname) || [])[1] || "");
 const revision = params.get("revision");
 const $ = (id) => document.getElementById(id);
 
 function api(path) {
   const headers = token ? { Authorization: "Bearer " + token } : {};
-  return fetch(path, { headers, cache: "no-store" });
+  return fetch(url(path), { headers, cache: "no-store" });
 }
 
 function exportUrl(format) {

@@ -3,6 +3,8 @@
 // sent to the province, acknowledged), with a link to its printable page.
 // Reads GET /api/reports once a minute.
 
+import { url } from "./base.js";
+
 const params = new URLSearchParams(location.search);
 let token = params.get("token") || "";
 try {
@@ -47,7 +49,7 @@ function render(el, parts) {
   if (parts.last) {
     if (parts.current) el.append(" · ");
     const a = document.createElement("a");
-    a.href = `/reports/${encodeURIComponent(parts.last.period)}`;
+    a.href = url(`/reports/${encodeURIComponent(parts.last.period)}`);
     a.textContent = parts.last.text;
     a.dataset.state = parts.last.state;
     el.append(a);
@@ -59,7 +61,7 @@ async function refresh() {
   if (!el) return;
   try {
     const headers = token ? { Authorization: "Bearer " + token } : {};
-    const r = await fetch("/api/reports", { headers, cache: "no-store" });
+    const r = await fetch(url("/api/reports"), { headers, cache: "no-store" });
     if (!r.ok) return;
     const body = await r.json();
     render(el, tileParts(body.periods || [], Date.now()));

@@ -3,6 +3,7 @@
 // Reads GET /readyz (public) every 15 s; hidden when no uplink is set.
 
 import * as fmt from "./format.js";
+import { url } from "./base.js";
 
 /** The tile's text and state from /readyz's `uplink` object. */
 export function uplinkText(u) {
@@ -22,7 +23,7 @@ async function refresh() {
   const el = document.getElementById("uplink-tile");
   if (!el) return;
   try {
-    const r = await fetch("/readyz", { cache: "no-store" });
+    const r = await fetch(url("/readyz"), { cache: "no-store" });
     const body = await r.json();
     const t = uplinkText(body.uplink);
     el.hidden = !t;
