@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use kit::nats::{stream_count, stream_entries, Stored};
-use kit::nats_auth::{nkey_users_block, tls_block, user_key, ConfNats};
+use kit::nats_auth::{nkey_users_block, operator, tls_block, user_key, ConfNats};
 use kit::pki::Pki;
 use kit::{dossier_received, Backend, Nats, Pipelined, DOSSIER};
 use serde_json::Value;
@@ -831,4 +831,108 @@ async fn a_wrong_nkey_seed_is_refused_with_a_clear_error() {
         !b.log_text().contains(&stranger.seed),
         "the seed is in the log"
     );
+}
+
+/// Operator mode: the server trusts an operator, knows the account from
+/// its JWT, and admits a user by the JWT and the seed of a `.creds` file:
+/// the uplink logs in with `creds_file` and forwards; a `.creds` file of a
+/// user the operator never signed for is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uplink_logs_in_with_a_creds_file_in_operator_mode() {
+    let chain = operator("ioc-binh-lu");
+    let nats = ConfNats::start(&chain.conf);
+    let creds_file = nats.dir().join("binh-lu.creds");
+    std::fs::write(&creds_file, &chain.creds).unwrap();
+    let url = nats.url("nats");
+    let (broker, _dir, b) = kit::stack_with(
+        &format!(
+            "{}creds_file = {}\n",
+            uplink_toml(&url),
+            toml_path(&creds_file)
+        ),
+        &[],
+    )
+    .await;
+    publish_dossiers(broker.port, "c", 5).await;
+    let js = jetstream::new(
+        async_nats::ConnectOptions::with_credentials(&chain.creds)
+            .unwrap()
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nnats log:\n{}", nats.log_text())),
+    );
+    wait_stream(&js, 5, Duration::from_secs(60), || {
+        format!("{}\nnats log:\n{}", b.log_text(), nats.log_text())
+    })
+    .await;
+    check_contract(&stream_entries(&js, STREAM).await.unwrap(), 5);
+    assert!(
+        !b.log_text().contains(&chain.user_seed),
+        "the seed is in the log"
+    );
+
+    // Another operator's user: refused, with the reason.
+    let stranger = operator("ke-la");
+    let wrong = nats.dir().join("stranger.creds");
+    std::fs::write(&wrong, &stranger.creds).unwrap();
+    let (broker2, _dir2, b2) = kit::stack_with(
+        &format!("{}creds_file = {}\n", uplink_toml(&url), toml_path(&wrong)),
+        &[],
+    )
+    .await;
+    publish_dossiers(broker2.port, "x", 1).await;
+    b2.wait_for(
+        "the refused login in the log",
+        Duration::from_secs(30),
+        || async {
+            b2.log_text().lines().any(|l| {
+                l.contains("cannot connect to the NATS servers")
+                    && l.contains("authorization violation")
+                    && l.contains("the server refused the login")
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        stream_count(&js, STREAM).await,
+        5,
+        "nothing of the stranger"
+    );
+}
+
+/// A server whose certificate was signed by a CA other than `ca_file`'s:
+/// the uplink does not send to it, and says why (the certificate is not
+/// trusted, set `ca_file`); the commune keeps its entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_not_signed_by_ca_file_is_refused_with_the_reason() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&pki_dir.path().join("province"), "ioc-binh-lu");
+    let other = Pki::create(&pki_dir.path().join("other"), "ioc-binh-lu");
+    let nats = ConfNats::start(&tls_block(&pki, false));
+    let url = nats.url("tls");
+    let (broker, _dir, b) = kit::stack_with(
+        &format!("{}ca_file = {}\n", uplink_toml(&url), toml_path(&other.ca)),
+        &[],
+    )
+    .await;
+    publish_dossiers(broker.port, "u", 2).await;
+    b.wait_for(
+        "the untrusted certificate in the log",
+        Duration::from_secs(30),
+        || async {
+            b.log_text().lines().any(|l| {
+                l.contains("cannot connect to the NATS servers")
+                    && l.contains("invalid peer certificate")
+                    && l.contains("certificate is not trusted: set uplink.ca_file")
+            })
+        },
+    )
+    .await;
+    b.wait_for("the lag at /readyz", Duration::from_secs(30), || async {
+        let r = readyz(&b).await;
+        r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == 2
+    })
+    .await;
+    let js = tls_client(&url, &pki, false).await;
+    assert_eq!(stream_count(&js, STREAM).await, 0);
 }

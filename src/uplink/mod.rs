@@ -74,11 +74,48 @@ pub fn enabled(shared: &Shared) -> bool {
     shared.config.uplink.url.is_some()
 }
 
-/// The connect options of `[uplink]`.
+/// The connect options of `[uplink]` (also the province's `[stream]`):
+/// credentials, TLS, timeouts, reconnecting forever, and a first
+/// connection made in the background (`connect` returns at once; the
+/// client keeps trying).
 pub async fn connect_options(
     cfg: &Uplink,
     name: &str,
 ) -> Result<async_nats::ConnectOptions, UplinkError> {
+    Ok(base_options(cfg, name).await?.retry_on_initial_connect())
+}
+
+/// [`connect_options`] without the background first connection:
+/// `connect` tries the servers once and returns why it could not get in
+/// (the uplink retries it itself, logging the reason); after it the client
+/// reconnects by itself, and its connection events are logged (once per
+/// kind).
+pub async fn uplink_options(
+    cfg: &Uplink,
+    name: &str,
+) -> Result<async_nats::ConnectOptions, UplinkError> {
+    let last = Arc::new(Mutex::new(String::new()));
+    Ok(base_options(cfg, name).await?.event_callback(move |event| {
+        let last = Arc::clone(&last);
+        async move {
+            use async_nats::Event;
+            match event {
+                Event::Connected => last.lock().clear(),
+                Event::ServerError(_) | Event::ClientError(_) | Event::Disconnected => {
+                    let what = event.to_string();
+                    let mut l = last.lock();
+                    if *l != what {
+                        tracing::warn!(event = %what, "uplink: NATS connection");
+                        *l = what;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }))
+}
+
+async fn base_options(cfg: &Uplink, name: &str) -> Result<async_nats::ConnectOptions, UplinkError> {
     let mut o = async_nats::ConnectOptions::new();
     if let Some(f) = &cfg.creds_file {
         o = o
@@ -117,32 +154,10 @@ pub async fn connect_options(
         o = o.add_client_certificate(c.clone(), k.clone());
     }
     let timeout = Duration::from_millis(cfg.ack_timeout_ms.max(100));
-    // After the first connection the client reconnects by itself, forever;
-    // what goes wrong then is logged here (once per kind of failure) as
-    // well as by the client.
-    let last = Arc::new(Mutex::new(String::new()));
     Ok(o.name(name)
         .connection_timeout(timeout.min(Duration::from_secs(10)))
         .request_timeout(Some(timeout))
-        .max_reconnects(None::<usize>)
-        .event_callback(move |event| {
-            let last = Arc::clone(&last);
-            async move {
-                use async_nats::Event;
-                match event {
-                    Event::Connected => last.lock().clear(),
-                    Event::ServerError(_) | Event::ClientError(_) | Event::Disconnected => {
-                        let what = event.to_string();
-                        let mut l = last.lock();
-                        if *l != what {
-                            tracing::warn!(event = %what, "uplink: NATS connection");
-                            *l = what;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }))
+        .max_reconnects(None::<usize>))
 }
 
 /// A failed connection in words an operator can act on: what kind of
@@ -330,7 +345,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     // its failure (refused login, TLS) is logged with its reason; after it
     // the client reconnects by itself, forever.
     let client = loop {
-        let opts = match connect_options(&cfg, &name).await {
+        let opts = match uplink_options(&cfg, &name).await {
             Ok(o) => o,
             Err(e) => {
                 note(&e, &mut last_error);

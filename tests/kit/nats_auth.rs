@@ -131,3 +131,117 @@ pub fn nkey_users_block(public_keys: &[&str]) -> String {
         users.join(",\n")
     )
 }
+
+/// Operator mode (decentralised JWT auth) on one server: an operator, an
+/// account with JetStream, and a user of it, each an NKey pair, chained by
+/// JWTs signed with `nkeys` (the server checks every signature).
+pub struct Operator {
+    /// The server's config lines: `operator`, `resolver: MEMORY`,
+    /// `resolver_preload` with the account's JWT.
+    pub conf: String,
+    /// A `.creds` file's text for the user: its JWT and its seed.
+    pub creds: String,
+    /// The user's seed (to check that it never reaches a log).
+    pub user_seed: String,
+}
+
+/// A JWT (`ed25519-nkey`) with `nats` claims, signed by `issuer`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let header = serde_json::json!({"typ": "JWT", "alg": "ed25519-nkey"});
+    let mut claims = serde_json::json!({
+        "jti": "",
+        "iat": chrono::Utc::now().timestamp(),
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    // The id: a digest of the claims (the server does not recompute it).
+    let digest = sha2::Sha256::digest(claims.to_string().as_bytes());
+    claims["jti"] = hex::encode_upper(&digest[..16]).into();
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = issuer.sign(signing_input.as_bytes()).expect("sign the JWT");
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// An operator, an account `IOC` with JetStream (no limits), the system
+/// account, and a user `user_name` of `IOC`.
+pub fn operator(user_name: &str) -> Operator {
+    let op = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let system = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let op_jwt = jwt(
+        &op,
+        &op.public_key(),
+        "Sở TT&TT thử nghiệm",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let account_jwt = jwt(
+        &op,
+        &account.public_key(),
+        "IOC",
+        serde_json::json!({
+            "type": "account",
+            "version": 2,
+            "limits": {
+                "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                "wildcards": true, "conn": -1, "leaf": -1,
+                "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+            },
+            "default_permissions": {"pub": {}, "sub": {}}
+        }),
+    );
+    // JetStream needs the server's system account.
+    let system_jwt = jwt(
+        &op,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({
+            "type": "account",
+            "version": 2,
+            "limits": {
+                "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                "wildcards": true, "conn": -1, "leaf": -1
+            },
+            "default_permissions": {"pub": {}, "sub": {}}
+        }),
+    );
+    let user_jwt = jwt(
+        &account,
+        &user.public_key(),
+        user_name,
+        serde_json::json!({
+            "type": "user", "version": 2,
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1
+        }),
+    );
+    let user_seed = user.seed().expect("user seed");
+    let creds = format!(
+        "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\
+         NKEYs are sensitive and should be treated as secrets.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{user_seed}\n------END USER NKEY SEED------\n\n\
+         *************************************************************\n"
+    );
+    let conf = format!(
+        "operator: {op_jwt:?}\nsystem_account: {}\nresolver: MEMORY\n\
+         resolver_preload: {{\n  {}: {account_jwt:?}\n  {}: {system_jwt:?}\n}}\n",
+        system.public_key(),
+        account.public_key(),
+        system.public_key()
+    );
+    Operator {
+        conf,
+        creds,
+        user_seed,
+    }
+}
