@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use kit::nats::{stream_count, stream_entries, Stored};
+use kit::nats_auth::{nkey_users_block, operator, tls_block, user_key, ConfNats};
+use kit::pki::Pki;
 use kit::{dossier_received, Backend, Nats, Pipelined, DOSSIER};
 use serde_json::Value;
 
@@ -444,4 +446,493 @@ async fn the_uplink_logs_in_with_user_and_password() {
     wait_stream(&js, 5, Duration::from_secs(60), || b.log_text()).await;
     check_contract(&stream_entries(&js, STREAM).await.unwrap(), 5);
     assert!(!b.log_text().contains(PASS), "the password is in the log");
+}
+
+/// Seqs 1..=n in stream order across every kind, each with its
+/// `Nats-Msg-Id` and subject.
+fn check_gap_free(entries: &[Stored]) {
+    for (i, e) in entries.iter().enumerate() {
+        let seq = i as i64 + 1;
+        assert_eq!(
+            e.seq, seq,
+            "stream message {} out of order: {e:?}",
+            e.stream_seq
+        );
+        assert_eq!(e.msg_id, format!("binh-lu:{seq}"), "{e:?}");
+        assert_eq!(e.subject, format!("ioc.binh-lu.journal.{}", e.kind));
+        assert_eq!(e.body["seq"], seq);
+        assert_eq!(e.body["kind"], e.kind.as_str());
+    }
+}
+
+/// Wait until the stream holds an entry for which `done` holds; every
+/// entry then.
+async fn wait_entry(
+    js: &jetstream::Context,
+    what: &str,
+    done: impl Fn(&Stored) -> bool,
+    log: impl Fn() -> String,
+) -> Vec<Stored> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if stream_count(js, STREAM).await > 0 {
+            let entries = stream_entries(js, STREAM).await.unwrap();
+            if entries.iter().any(&done) {
+                return entries;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what} in the stream after 60 s; log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn post(b: &Backend, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", b.url))
+        .bearer_auth(b.token().await)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The `change` of each entry of `kind`, in stream order.
+fn changes(entries: &[Stored], kind: &str) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|e| e.kind == kind)
+        .map(|e| e.body[kind]["change"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// A fire alert raised by a camera event and acknowledged by an operator
+/// reaches the province as two `alert` entries (raised, then acked), after
+/// the event that raised it, each with the alert as it then stood; the
+/// seqs are gap-free across events and alerts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_raised_and_acked_arrives_as_alert_entries_in_order() {
+    let nats = Nats::start();
+    let js = jetstream::new(nats.client().await);
+    let alerts = "[alerts]\neval_interval = \"100ms\"\n\
+                  [[alerts.rule]]\nid = \"chay\"\nname = \"Phát hiện cháy\"\nkind = \"camera\"\n\
+                  events = [\"fire\"]\nresolve_after = \"1h\"\n";
+    let (broker, _dir, b) =
+        kit::stack_with(&format!("{}{alerts}", uplink_toml(&nats.url())), &[]).await;
+    let mut p = kit::Publisher::new(broker.port);
+    let fire = serde_json::json!({"kind": "fire", "ts": chrono::Utc::now().to_rfc3339(), "seq": 1, "score": 0.93});
+    p.send(
+        "ioc/binh-lu/camera/cam-01/event",
+        fire.to_string().as_bytes(),
+    )
+    .await;
+    let raised = wait_entry(&js, "raised alert", |e| e.kind == "alert", || b.log_text()).await;
+    let alert = &raised.iter().find(|e| e.kind == "alert").unwrap().body["alert"];
+    let id = alert["id"].as_i64().unwrap_or_else(|| panic!("{alert}"));
+    let (status, acked) = post(&b, &format!("/api/alerts/{id}/ack"), serde_json::json!({})).await;
+    assert_eq!(status, 200, "{acked}");
+    let entries = wait_entry(
+        &js,
+        "acked alert",
+        |e| e.kind == "alert" && e.body["alert"]["change"] == "acked",
+        || b.log_text(),
+    )
+    .await;
+    check_gap_free(&entries);
+    assert_eq!(changes(&entries, "alert"), vec!["raised", "acked"]);
+    let first_alert = entries.iter().position(|e| e.kind == "alert").unwrap();
+    assert!(
+        entries[..first_alert].iter().any(|e| e.kind == "event"
+            && e.body["event"]["device"] == "cam-01"
+            && e.body["event"]["kind"] == "fire"),
+        "the fire event comes before its alert: {entries:?}"
+    );
+    let raised = &entries[first_alert].body["alert"];
+    assert_eq!(raised["fingerprint"], alert["fingerprint"]);
+    assert_eq!(raised["state"], "firing");
+    assert_eq!(raised["status"], "firing_unack");
+    assert_eq!(raised["rule"], "chay");
+    assert_eq!(raised["villages"], serde_json::json!(["tan-binh"]));
+    let acked = &entries.last().unwrap().body["alert"];
+    assert_eq!(acked["id"], id);
+    assert_eq!(acked["status"], "firing_ack");
+    assert_eq!(acked["acked_by"], "admin");
+    assert!(acked["acked_at_ms"].as_i64().unwrap() >= raised["first_seen_ms"].as_i64().unwrap());
+    assert_eq!(entries.last().unwrap().subject, "ioc.binh-lu.journal.alert");
+}
+
+/// A loudspeaker broadcast drafted and approved by an operator reaches the
+/// province as `broadcast` entries (drafted, then approved, then its
+/// command sent), each with the plan, its clusters and commands as they
+/// then stood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_approved_arrives_as_broadcast_entries() {
+    let nats = Nats::start();
+    let js = jetstream::new(nats.client().await);
+    let (_broker, _dir, b) = kit::stack_with(&uplink_toml(&nats.url()), &[]).await;
+    let (status, v) = post(
+        &b,
+        "/api/broadcasts",
+        serde_json::json!({
+            "villages": ["tan-binh"],
+            "priority": "priority",
+            "text_vi": "Thông báo của Ủy ban nhân dân xã Bình Lư: lũ quét có thể xảy ra, bà con không qua suối.",
+            "repeats": 1,
+            "expires_in_mins": 60,
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let (status, v) = post(
+        &b,
+        &format!("/api/broadcasts/{id}/approve"),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let entries = wait_entry(
+        &js,
+        "sent broadcast command",
+        |e| e.kind == "broadcast" && e.body["broadcast"]["change"] == "command_sent",
+        || b.log_text(),
+    )
+    .await;
+    check_gap_free(&entries);
+    assert_eq!(
+        changes(&entries, "broadcast"),
+        vec!["drafted", "approved", "command_sent"]
+    );
+    let of = |change: &str| {
+        entries
+            .iter()
+            .find(|e| e.kind == "broadcast" && e.body["broadcast"]["change"] == change)
+            .map(|e| e.body["broadcast"].clone())
+            .unwrap()
+    };
+    let drafted = of("drafted");
+    assert_eq!(
+        (drafted["id"].as_i64(), drafted["state"].as_str()),
+        (Some(id), Some("draft"))
+    );
+    assert_eq!(drafted["villages"], serde_json::json!(["tan-binh"]));
+    assert_eq!(drafted["priority"], "priority");
+    let approved = of("approved");
+    assert_eq!(approved["state"], "approved");
+    assert_eq!(approved["approved_by"], "admin");
+    let cluster = &approved["clusters"][0];
+    assert_eq!(cluster["speaker"], "spk-01");
+    assert_eq!(cluster["commands"][0]["state"], "pending");
+    let sent = of("command_sent");
+    assert_eq!(sent["clusters"][0]["commands"][0]["state"], "sent");
+    assert_eq!(sent["clusters"][0]["commands"][0]["attempts"], 1);
+}
+
+/// Publish `n` dossiers `{tag}-{i}` one at a time (acknowledged).
+async fn publish_dossiers(broker_port: u16, tag: &str, n: usize) {
+    let mut p = kit::Publisher::new(broker_port);
+    for i in 0..n {
+        p.send(
+            DOSSIER,
+            &dossier_received(&format!("{tag}-{i}"), "online", None),
+        )
+        .await;
+    }
+}
+
+/// A client of a TLS server, trusting the test CA (and presenting the
+/// client certificate when given).
+async fn tls_client(url: &str, pki: &Pki, client_cert: bool) -> jetstream::Context {
+    commune_ioc::tls::install_crypto_provider();
+    let mut o = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(pki.ca.clone());
+    if client_cert {
+        o = o.add_client_certificate(pki.client_cert.clone(), pki.client_key.clone());
+    }
+    jetstream::new(
+        o.connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("test client to {url}: {e}")),
+    )
+}
+
+fn toml_path(p: &std::path::Path) -> String {
+    format!("{:?}", p.to_string_lossy())
+}
+
+/// A server that speaks only TLS, with a certificate from a private CA:
+/// the uplink (a `tls://` URL, `ca_file` = that CA) checks it and forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uplink_forwards_over_tls_checked_against_ca_file() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(pki_dir.path(), "ioc-binh-lu");
+    let nats = ConfNats::start(&tls_block(&pki, false));
+    let url = nats.url("tls");
+    let (broker, _dir, b) = kit::stack_with(
+        &format!("{}ca_file = {}\n", uplink_toml(&url), toml_path(&pki.ca)),
+        &[],
+    )
+    .await;
+    publish_dossiers(broker.port, "t", 5).await;
+    let js = tls_client(&url, &pki, false).await;
+    wait_stream(&js, 5, Duration::from_secs(60), || {
+        format!("{}\nnats:\n{}", b.log_text(), nats.log_text())
+    })
+    .await;
+    check_contract(&stream_entries(&js, STREAM).await.unwrap(), 5);
+}
+
+/// Mutual TLS (`verify: true`): without a client certificate the uplink
+/// does not get in and says why in its log, while the commune keeps
+/// journaling (the lag shown at `/readyz`); with `cert_file`/`key_file`
+/// added to its config and the process restarted, every entry journaled
+/// meanwhile arrives, once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_without_a_client_certificate_is_refused_and_nothing_is_lost() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(pki_dir.path(), "ioc-binh-lu");
+    let nats = ConfNats::start(&tls_block(&pki, true));
+    let url = nats.url("tls");
+    let (broker, dir, mut b) = kit::stack_with(
+        &format!("{}ca_file = {}\n", uplink_toml(&url), toml_path(&pki.ca)),
+        &[],
+    )
+    .await;
+    publish_dossiers(broker.port, "m", 5).await;
+    wait_counted(&b, 5).await;
+    b.wait_for(
+        "the refused connection in the log",
+        Duration::from_secs(30),
+        || async { b.log_text().contains("cannot connect to the NATS servers") },
+    )
+    .await;
+    let log = b.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("cannot connect to the NATS servers"))
+        .unwrap();
+    assert!(
+        (line.contains("BadCertificate") || line.contains("CertificateRequired"))
+            && line.contains("for want of a valid client certificate")
+            && line.contains("uplink.cert_file"),
+        "the error names the missing client certificate: {line}"
+    );
+    b.wait_for("the lag at /readyz", Duration::from_secs(30), || async {
+        let r = readyz(&b).await;
+        r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == 5
+    })
+    .await;
+    let js = tls_client(&url, &pki, true).await;
+    assert_eq!(stream_count(&js, STREAM).await, 0, "nothing got in");
+
+    // Fixed: the client certificate in the config, the process restarted.
+    let config = dir.path().join("commune.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str(&format!(
+        "cert_file = {}\nkey_file = {}\n",
+        toml_path(&pki.client_cert),
+        toml_path(&pki.client_key)
+    ));
+    std::fs::write(&config, toml).unwrap();
+    b.restart();
+    b.wait_ready().await;
+    publish_dossiers(broker.port, "m2", 2).await;
+    wait_stream(&js, 7, Duration::from_secs(60), || {
+        format!("{}\nnats:\n{}", b.log_text(), nats.log_text())
+    })
+    .await;
+    check_contract(&stream_entries(&js, STREAM).await.unwrap(), 7);
+}
+
+/// An NKey user (`authorization { users = [{ nkey: "U…" }] }`): the uplink
+/// signs the server's challenge with the seed in `nkey_seed_file` and
+/// forwards; the seed never appears in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uplink_logs_in_with_an_nkey_seed_file() {
+    let user = user_key();
+    let nats = ConfNats::start(&nkey_users_block(&[&user.public]));
+    let seed_file = nats.dir().join("binh-lu.nk");
+    std::fs::write(&seed_file, format!("{}\n", user.seed)).unwrap();
+    let url = nats.url("nats");
+    let (broker, _dir, b) = kit::stack_with(
+        &format!(
+            "{}nkey_seed_file = {}\n",
+            uplink_toml(&url),
+            toml_path(&seed_file)
+        ),
+        &[],
+    )
+    .await;
+    publish_dossiers(broker.port, "n", 5).await;
+    let js = jetstream::new(
+        async_nats::ConnectOptions::with_nkey(user.seed.clone())
+            .connect(&url)
+            .await
+            .unwrap(),
+    );
+    wait_stream(&js, 5, Duration::from_secs(60), || b.log_text()).await;
+    check_contract(&stream_entries(&js, STREAM).await.unwrap(), 5);
+    assert!(!b.log_text().contains(&user.seed), "the seed is in the log");
+}
+
+/// A seed the server does not know (another user's) is refused: the log
+/// says the server refused the login (authorization violation), nothing
+/// reaches the stream, and the commune keeps its entries (the lag shown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_nkey_seed_is_refused_with_a_clear_error() {
+    let user = user_key();
+    let stranger = user_key();
+    let nats = ConfNats::start(&nkey_users_block(&[&user.public]));
+    let seed_file = nats.dir().join("wrong.nk");
+    std::fs::write(&seed_file, &stranger.seed).unwrap();
+    let url = nats.url("nats");
+    let (broker, _dir, b) = kit::stack_with(
+        &format!(
+            "{}nkey_seed_file = {}\n",
+            uplink_toml(&url),
+            toml_path(&seed_file)
+        ),
+        &[],
+    )
+    .await;
+    publish_dossiers(broker.port, "w", 3).await;
+    wait_counted(&b, 3).await;
+    b.wait_for(
+        "the refused login in the log",
+        Duration::from_secs(30),
+        || async {
+            b.log_text().lines().any(|l| {
+                l.contains("cannot connect to the NATS servers")
+                    && l.contains("authorization violation")
+                    && l.contains("the server refused the login")
+            })
+        },
+    )
+    .await;
+    b.wait_for("the lag at /readyz", Duration::from_secs(30), || async {
+        let r = readyz(&b).await;
+        r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == 3
+    })
+    .await;
+    let js = jetstream::new(
+        async_nats::ConnectOptions::with_nkey(user.seed.clone())
+            .connect(&url)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(stream_count(&js, STREAM).await, 0);
+    assert!(
+        !b.log_text().contains(&stranger.seed),
+        "the seed is in the log"
+    );
+}
+
+/// Operator mode: the server trusts an operator, knows the account from
+/// its JWT, and admits a user by the JWT and the seed of a `.creds` file:
+/// the uplink logs in with `creds_file` and forwards; a `.creds` file of a
+/// user the operator never signed for is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uplink_logs_in_with_a_creds_file_in_operator_mode() {
+    let chain = operator("ioc-binh-lu");
+    let nats = ConfNats::start(&chain.conf);
+    let creds_file = nats.dir().join("binh-lu.creds");
+    std::fs::write(&creds_file, &chain.creds).unwrap();
+    let url = nats.url("nats");
+    let (broker, _dir, b) = kit::stack_with(
+        &format!(
+            "{}creds_file = {}\n",
+            uplink_toml(&url),
+            toml_path(&creds_file)
+        ),
+        &[],
+    )
+    .await;
+    publish_dossiers(broker.port, "c", 5).await;
+    let js = jetstream::new(
+        async_nats::ConnectOptions::with_credentials(&chain.creds)
+            .unwrap()
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\nnats log:\n{}", nats.log_text())),
+    );
+    wait_stream(&js, 5, Duration::from_secs(60), || {
+        format!("{}\nnats log:\n{}", b.log_text(), nats.log_text())
+    })
+    .await;
+    check_contract(&stream_entries(&js, STREAM).await.unwrap(), 5);
+    assert!(
+        !b.log_text().contains(&chain.user_seed),
+        "the seed is in the log"
+    );
+
+    // Another operator's user: refused, with the reason.
+    let stranger = operator("ke-la");
+    let wrong = nats.dir().join("stranger.creds");
+    std::fs::write(&wrong, &stranger.creds).unwrap();
+    let (broker2, _dir2, b2) = kit::stack_with(
+        &format!("{}creds_file = {}\n", uplink_toml(&url), toml_path(&wrong)),
+        &[],
+    )
+    .await;
+    publish_dossiers(broker2.port, "x", 1).await;
+    b2.wait_for(
+        "the refused login in the log",
+        Duration::from_secs(30),
+        || async {
+            b2.log_text().lines().any(|l| {
+                l.contains("cannot connect to the NATS servers")
+                    && l.contains("authorization violation")
+                    && l.contains("the server refused the login")
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        stream_count(&js, STREAM).await,
+        5,
+        "nothing of the stranger"
+    );
+}
+
+/// A server whose certificate was signed by a CA other than `ca_file`'s:
+/// the uplink does not send to it, and says why (the certificate is not
+/// trusted, set `ca_file`); the commune keeps its entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_certificate_not_signed_by_ca_file_is_refused_with_the_reason() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&pki_dir.path().join("province"), "ioc-binh-lu");
+    let other = Pki::create(&pki_dir.path().join("other"), "ioc-binh-lu");
+    let nats = ConfNats::start(&tls_block(&pki, false));
+    let url = nats.url("tls");
+    let (broker, _dir, b) = kit::stack_with(
+        &format!("{}ca_file = {}\n", uplink_toml(&url), toml_path(&other.ca)),
+        &[],
+    )
+    .await;
+    publish_dossiers(broker.port, "u", 2).await;
+    b.wait_for(
+        "the untrusted certificate in the log",
+        Duration::from_secs(30),
+        || async {
+            b.log_text().lines().any(|l| {
+                l.contains("cannot connect to the NATS servers")
+                    && l.contains("invalid peer certificate")
+                    && l.contains("certificate is not trusted: set uplink.ca_file")
+            })
+        },
+    )
+    .await;
+    b.wait_for("the lag at /readyz", Duration::from_secs(30), || async {
+        let r = readyz(&b).await;
+        r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == 2
+    })
+    .await;
+    let js = tls_client(&url, &pki, false).await;
+    assert_eq!(stream_count(&js, STREAM).await, 0);
 }

@@ -20,7 +20,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::model::{Alert, AlertKind, Silence};
-use super::store::{firing_on, ms, silences_on, unnotified_on, AlertError, AlertStore};
+use super::store::{
+    firing_on, journal, ms, silences_on, unnotified_on, AlertError, AlertStore, Change,
+};
 use super::template::Names;
 use crate::config::alerts::AlertSettings;
 use crate::delivery::{self, NewDelivery};
@@ -220,12 +222,17 @@ pub fn plan(
                 None => now + settings.repeat_interval,
             };
             let past_top = (a.escalation_step as usize) > top;
-            tx.execute(
+            let n = tx.execute(
                 "UPDATE alerts SET esc_step = min(esc_step + 1, ?2), \
                  repeat_n = repeat_n + ?3, notify_at = ?4, notified_at = coalesce(notified_at, ?5) \
                  WHERE id = ?1 AND state = 'firing' AND acked_at IS NULL",
                 params![a.id, (top + 1) as i64, past_top as i64, ms(next), ms(now)],
             )?;
+            // A step climbed is a journal entry; the repeats past the top
+            // of the ladder are not (the step stays).
+            if n > 0 && !past_top {
+                journal(&tx, a.id, Change::Escalated, now)?;
+            }
         }
         tx.execute(
             "INSERT INTO alert_groups (group_key, last_sent) VALUES (?1, ?2) \
@@ -428,6 +435,28 @@ mod tests {
         assert!(
             climbed.iter().all(|(_, t, _)| t == "pho-chu-tich"),
             "{climbed:?}"
+        );
+        // Each step reached is a journal entry of the alert.
+        let mut q = store
+            .conn
+            .prepare(
+                "SELECT json_extract(body, '$.change'), json_extract(body, '$.escalation_step') \
+                 FROM journal_seq WHERE kind = 'alert' \
+                 AND json_extract(body, '$.fingerprint') = 'rule:chay:cam-01:fire' ORDER BY seq",
+            )
+            .unwrap();
+        let got: Vec<(String, i64)> = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("raised".to_owned(), 0),
+                ("escalated".to_owned(), 1),
+                ("escalated".to_owned(), 2)
+            ]
         );
     }
 }

@@ -192,10 +192,18 @@ impl AlertStore {
                     resolve_fingerprint(&tx, fingerprint, "system", now)?;
                 }
                 Signal::Stale { fingerprint, stale } => {
-                    tx.execute(
-                        "UPDATE alerts SET stale = ?2 WHERE fingerprint = ?1 AND state = 'firing'",
-                        params![fingerprint, stale],
-                    )?;
+                    // Journaled only when it flips (the evaluator repeats it).
+                    let ids: Vec<i64> = tx
+                        .prepare_cached(
+                            "UPDATE alerts SET stale = ?2 \
+                             WHERE fingerprint = ?1 AND state = 'firing' AND stale != ?2 RETURNING id",
+                        )?
+                        .query_map(params![fingerprint, stale], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    let change = if *stale { Change::Stale } else { Change::Fresh };
+                    for id in ids {
+                        journal(&tx, id, change, now)?;
+                    }
                 }
             }
         }
@@ -396,6 +404,9 @@ impl AlertStore {
              WHERE id = ?1 AND acked_at IS NULL",
             params![id, ms(now), by],
         )?;
+        if n > 0 {
+            journal(&tx, id, Change::Acked, now)?;
+        }
         tx.commit()?;
         self.outcome(id, n > 0)
     }
@@ -408,7 +419,7 @@ impl AlertStore {
         now: DateTime<Utc>,
     ) -> Result<ActionOutcome, AlertError> {
         let tx = self.begin()?;
-        let n = resolve_where(&tx, "id = ?1", params![id, ms(now), by])?;
+        let n = resolve_where(&tx, "id = ?1", params![id, ms(now), by], now)?;
         tx.commit()?;
         self.outcome(id, n > 0)
     }
@@ -428,6 +439,7 @@ impl AlertStore {
             &tx,
             "ends_at IS NOT NULL AND ends_at <= ?2 AND ?1 = ?1",
             params![0, ms(now), "system"],
+            now,
         )?;
         tx.commit()?;
         Ok(n)
@@ -444,27 +456,21 @@ impl AlertStore {
         now: DateTime<Utc>,
     ) -> Result<Silence, AlertError> {
         let m = serde_json::to_string(matchers).map_err(|e| AlertError::Corrupt(e.to_string()))?;
-        self.conn.execute(
+        let tx = self.begin()?;
+        tx.execute(
             "INSERT INTO alert_silences (matchers, starts_at, ends_at, created_by, comment, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![m, ms(starts_at), ms(ends_at), by, comment, ms(now)],
         )?;
-        let id = self.conn.last_insert_rowid();
-        self.silence(id)?
-            .ok_or_else(|| AlertError::Corrupt(format!("silence {id} vanished")))
+        let id = tx.last_insert_rowid();
+        let silence = journal_silence(&tx, id, "created", now)?;
+        tx.commit()?;
+        Ok(silence)
     }
 
     /// One silence.
     pub fn silence(&self, id: i64) -> Result<Option<Silence>, AlertError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at, ended_by \
-             FROM alert_silences WHERE id = ?1",
-        )?;
-        let mut rows = stmt.query([id])?;
-        match rows.next()? {
-            Some(r) => Ok(Some(silence_from_row(r)?)),
-            None => Ok(None),
-        }
+        silence_on(&self.conn, id)
     }
 
     /// Silences not expired at `now` (or, with `all`, the newest 500).
@@ -480,15 +486,197 @@ impl AlertStore {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<bool>, AlertError> {
-        let n = self.conn.execute(
+        let tx = self.begin()?;
+        let n = tx.execute(
             "UPDATE alert_silences SET ends_at = ?2, ended_by = ?3 WHERE id = ?1 AND ends_at > ?2",
             params![id, ms(now), by],
         )?;
         if n > 0 {
+            journal_silence(&tx, id, "ended", now)?;
+            tx.commit()?;
             return Ok(Some(true));
         }
+        drop(tx);
         Ok(self.silence(id)?.map(|_| false))
     }
+}
+
+fn silence_on(conn: &Connection, id: i64) -> Result<Option<Silence>, AlertError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at, ended_by \
+         FROM alert_silences WHERE id = ?1",
+    )?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(silence_from_row(r)?)),
+        None => Ok(None),
+    }
+}
+
+fn get_on(conn: &Connection, id: i64) -> Result<Option<Alert>, AlertError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM alerts WHERE id = ?1"))?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(alert_from_row(r)?)),
+        None => Ok(None),
+    }
+}
+
+/// What changed in an alert: the `change` of its journal entry
+/// (docs/PROVINCE.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A new alert.
+    Raised,
+    /// Raised again while active with another severity, level, hazard,
+    /// villages, title, message or end time (a repeat that changes none of
+    /// them only counts an occurrence and takes no entry).
+    Updated,
+    /// The data behind it stopped coming.
+    Stale,
+    /// The data came back.
+    Fresh,
+    /// Acknowledged by an operator.
+    Acked,
+    /// Resolved (by its rule, the bulletin, its end time, or an operator).
+    Resolved,
+    /// Its notification climbed to the next step of the ladder.
+    Escalated,
+}
+
+impl Change {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Raised => "raised",
+            Change::Updated => "updated",
+            Change::Stale => "stale",
+            Change::Fresh => "fresh",
+            Change::Acked => "acked",
+            Change::Resolved => "resolved",
+            Change::Escalated => "escalated",
+        }
+    }
+}
+
+fn opt_ms(t: Option<DateTime<Utc>>) -> serde_json::Value {
+    t.map_or(serde_json::Value::Null, |t| ms(t).into())
+}
+
+/// The body of an `alert` entry: the alert as it stands after `change`
+/// (docs/PROVINCE.md §3; times in ms UTC).
+pub fn entry_body(a: &Alert, change: Change) -> serde_json::Value {
+    serde_json::json!({
+        "change": change.as_str(),
+        "id": a.id,
+        "fingerprint": a.fingerprint,
+        "kind": a.kind.as_str(),
+        "rule": a.rule,
+        "official": a.official,
+        "severity": a.severity.as_str(),
+        "hazard": a.hazard.map(|h| h.as_str()),
+        "level": a.level,
+        "villages": a.villages,
+        "device": a.device,
+        "title": a.title,
+        "message": a.message,
+        "details": a.details,
+        "state": a.state.as_str(),
+        "status": a.status(),
+        "stale": a.stale,
+        "occurrences": a.occurrences,
+        "first_seen_ms": ms(a.first_seen),
+        "last_seen_ms": ms(a.last_seen),
+        "ends_at_ms": opt_ms(a.ends_at),
+        "resolved_at_ms": opt_ms(a.resolved_at),
+        "resolved_by": a.resolved_by,
+        "acked_at_ms": opt_ms(a.acked_at),
+        "acked_by": a.acked_by,
+        "escalation_step": a.escalation_step,
+    })
+}
+
+/// Number alert `id`'s `change` in the caller's transaction (kind
+/// `alert`, the alert as it now stands in `body`).
+pub(crate) fn journal(
+    tx: &Connection,
+    id: i64,
+    change: Change,
+    now: DateTime<Utc>,
+) -> Result<(), AlertError> {
+    let a = get_on(tx, id)?.ok_or_else(|| AlertError::Corrupt(format!("alert {id} vanished")))?;
+    let body = serde_json::to_vec(&entry_body(&a, change))
+        .map_err(|e| AlertError::Corrupt(e.to_string()))?;
+    crate::journal::seq::append_bound(
+        tx,
+        &[crate::journal::seq::NewEntry {
+            kind: crate::journal::seq::kind::ALERT,
+            ref_id: id,
+            at_ms: ms(now),
+            body: Some(&body),
+        }],
+    )?;
+    Ok(())
+}
+
+/// Number silence `id`'s `change` (`created`, `ended`) in the caller's
+/// transaction (kind `alert_silence`); the silence.
+fn journal_silence(
+    tx: &Connection,
+    id: i64,
+    change: &str,
+    now: DateTime<Utc>,
+) -> Result<Silence, AlertError> {
+    let s =
+        silence_on(tx, id)?.ok_or_else(|| AlertError::Corrupt(format!("silence {id} vanished")))?;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "change": change,
+        "id": s.id,
+        "matchers": s.matchers,
+        "starts_at_ms": ms(s.starts_at),
+        "ends_at_ms": ms(s.ends_at),
+        "created_by": s.created_by,
+        "comment": s.comment,
+        "created_at_ms": ms(s.created_at),
+        "ended_by": s.ended_by,
+    }))
+    .map_err(|e| AlertError::Corrupt(e.to_string()))?;
+    crate::journal::seq::append_bound(
+        tx,
+        &[crate::journal::seq::NewEntry {
+            kind: crate::journal::seq::kind::ALERT_SILENCE,
+            ref_id: id,
+            at_ms: ms(now),
+            body: Some(&body),
+        }],
+    )?;
+    Ok(s)
+}
+
+/// What a repeat must change to be journaled again.
+#[allow(clippy::type_complexity)]
+fn visible(
+    a: &Alert,
+) -> (
+    &'static str,
+    Option<Hazard>,
+    Option<u8>,
+    &[String],
+    &str,
+    &str,
+    Option<DateTime<Utc>>,
+    bool,
+) {
+    (
+        a.severity.as_str(),
+        a.hazard,
+        a.level,
+        &a.villages,
+        &a.title,
+        &a.message,
+        a.ends_at,
+        a.stale,
+    )
 }
 
 fn query_on(
@@ -587,6 +775,16 @@ fn raise(
         }
         .max(now)
     };
+    let before: Option<Alert> = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM alerts WHERE fingerprint = ?1 AND state = 'firing'"
+        ))?;
+        let mut rows = stmt.query([&r.fingerprint])?;
+        match rows.next()? {
+            Some(row) => Some(alert_from_row(row)?),
+            None => None,
+        }
+    };
     let villages = serde_json::to_string(&r.villages).unwrap_or_else(|_| "[]".into());
     let details = r.details.to_string();
     let id: i64 = tx.query_row(
@@ -626,6 +824,16 @@ fn raise(
         ],
         |row| row.get(0),
     )?;
+    match before {
+        None => journal(tx, id, Change::Raised, now)?,
+        Some(b) => {
+            let after = get_on(tx, id)?
+                .ok_or_else(|| AlertError::Corrupt(format!("alert {id} vanished")))?;
+            if visible(&b) != visible(&after) {
+                journal(tx, id, Change::Updated, now)?;
+            }
+        }
+    }
     Ok(id)
 }
 
@@ -636,21 +844,33 @@ fn resolve_fingerprint(
     by: &str,
     now: DateTime<Utc>,
 ) -> Result<usize, AlertError> {
-    resolve_where(tx, "fingerprint = ?1", params![fingerprint, ms(now), by])
+    resolve_where(
+        tx,
+        "fingerprint = ?1",
+        params![fingerprint, ms(now), by],
+        now,
+    )
 }
 
+/// Resolve the firing alerts matching `cond`, each a journal entry; how
+/// many.
 fn resolve_where(
     tx: &Transaction<'_>,
     cond: &str,
     args: impl rusqlite::Params,
+    now: DateTime<Utc>,
 ) -> Result<usize, AlertError> {
-    Ok(tx.execute(
-        &format!(
+    let ids: Vec<i64> = tx
+        .prepare_cached(&format!(
             "UPDATE alerts SET state = 'resolved', resolved_at = ?2, resolved_by = ?3, \
-             notify_at = NULL, stale = 0 WHERE state = 'firing' AND {cond}"
-        ),
-        args,
-    )?)
+             notify_at = NULL, stale = 0 WHERE state = 'firing' AND {cond} RETURNING id"
+        ))?
+        .query_map(args, |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        journal(tx, *id, Change::Resolved, now)?;
+    }
+    Ok(ids.len())
 }
 
 #[cfg(test)]
@@ -828,5 +1048,158 @@ mod tests {
             Some(false)
         );
         assert_eq!(s.end_silence(42, "x", t0()).unwrap(), None);
+    }
+
+    /// The `(kind, change)` of every journal entry, in seq order (and
+    /// the seqs are 1..=n).
+    fn journal_of(s: &AlertStore) -> Vec<(String, String)> {
+        let mut stmt = s
+            .conn
+            .prepare("SELECT seq, kind, body FROM journal_seq ORDER BY seq")
+            .unwrap();
+        let rows: Vec<(i64, String, Vec<u8>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (i, (seq, _, _)) in rows.iter().enumerate() {
+            assert_eq!(*seq, i as i64 + 1, "gap-free");
+        }
+        rows.into_iter()
+            .map(|(_, kind, body)| {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                (kind, v["change"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect()
+    }
+
+    fn entry(kind: &str, change: &str) -> (String, String) {
+        (kind.to_owned(), change.to_owned())
+    }
+
+    /// Every state change of an alert is a numbered `alert` entry with
+    /// the alert as it then stood; repeats that change nothing visible
+    /// (a count, a stale flag already set) take none; silences are
+    /// `alert_silence` entries.
+    #[test]
+    fn every_alert_change_is_a_journal_entry_and_repeats_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = AlertStore::open(&dir.path().join("j.db"), SyncMode::Normal).unwrap();
+        let set = AlertSettings::default();
+        let id = s.raise(&raise_of("fp"), t0(), &set).unwrap();
+        // The same again: an occurrence, no entry.
+        s.raise(&raise_of("fp"), t0() + TimeDelta::seconds(1), &set)
+            .unwrap();
+        // Worse now: an entry.
+        let mut worse = raise_of("fp");
+        worse.villages.push("ta-lan".into());
+        s.raise(&worse, t0() + TimeDelta::seconds(2), &set).unwrap();
+        let stale = |v: bool| Signal::Stale {
+            fingerprint: "fp".into(),
+            stale: v,
+        };
+        s.apply(&[stale(true)], t0(), &set, None).unwrap();
+        s.apply(&[stale(true)], t0(), &set, None).unwrap();
+        s.apply(&[stale(false)], t0(), &set, None).unwrap();
+        s.ack(id, "truc.ban", t0()).unwrap();
+        s.ack(id, "truc.ban", t0()).unwrap();
+        let sil = s
+            .add_silence(
+                &[Matcher {
+                    name: "village".into(),
+                    value: "na-da".into(),
+                }],
+                t0(),
+                t0() + TimeDelta::hours(1),
+                "truc.ban",
+                "bảo trì",
+                t0(),
+            )
+            .unwrap();
+        s.end_silence(sil.id, "truc.ban", t0() + TimeDelta::minutes(1))
+            .unwrap();
+        s.apply(
+            &[Signal::Resolve {
+                fingerprint: "fp".into(),
+            }],
+            t0(),
+            &set,
+            None,
+        )
+        .unwrap();
+        s.resolve(id, "x", t0()).unwrap();
+        assert_eq!(
+            journal_of(&s),
+            vec![
+                entry("alert", "raised"),
+                entry("alert", "updated"),
+                entry("alert", "stale"),
+                entry("alert", "fresh"),
+                entry("alert", "acked"),
+                entry("alert_silence", "created"),
+                entry("alert_silence", "ended"),
+                entry("alert", "resolved"),
+            ]
+        );
+        // The last entry is the alert as it stood then.
+        let body: Vec<u8> = s
+            .conn
+            .query_row(
+                "SELECT body FROM journal_seq ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], id);
+        assert_eq!(v["fingerprint"], "fp");
+        assert_eq!(v["state"], "resolved");
+        assert_eq!(v["status"], "resolved_ack");
+        assert_eq!(v["acked_by"], "truc.ban");
+        assert_eq!(v["resolved_by"], "system");
+        assert_eq!(v["occurrences"], 3);
+        assert_eq!(v["villages"], serde_json::json!(["na-da", "ta-lan"]));
+        assert_eq!(v["first_seen_ms"], ms(t0()));
+    }
+
+    /// A change and its entry commit together: a transaction that fails
+    /// after an alert was raised (and numbered) leaves neither, and an
+    /// entry that cannot be written undoes its change.
+    #[test]
+    fn a_failing_change_writes_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = AlertStore::open(&dir.path().join("j.db"), SyncMode::Normal).unwrap();
+        let set = AlertSettings::default();
+        s.conn
+            .execute_batch(
+                "CREATE TRIGGER refuse_bad BEFORE INSERT ON alerts WHEN NEW.fingerprint = 'bad' \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let fire = |fp: &str| Signal::Fire(Box::new(raise_of(fp)));
+        assert!(s
+            .apply(&[fire("good"), fire("bad")], t0(), &set, None)
+            .is_err());
+        assert!(s.firing().unwrap().is_empty(), "the raise rolled back");
+        assert!(journal_of(&s).is_empty(), "and its entry with it");
+        // Numbering fails: the acknowledgement does not happen either.
+        let id = s.raise(&raise_of("good"), t0(), &set).unwrap();
+        s.conn
+            .execute_batch(
+                "CREATE TRIGGER refuse_entries BEFORE INSERT ON journal_seq \
+                 BEGIN SELECT RAISE(ABORT, 'journal full'); END;",
+            )
+            .unwrap();
+        assert!(s.ack(id, "truc.ban", t0()).is_err());
+        assert_eq!(s.get(id).unwrap().unwrap().acked_at, None);
+        s.conn.execute_batch("DROP TRIGGER refuse_entries").unwrap();
+        assert!(matches!(
+            s.ack(id, "truc.ban", t0()).unwrap(),
+            ActionOutcome::Done(_)
+        ));
+        assert_eq!(
+            journal_of(&s),
+            vec![entry("alert", "raised"), entry("alert", "acked")]
+        );
     }
 }

@@ -42,7 +42,7 @@ pub(crate) fn refuse(e: BroadcastError) -> ApiError {
             message,
         },
         BroadcastError::Invalid(_) => ApiError::bad("invalid_broadcast", message),
-        BroadcastError::Sqlite(e) => {
+        e @ (BroadcastError::Sqlite(_) | BroadcastError::Journal(_)) => {
             tracing::error!(error = %e, "broadcasts store failed");
             ApiError::Status {
                 status: StatusCode::SERVICE_UNAVAILABLE,

@@ -100,6 +100,9 @@ pub enum BroadcastError {
     /// SQLite failed.
     #[error("lỗi cơ sở dữ liệu phát thanh: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Numbering the change in the journal failed.
+    #[error("lỗi đánh số nhật ký phát thanh: {0}")]
+    Journal(#[from] crate::journal::JournalError),
 }
 
 /// The latest overview (list with coverage and indicators) the worker

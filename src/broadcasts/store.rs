@@ -97,6 +97,7 @@ fn insert_in(
             params![id, c.speaker, c.village, c.kind],
         )?;
     }
+    journal(tx, id, "drafted", now)?;
     Ok(id)
 }
 
@@ -257,6 +258,7 @@ fn end_in(
         "UPDATE broadcast_tasks SET state = 'cancelled' WHERE broadcast_id = ?1 AND state = 'open'",
         [id],
     )?;
+    journal(tx, id, to, now)?;
     Ok(())
 }
 
@@ -448,6 +450,7 @@ pub fn approve(
         };
         tasks += open_task(&tx, config, id, v, reason, now)?;
     }
+    journal(&tx, id, "approved", now)?;
     tx.commit()?;
     Ok(Approved {
         id,
@@ -507,11 +510,11 @@ pub fn task_done(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let state: String = tx
+    let (state, broadcast): (String, i64) = tx
         .query_row(
-            "SELECT state FROM broadcast_tasks WHERE id = ?1",
+            "SELECT state, broadcast_id FROM broadcast_tasks WHERE id = ?1",
             [id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?
         .ok_or(BroadcastError::NoTask(id))?;
@@ -522,6 +525,7 @@ pub fn task_done(
         "UPDATE broadcast_tasks SET state = 'done', done_ms = ?2, done_by = ?3, note = ?4 WHERE id = ?1",
         params![id, ms(now), by, note],
     )?;
+    journal(&tx, broadcast, "task_done", now)?;
     tx.commit()?;
     Ok(())
 }
@@ -575,21 +579,43 @@ pub fn due(conn: &Connection, now: DateTime<Utc>, limit: usize) -> Result<Vec<Du
 }
 
 /// Record one send of command `id` before it goes out: attempts + 1,
-/// `sent`, and the time of the next send if no answer comes.
+/// `sent`, and the time of the next send if no answer comes. Call it in a
+/// transaction: a first send (pending → sent) is a journal entry, a
+/// re-send is not.
 pub fn mark_attempt(
     conn: &Connection,
     id: i64,
     now: DateTime<Utc>,
     next: DateTime<Utc>,
 ) -> Result<()> {
+    // Writes first: a read before the first write would make a deferred
+    // transaction fail to upgrade ("database is locked") when another
+    // connection wrote in between.
     conn.execute(
         "UPDATE speaker_commands SET attempts = attempts + 1,
-             state = CASE state WHEN 'pending' THEN 'sent' ELSE state END,
              first_sent_ms = COALESCE(first_sent_ms, ?2), last_sent_ms = ?2, next_attempt_ms = ?3
          WHERE id = ?1",
         params![id, ms(now), ms(next)],
     )?;
+    for broadcast in returning(
+        conn,
+        "UPDATE speaker_commands SET state = 'sent' WHERE id = ?1 AND state = 'pending'
+         RETURNING broadcast_id",
+        [id],
+    )? {
+        journal(conn, broadcast, "command_sent", now)?;
+    }
     Ok(())
+}
+
+/// Run an `UPDATE … RETURNING broadcast_id`: the plans of the rows it
+/// changed.
+fn returning(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<i64>> {
+    let mut q = conn.prepare_cached(sql)?;
+    let rows = q
+        .query_map(args, |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    Ok(rows)
 }
 
 /// The wait before send number `attempts + 1`: `initial` doubled per send
@@ -612,7 +638,10 @@ pub enum Applied {
     Invalid(String),
 }
 
-/// Apply a cluster's answer on `.../ack` (docs/PROTOCOL.md §8.2).
+/// Apply a cluster's answer on `.../ack` (docs/PROTOCOL.md §8.2). A
+/// change of the command's state is a journal entry (call it in a
+/// transaction); a repeated answer, or `busy`, is not (unless `busy`
+/// clears `unreachable`).
 pub fn apply_ack(
     conn: &Connection,
     speaker: &str,
@@ -630,31 +659,69 @@ pub fn apply_ack(
         ));
     };
     let answer = json!({"status": status, "reason": v.get("reason"), "at": ms(now)}).to_string();
-    let n = match status {
-        "accepted" | "duplicate" => conn.execute(
-            "UPDATE speaker_commands SET state = 'acknowledged', acked_ms = COALESCE(acked_ms, ?3),
-                 unreachable = 0, answer = ?4
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')",
-            params![key, speaker, ms(now), answer],
-        )?,
-        "busy" => conn.execute(
-            "UPDATE speaker_commands SET next_attempt_ms = ?3, unreachable = 0, answer = ?4
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')",
-            params![key, speaker, ms(now) + retry_ms as i64, answer],
-        )?,
-        "rejected" | "failed" => conn.execute(
-            "UPDATE speaker_commands SET state = 'failed', ended_ms = ?3, answer = ?4
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged', 'playing')",
-            params![key, speaker, ms(now), answer],
-        )?,
-        "expired" => conn.execute(
-            "UPDATE speaker_commands SET state = 'expired', answer = ?4, ended_ms = ?3
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')",
-            params![key, speaker, ms(now), answer],
-        )?,
+    // Every statement here writes before anything is read (see
+    // `mark_attempt`).
+    let (changed, change): (Vec<i64>, Option<&str>) = match status {
+        "accepted" | "duplicate" => (
+            returning(
+                conn,
+                "UPDATE speaker_commands SET state = 'acknowledged', acked_ms = COALESCE(acked_ms, ?3),
+                     unreachable = 0, answer = ?4
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now), answer],
+            )?,
+            Some("command_acknowledged"),
+        ),
+        "busy" => {
+            let cleared = returning(
+                conn,
+                "UPDATE speaker_commands SET unreachable = 0
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent') AND unreachable = 1
+                 RETURNING broadcast_id",
+                params![key, speaker],
+            )?;
+            let busy = returning(
+                conn,
+                "UPDATE speaker_commands SET next_attempt_ms = ?3, unreachable = 0, answer = ?4
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now) + retry_ms as i64, answer],
+            )?;
+            if cleared.is_empty() {
+                (busy, None)
+            } else {
+                (cleared, Some("command_busy"))
+            }
+        }
+        "rejected" | "failed" => (
+            returning(
+                conn,
+                "UPDATE speaker_commands SET state = 'failed', ended_ms = ?3, answer = ?4
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged', 'playing')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now), answer],
+            )?,
+            Some("command_failed"),
+        ),
+        "expired" => (
+            returning(
+                conn,
+                "UPDATE speaker_commands SET state = 'expired', answer = ?4, ended_ms = ?3
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now), answer],
+            )?,
+            Some("command_expired"),
+        ),
         other => return Ok(Applied::Invalid(format!("unknown status `{other}`"))),
     };
-    known_or(conn, key, speaker, n)
+    if let Some(change) = change {
+        for b in &changed {
+            journal(conn, *b, change, now)?;
+        }
+    }
+    known_or(conn, key, speaker, changed.len())
 }
 
 fn known_or(conn: &Connection, key: &str, speaker: &str, n: usize) -> Result<Applied> {
@@ -677,7 +744,8 @@ fn known_or(conn: &Connection, key: &str, speaker: &str, n: usize) -> Result<App
 /// command's key: `start` → playing, `end` → completed (failed with
 /// `"result": "failed"`; pending again with `"result": "interrupted"`, an
 /// emergency cut it short). Sessions of the cluster's own programmes have
-/// other ids and are left alone (`Unknown`).
+/// other ids and are left alone (`Unknown`). A change is a journal entry
+/// (call it in a transaction).
 pub fn apply_session(
     conn: &Connection,
     speaker: &str,
@@ -691,39 +759,57 @@ pub fn apply_session(
     let Some(key) = v["session_id"].as_str() else {
         return Ok(Applied::Unknown);
     };
-    let n = match v["event"].as_str() {
-        Some("start") => conn.execute(
-            "UPDATE speaker_commands SET state = 'playing', started_ms = COALESCE(started_ms, ?3),
-                 acked_ms = COALESCE(acked_ms, ?3), unreachable = 0
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged')",
-            params![key, speaker, ms(now)],
-        )?,
+    let (changed, change) = match v["event"].as_str() {
+        Some("start") => (
+            returning(
+                conn,
+                "UPDATE speaker_commands SET state = 'playing', started_ms = COALESCE(started_ms, ?3),
+                     acked_ms = COALESCE(acked_ms, ?3), unreachable = 0
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now)],
+            )?,
+            "command_playing",
+        ),
         // Interrupted by an emergency: queued again, sent when the cluster
         // is free (the device released the key).
-        Some("end") if v["result"].as_str() == Some("interrupted") => conn.execute(
-            "UPDATE speaker_commands SET state = 'pending', next_attempt_ms = ?3,
-                 started_ms = COALESCE(started_ms, ?3), acked_ms = COALESCE(acked_ms, ?3),
-                 unreachable = 0
-             WHERE key = ?1 AND speaker = ?2 AND state IN ('sent', 'acknowledged', 'playing')",
-            params![key, speaker, ms(now)],
-        )?,
-        Some("end") => {
-            let to = if v["result"].as_str() == Some("failed") {
-                "failed"
-            } else {
-                "completed"
-            };
-            conn.execute(
-                "UPDATE speaker_commands SET state = ?4, ended_ms = ?3,
+        Some("end") if v["result"].as_str() == Some("interrupted") => (
+            returning(
+                conn,
+                "UPDATE speaker_commands SET state = 'pending', next_attempt_ms = ?3,
                      started_ms = COALESCE(started_ms, ?3), acked_ms = COALESCE(acked_ms, ?3),
                      unreachable = 0
-                 WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged', 'playing')",
-                params![key, speaker, ms(now), to],
-            )?
+                 WHERE key = ?1 AND speaker = ?2 AND state IN ('sent', 'acknowledged', 'playing')
+                 RETURNING broadcast_id",
+                params![key, speaker, ms(now)],
+            )?,
+            "command_interrupted",
+        ),
+        Some("end") => {
+            let (to, change) = if v["result"].as_str() == Some("failed") {
+                ("failed", "command_failed")
+            } else {
+                ("completed", "command_completed")
+            };
+            (
+                returning(
+                    conn,
+                    "UPDATE speaker_commands SET state = ?4, ended_ms = ?3,
+                         started_ms = COALESCE(started_ms, ?3), acked_ms = COALESCE(acked_ms, ?3),
+                         unreachable = 0
+                     WHERE key = ?1 AND speaker = ?2 AND state IN ('pending', 'sent', 'acknowledged', 'playing')
+                     RETURNING broadcast_id",
+                    params![key, speaker, ms(now), to],
+                )?,
+                change,
+            )
         }
         _ => return Ok(Applied::Invalid("event must be start or end".into())),
     };
-    known_or(conn, key, speaker, n)
+    for b in &changed {
+        journal(conn, *b, change, now)?;
+    }
+    known_or(conn, key, speaker, changed.len())
 }
 
 /// Deadlines at `now`: commands past their expiry expire; a command sent
@@ -736,17 +822,31 @@ pub fn sweep(conn: &mut Connection, config: &Config, now: DateTime<Utc>) -> Resu
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let t = ms(now);
     let timeout = config.broadcasts.ack_timeout_secs as i64 * 1000;
-    let mut changed = tx.execute(
-        "UPDATE speaker_commands SET state = 'expired', ended_ms = ?1
-         WHERE state IN ('pending', 'sent') AND expires_ms <= ?1",
-        [t],
-    )? > 0;
-    changed |= tx.execute(
-        "UPDATE speaker_commands SET unreachable = 1
-         WHERE unreachable = 0 AND acked_ms IS NULL AND first_sent_ms IS NOT NULL
-           AND first_sent_ms + ?2 <= ?1 AND state IN ('sent', 'expired')",
-        params![t, timeout],
-    )? > 0;
+    // Per plan, the most telling of what this sweep did to it: one journal
+    // entry each (the plan as it stands after the sweep).
+    let mut touched: BTreeMap<i64, &'static str> = BTreeMap::new();
+    let expired: Vec<i64> = tx
+        .prepare_cached(
+            "UPDATE speaker_commands SET state = 'expired', ended_ms = ?1
+             WHERE state IN ('pending', 'sent') AND expires_ms <= ?1 RETURNING broadcast_id",
+        )?
+        .query_map([t], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let unreachable: Vec<i64> = tx
+        .prepare_cached(
+            "UPDATE speaker_commands SET unreachable = 1
+             WHERE unreachable = 0 AND acked_ms IS NULL AND first_sent_ms IS NOT NULL
+               AND first_sent_ms + ?2 <= ?1 AND state IN ('sent', 'expired') RETURNING broadcast_id",
+        )?
+        .query_map(params![t, timeout], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut changed = !expired.is_empty() || !unreachable.is_empty();
+    for b in expired {
+        note(&mut touched, b, "command_expired");
+    }
+    for b in unreachable {
+        note(&mut touched, b, "command_unreachable");
+    }
     // Villages of approved plans whose smart clusters all gave up.
     let stuck: Vec<(i64, String)> = {
         let mut q = tx.prepare_cached(
@@ -771,7 +871,10 @@ pub fn sweep(conn: &mut Connection, config: &Config, now: DateTime<Utc>) -> Resu
         rows
     };
     for (b, v) in stuck {
-        changed |= open_task(&tx, config, b, &v, "unreachable", now)? > 0;
+        if open_task(&tx, config, b, &v, "unreachable", now)? > 0 {
+            changed = true;
+            note(&mut touched, b, "task_opened");
+        }
     }
     let ended: Vec<(i64, &'static str)> = {
         let mut q = tx.prepare_cached(
@@ -807,18 +910,171 @@ pub fn sweep(conn: &mut Connection, config: &Config, now: DateTime<Utc>) -> Resu
         // A completed plan keeps its open tasks (the calls still matter);
         // an expired one closes them.
         if to == "expired" {
+            // Journaled by `end_in`.
             end_in(&tx, id, to, "system", "expired", now)?;
-        } else {
-            tx.execute(
-                "UPDATE broadcasts SET state = 'completed', ended_ms = ?2, ended_by = 'system',
+            touched.remove(&id);
+        } else if tx.execute(
+            "UPDATE broadcasts SET state = 'completed', ended_ms = ?2, ended_by = 'system',
                      end_reason = 'all_plays_ended' WHERE id = ?1 AND state = 'approved'",
-                params![id, t],
-            )?;
+            params![id, t],
+        )? > 0
+        {
+            note(&mut touched, id, "completed");
         }
         changed = true;
     }
+    for (b, change) in touched {
+        journal(&tx, b, change, now)?;
+    }
     tx.commit()?;
     Ok(changed)
+}
+
+/// Keep, per plan, the most telling change of a sweep.
+fn note(touched: &mut BTreeMap<i64, &'static str>, b: i64, change: &'static str) {
+    const RANK: [&str; 4] = [
+        "command_expired",
+        "command_unreachable",
+        "task_opened",
+        "completed",
+    ];
+    let rank = |c: &str| RANK.iter().position(|r| *r == c).unwrap_or(0);
+    let e = touched.entry(b).or_insert(change);
+    if rank(change) > rank(e) {
+        *e = change;
+    }
+}
+
+/// Number plan `id`'s `change` in the caller's transaction (kind
+/// `broadcast`; the plan with its clusters, their commands and its manual
+/// tasks as they now stand in `body`, docs/PROVINCE.md §3).
+pub(crate) fn journal(tx: &Connection, id: i64, change: &str, now: DateTime<Utc>) -> Result<()> {
+    let body = serde_json::to_vec(&entry_body(tx, id, change)?).unwrap_or_default();
+    crate::journal::seq::append_bound(
+        tx,
+        &[crate::journal::seq::NewEntry {
+            kind: crate::journal::seq::kind::BROADCAST,
+            ref_id: id,
+            at_ms: ms(now),
+            body: Some(&body),
+        }],
+    )?;
+    Ok(())
+}
+
+/// The body of a `broadcast` entry: plan `id` as it now stands.
+pub fn entry_body(conn: &Connection, id: i64, change: &str) -> Result<Value> {
+    let mut plan = conn
+        .query_row(
+            "SELECT origin, warning_id, chain, priority, villages, text_vi, text_ethnic, language,
+                    repeats, gap_secs, issued_ms, expires_ms, state, created_ms, created_by,
+                    approved_ms, approved_by, ended_ms, ended_by, end_reason
+             FROM broadcasts WHERE id = ?1",
+            [id],
+            |r| {
+                let villages: String = r.get(4)?;
+                Ok(json!({
+                    "change": change,
+                    "id": id,
+                    "origin": r.get::<_, String>(0)?,
+                    "bulletin": r.get::<_, Option<String>>(1)?,
+                    "chain": r.get::<_, Option<String>>(2)?,
+                    "priority": r.get::<_, String>(3)?,
+                    "villages": serde_json::from_str::<Value>(&villages).unwrap_or(json!([])),
+                    "text_vi": r.get::<_, String>(5)?,
+                    "text_ethnic": r.get::<_, Option<String>>(6)?,
+                    "language": r.get::<_, Option<String>>(7)?,
+                    "repeats": r.get::<_, i64>(8)?,
+                    "gap_secs": r.get::<_, i64>(9)?,
+                    "issued_ms": r.get::<_, Option<i64>>(10)?,
+                    "expires_ms": r.get::<_, i64>(11)?,
+                    "state": r.get::<_, String>(12)?,
+                    "created_ms": r.get::<_, i64>(13)?,
+                    "created_by": r.get::<_, String>(14)?,
+                    "approved_ms": r.get::<_, Option<i64>>(15)?,
+                    "approved_by": r.get::<_, Option<String>>(16)?,
+                    "ended_ms": r.get::<_, Option<i64>>(17)?,
+                    "ended_by": r.get::<_, Option<String>>(18)?,
+                    "end_reason": r.get::<_, Option<String>>(19)?,
+                }))
+            },
+        )
+        .optional()?
+        .ok_or(BroadcastError::NotFound(id))?;
+    let mut commands: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut states: HashMap<String, Vec<(String, bool)>> = HashMap::new();
+    {
+        let mut q = conn.prepare_cached(
+            "SELECT speaker, play, state, unreachable, attempts, first_sent_ms, acked_ms,
+                    started_ms, ended_ms, key
+             FROM speaker_commands WHERE broadcast_id = ?1 ORDER BY speaker, play",
+        )?;
+        let mut rows = q.query([id])?;
+        while let Some(r) = rows.next()? {
+            let speaker: String = r.get(0)?;
+            let state: String = r.get(2)?;
+            let acked: Option<i64> = r.get(6)?;
+            let unreachable = r.get::<_, bool>(3)? && acked.is_none();
+            states
+                .entry(speaker.clone())
+                .or_default()
+                .push((state.clone(), unreachable));
+            commands.entry(speaker).or_default().push(json!({
+                "play": r.get::<_, i64>(1)?,
+                "key": r.get::<_, String>(9)?,
+                "state": state,
+                "unreachable": unreachable,
+                "attempts": r.get::<_, i64>(4)?,
+                "first_sent_ms": r.get::<_, Option<i64>>(5)?,
+                "acked_ms": acked,
+                "started_ms": r.get::<_, Option<i64>>(7)?,
+                "ended_ms": r.get::<_, Option<i64>>(8)?,
+            }));
+        }
+    }
+    let mut clusters = Vec::new();
+    {
+        let mut q = conn.prepare_cached(
+            "SELECT speaker, village, kind FROM broadcast_clusters WHERE broadcast_id = ?1 ORDER BY rowid",
+        )?;
+        let mut rows = q.query([id])?;
+        while let Some(r) = rows.next()? {
+            let (speaker, village, kind): (String, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?);
+            let st = cluster_state(&kind, states.get(&speaker).map_or(&[], Vec::as_slice));
+            clusters.push(json!({
+                "speaker": speaker,
+                "village": village,
+                "kind": kind,
+                "state": st,
+                "commands": commands.remove(&speaker).unwrap_or_default(),
+            }));
+        }
+    }
+    let mut tasks = Vec::new();
+    {
+        // The village head's name and phone stay in the commune.
+        let mut q = conn.prepare_cached(
+            "SELECT id, village, reason, state, created_ms, done_ms, done_by, note
+             FROM broadcast_tasks WHERE broadcast_id = ?1 ORDER BY id",
+        )?;
+        let mut rows = q.query([id])?;
+        while let Some(r) = rows.next()? {
+            tasks.push(json!({
+                "id": r.get::<_, i64>(0)?,
+                "village": r.get::<_, String>(1)?,
+                "reason": r.get::<_, String>(2)?,
+                "state": r.get::<_, String>(3)?,
+                "created_ms": r.get::<_, i64>(4)?,
+                "done_ms": r.get::<_, Option<i64>>(5)?,
+                "done_by": r.get::<_, Option<String>>(6)?,
+                "note": r.get::<_, Option<String>>(7)?,
+            }));
+        }
+    }
+    plan["clusters"] = Value::from(clusters);
+    plan["tasks"] = Value::from(tasks);
+    Ok(plan)
 }
 
 /// A cluster's state from its commands (all plays): the furthest any
@@ -1642,5 +1898,148 @@ village = "ta-lan"
             &[],
         );
         assert!(bad.is_err(), "an unknown hazard is refused");
+    }
+
+    /// `(change, state)` of every `broadcast` entry in seq order (the
+    /// seqs 1..=n).
+    fn journal_of(c: &Connection) -> Vec<(String, String)> {
+        let mut q = c
+            .prepare("SELECT seq, kind, body FROM journal_seq ORDER BY seq")
+            .unwrap();
+        let rows: Vec<(i64, String, Vec<u8>)> = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, (seq, kind, body))| {
+                assert_eq!(seq, i as i64 + 1, "gap-free");
+                assert_eq!(kind, "broadcast");
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                (
+                    v["change"].as_str().unwrap().to_owned(),
+                    v["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn last_body(c: &Connection) -> Value {
+        let b: Vec<u8> = c
+            .query_row(
+                "SELECT body FROM journal_seq ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    /// Every state change of a plan is a numbered `broadcast` entry with
+    /// the plan, its clusters' commands and its tasks as they then stood;
+    /// re-sends and repeated answers take none.
+    #[test]
+    fn every_broadcast_change_is_a_journal_entry_and_retries_are_not() {
+        let (_d, mut c) = open();
+        let cfg = config();
+        let t0 = Utc::now();
+        let id = insert_draft(
+            &mut c,
+            &draft(Priority::Routine, &["ho-sao", "ta-lan"], t0),
+            &cfg,
+            "op",
+            t0,
+        )
+        .unwrap();
+        approve(&mut c, id, &cfg, "op", t0).unwrap();
+        let first = due(&c, t0, 10).unwrap();
+        assert_eq!(first.len(), 1);
+        let send = |c: &mut Connection, at: DateTime<Utc>| {
+            let tx = c.transaction().unwrap();
+            mark_attempt(&tx, first[0].id, at, at + TimeDelta::seconds(2)).unwrap();
+            tx.commit().unwrap();
+        };
+        send(&mut c, t0);
+        send(&mut c, t0 + TimeDelta::seconds(2));
+        assert!(sweep(&mut c, &cfg, t0 + TimeDelta::seconds(61)).unwrap());
+        let ack = json!({"idempotency_key": first[0].key, "status": "accepted"}).to_string();
+        apply_ack(&c, "loa-04", ack.as_bytes(), t0, 1000).unwrap();
+        apply_ack(&c, "loa-04", ack.as_bytes(), t0, 1000).unwrap();
+        let task: i64 = c
+            .query_row(
+                "SELECT id FROM broadcast_tasks WHERE village = 'ta-lan'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        task_done(&mut c, task, "op", Some("đã gọi"), t0).unwrap();
+        cancel(&mut c, id, "op", t0).unwrap();
+        assert_eq!(
+            journal_of(&c),
+            pairs(&[
+                ("drafted", "draft"),
+                ("approved", "approved"),
+                ("command_sent", "approved"),
+                ("task_opened", "approved"),
+                ("command_acknowledged", "approved"),
+                ("task_done", "approved"),
+                ("cancelled", "cancelled"),
+            ])
+        );
+        let v = last_body(&c);
+        assert_eq!(v["id"], id);
+        assert_eq!(v["villages"], json!(["ho-sao", "ta-lan"]));
+        assert_eq!(v["end_reason"], "operator");
+        let cl = v["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["speaker"] == "loa-04")
+            .unwrap();
+        assert_eq!(cl["state"], "acknowledged");
+        assert_eq!(cl["commands"][0]["attempts"], 2);
+        assert_eq!(cl["commands"][0]["state"], "acknowledged");
+        let tasks = v["tasks"].as_array().unwrap();
+        assert!(tasks
+            .iter()
+            .any(|t| t["village"] == "ta-lan" && t["state"] == "done"));
+        assert!(
+            !v.to_string().contains("0912 345 678"),
+            "the village head's phone stays in the commune: {v}"
+        );
+    }
+
+    /// A change and its entries commit together: an approval that fails
+    /// after superseding the chain's plan (numbered already) leaves
+    /// neither the supersession nor its entry.
+    #[test]
+    fn a_failing_change_writes_no_entry() {
+        let (_d, mut c) = open();
+        let cfg = config();
+        let t0 = Utc::now();
+        let mut d = draft(Priority::Routine, &["sin-cai"], t0);
+        d.chain = Some("bulletin-1".into());
+        let old = insert_draft(&mut c, &d, &cfg, "op", t0).unwrap();
+        approve(&mut c, old, &cfg, "op", t0).unwrap();
+        let new = insert_draft(&mut c, &d, &cfg, "op", t0).unwrap();
+        let before = journal_of(&c);
+        c.execute_batch(
+            "CREATE TRIGGER refuse_commands BEFORE INSERT ON speaker_commands
+             WHEN NEW.broadcast_id != 1
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .unwrap();
+        assert_eq!(old, 1);
+        assert!(approve(&mut c, new, &cfg, "op", t0).is_err());
+        assert_eq!(journal_of(&c), before, "no entry of the failed approval");
+        assert_eq!(state_of(&c, old).unwrap(), "approved");
+        assert_eq!(state_of(&c, new).unwrap(), "draft");
     }
 }

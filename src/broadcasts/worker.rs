@@ -105,7 +105,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 // Each send is recorded (committed) before it goes out.
                 let due = db(&conn, move |c| {
                     let due = store::due(c, now, MAX_PER_TICK)?;
-                    let tx = c.transaction()?;
+                    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                     for d in &due {
                         let next = now + store::backoff(d.attempts, init, max);
                         store::mark_attempt(&tx, d.id, now, next)?;
@@ -139,7 +139,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 let retry = b.retry_initial_ms;
                 let now = Utc::now();
                 let results = db(&conn, move |c| {
-                    let tx = c.transaction()?;
+                    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                     let mut out = Vec::with_capacity(batch.len());
                     for msg in batch {
                         out.push(match msg {

@@ -27,6 +27,18 @@ pub mod kind {
     /// A sealed report or correction (`reports` row; period, revision,
     /// digest and the signed document in `body`).
     pub const REPORT: &str = "report";
+    /// An alert raised or changed (acknowledged, resolved, escalated, its
+    /// data stale or back, raised again with other values): the alert as
+    /// it then stood, with `change`, in `body`.
+    pub const ALERT: &str = "alert";
+    /// An alert silence created or ended early (the silence, with
+    /// `change`, in `body`).
+    pub const ALERT_SILENCE: &str = "alert_silence";
+    /// A loudspeaker broadcast drafted or changed (approved, a command
+    /// sent, answered or ended, a manual task opened or done, the plan
+    /// ended): the broadcast with its commands and tasks as it then stood,
+    /// with `change`, in `body`.
+    pub const BROADCAST: &str = "broadcast";
 }
 
 /// One entry to number: its kind, its row in the kind's table, when it

@@ -74,11 +74,48 @@ pub fn enabled(shared: &Shared) -> bool {
     shared.config.uplink.url.is_some()
 }
 
-/// The connect options of `[uplink]`.
+/// The connect options of `[uplink]` (also the province's `[stream]`):
+/// credentials, TLS, timeouts, reconnecting forever, and a first
+/// connection made in the background (`connect` returns at once; the
+/// client keeps trying).
 pub async fn connect_options(
     cfg: &Uplink,
     name: &str,
 ) -> Result<async_nats::ConnectOptions, UplinkError> {
+    Ok(base_options(cfg, name).await?.retry_on_initial_connect())
+}
+
+/// [`connect_options`] without the background first connection:
+/// `connect` tries the servers once and returns why it could not get in
+/// (the uplink retries it itself, logging the reason); after it the client
+/// reconnects by itself, and its connection events are logged (once per
+/// kind).
+pub async fn uplink_options(
+    cfg: &Uplink,
+    name: &str,
+) -> Result<async_nats::ConnectOptions, UplinkError> {
+    let last = Arc::new(Mutex::new(String::new()));
+    Ok(base_options(cfg, name).await?.event_callback(move |event| {
+        let last = Arc::clone(&last);
+        async move {
+            use async_nats::Event;
+            match event {
+                Event::Connected => last.lock().clear(),
+                Event::ServerError(_) | Event::ClientError(_) | Event::Disconnected => {
+                    let what = event.to_string();
+                    let mut l = last.lock();
+                    if *l != what {
+                        tracing::warn!(event = %what, "uplink: NATS connection");
+                        *l = what;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }))
+}
+
+async fn base_options(cfg: &Uplink, name: &str) -> Result<async_nats::ConnectOptions, UplinkError> {
     let mut o = async_nats::ConnectOptions::new();
     if let Some(f) = &cfg.creds_file {
         o = o
@@ -89,7 +126,16 @@ pub async fn connect_options(
     if let Some(f) = &cfg.nkey_seed_file {
         let seed = std::fs::read_to_string(f)
             .map_err(|e| UplinkError::Config(format!("{}: {e}", f.display())))?;
-        o = o.nkey(seed.trim().to_owned());
+        let seed = seed.trim();
+        // A user seed (`nk -gen user`, `nsc`): "SU" and 56 more base32
+        // characters. Anything else could not sign the server's nonce.
+        if !(seed.starts_with("SU") && seed.len() == 58) {
+            return Err(UplinkError::Config(format!(
+                "{}: not an NKey user seed (a line of 58 characters starting with SU)",
+                f.display()
+            )));
+        }
+        o = o.nkey(seed.to_owned());
     }
     if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
         o = o.user_and_password(u.clone(), p.expose().to_owned());
@@ -111,8 +157,41 @@ pub async fn connect_options(
     Ok(o.name(name)
         .connection_timeout(timeout.min(Duration::from_secs(10)))
         .request_timeout(Some(timeout))
-        .retry_on_initial_connect()
         .max_reconnects(None::<usize>))
+}
+
+/// A failed connection in words an operator can act on: what kind of
+/// failure, the underlying reason, and which settings to check.
+pub fn describe_connect_error(e: &async_nats::ConnectError) -> String {
+    use async_nats::ConnectErrorKind as K;
+    let text = e.to_string();
+    let hint = match e.kind() {
+        // rustls' words for a server that refused our certificate (or
+        // wanted one), and for a server certificate we do not trust.
+        _ if text.contains("received fatal alert") && text.contains("Certificate") => {
+            "the server refused the TLS connection for want of a valid client certificate: set uplink.cert_file and key_file to a certificate signed by a CA the server trusts"
+        }
+        _ if text.contains("invalid peer certificate") => {
+            "the server's TLS certificate is not trusted: set uplink.ca_file to the CA that signed it, and use the name on the certificate in uplink.url"
+        }
+        K::AuthorizationViolation => {
+            "the server refused the login: check uplink.user/password, token, nkey_seed_file or creds_file against the server's accounts"
+        }
+        K::Authentication => {
+            "the NKey seed or the .creds file could not sign the server's challenge: check uplink.nkey_seed_file / creds_file"
+        }
+        K::Tls => {
+            "TLS failed: check the server's certificate against uplink.ca_file, and uplink.cert_file/key_file when the server asks for a client certificate"
+        }
+        K::Io => {
+            "the connection broke: no server listening, or the server closed it (a server that wants TLS or a client certificate: see uplink.tls, ca_file, cert_file/key_file)"
+        }
+        K::TimedOut => "no answer in time from the servers in uplink.url",
+        K::Dns => "a host name in uplink.url could not be resolved",
+        K::ServerParse => "uplink.url could not be read",
+        K::MaxReconnects => "gave up reconnecting",
+    };
+    format!("{text} ({hint})")
 }
 
 /// The stream the uplink creates when it is missing.
@@ -262,10 +341,11 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             *last_error = Some(reason);
         }
     };
-    // `retry_on_initial_connect` makes connect return at once; the client
-    // then (re)connects by itself, forever.
+    // The first connection is made here, retried with backoff, so that
+    // its failure (refused login, TLS) is logged with its reason; after it
+    // the client reconnects by itself, forever.
     let client = loop {
-        let opts = match connect_options(&cfg, &name).await {
+        let opts = match uplink_options(&cfg, &name).await {
             Ok(o) => o,
             Err(e) => {
                 note(&e, &mut last_error);
@@ -275,10 +355,18 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
                 continue;
             }
         };
-        match opts.connect(url.as_str()).await {
+        let connect = tokio::select! {
+            r = opts.connect(url.as_str()) => r,
+            _ = cancel.cancelled() => return,
+        };
+        match connect {
             Ok(c) => break c,
             Err(e) => {
-                note(&UplinkError::Connect(e.to_string()), &mut last_error);
+                note(
+                    &UplinkError::Connect(describe_connect_error(&e)),
+                    &mut last_error,
+                );
+                refresh_lag(&shared, &outbox).await;
                 if !pause(&cancel, backoff.next_delay()).await {
                     return;
                 }

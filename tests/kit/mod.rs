@@ -14,6 +14,8 @@
 //! - `victoria`: a real VictoriaMetrics;
 //! - `nats`: a real nats-server with JetStream (the province uplink), or a
 //!   three-node cluster (`Cluster`);
+//! - `nats_auth`: a nats-server from a config file: TLS, mutual TLS, NKey
+//!   users (the uplink's logins);
 //! - `province`: site configs for N communes, simulated communes that
 //!   publish their journal into JetStream, the province process;
 //! - `proxy`: a loopback TCP proxy a test cuts and restores (a link);
@@ -36,6 +38,7 @@ pub mod http;
 pub mod measure;
 pub mod mosquitto;
 pub mod nats;
+pub mod nats_auth;
 pub mod pki;
 pub mod proc;
 pub mod province;

@@ -22,6 +22,11 @@ pub struct Pki {
     pub client_key: PathBuf,
     /// The client certificate's common name.
     pub client_cn: String,
+    /// The server certificate for `localhost` (PEM), for servers run as
+    /// processes (nats-server's `tls { cert_file }`).
+    pub server_cert: PathBuf,
+    /// Its key (PKCS#8 PEM).
+    pub server_key: PathBuf,
     /// The client certificate (DER), as a receiver sees it.
     pub client_der: Vec<u8>,
     /// A rustls server config for `localhost` that requires a client
@@ -59,6 +64,8 @@ impl Pki {
             client_cert: dir.join("client.pem"),
             client_key: dir.join("client.key"),
             client_cn: client_cn.to_owned(),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
             client_der: client.der().to_vec(),
             server: Arc::new(server_config(&ca, &server, &server_key, true)),
             server_one_way: Arc::new(server_config(&ca, &server, &server_key, false)),
@@ -66,6 +73,8 @@ impl Pki {
         std::fs::write(&pki.ca, ca.pem()).unwrap();
         std::fs::write(&pki.client_cert, client.pem()).unwrap();
         std::fs::write(&pki.client_key, client_key.serialize_pem()).unwrap();
+        std::fs::write(&pki.server_cert, server.pem()).unwrap();
+        std::fs::write(&pki.server_key, server_key.serialize_pem()).unwrap();
         pki
     }
 }
