@@ -936,3 +936,57 @@ async fn a_server_certificate_not_signed_by_ca_file_is_refused_with_the_reason()
     let js = tls_client(&url, &pki, false).await;
     assert_eq!(stream_count(&js, STREAM).await, 0);
 }
+
+/// A seed file that holds no NKey user seed, and a `.creds` file that is
+/// not one, are refused at load with their key (and without quoting what
+/// is in them).
+#[test]
+fn a_seed_or_creds_file_that_is_not_one_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("binh-lu.nk");
+    std::fs::write(&seed, "SAnot-a-user-seed-secret-4711\n").unwrap();
+    let base = "[commune]\nid = \"binh-lu\"\nname = \"X\"\n";
+    let (code, err) = check_config(
+        &format!(
+            "{base}[uplink]\nurl = \"nats://127.0.0.1:4222\"\nnkey_seed_file = {}\n",
+            toml_path(&seed)
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`uplink.nkey_seed_file`"), "{err}");
+    assert!(
+        err.contains("không chứa khóa bí mật NKey của người dùng"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("secret-4711"),
+        "the file's content is quoted: {err}"
+    );
+    let creds = dir.path().join("binh-lu.creds");
+    std::fs::write(&creds, "user: secret-4712\n").unwrap();
+    let (code, err) = check_config(
+        &format!(
+            "{base}[uplink]\nurl = \"nats://127.0.0.1:4222\"\ncreds_file = {}\n",
+            toml_path(&creds)
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("`uplink.creds_file`"), "{err}");
+    assert!(err.contains("không phải tệp .creds của NATS"), "{err}");
+    assert!(
+        !err.contains("secret-4712"),
+        "the file's content is quoted: {err}"
+    );
+    // A real seed passes.
+    std::fs::write(&seed, user_key().seed).unwrap();
+    let (code, err) = check_config(
+        &format!(
+            "{base}[uplink]\nurl = \"nats://127.0.0.1:4222\"\nnkey_seed_file = {}\n",
+            toml_path(&seed)
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -292,8 +292,9 @@ pub fn write_sites(dir: &Path, specs: &[SiteSpec], keys: &BTreeMap<String, Strin
 /// (base64), creating the key beside its store.
 pub fn report_key(config: &Path) -> String {
     let out = Command::new(BINARY)
-        .args(["report", "key", "--config"])
+        .args(["report", "--config"])
         .arg(config)
+        .arg("key")
         .env_remove("IOC_CONFIG")
         .output()
         .expect("run `commune-ioc report key`");
@@ -717,6 +718,8 @@ pub struct ProvinceConf {
     pub replicas: usize,
     pub batch_max: usize,
     pub site_rate: u64,
+    /// `[province] report_due_days` (the binary's default when `None`).
+    pub report_due_days: Option<u32>,
     /// Extra TOML appended (other sections).
     pub extra: String,
 }
@@ -733,6 +736,7 @@ impl ProvinceConf {
             replicas,
             batch_max: 256,
             site_rate: 5000,
+            report_due_days: None,
             extra: String::new(),
         }
     }
@@ -745,14 +749,18 @@ impl ProvinceConf {
     /// The PROCESS.toml text, its store in `store`.
     pub fn toml(&self, store: &Path) -> String {
         let peers: Vec<String> = self.peers.iter().map(|p| format!("\"{p}\"")).collect();
+        let due = self
+            .report_due_days
+            .map(|d| format!("report_due_days = {d}\n"))
+            .unwrap_or_default();
         format!(
             "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[auth]\npublic_read = true\n\n\
              [store]\npath = \"{store}\"\nsync = \"normal\"\n\n\
              [province]\nid = \"{PROVINCE_ID}\"\nname = \"{PROVINCE_NAME}\"\ninstance = \"{inst}\"\n\
-             peers = [{peers}]\n\n\
+             peers = [{peers}]\n{due}\n\
              [stream]\nurl = \"{url}\"\nstream = \"{STREAM}\"\nsubject_prefix = \"{PREFIX}\"\n\
              create_stream = {create}\nstream_replicas = {replicas}\nbatch_max = {batch}\n\
-             site_rate = {rate}\n\n{extra}",
+             site_rate = {rate}\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n\n{extra}",
             port = self.port,
             store = store.display(),
             inst = self.instance,
@@ -825,8 +833,7 @@ impl Province {
             .arg(&port_file)
             .env_remove("IOC_CONFIG")
             .env_remove("IOC_PORT_FILE")
-            .env("RUST_LOG", "info")
-            .env("IOC__AUTH__ADMIN_PASSWORD", "province-test-admin-7731");
+            .env("RUST_LOG", "info");
         let mut proc = Proc::spawn("commune-ioc province", cmd, self.log.clone())
             .unwrap_or_else(|e| panic!("{e:#}"));
         wait_port_file(&mut proc, &port_file, Duration::from_secs(60))
