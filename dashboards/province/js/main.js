@@ -581,4 +581,4 @@ render();
 poll();
 setTimeout(probe, POLL_MS);
 // For tests and debugging in the browser console.
-window.iocProvince = { state, instances, displayName };
+window.iocProvince = { state, instances, displayName, render };
