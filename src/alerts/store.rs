@@ -529,8 +529,8 @@ pub enum Change {
     /// A new alert.
     Raised,
     /// Raised again while active with another severity, level, hazard,
-    /// villages, title, message or end time (a repeat that changes none of
-    /// them only counts an occurrence and takes no entry).
+    /// villages or title, or no longer stale (a repeat that changes none of
+    /// them, only its count, message or end time, takes no entry).
     Updated,
     /// The data behind it stopped coming.
     Stale,
@@ -653,8 +653,9 @@ fn journal_silence(
     Ok(s)
 }
 
-/// What a repeat must change to be journaled again.
-#[allow(clippy::type_complexity)]
+/// What a repeat must change to be journaled again: not its message or
+/// end time, which a camera rule moves on with every event (the event is
+/// an entry of its own, and the resolution will be).
 fn visible(
     a: &Alert,
 ) -> (
@@ -663,8 +664,6 @@ fn visible(
     Option<u8>,
     &[String],
     &str,
-    &str,
-    Option<DateTime<Utc>>,
     bool,
 ) {
     (
@@ -673,8 +672,6 @@ fn visible(
         a.level,
         &a.villages,
         &a.title,
-        &a.message,
-        a.ends_at,
         a.stale,
     )
 }
@@ -1087,9 +1084,12 @@ mod tests {
         let mut s = AlertStore::open(&dir.path().join("j.db"), SyncMode::Normal).unwrap();
         let set = AlertSettings::default();
         let id = s.raise(&raise_of("fp"), t0(), &set).unwrap();
-        // The same again: an occurrence, no entry.
-        s.raise(&raise_of("fp"), t0() + TimeDelta::seconds(1), &set)
-            .unwrap();
+        // The same again, with the event's time in its message and a later
+        // end: an occurrence, no entry.
+        let mut again = raise_of("fp");
+        again.message = "Phát hiện cháy lúc 08:01".into();
+        again.ends_at = Some(t0() + TimeDelta::hours(1));
+        s.raise(&again, t0() + TimeDelta::seconds(1), &set).unwrap();
         // Worse now: an entry.
         let mut worse = raise_of("fp");
         worse.villages.push("ta-lan".into());

@@ -597,13 +597,15 @@ pub fn mark_attempt(
          WHERE id = ?1",
         params![id, ms(now), ms(next)],
     )?;
-    for broadcast in returning(
-        conn,
-        "UPDATE speaker_commands SET state = 'sent' WHERE id = ?1 AND state = 'pending'
-         RETURNING broadcast_id",
-        [id],
-    )? {
-        journal(conn, broadcast, "command_sent", now)?;
+    let sent: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "UPDATE speaker_commands SET state = 'sent' WHERE id = ?1 AND state = 'pending'
+             RETURNING broadcast_id, speaker",
+        )?
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (broadcast, speaker) in sent {
+        journal_cluster(conn, broadcast, "command_sent", Some(&speaker), now)?;
     }
     Ok(())
 }
@@ -718,7 +720,7 @@ pub fn apply_ack(
     };
     if let Some(change) = change {
         for b in &changed {
-            journal(conn, *b, change, now)?;
+            journal_cluster(conn, *b, change, Some(speaker), now)?;
         }
     }
     known_or(conn, key, speaker, changed.len())
@@ -807,7 +809,7 @@ pub fn apply_session(
         _ => return Ok(Applied::Invalid("event must be start or end".into())),
     };
     for b in &changed {
-        journal(conn, *b, change, now)?;
+        journal_cluster(conn, *b, change, Some(speaker), now)?;
     }
     known_or(conn, key, speaker, changed.len())
 }
@@ -949,7 +951,20 @@ fn note(touched: &mut BTreeMap<i64, &'static str>, b: i64, change: &'static str)
 /// `broadcast`; the plan with its clusters, their commands and its manual
 /// tasks as they now stand in `body`, docs/PROVINCE.md §3).
 pub(crate) fn journal(tx: &Connection, id: i64, change: &str, now: DateTime<Utc>) -> Result<()> {
-    let body = serde_json::to_vec(&entry_body(tx, id, change)?).unwrap_or_default();
+    journal_cluster(tx, id, change, None, now)
+}
+
+/// [`journal`] for a change of one cluster's command: every cluster's
+/// state, the commands of `speaker` only (a plan of 27 clusters × 3 plays
+/// would otherwise carry 81 commands in each of its ~300 command entries).
+fn journal_cluster(
+    tx: &Connection,
+    id: i64,
+    change: &str,
+    speaker: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let body = serde_json::to_vec(&entry_body(tx, id, change, speaker)?).unwrap_or_default();
     crate::journal::seq::append_bound(
         tx,
         &[crate::journal::seq::NewEntry {
@@ -962,8 +977,9 @@ pub(crate) fn journal(tx: &Connection, id: i64, change: &str, now: DateTime<Utc>
     Ok(())
 }
 
-/// The body of a `broadcast` entry: plan `id` as it now stands.
-pub fn entry_body(conn: &Connection, id: i64, change: &str) -> Result<Value> {
+/// The body of a `broadcast` entry: plan `id` as it now stands (with
+/// `only`, the commands of that cluster only).
+pub fn entry_body(conn: &Connection, id: i64, change: &str, only: Option<&str>) -> Result<Value> {
     let mut plan = conn
         .query_row(
             "SELECT origin, warning_id, chain, priority, villages, text_vi, text_ethnic, language,
@@ -1042,13 +1058,16 @@ pub fn entry_body(conn: &Connection, id: i64, change: &str) -> Result<Value> {
             let (speaker, village, kind): (String, String, String) =
                 (r.get(0)?, r.get(1)?, r.get(2)?);
             let st = cluster_state(&kind, states.get(&speaker).map_or(&[], Vec::as_slice));
-            clusters.push(json!({
+            let mut c = json!({
                 "speaker": speaker,
                 "village": village,
                 "kind": kind,
                 "state": st,
-                "commands": commands.remove(&speaker).unwrap_or_default(),
-            }));
+            });
+            if only.is_none_or(|o| o == speaker) {
+                c["commands"] = Value::from(commands.remove(&speaker).unwrap_or_default());
+            }
+            clusters.push(c);
         }
     }
     let mut tasks = Vec::new();
@@ -1993,6 +2012,24 @@ village = "ta-lan"
                 ("cancelled", "cancelled"),
             ])
         );
+        // A command's change carries every cluster's state, the commands
+        // of its own cluster only.
+        let b: Vec<u8> = c
+            .query_row(
+                "SELECT body FROM journal_seq WHERE json_extract(body, '$.change') = 'command_acknowledged'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let acked: Value = serde_json::from_slice(&b).unwrap();
+        for cl in acked["clusters"].as_array().unwrap() {
+            assert!(cl["state"].is_string(), "{cl}");
+            assert_eq!(
+                cl.get("commands").is_some(),
+                cl["speaker"] == "loa-04",
+                "{cl}"
+            );
+        }
         let v = last_body(&c);
         assert_eq!(v["id"], id);
         assert_eq!(v["villages"], json!(["ho-sao", "ta-lan"]));

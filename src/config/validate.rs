@@ -685,6 +685,7 @@ impl Validator<'_> {
                 }
             }
         }
+        self.check_nats_secrets("stream", &s.nkey_seed_file, &s.creds_file);
         if let Some(p) = &c.province {
             if !is_nats_name(&p.instance) {
                 self.issue(
@@ -696,6 +697,46 @@ impl Validator<'_> {
                 if let Err(reason) = check_url(peer) {
                     self.issue("province.peers", format!("`{peer}`: {reason}"));
                 }
+            }
+        }
+    }
+
+    /// An NKey seed file must hold a user seed, a `.creds` file a user JWT
+    /// and its seed (what is in them is never quoted: they are secrets).
+    fn check_nats_secrets(
+        &mut self,
+        section: &str,
+        seed: &Option<std::path::PathBuf>,
+        creds: &Option<std::path::PathBuf>,
+    ) {
+        if let Some(f) = seed.as_ref().filter(|f| f.is_file()) {
+            let ok = std::fs::read_to_string(f).is_ok_and(|t| {
+                let t = t.trim();
+                t.starts_with("SU") && t.len() == 58
+            });
+            if !ok {
+                self.issue(
+                    format!("{section}.nkey_seed_file"),
+                    format!(
+                        "tệp {} không chứa khóa bí mật NKey của người dùng (một dòng 58 ký tự bắt đầu bằng SU)",
+                        f.display()
+                    ),
+                );
+            }
+        }
+        if let Some(f) = creds.as_ref().filter(|f| f.is_file()) {
+            let ok = std::fs::read_to_string(f).is_ok_and(|t| {
+                t.contains("-----BEGIN NATS USER JWT-----")
+                    && t.contains("-----BEGIN USER NKEY SEED-----")
+            });
+            if !ok {
+                self.issue(
+                    format!("{section}.creds_file"),
+                    format!(
+                        "tệp {} không phải tệp .creds của NATS (cần JWT người dùng và khóa NKey)",
+                        f.display()
+                    ),
+                );
             }
         }
     }
@@ -750,6 +791,7 @@ impl Validator<'_> {
                 }
             }
         }
+        self.check_nats_secrets("uplink", &u.nkey_seed_file, &u.creds_file);
         if u.cert_file.is_some() != u.key_file.is_some() {
             self.issue(
                 "uplink.cert_file",

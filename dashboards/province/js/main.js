@@ -22,19 +22,26 @@ const PROBE_MS = 30000;
 /** Beyond this lag (seconds since the commune's last entry) its link is
  * down, unless the server says (`stale`, from `province.stale_after_s`). */
 const LAG_DOWN_S = 300;
-/** With more communes than fit, pages of tiles turn every so often. */
+/** With more communes than fit, pages of rows turn every so often. */
 const PAGE_MS = 15000;
-/** The smallest tile (canvas pixels): below, tiles go to further pages. */
-const TILE_MIN = { w: 190, h: 124 };
-/** Key indicators shown on a tile, in order, with their short labels
- * (explained in the panel's legend): the first `CHIPS` the commune has,
- * beside its device chip (cameras and loudspeakers up, of all). */
+/** Rows (canvas pixels): at least `ROW_MIN_H` high (two lines of text),
+ * at most `ROW_MAX_H`; blocks of rows side by side, each at least
+ * `BLOCK_MIN_W` wide, under a heading row `HEAD_H` high. */
+const ROW_MIN_H = 38;
+const ROW_MAX_H = 60;
+const ROW_GAP = 3;
+const BLOCK_MIN_W = 620;
+const BLOCK_GAP = 16;
+const HEAD_H = 30;
+/** Key indicators, in order, with their column headings (explained in
+ * their tooltips): the first `CHIPS` any commune has get a column, beside
+ * the devices column (cameras, loudspeakers and sensors up, of all). */
 const KEY_INDICATORS = [
-  ["dossier_online_ratio", "HSTT", "hồ sơ nộp trực tuyến"],
-  ["dossier_on_time_ratio", "ĐH", "hồ sơ giải quyết đúng hạn"],
-  ["dossier_online_payment_ratio", "TTTT", "thanh toán trực tuyến"],
-  ["camera_online", "CAM", "camera hoạt động"],
-  ["speaker_online", "LOA", "cụm loa hoạt động"],
+  ["dossier_online_ratio", "Trực tuyến", "Tỷ lệ hồ sơ nộp trực tuyến"],
+  ["dossier_on_time_ratio", "Đúng hạn", "Tỷ lệ hồ sơ giải quyết đúng hạn"],
+  ["dossier_online_payment_ratio", "Thanh toán", "Tỷ lệ thanh toán trực tuyến"],
+  ["camera_online", "Camera", "Tỷ lệ camera hoạt động"],
+  ["speaker_online", "Loa", "Tỷ lệ cụm loa hoạt động"],
 ];
 const CHIPS = 3;
 
@@ -112,11 +119,24 @@ export function topLevel(site) {
 
 /** Uplink state: {state: ok|down|none|broken, text}. */
 export function uplinkOf(site) {
-  if (site.status === "broken") return { state: "broken", text: "cấu hình lỗi" };
-  if (site.lag_s === null || site.lag_s === undefined) return { state: "none", text: "chưa nhận dữ liệu" };
+  if (site.status === "broken") return { state: "broken", text: "cấu hình lỗi", word: "Cấu hình lỗi" };
+  if (site.lag_s === null || site.lag_s === undefined) {
+    return { state: "none", text: "chưa nhận dữ liệu", word: "Chưa kết nối", more: "chưa nhận dữ liệu" };
+  }
   const stale = typeof site.stale === "boolean" ? site.stale : site.lag_s > LAG_DOWN_S;
-  if (stale) return { state: "down", text: `mất kết nối ${fmt.duration(site.lag_s)}` };
-  return { state: "ok", text: "trực tuyến" };
+  if (stale) {
+    return { state: "down", text: `mất kết nối ${coarse(site.lag_s)}`, word: "Mất kết nối", more: coarse(site.lag_s) };
+  }
+  return { state: "ok", text: "trực tuyến", word: "Trực tuyến" };
+}
+
+/** A lag for a narrow column: "45 phút", "2 giờ", "3 ngày" (the exact
+ * time of the last entry is in the tooltip). */
+function coarse(secs) {
+  const m = Math.floor(Math.max(0, secs) / 60);
+  if (m < 60) return `${m}\u00a0phút`;
+  if (m < 24 * 60) return `${Math.floor(m / 60)}\u00a0giờ`;
+  return `${Math.floor(m / 1440)}\u00a0ngày`;
 }
 
 /** "11/2026" from "2026-11". */
@@ -128,11 +148,11 @@ function periodText(p) {
 /** This period's report: {state, text}. */
 export function reportOf(site) {
   const r = site.report;
-  if (!r) return { state: "missing", text: "Báo cáo: chưa báo cáo" };
+  if (!r) return { state: "missing", text: "Báo cáo: chưa báo cáo", short: "chưa báo cáo" };
   let t = REPORT_TEXT[r.status] || r.status;
   if (r.status === "corrected" && r.revision) t += ` (lần ${fmt.number(r.revision, 0)})`;
   if (r.status === "refused" && r.reason) t += `: ${r.reason}`;
-  return { state: r.status, text: `Báo cáo ${periodText(r.period)}: ${t}` };
+  return { state: r.status, text: `Báo cáo ${periodText(r.period)}: ${t}`, short: t };
 }
 
 /** Missing entries over all gaps. */
@@ -160,20 +180,6 @@ function targetText(ind) {
   if (t === null || t === undefined) return "không đặt mục tiêu";
   if (typeof t === "object") return fmt.target(t, ind.unit).replace(/^Mục tiêu/, "mục tiêu");
   return `mục tiêu ${t}`;
-}
-
-/** The site's chips: its key indicators (or, without any, its first ones). */
-function chipsOf(site) {
-  const list = site.indicators || [];
-  const byId = new Map(list.map((i) => [i.id, i]));
-  const picked = KEY_INDICATORS.filter(([id]) => byId.has(id))
-    .map(([id, abbr]) => ({ ind: byId.get(id), abbr }));
-  if (!picked.length) {
-    for (const ind of list.filter((i) => i.target !== null && i.target !== undefined)) {
-      picked.push({ ind, abbr: nameOf(ind).split(/\s+/).slice(0, 2).join(" ") });
-    }
-  }
-  return picked.slice(0, CHIPS);
 }
 
 function siteHref(base, id) {
@@ -273,20 +279,12 @@ function renderHeader() {
   box.replaceChildren(...items);
 }
 
-/** Columns, rows and tile size for `n` tiles in `w`×`h`. */
-function tileGrid(n, w, h, gap) {
-  let best = null;
-  for (let cols = 1; cols <= 12; cols += 1) {
-    const rows = Math.ceil(n / cols);
-    const tw = (w - gap * (cols - 1)) / cols;
-    // Few communes: tiles grow, up to half again the smallest, no more
-    // (a tile is a few lines of text, not a poster).
-    const th = Math.min((h - gap * (rows - 1)) / rows, tw * 0.75, TILE_MIN.h * 1.5);
-    if (tw < TILE_MIN.w || th < TILE_MIN.h) continue;
-    const score = Math.min(tw / 1.6, th);
-    if (!best || score > best.score) best = { cols, rows, tw, th, score };
-  }
-  return best;
+/** The indicator columns: the first `CHIPS` key indicators any commune
+ * has, in `KEY_INDICATORS` order (the same columns on every row). */
+function columnsOf(sites) {
+  const have = new Set();
+  for (const s of sites) for (const i of s.indicators || []) have.add(i.id);
+  return KEY_INDICATORS.filter(([id]) => have.has(id)).slice(0, CHIPS);
 }
 
 function renderTiles() {
@@ -298,10 +296,12 @@ function renderTiles() {
     $("page").textContent = "";
     return;
   }
-  const gap = 10;
   const W = box.clientWidth, H = box.clientHeight;
-  // How many fit on one page at the smallest tile; then pages turn.
-  const perPage = Math.max(1, Math.floor((W + gap) / (TILE_MIN.w + gap)) * Math.floor((H + gap) / (TILE_MIN.h + gap)));
+  // Blocks of rows side by side, each with its column headings; as many
+  // rows as fit at the smallest row height, then pages.
+  const blocks = Math.max(1, Math.floor((W + BLOCK_GAP) / (BLOCK_MIN_W + BLOCK_GAP)));
+  const rowsFit = Math.max(1, Math.floor((H - HEAD_H + ROW_GAP) / (ROW_MIN_H + ROW_GAP)));
+  const perPage = blocks * rowsFit;
   const pages = Math.max(1, Math.ceil(sites.length / perPage));
   if (Date.now() - state.pageTurnedAt > PAGE_MS) {
     state.page += 1;
@@ -310,17 +310,48 @@ function renderTiles() {
   const page = state.page % pages;
   const shown = sites.slice(page * perPage, (page + 1) * perPage);
   $("page").textContent = pages > 1 ? `Trang ${page + 1}/${pages}` : "";
-  const g = tileGrid(shown.length, W, H, gap) || { cols: Math.max(1, Math.floor((W + gap) / (TILE_MIN.w + gap))), th: TILE_MIN.h };
-  box.style.gridTemplateColumns = `repeat(${g.cols}, minmax(0, 1fr))`;
-  box.style.gridAutoRows = `${Math.floor(g.th)}px`;
-  box.style.setProperty("--k", String(Math.max(1, Math.min(1.5, g.th / TILE_MIN.h))));
-  const used = new Set();
-  box.replaceChildren(...shown.map((s) => tile(s, base, used)));
-  legend(used);
+  const used = Math.min(blocks, Math.ceil(shown.length / rowsFit)) || 1;
+  const rows = Math.ceil(shown.length / used);
+  const rowH = Math.min(ROW_MAX_H, (H - HEAD_H - ROW_GAP * (rows - 1)) / rows);
+  box.style.setProperty("--k", String(Math.max(1, Math.min(1.25, rowH / ROW_MIN_H))));
+  box.style.setProperty("--row-h", `${Math.floor(rowH)}px`);
+  const cols = columnsOf(sites);
+  box.style.setProperty("--ncols", String(cols.length + 1));
+  const reportPeriod = headerPeriod(sites);
+  const out = [];
+  for (let b = 0; b < used; b += 1) {
+    const block = h("div", "block");
+    block.append(headRow(cols, reportPeriod));
+    for (const s of shown.slice(b * rows, (b + 1) * rows)) block.append(row(s, base, cols, reportPeriod));
+    out.push(block);
+  }
+  box.replaceChildren(...out);
 }
 
-function tile(s, base, used) {
-  const a = h("a", "site");
+/** The report period most communes are at (the header's). */
+function headerPeriod(sites) {
+  const periods = sites.map((s) => s.report && s.report.period).filter(Boolean);
+  return periods.sort().pop() || "";
+}
+
+function headRow(cols, period) {
+  const r = h("div", "site-row head");
+  const n = h("span", "c-name", "Xã · báo cáo");
+  if (period) n.title = `Báo cáo kỳ ${periodText(period)}`;
+  r.append(n, h("span", "c-link", "Kết nối"));
+  for (const [, abbr, text] of cols) {
+    const c = h("span", "c-ind", abbr);
+    c.title = `${text} (chỉ tiêu năm 2026)`;
+    r.append(c);
+  }
+  const d = h("span", "c-ind", "Thiết bị");
+  d.title = "Thiết bị hoạt động / tổng số";
+  r.append(d, h("span", "c-warn", "Cảnh báo"));
+  return r;
+}
+
+function row(s, base, cols, period) {
+  const a = h("a", "site site-row");
   a.href = siteHref(base, s.id);
   a.dataset.site = s.id;
   const up = uplinkOf(s);
@@ -329,68 +360,74 @@ function tile(s, base, used) {
   a.dataset.uplink = up.state;
   a.dataset.level = String(level);
   a.dataset.report = rep.state;
-  const head = h("div", "site-head");
-  head.append(h("span", "site-name", s.name || s.id));
-  if (level) {
-    const n = Object.values(s.warnings || {}).reduce((x, y) => x + Number(y || 0), 0);
-    const w = h("span", `site-warn lv lv-${level}`, `Cấp ${level}`);
-    w.title = `Cảnh báo thiên tai cấp độ ${level} (${LEVEL_TEXT[level]}): ${fmt.number(n, 0)} bản tin còn hiệu lực`;
-    head.append(" ", w);
-  }
-  a.append(head);
-  const line = h("div", "site-line");
-  const gaps = gapCount(s);
-  const upEl = h("span", "site-uplink", up.state === "ok" ? "Trực tuyến" : up.text[0].toUpperCase() + up.text.slice(1));
+  a.title = `${s.name || s.id}: mở màn hình của xã`;
+  // Name, and this period's report under it.
+  const name = h("span", "c-name");
+  name.append(h("span", "site-name", s.name || s.id), " ");
+  const r = h("span", "site-report", s.report && s.report.period === period ? rep.short : rep.text);
+  r.dataset.state = rep.state;
+  r.title = rep.text;
+  name.append(r);
+  // The link ("Mất kết nối", and for how long under it), and the gaps.
+  const link = h("span", "c-link");
+  const upEl = h("span", "site-uplink");
   upEl.dataset.state = up.state;
-  if (s.last_entry_at) upEl.title = `Bản ghi cuối lúc ${fmt.full(s.last_entry_at)}`;
-  line.append(upEl);
+  upEl.title = s.last_entry_at ? `Bản ghi cuối lúc ${fmt.full(s.last_entry_at)}` : up.text;
+  upEl.append(h("span", "up-state", up.word));
+  const more = h("span", "up-more");
+  if (up.more) more.append(up.more);
+  const gaps = gapCount(s);
   if (gaps) {
     const g = h("span", "site-gaps", `thiếu ${fmt.number(gaps, 0)} bản ghi`);
     g.title = "Khoảng thiếu trong nhật ký của xã (số thứ tự): "
       + s.gaps.map((x) => `${fmt.number(x.from, 0)}–${fmt.number(x.to, 0)}`).join(", ");
-    line.append(" ", g);
-  }
-  a.append(line);
-  if (s.status === "broken") {
-    const e = h("div", "site-error", s.error || "Cấu hình của xã không nạp được.");
+    if (up.more) more.append(" · ");
+    more.append(g);
+  } else if (s.status === "broken") {
+    const e = h("span", "site-error", s.error || "Tệp cấu hình của xã không nạp được.");
     e.title = s.error || "";
-    a.append(e);
-  } else {
-    const chips = h("div", "site-kpis live");
-    for (const { ind, abbr } of chipsOf(s)) {
-      used.add(abbr);
-      const st = statusOf(ind);
-      const c = h("span", "chip");
-      c.dataset.status = st;
-      c.dataset.indicator = ind.id;
-      const v = fmt.withUnit(ind.value, ind.unit);
-      c.append(h("b", "", abbr), " " + (v === null ? "—" : v.replace(/\u00a0%$/, "%")));
-      c.title = `${nameOf(ind)}: ${v === null ? "chưa có dữ liệu" : v} — ${STATUS_TEXT[st]} (${targetText(ind)})`;
-      chips.append(c, " ");
-    }
-    if (s.devices) {
-      const d = s.devices;
-      const c = h("span", "chip dev");
-      c.dataset.status = !d.total ? "no_data" : d.up < d.total ? "not_met" : "met";
-      c.append(h("b", "", "TB"), ` ${fmt.number(d.up, 0)}/${fmt.number(d.total, 0)}`);
-      c.title = `Thiết bị hoạt động: ${fmt.number(d.up, 0)}/${fmt.number(d.total, 0)}`;
-      chips.append(c);
-      used.add("TB");
-    }
-    a.append(chips);
+    more.append(e);
   }
-  const foot = h("div", "site-report", rep.text);
-  foot.dataset.state = rep.state;
-  foot.title = rep.text;
-  a.append(foot);
-  a.title = `${s.name}: mở màn hình của xã`;
+  if (more.childNodes.length) upEl.append(" ", more);
+  link.append(upEl);
+  a.append(name, link);
+  const byId = new Map((s.indicators || []).map((i) => [i.id, i]));
+  for (const [id, abbr] of cols) {
+    const ind = byId.get(id);
+    const c = h("span", "chip live");
+    c.dataset.indicator = id;
+    if (!ind) {
+      c.dataset.status = "absent";
+      c.textContent = "";
+      c.title = "Xã không có chỉ tiêu này";
+    } else {
+      const st = statusOf(ind);
+      c.dataset.status = st;
+      const v = fmt.withUnit(ind.value, ind.unit);
+      c.textContent = v === null ? "—" : v.replace(/\u00a0%$/, "%");
+      c.title = `${abbr} · ${nameOf(ind)}: ${v === null ? "chưa có dữ liệu" : v} — ${STATUS_TEXT[st]} (${targetText(ind)})`;
+    }
+    a.append(c);
+  }
+  const dev = h("span", "chip dev live");
+  if (s.devices) {
+    const d = s.devices;
+    dev.dataset.status = !d.total ? "no_data" : d.up < d.total ? "not_met" : "met";
+    dev.textContent = `${fmt.number(d.up, 0)}/${fmt.number(d.total, 0)}`;
+    dev.title = `Thiết bị hoạt động: ${fmt.number(d.up, 0)}/${fmt.number(d.total, 0)}`;
+  } else {
+    dev.dataset.status = "absent";
+  }
+  a.append(dev);
+  const warn = h("span", "c-warn");
+  if (level) {
+    const n = Object.values(s.warnings || {}).reduce((x, y) => x + Number(y || 0), 0);
+    const w = h("span", `site-warn lv lv-${level}`, `Cấp ${level}`);
+    w.title = `Cảnh báo thiên tai cấp độ ${level} (${LEVEL_TEXT[level]}): ${fmt.number(n, 0)} bản tin còn hiệu lực`;
+    warn.append(w);
+  }
+  a.append(warn);
   return a;
-}
-
-function legend(used) {
-  const parts = KEY_INDICATORS.filter(([, abbr]) => used.has(abbr)).map(([, abbr, text]) => `${abbr}: ${text}`);
-  if (used.has("TB")) parts.push("TB: thiết bị hoạt động/tổng số");
-  $("kpi-legend").textContent = parts.length ? "Chỉ tiêu năm 2026: " + parts.join(" · ") : "";
 }
 
 let mapKey = "";
@@ -544,4 +581,4 @@ render();
 poll();
 setTimeout(probe, POLL_MS);
 // For tests and debugging in the browser console.
-window.iocProvince = { state, instances, displayName };
+window.iocProvince = { state, instances, displayName, render };
