@@ -417,6 +417,60 @@ async fn a_warning_change_is_forwarded_as_a_journal_entry() {
     );
 }
 
+/// A warning that runs out reaches the province too: its expiry by the
+/// sweep is a second `warning` entry, the same warning now `expired`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warning_that_expires_is_forwarded_as_a_warning_entry() {
+    let nats = Nats::start();
+    let js = jetstream::new(nats.client().await);
+    let (broker, _dir, b) = kit::stack_with(
+        &format!(
+            "{}[warnings]\nsweep_secs = 1\n[[village]]\nid = \"co-muong\"\nname = \"Bản Cò Mương\"\n",
+            uplink_toml(&nats.url())
+        ),
+        &[],
+    )
+    .await;
+    let mut p = kit::Publisher::new(broker.port);
+    // A frost bulletin for Bản Cò Mương (by its name in areaDesc) that
+    // runs out in 3 s.
+    let cap = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/cap/vn-frost.xml"
+    ))
+    .unwrap();
+    let expires = (chrono::Utc::now() + chrono::Duration::seconds(3))
+        .with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap())
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string();
+    let cap = cap.replacen(
+        "<senderName>",
+        &format!("<expires>{expires}</expires><senderName>"),
+        1,
+    );
+    p.send("ioc/binh-lu/warning/cap", cap.as_bytes()).await;
+    let entries = wait_entry(
+        &js,
+        "expired warning",
+        |e| e.kind == "warning" && e.body["warning"]["state"] == "expired",
+        || b.log_text(),
+    )
+    .await;
+    check_gap_free(&entries);
+    let states: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.kind == "warning")
+        .map(|e| e.body["warning"]["state"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(states, vec!["active", "expired"], "{entries:?}");
+    let ids: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e.kind == "warning")
+        .map(|e| &e.body["warning"]["id"])
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+}
+
 /// A server that wants a user and password: the uplink logs in with
 /// `[uplink] user` and the password from `IOC__UPLINK__PASSWORD`, and the
 /// password never appears in the log.
@@ -483,7 +537,11 @@ async fn wait_entry(
         }
         assert!(
             Instant::now() < deadline,
-            "no {what} in the stream after 60 s; log:\n{}",
+            "no {what} in the stream after 60 s; stream: {:?}\nlog:\n{}",
+            stream_entries(js, STREAM)
+                .await
+                .map(|v| v.into_iter().map(|e| e.body).collect::<Vec<_>>())
+                .unwrap_or_default(),
             log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -190,9 +190,12 @@ pub fn apply(
     Ok(out)
 }
 
-/// End the active warnings whose `expires` has passed at `now`.
+/// End the active warnings whose `expires` has passed at `now`, in one
+/// transaction with their `warning` journal entries (the province's copy
+/// sees them end; docs/PROVINCE.md §2).
 pub fn expire(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<WarningView>> {
-    let ids: Vec<String> = conn
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let ids: Vec<String> = tx
         .prepare_cached(
             "SELECT id FROM warnings WHERE state = 'active' AND expires_ms IS NOT NULL AND expires_ms <= ?1",
         )?
@@ -200,14 +203,34 @@ pub fn expire(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<War
         .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
     for id in ids {
-        conn.execute(
+        tx.execute(
             "UPDATE warnings SET state = 'expired', changed_ms = ?2 WHERE id = ?1 AND state = 'active'",
             params![id, ms(now)],
         )?;
-        if let Some(v) = view(conn, &id, now)? {
+        if let Some(v) = view(&tx, &id, now)? {
             out.push(v);
         }
     }
+    // The same body as a stored bulletin's change (runtime::pipeline).
+    let bodies: Vec<Vec<u8>> = out
+        .iter()
+        .map(|w| serde_json::to_vec(w).unwrap_or_default())
+        .collect();
+    let entries: Vec<_> = bodies
+        .iter()
+        .map(|b| crate::journal::seq::NewEntry {
+            kind: crate::journal::seq::kind::WARNING,
+            ref_id: 0,
+            at_ms: ms(now),
+            body: Some(b),
+        })
+        .collect();
+    // Numbering only fails in SQLite (the other errors cannot come from it).
+    crate::journal::seq::append_bound(&tx, &entries).map_err(|e| match e {
+        crate::journal::JournalError::Sqlite(e) => e,
+        other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+    })?;
+    tx.commit()?;
     Ok(out)
 }
 

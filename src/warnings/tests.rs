@@ -634,6 +634,23 @@ fn update_cancel_duplicates_unknown_references_and_expiry() {
         .iter()
         .any(|v| v.id == sid && v.state == WarningState::Expired));
     assert!(store::expire(&conn, after).unwrap().is_empty(), "once");
+    // The expiry is a `warning` journal entry (once), the province's copy.
+    let states: Vec<String> = conn
+        .prepare(
+            "SELECT json_extract(body, '$.state') FROM journal_seq \
+             WHERE kind = 'warning' AND json_extract(body, '$.id') = ?1 ORDER BY seq",
+        )
+        .unwrap()
+        .query_map([&sid], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("expired"),
+        "{states:?}"
+    );
+    assert_eq!(states.iter().filter(|s| *s == "expired").count(), 1);
 }
 
 #[test]
