@@ -246,6 +246,12 @@ async fn a_hundred_communes_reach_both_instances_exactly_once() {
     assert_eq!(oa["instance"], "a");
     assert_eq!(oa["sites"].as_array().unwrap().len(), 100);
     assert_eq!(site_of(&oa, "xa-001").unwrap()["name"], "Xã Bình Lư");
+    for p in [&a, &b] {
+        let (status, ready) = p.readyz().await;
+        assert_eq!(status, 200, "{ready}");
+        assert_eq!(ready["status"], "ok", "{ready}");
+        assert_eq!(ready["sites"]["ok"], 100, "{ready}");
+    }
 
     // Identical indicators on A and B, and what the communes counted.
     for sim in &sims {
