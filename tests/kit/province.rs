@@ -718,6 +718,9 @@ pub struct ProvinceConf {
     pub replicas: usize,
     pub batch_max: usize,
     pub site_rate: u64,
+    /// `[store] sync`: `normal` for tests, `full` (the default) for the
+    /// benchmark.
+    pub store_sync: String,
     /// `[province] report_due_days` (the binary's default when `None`).
     pub report_due_days: Option<u32>,
     /// Extra TOML appended (other sections).
@@ -736,6 +739,7 @@ impl ProvinceConf {
             replicas,
             batch_max: 256,
             site_rate: 5000,
+            store_sync: "normal".into(),
             report_due_days: None,
             extra: String::new(),
         }
@@ -755,7 +759,7 @@ impl ProvinceConf {
             .unwrap_or_default();
         format!(
             "[http]\nlisten = \"127.0.0.1:{port}\"\n\n[auth]\npublic_read = true\n\n\
-             [store]\npath = \"{store}\"\nsync = \"normal\"\n\n\
+             [store]\npath = \"{store}\"\nsync = \"{sync}\"\n\n\
              [province]\nid = \"{PROVINCE_ID}\"\nname = \"{PROVINCE_NAME}\"\ninstance = \"{inst}\"\n\
              peers = [{peers}]\n{due}\n\
              [stream]\nurl = \"{url}\"\nstream = \"{STREAM}\"\nsubject_prefix = \"{PREFIX}\"\n\
@@ -763,6 +767,7 @@ impl ProvinceConf {
              site_rate = {rate}\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n\n{extra}",
             port = self.port,
             store = store.display(),
+            sync = self.store_sync,
             inst = self.instance,
             peers = peers.join(", "),
             url = self.stream_url,

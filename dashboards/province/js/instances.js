@@ -90,28 +90,52 @@ export class Instances {
   }
 
   /**
-   * Read `path` from the instance in use; when it fails, from the next ones
-   * in order. `onTrying(from, to)` is called before each other instance is
-   * tried (the page says "đang chuyển sang …").
-   * @returns {Promise<{ok:true, base:string, data:any, switched:?{from:string,to:string}} |
+   * Read `path` from the instance in use; when it fails, or answers but is
+   * cut from the stream (`stream.connected === false`: its data no longer
+   * moves), from the next ones in order. The first that answers and is
+   * connected to the stream is used; when none is, the first that answers
+   * (the one in use first), marked `degraded`. `onTrying(from, to, why)` is
+   * called before each other instance is tried (`why`: "down" or "stream";
+   * the page says "đang chuyển sang …").
+   * @returns {Promise<{ok:true, base:string, data:any, degraded:boolean,
+   *                    switched:?{from:string,to:string,why:string}} |
    *                   {ok:false, base:string, error:string}>}
    */
   async read(path, onTrying = () => {}) {
     const from = this.base;
     let error = "";
+    let why = "";
+    let answered = null;
     for (let i = 0; i < this.list.length; i += 1) {
       const idx = (this.current + i) % this.list.length;
       const base = this.list[idx];
-      if (i > 0) onTrying(from, base);
+      if (i > 0) onTrying(from, base, why);
+      let data;
       try {
-        const data = await this.get(base, path);
-        this.current = idx;
-        this.learn(base, data);
-        if (this.alive) this.alive.set(base, true);
-        return { ok: true, base, data, switched: i > 0 ? { from, to: base } : null };
+        data = await this.get(base, path);
       } catch (e) {
-        if (i === 0) error = String((e && e.message) || e);
+        if (i === 0) {
+          error = String((e && e.message) || e);
+          why = "down";
+        }
+        if (this.alive && i > 0) this.alive.set(base, false);
+        continue;
       }
+      this.learn(base, data);
+      if (this.alive) this.alive.set(base, true);
+      const cut = !!(data && data.stream && data.stream.connected === false);
+      if (!answered) answered = { idx, base, data, i };
+      if (!cut) {
+        this.current = idx;
+        return { ok: true, base, data, degraded: false,
+          switched: i > 0 ? { from, to: base, why } : null };
+      }
+      if (i === 0) why = "stream";
+    }
+    if (answered) {
+      this.current = answered.idx;
+      return { ok: true, base: answered.base, data: answered.data, degraded: true,
+        switched: answered.i > 0 ? { from, to: answered.base, why } : null };
     }
     return { ok: false, base: from, error };
   }

@@ -85,8 +85,10 @@ const state = {
   lastOkAt: null,
   /** "connecting" | "live" | "stale" (failing over) | "disconnected". */
   conn: "connecting",
-  /** While failing over: {from, to}. */
+  /** While failing over: {from, to, why: "down" | "stream"}. */
   trying: null,
+  /** The instance in use answers but is cut from the stream. */
+  degraded: false,
   /** Every switch made: {from, to, at}. */
   switches: [],
   unauthorized: false,
@@ -196,11 +198,11 @@ function siteHref(base, id) {
 // ---------------------------------------------------------------------------
 
 async function poll() {
-  const res = await instances.read("/api/province/overview", (from, to) => {
-    // Already without any instance: stay so until one answers (no flapping
-    // between "switching" and "retrying" on every read).
-    if (state.conn === "disconnected") return;
-    state.trying = { from, to };
+  const res = await instances.read("/api/province/overview", (from, to, why) => {
+    // Already without any instance, or already degraded: stay so until one
+    // answers well (no flapping on every read).
+    if (state.conn === "disconnected" || state.degraded) return;
+    state.trying = { from, to, why };
     state.conn = "stale";
     render();
   });
@@ -210,10 +212,14 @@ async function poll() {
     state.overview = res.data;
     state.from = res.base;
     state.lastOkAt = new Date();
-    state.conn = "live";
+    // Answered, but cut from the stream (and no other instance is better):
+    // the data no longer moves.
+    state.degraded = res.degraded;
+    state.conn = res.degraded ? "stale" : "live";
     state.unauthorized = false;
     if (res.switched) state.switches.push({ ...res.switched, at: new Date() });
   } else {
+    state.degraded = false;
     state.conn = "disconnected";
     state.unauthorized = /HTTP 40[13]/.test(res.error);
   }
@@ -490,7 +496,7 @@ function renderConn() {
   const name = instances.label(state.from || instances.base);
   const text = {
     live: `Máy chủ ${name} · trực tuyến`,
-    stale: "Đang chuyển máy chủ…",
+    stale: state.degraded ? `Máy chủ ${name} · mất luồng dữ liệu` : "Đang chuyển máy chủ…",
     disconnected: "Mất kết nối",
     connecting: "Đang kết nối…",
   }[s];
@@ -507,7 +513,12 @@ function renderConn() {
       ? "Mã truy cập không hợp lệ hoặc đã bị thu hồi: xin quản trị viên cấp mã mới."
       : "Mở màn hình bằng địa chỉ có mã truy cập: /province/?kiosk=1&token=…";
   } else if (s === "stale" && state.trying) {
-    title = `Mất kết nối tới máy chủ tỉnh ${instances.label(state.trying.from)}, đang chuyển sang ${instances.label(state.trying.to)}…`;
+    const from = instances.label(state.trying.from);
+    title = state.trying.why === "stream"
+      ? `Máy chủ tỉnh ${from} mất kết nối tới luồng dữ liệu, đang chuyển sang ${instances.label(state.trying.to)}…`
+      : `Mất kết nối tới máy chủ tỉnh ${from}, đang chuyển sang ${instances.label(state.trying.to)}…`;
+  } else if (s === "stale" && state.degraded) {
+    title = `Máy chủ tỉnh ${name} mất kết nối tới luồng dữ liệu của các xã — số liệu không còn được cập nhật`;
   } else if (s === "disconnected") {
     const others = instances.list.length > 1 ? " và các máy chủ dự phòng" : "";
     title = `Mất kết nối tới máy chủ tỉnh ${name}${others} — đang thử lại…`;
