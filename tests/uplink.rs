@@ -190,6 +190,16 @@ async fn an_outage_loses_nothing_and_catches_up() {
     .await;
     assert_eq!(b.metric("ioc_uplink_lag_entries").await, MORE as f64);
     assert!(b.metric("ioc_uplink_errors_total").await >= 1.0);
+    // The client's own view of the connection is logged too, once per
+    // kind (not once per reconnect attempt).
+    let log = b.log_text();
+    let seen = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains("uplink: NATS connection") && l.contains(what))
+            .count()
+    };
+    assert_eq!(seen("event=disconnected"), 1, "{log}");
+    assert!(seen("event=client error") <= 2, "{log}");
     // The wall screen says so, in Vietnamese with Vietnamese numbers.
     let browser = kit::browser::Browser::launch().await;
     let screen = format!("{}/?token={}", b.url, b.kiosk_token("uplink").await);
