@@ -285,6 +285,18 @@ async fn a_hundred_communes_reach_both_instances_exactly_once() {
         }
         assert_eq!(ia["dossiers_received"].as_f64(), Some(REAL as f64));
     }
+    // A commune's copy is read only at the province.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/site/{}/api/reports/2026-11/seal",
+            a.url, real_specs[0].id
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "read_only_copy", "{body}");
     // The site object carries the kinds it holds.
     let sim = &sims[0];
     let (status, site) = a.site(&sim.id).await;
