@@ -30,14 +30,14 @@ use serde_json::Value;
 /// 2-core box, two instances and three NATS nodes).
 const CATCH_UP: Duration = Duration::from_secs(120);
 
-/// The `url` that provinces and communes get: every node of the cluster,
-/// once a comma-separated list connects (async-nats 0.46 parses a `&str`
-/// as one address; /work/cluster-findings.md §2); until then the first
-/// node's alone (the tests then kill another node).
-const URL_LISTS: bool = false;
+/// The `url` that communes get: every node of the cluster once the
+/// uplink connects to a comma-separated list (async-nats 0.46 parses a
+/// `&str` as one address: /work/cluster-findings.md §2); until then the
+/// first node's alone. Province instances get the whole list.
+const COMMUNE_URL_LISTS: bool = false;
 
 fn servers(urls: &[String]) -> String {
-    if URL_LISTS {
+    if COMMUNE_URL_LISTS {
         urls.join(",")
     } else {
         urls[0].clone()
@@ -218,7 +218,7 @@ async fn a_hundred_communes_reach_both_instances_exactly_once() {
     }
     let sites = root.path().join("sites");
     write_sites(&sites, &specs, &keys);
-    let (mut a, mut b) = pair(root.path(), &sites, &servers(&cluster.url_list()), 3);
+    let (mut a, mut b) = pair(root.path(), &sites, &cluster.urls(), 3);
     a.wait_up().await;
     b.wait_up().await;
 
@@ -355,7 +355,7 @@ async fn a_cut_link_and_a_killed_commune_box_lose_nothing() {
     let sites = root.path().join("sites");
     let keys = BTreeMap::from([(specs[0].id.clone(), key_x), (specs[1].id.clone(), key_y)]);
     write_sites(&sites, &specs, &keys);
-    let (mut a, mut b) = pair(root.path(), &sites, &servers(&cluster.url_list()), 3);
+    let (mut a, mut b) = pair(root.path(), &sites, &cluster.urls(), 3);
     a.wait_up().await;
     b.wait_up().await;
     let publisher = Pipelined::connect("province-cut", broker.port, false)
@@ -449,10 +449,10 @@ async fn a_cut_link_and_a_killed_commune_box_lose_nothing() {
     drop(broker);
 }
 
-/// `kill -9` of one province instance and of the NATS node the instances
-/// are connected to while twenty communes stream: the instance is
-/// restarted on its store and resumes from its durable consumers, the
-/// node on its ports and store (the instances reconnect); afterwards both
+/// `kill -9` of one province instance and of one NATS node while twenty
+/// communes stream: the instance is restarted on its store and resumes
+/// from its durable consumers, the node on its ports and store (an
+/// instance connected to it fails over to another); afterwards both
 /// instances hold every entry exactly once with identical digests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_province_instance_and_nats_node_lose_nothing() {
@@ -463,7 +463,7 @@ async fn a_killed_province_instance_and_nats_node_lose_nothing() {
     let specs = SiteSpec::many(20);
     let sites = root.path().join("sites");
     write_sites(&sites, &specs, &BTreeMap::new());
-    let (mut a, mut b) = pair(root.path(), &sites, &servers(&cluster.url_list()), 3);
+    let (mut a, mut b) = pair(root.path(), &sites, &cluster.urls(), 3);
     a.wait_up().await;
     b.wait_up().await;
 
@@ -484,9 +484,8 @@ async fn a_killed_province_instance_and_nats_node_lose_nothing() {
     })
     .await;
     a.kill();
-    // Kill the NATS node named first in the provinces' URL (the one they
-    // are connected to, while they get one URL: `URL_LISTS`) once the
-    // stream has grown further.
+    // Kill a NATS node (the instances fail over to the others when it is
+    // theirs) once the stream has grown further.
     let grown = stream_count(&js, STREAM).await + 400;
     kit::wait_until("the stream to grow", Duration::from_secs(60), || async {
         (stream_count(&js, STREAM).await >= grown).then_some(())

@@ -339,7 +339,7 @@ pub async fn run(
         }
     });
     let client = opts
-        .connect(url.as_str())
+        .connect(url.split(',').map(str::trim).collect::<Vec<_>>())
         .await
         .map_err(|e| ServeError::Thread(format!("NATS {url}: {e}")))?;
     if client.connection_state() == async_nats::connection::State::Connected {
