@@ -123,7 +123,12 @@ impl Store {
     where
         F: FnOnce(&BatchOutcome) -> Derived,
     {
-        let tx = self.conn.transaction()?;
+        // Immediate: the digest is read before anything is written, and a
+        // deferred transaction could not upgrade its read lock if another
+        // connection (the site's report or alert writers) wrote meanwhile.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut out = NumberedOutcome {
             digest: digest_on(&tx)?,
             ..Default::default()

@@ -23,6 +23,7 @@
 pub mod api;
 pub mod consumer;
 pub mod reports;
+pub mod screen;
 pub mod site;
 pub mod sites;
 pub mod wire;
@@ -316,7 +317,17 @@ pub async fn run(
         public_read: process.auth.public_read,
         stream_up: AtomicBool::new(false),
     });
-    let app = app.merge(api::routes(Arc::clone(&province)));
+    let served: Vec<String> = province
+        .sites
+        .iter()
+        .filter(|s| s.state.is_ok())
+        .map(|s| s.id.clone())
+        .collect();
+    let app = app.merge(screen::router(
+        api::routes(Arc::clone(&province)),
+        &def.peers,
+        &served,
+    ));
 
     // One NATS connection for every site's consumer.
     let cfg = process.stream.clone();
