@@ -895,3 +895,143 @@ async fn sealed_reports_verify_and_forged_or_tampered_ones_are_refused() {
         assert!(text.contains(&s.id), "{} missing from {list}", s.id);
     }
 }
+
+/// The alert rule of the commune box in the alerts test.
+const FIRE_RULE: &str = "\n[alerts]\neval_interval = \"100ms\"\n\
+    [[alerts.rule]]\nid = \"chay\"\nname = \"Phát hiện cháy\"\nkind = \"camera\"\n\
+    events = [\"fire\"]\nresolve_after = \"1h\"\n";
+
+/// POST `path` on a commune box with its admin token.
+async fn commune_post(b: &Backend, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", b.url))
+        .bearer_auth(b.token().await)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// An alert as the province and the commune both show it, without what
+/// only the commune plans (its next notification).
+fn alert_as_shown(list: &Value, id: i64) -> Option<Value> {
+    let mut a = list["items"]
+        .as_array()?
+        .iter()
+        .find(|a| a["id"] == id)?
+        .clone();
+    a["notify_at"] = Value::Null;
+    Some(a)
+}
+
+/// A commune's own alerts reach the province as they stand at the
+/// commune: a fire alert raised by a camera event on a real commune box is
+/// listed at the province's `/site/{commune}/api/alerts` exactly as the
+/// commune lists it, then acknowledged, then resolved, with the counts of
+/// the site's board and the overview's `alerts` following each change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_communes_alerts_are_shown_at_the_province_as_they_stand() {
+    let root = tempfile::tempdir().unwrap();
+    let specs = SiteSpec::many(1);
+    let spec = &specs[0];
+    let (nats, _js, p) = single(root.path(), &specs, &BTreeMap::new(), |_| {}).await;
+    let broker = Mosquitto::start();
+    let dir = root.path().join("commune");
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = format!(
+        "{}{FIRE_RULE}",
+        kit::province::commune_toml(spec, broker.port, &dir.join("store"), &nats.url())
+    );
+    let b = Backend::start(&dir, &toml);
+    b.wait_ready().await;
+    let mut publisher = kit::Publisher::new(broker.port);
+    let fire = serde_json::json!({"kind": "fire", "ts": chrono::Utc::now().to_rfc3339(), "seq": 1, "score": 0.93});
+    publisher
+        .send(
+            &format!("ioc/{}/camera/cam-01/event", spec.id),
+            fire.to_string().as_bytes(),
+        )
+        .await;
+
+    let site_alerts = format!("/site/{}/api/alerts", spec.id);
+    // Wait until the province shows the commune's alert as the commune does.
+    let same = |want: &'static str| {
+        let site_alerts = site_alerts.clone();
+        let (b, p) = (&b, &p);
+        async move {
+            let deadline = Instant::now() + CATCH_UP;
+            loop {
+                let here = b.get("/api/alerts").await;
+                let id = here["items"][0]["id"].as_i64();
+                if let (Some(id), Ok((200, there))) = (id, p.get(&site_alerts).await) {
+                    let (mine, copy) = (alert_as_shown(&here, id), alert_as_shown(&there, id));
+                    if mine.is_some()
+                        && mine == copy
+                        && mine.as_ref().unwrap()["status"] == want
+                        && here["counts"] == there["counts"]
+                    {
+                        return (id, there);
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{want}: the commune shows {mine:?} ({}), the province {copy:?} ({})",
+                        here["counts"],
+                        there["counts"]
+                    );
+                } else {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{want}: no alert yet: {here}; log:\n{}",
+                        b.log_text()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let (id, there) = same("firing_unack").await;
+    assert_eq!(there["items"][0]["rule"], "chay", "{there}");
+    assert_eq!(there["counts"]["firing_unack"], 1, "{there}");
+    let alerts_of = |o: &Value| site_of(o, &spec.id).map(|s| s["alerts"].clone());
+    p.wait("the overview counts the alert", CATCH_UP, &|o| {
+        let a = alerts_of(o).ok_or("no site")?;
+        (a == serde_json::json!({"firing": 1, "unacked": 1}))
+            .then_some(())
+            .ok_or(format!("{a}"))
+    })
+    .await;
+
+    let (status, acked) = commune_post(&b, &format!("/api/alerts/{id}/ack")).await;
+    assert_eq!(status, 200, "{acked}");
+    let (_, there) = same("firing_ack").await;
+    assert_eq!(alert_as_shown(&there, id).unwrap()["acked_by"], "admin");
+    p.wait("the overview counts it acknowledged", CATCH_UP, &|o| {
+        let a = alerts_of(o).ok_or("no site")?;
+        (a == serde_json::json!({"firing": 1, "unacked": 0}))
+            .then_some(())
+            .ok_or(format!("{a}"))
+    })
+    .await;
+
+    let (status, resolved) = commune_post(&b, &format!("/api/alerts/{id}/resolve")).await;
+    assert_eq!(status, 200, "{resolved}");
+    let (_, there) = same("resolved_ack").await;
+    assert_eq!(alert_as_shown(&there, id).unwrap()["resolved_by"], "admin");
+    p.wait("the overview has no alert firing", CATCH_UP, &|o| {
+        let a = alerts_of(o).ok_or("no site")?;
+        (a == serde_json::json!({"firing": 0, "unacked": 0}))
+            .then_some(())
+            .ok_or(format!("{a}"))
+    })
+    .await;
+    // The copy is read only: the province cannot acknowledge for the commune.
+    let r = reqwest::Client::new()
+        .post(format!("{}{site_alerts}/{id}/ack", p.url))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+}

@@ -240,36 +240,47 @@ impl Engine {
 
     /// Recompute the board.
     pub fn refresh(&mut self, shared: &Shared, now: DateTime<Utc>) -> Result<(), AlertError> {
-        let settings = &shared.config.site.alerts;
-        let mut alerts = self.store.current(now - RECENT, BOARD_MAX)?;
-        let silences = self.store.silences(now, false)?;
-        let firing: Vec<Alert> = alerts
-            .iter()
-            .filter(|a| a.state == super::AlertState::Firing)
-            .cloned()
-            .collect();
-        for a in alerts
-            .iter_mut()
-            .filter(|a| a.state == super::AlertState::Firing)
-        {
-            let m = muted(a, &silences, &firing, settings, now);
-            a.silenced_by = m.silenced_by;
-            a.inhibited_by = m.inhibited_by;
-        }
-        let Stats {
-            by_status,
-            ack_seconds,
-        } = self.store.stats(now - TimeDelta::days(30))?;
-        let time_to_ack_s = AckTimes::of(ack_seconds);
-        publish_metrics(shared, &by_status, &time_to_ack_s);
-        shared.alerts.set(BoardValue {
-            alerts,
-            by_status,
-            time_to_ack_s,
-            at: Some(now),
-        });
-        Ok(())
+        refresh_board(&self.store, shared, now)
     }
+}
+
+/// Recompute `shared`'s board from `store` at `now` and publish it with the
+/// alert metrics (the engine after each step; the province from a site's
+/// copy, where no engine runs).
+pub fn refresh_board(
+    store: &AlertStore,
+    shared: &Shared,
+    now: DateTime<Utc>,
+) -> Result<(), AlertError> {
+    let settings = &shared.config.site.alerts;
+    let mut alerts = store.current(now - RECENT, BOARD_MAX)?;
+    let silences = store.silences(now, false)?;
+    let firing: Vec<Alert> = alerts
+        .iter()
+        .filter(|a| a.state == super::AlertState::Firing)
+        .cloned()
+        .collect();
+    for a in alerts
+        .iter_mut()
+        .filter(|a| a.state == super::AlertState::Firing)
+    {
+        let m = muted(a, &silences, &firing, settings, now);
+        a.silenced_by = m.silenced_by;
+        a.inhibited_by = m.inhibited_by;
+    }
+    let Stats {
+        by_status,
+        ack_seconds,
+    } = store.stats(now - TimeDelta::days(30))?;
+    let time_to_ack_s = AckTimes::of(ack_seconds);
+    publish_metrics(shared, &by_status, &time_to_ack_s);
+    shared.alerts.set(BoardValue {
+        alerts,
+        by_status,
+        time_to_ack_s,
+        at: Some(now),
+    });
+    Ok(())
 }
 
 /// The alert indicators on `/metrics`: alerts by status (every status,

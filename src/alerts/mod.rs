@@ -12,6 +12,8 @@
 //! - [`warnings`]: warnings (`crate::warnings::WarningView`) → alerts;
 //! - [`store`]: the tables (one active alert per fingerprint by a UNIQUE
 //!   partial index), silences, the engine's events cursor;
+//! - [`mirror`]: the province's copy of a commune's alerts, from its
+//!   journal entries;
 //! - [`template`]: Vietnamese texts;
 //! - [`model`]: the alert, signals, silences.
 //!
@@ -20,6 +22,7 @@
 
 pub mod engine;
 pub mod eval;
+pub mod mirror;
 pub mod model;
 pub mod notify;
 pub mod store;

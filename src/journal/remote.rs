@@ -111,17 +111,21 @@ impl Store {
     /// Write entries numbered by `commune`, in one transaction: new ones are
     /// inserted with their seq, re-delivered ones change nothing; `derive`
     /// computes the rollups and device health from the new events, written
-    /// in the same transaction.
-    pub fn write_numbered<F>(
+    /// in the same transaction. `mirror` applies each new body entry
+    /// (`seq`, kind, body) to the tables its kind is kept in, in the same
+    /// transaction, and returns the row it is about (`journal_seq.ref_id`).
+    pub fn write_numbered<F, M>(
         &mut self,
         commune: &str,
         entries: &[Numbered<'_>],
         events: &[NewEvent<'_>],
         dead: &[NewDeadLetter<'_>],
         derive: F,
+        mut mirror: M,
     ) -> Result<(NumberedOutcome, Derived), JournalError>
     where
         F: FnOnce(&BatchOutcome) -> Derived,
+        M: FnMut(&Connection, i64, &str, &[u8]) -> Result<Option<i64>, rusqlite::Error>,
     {
         // Immediate: the digest is read before anything is written, and a
         // deferred transaction could not upgrade its read lock if another
@@ -190,7 +194,10 @@ impl Store {
                             .optional()?
                         }
                     }
-                    Item::Body { .. } => None,
+                    Item::Body { kind, body } => match entry.seq {
+                        Some(seq) => mirror(&tx, seq, kind, body)?,
+                        None => None,
+                    },
                 };
                 if let (Some(seq), Some(row)) = (entry.seq, row) {
                     point.execute(params![commune, seq, row])?;
@@ -294,6 +301,15 @@ mod tests {
         }
     }
 
+    fn no_mirror(
+        _: &Connection,
+        _: i64,
+        _: &str,
+        _: &[u8],
+    ) -> Result<Option<i64>, rusqlite::Error> {
+        Ok(None)
+    }
+
     fn write(store: &mut Store, seqs: &[i64]) -> NumberedOutcome {
         let evs: Vec<Event> = seqs.iter().map(|s| event(&format!("k{s}"))).collect();
         let new: Vec<NewEvent<'_>> = evs
@@ -314,7 +330,7 @@ mod tests {
             })
             .collect();
         store
-            .write_numbered("xa", &entries, &new, &[], |_| Derived::default())
+            .write_numbered("xa", &entries, &new, &[], |_| Derived::default(), no_mirror)
             .unwrap()
             .0
     }
@@ -383,7 +399,14 @@ mod tests {
             },
         ];
         let (out, _) = store
-            .write_numbered("xa", &entries, &[], &dead, |_| Derived::default())
+            .write_numbered(
+                "xa",
+                &entries,
+                &[],
+                &dead,
+                |_| Derived::default(),
+                no_mirror,
+            )
             .unwrap();
         assert_eq!(out.batch.new_dead, vec![0]);
         assert_eq!(

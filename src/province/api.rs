@@ -163,6 +163,14 @@ pub fn site_json(p: &Province, entry: &super::Entry, detail: bool) -> Value {
     v["warnings"] = Value::Object(levels);
     v["active_warnings"] = active.into();
     v["report"] = serde_json::to_value(report).unwrap_or_default();
+    // The commune's own alerts as they stand there (mirrored from its
+    // `alert` entries): firing, and firing not yet acknowledged.
+    let board = site.shared.alerts.get();
+    let count = |k: &str| board.by_status.get(k).copied().unwrap_or(0);
+    v["alerts"] = json!({
+        "firing": count("firing_unack") + count("firing_ack"),
+        "unacked": count("firing_unack"),
+    });
     v["lat"] = lat.into();
     v["lon"] = lon.into();
     if detail {

@@ -27,6 +27,10 @@ use crate::ingest::mqtt::Backoff;
 /// the batch again this long after its restart; the copy then drops it).
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
 
+/// How often a site's alert board is recomputed without new alert entries
+/// (resolved alerts leave it after an hour, silences end).
+pub const BOARD_EVERY: Duration = Duration::from_secs(60);
+
 /// Name of a site's durable consumer.
 pub fn consumer_name(instance: &str, commune: &str) -> String {
     format!("{instance}-{commune}")
@@ -112,6 +116,11 @@ pub async fn run(
             }
         };
         loop {
+            if site.board_due(BOARD_EVERY) {
+                let s = Arc::clone(&site);
+                let _ =
+                    tokio::task::spawn_blocking(move || s.refresh_board(chrono::Utc::now())).await;
+            }
             let started = Instant::now();
             let fetched = tokio::select! {
                 r = consumer

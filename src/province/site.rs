@@ -67,6 +67,11 @@ pub struct Site {
     /// stream, metrics).
     pub shared: Arc<Shared>,
     store: Mutex<Store>,
+    /// A reader of the copy's alerts (mirrored from the commune's `alert`
+    /// entries), for the site's board.
+    alerts: Mutex<crate::alerts::AlertStore>,
+    /// When the board was last recomputed.
+    board_at: Mutex<Option<Instant>>,
     copy: RwLock<Copy>,
     /// Warnings by id, as the commune last sent them.
     warnings: RwLock<BTreeMap<String, WarningView>>,
@@ -117,10 +122,17 @@ impl Site {
         let id = config.commune.id.clone();
         let key = key_of(&config);
         let (shared, store) = crate::server::open_state(config)?;
+        let alerts = crate::alerts::AlertStore::open(
+            &shared.config.journal_path(),
+            shared.config.store.sync,
+        )
+        .map_err(|e| crate::server::ServeError::Thread(format!("alerts store: {e}")))?;
         let site = Site {
             id,
             shared,
             store: Mutex::new(store),
+            alerts: Mutex::new(alerts),
+            board_at: Mutex::new(None),
             copy: RwLock::new(Copy::default()),
             warnings: RwLock::new(BTreeMap::new()),
             reports: RwLock::new(Vec::new()),
@@ -175,7 +187,25 @@ impl Site {
             let c = reports::check(seq, at, &body, self.key.as_ref(), &checks);
             checks.push(c);
         }
+        drop(store);
+        self.refresh_board(Utc::now());
         Ok(())
+    }
+
+    /// Recompute the site's alert board from the copy (after alert entries
+    /// arrive, and now and then: resolved alerts leave it after an hour,
+    /// silences end).
+    pub fn refresh_board(&self, now: DateTime<Utc>) {
+        *self.board_at.lock() = Some(Instant::now());
+        if let Err(e) = crate::alerts::engine::refresh_board(&self.alerts.lock(), &self.shared, now)
+        {
+            tracing::warn!(site = %self.id, error = %e, "province copy: alert board not refreshed");
+        }
+    }
+
+    /// Whether the board is older than `every`.
+    pub fn board_due(&self, every: std::time::Duration) -> bool {
+        self.board_at.lock().is_none_or(|t| t.elapsed() >= every)
     }
 
     /// What the copy holds now.
@@ -304,6 +334,7 @@ impl Site {
             &new_events,
             &new_dead,
             |batch| crate::runtime::pipeline::derive(shared, &new_events, &new_dead, batch),
+            |tx, seq, kind, body| crate::alerts::mirror::apply(tx, &self.id, seq, kind, body),
         )?;
         shared.store_writable.store(true, Ordering::Relaxed);
         let duplicates = entries.len() - out.new.len();
@@ -328,6 +359,7 @@ impl Site {
 
         // The copy, warnings and reports.
         let mut changed_warnings = Vec::new();
+        let mut alerts_changed = false;
         {
             let mut copy = self.copy.write();
             let mut contiguous = true;
@@ -348,6 +380,7 @@ impl Site {
                     _ => bodies[i].0.as_str(),
                 };
                 *copy.kinds.entry(kind.to_owned()).or_insert(0) += 1;
+                alerts_changed |= crate::alerts::mirror::mirrors(kind);
                 if list == 2 {
                     let body = &bodies[i].1;
                     match kind {
@@ -385,6 +418,9 @@ impl Site {
             }
         }
 
+        if alerts_changed {
+            self.refresh_board(now);
+        }
         if shared.updates.receiver_count() > 0 {
             let _ = shared.updates.send(Arc::new(Committed {
                 touched,
