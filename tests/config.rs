@@ -389,3 +389,30 @@ fn client_id_length_is_counted_in_bytes_as_documented() {
     let ok = format!("{MINIMAL}[mqtt]\nclient_id = \"{}\"\n", "a".repeat(128));
     assert!(issues(&ok, &[]).is_empty());
 }
+
+/// The province's `[stream]`: every out-of-range key is refused at once,
+/// with its key and a Vietnamese reason; the defaults load.
+#[test]
+fn province_stream_mistakes_are_refused() {
+    let good = format!("{MINIMAL}[stream]\nurl = \"nats://127.0.0.1:4222\"\n");
+    assert_eq!(issues(&good, &[]), Vec::<String>::new());
+    let text = format!(
+        "{MINIMAL}[stream]\nurl = \"http://127.0.0.1:4222\"\nstream = \"IOC.JOURNAL\"\n\
+         stream_replicas = 7\nbatch_max = 0\nsite_rate = 0\nbatch_wait_ms = 60000\n"
+    );
+    let got = issues(&text, &[]);
+    for w in [
+        "`stream.url`",
+        "`stream.stream`",
+        "`stream.stream_replicas`: phải từ 1 đến 5",
+        "`stream.batch_max`: phải từ 1 đến 10000",
+        "`stream.site_rate`",
+        "`stream.batch_wait_ms`: phải từ 0 đến 10000",
+    ] {
+        assert!(
+            got.iter().any(|g| g.contains(w)),
+            "missing {w} in:\n{}",
+            got.join("\n")
+        );
+    }
+}

@@ -89,6 +89,11 @@ pub struct StreamDef {
     /// commune's flood waits in the stream, not in the province's memory,
     /// and leaves the others their share).
     pub site_rate: u32,
+    /// How long a site's batch waits for more entries after its first one
+    /// before it is committed, milliseconds: the most an entry waits for
+    /// others to share its commit (the lag it adds at a commune's usual
+    /// rate; a backlog fills batches without waiting).
+    pub batch_wait_ms: u64,
     /// How long a JetStream call may take, milliseconds.
     pub request_timeout_ms: u64,
     /// First retry delay after an error, milliseconds (doubles).
@@ -118,6 +123,7 @@ impl Default for StreamDef {
             batch_max: 256,
             batch_max_bytes: 4 * 1024 * 1024,
             site_rate: 5000,
+            batch_wait_ms: 50,
             request_timeout_ms: 10_000,
             backoff_initial_ms: 200,
             backoff_max_ms: 10_000,

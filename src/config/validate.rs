@@ -672,6 +672,9 @@ impl Validator<'_> {
         if s.site_rate == 0 {
             self.issue("stream.site_rate", "phải từ 1 (bản ghi mỗi giây) trở lên");
         }
+        if s.batch_wait_ms > 10_000 {
+            self.issue("stream.batch_wait_ms", "phải từ 0 đến 10000 (mili giây)");
+        }
         for (key, file) in [
             ("stream.creds_file", &s.creds_file),
             ("stream.nkey_seed_file", &s.nkey_seed_file),

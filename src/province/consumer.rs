@@ -1,11 +1,15 @@
 //! Each site's own durable JetStream pull consumer (`{instance}-{commune}`,
-//! filtered on `{prefix}.{commune}.journal.>`): fetch a batch, commit it in
-//! the site's journal ([`Site::apply`]), then acknowledge it. A crash
+//! filtered on `{prefix}.{commune}.journal.>`), pulled continuously: take
+//! the first entry that arrives and what else arrives within
+//! `stream.batch_wait_ms` (up to a batch), commit it in the site's journal
+//! ([`Site::apply`]), then acknowledge it. A crash
 //! between the commit and the acknowledgement re-delivers the batch, which
 //! then changes nothing (the `(commune, seq)` key).
 //!
-//! Isolation: a site holds at most one batch (`stream.batch_max` messages
-//! and `stream.batch_max_bytes`) in memory and commits at most `stream.site_rate` entries a second; a
+//! Isolation: a site holds at most two batches (`stream.batch_max` messages
+//! and `stream.batch_max_bytes` each: the one being committed and the one
+//! requested ahead; the server delivers no more than `2 × batch_max`
+//! unacknowledged) in memory and commits at most `stream.site_rate` entries a second; a
 //! commune's flood waits in the stream, and every other site keeps its own
 //! consumer, queue, store and budget. A site whose store fails retries
 //! alone; nothing is acknowledged meanwhile.
@@ -30,6 +34,18 @@ pub const ACK_WAIT: Duration = Duration::from_secs(10);
 /// How often a site's alert board is recomputed without new alert entries
 /// (resolved alerts leave it after an hour, silences end).
 pub const BOARD_EVERY: Duration = Duration::from_secs(60);
+
+/// The idle heartbeat asked of the server for a site's pull: a consumer
+/// that hears nothing for twice this long reconnects.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// How long one of a site's pull requests stays open at the server (the
+/// client renews it before).
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+
+/// How long a quiet site's loop waits for an entry before it looks at its
+/// board again.
+const IDLE_TICK: Duration = Duration::from_secs(5);
 
 /// Name of a site's durable consumer.
 pub fn consumer_name(instance: &str, commune: &str) -> String {
@@ -76,6 +92,15 @@ async fn open_consumer(
         .map_err(|e| format!("consumer `{name}`: {e}"))
 }
 
+/// The site's consumer works (again).
+fn up(site: &Site) {
+    site.connected.store(true, Ordering::Relaxed);
+    site.shared.mqtt_connected.store(true, Ordering::Relaxed);
+    if site.error.lock().take().is_some() {
+        tracing::info!(site = %site.id, "province consumer receiving again");
+    }
+}
+
 /// Consume `site`'s entries until `cancel`.
 pub async fn run(
     site: Arc<Site>,
@@ -100,6 +125,7 @@ pub async fn run(
     let batch_max = cfg.batch_max.max(1);
     let max_bytes = cfg.batch_max_bytes.max(64 * 1024);
     let rate = f64::from(cfg.site_rate.max(1));
+    let wait = Duration::from_millis(cfg.batch_wait_ms);
     'connect: while !cancel.is_cancelled() {
         let consumer = tokio::select! {
             r = open_consumer(&js, &cfg, &instance, &site.id) => r,
@@ -115,48 +141,68 @@ pub async fn run(
                 continue;
             }
         };
+        // One continuous pull per site: the client keeps at most about a
+        // batch of messages requested ahead, so an entry is here as soon as
+        // the stream has it (no pull request waited out).
+        let opened = tokio::select! {
+            r = consumer
+                .stream()
+                .max_messages_per_batch(batch_max)
+                .max_bytes_per_batch(max_bytes)
+                .heartbeat(HEARTBEAT)
+                .expires(PULL_EXPIRES)
+                .messages() => r,
+            _ = cancel.cancelled() => return,
+        };
+        let mut stream = match opened {
+            Ok(s) => {
+                up(&site);
+                s
+            }
+            Err(e) => {
+                fail(&site, format!("fetch: {e}"));
+                if !pause(&cancel, backoff.next_delay()).await {
+                    return;
+                }
+                continue;
+            }
+        };
         loop {
             if site.board_due(BOARD_EVERY) {
                 let s = Arc::clone(&site);
                 let _ =
                     tokio::task::spawn_blocking(move || s.refresh_board(chrono::Utc::now())).await;
             }
-            let started = Instant::now();
-            let fetched = tokio::select! {
-                r = consumer
-                    .batch()
-                    .max_messages(batch_max)
-                    .max_bytes(max_bytes)
-                    .expires(Duration::from_secs(1))
-                    .messages() => r,
+            // Wait for the first entry (up to a tick, to refresh the board
+            // and notice a quiet consumer is still connected), then take
+            // what else arrives within `batch_wait_ms`, up to a batch.
+            let first = tokio::select! {
+                n = stream.next() => Some(n),
+                _ = tokio::time::sleep(IDLE_TICK) => None,
                 _ = cancel.cancelled() => return,
             };
-            let mut batch = match fetched {
-                Ok(b) => b,
-                Err(e) => {
-                    fail(&site, format!("fetch: {e}"));
-                    if !pause(&cancel, backoff.next_delay()).await {
-                        return;
-                    }
-                    continue 'connect;
-                }
-            };
+            let started = Instant::now();
             let mut messages = Vec::new();
             let mut acks = Vec::new();
+            let mut bytes = 0usize;
             let mut broken = None;
+            let Some(mut next) = first else {
+                continue;
+            };
+            let until = tokio::time::Instant::now() + wait;
             loop {
-                let next = tokio::select! {
-                    n = batch.next() => n,
-                    _ = cancel.cancelled() => return,
-                };
                 match next {
-                    None => break,
+                    None => {
+                        broken = Some("fetch: the consumer's stream ended".to_owned());
+                        break;
+                    }
                     Some(Ok(m)) => {
                         let seq = m
                             .headers
                             .as_ref()
                             .and_then(|h| h.get("Ioc-Seq"))
                             .and_then(|v| v.as_str().parse().ok());
+                        bytes += m.payload.len();
                         messages.push(Message {
                             subject: m.subject.to_string(),
                             seq,
@@ -169,6 +215,14 @@ pub async fn run(
                         break;
                     }
                 }
+                if messages.len() >= batch_max || bytes >= max_bytes {
+                    break;
+                }
+                next = tokio::select! {
+                    n = stream.next() => n,
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = cancel.cancelled() => return,
+                };
             }
             if !messages.is_empty() {
                 // Commit (retried alone on a store error; nothing is
@@ -199,23 +253,13 @@ pub async fn run(
                         tracing::debug!(site = %site.id, error = %e, "ack failed");
                     }
                 }
-                site.connected.store(true, Ordering::Relaxed);
-                site.shared.mqtt_connected.store(true, Ordering::Relaxed);
-                if site.error.lock().take().is_some() {
-                    tracing::info!(site = %site.id, "province consumer receiving again");
-                }
+                up(&site);
                 backoff.reset();
                 // The site's budget.
                 let min = Duration::from_secs_f64(msgs.len() as f64 / rate);
                 let spent = started.elapsed();
                 if spent < min && !pause(&cancel, min - spent).await {
                     return;
-                }
-            } else if broken.is_none() {
-                site.connected.store(true, Ordering::Relaxed);
-                site.shared.mqtt_connected.store(true, Ordering::Relaxed);
-                if site.error.lock().take().is_some() {
-                    tracing::info!(site = %site.id, "province consumer receiving again");
                 }
             }
             if let Some(e) = broken {
