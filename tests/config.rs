@@ -390,7 +390,7 @@ fn client_id_length_is_counted_in_bytes_as_documented() {
     assert!(issues(&ok, &[]).is_empty());
 }
 
-/// The province's `[stream]`: every out-of-range key is refused at once,
+/// The province's `[stream]` (and the uplink's age limit): every out-of-range key is refused at once,
 /// with its key and a Vietnamese reason; the defaults load.
 #[test]
 fn province_stream_mistakes_are_refused() {
@@ -398,7 +398,8 @@ fn province_stream_mistakes_are_refused() {
     assert_eq!(issues(&good, &[]), Vec::<String>::new());
     let text = format!(
         "{MINIMAL}[stream]\nurl = \"http://127.0.0.1:4222\"\nstream = \"IOC.JOURNAL\"\n\
-         stream_replicas = 7\nbatch_max = 0\nsite_rate = 0\nbatch_wait_ms = 60000\n"
+         stream_replicas = 7\nbatch_max = 0\nsite_rate = 0\nbatch_wait_ms = 60000\n\
+         max_age_days = 4000\n[uplink]\nmax_age_days = 9999\n"
     );
     let got = issues(&text, &[]);
     for w in [
@@ -408,6 +409,8 @@ fn province_stream_mistakes_are_refused() {
         "`stream.batch_max`: phải từ 1 đến 10000",
         "`stream.site_rate`",
         "`stream.batch_wait_ms`: phải từ 0 đến 10000",
+        "`stream.max_age_days`: phải từ 0 (không giới hạn) đến 3650 ngày",
+        "`uplink.max_age_days`: phải từ 0 (không giới hạn) đến 3650 ngày",
     ] {
         assert!(
             got.iter().any(|g| g.contains(w)),

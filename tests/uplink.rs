@@ -131,6 +131,7 @@ async fn every_entry_arrives_once_and_in_order() {
     let mut s = js.get_stream(STREAM).await.unwrap();
     let info = s.info().await.unwrap();
     assert_eq!(info.config.subjects, vec!["ioc.*.journal.>".to_string()]);
+    assert_eq!(info.config.max_age, Duration::from_secs(14 * 86_400));
     // Caught up: shown at /readyz and in the metrics.
     b.wait_for(
         "uplink caught up at /readyz",
@@ -1057,4 +1058,60 @@ fn a_seed_or_creds_file_that_is_not_one_is_refused_at_load() {
         &[],
     );
     assert_eq!(code, Some(0), "{err}");
+}
+
+/// The stream's owner (`create_stream = true`) keeps its age limit as
+/// configured on a stream that exists with another one (logged); a box
+/// that does not own it (`create_stream = false`) leaves it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streams_owner_sets_its_max_age_and_the_others_leave_it() {
+    let nats = Nats::start();
+    let js = jetstream::new(nats.client().await);
+    js.create_stream(commune_ioc::uplink::stream_config(
+        &commune_ioc::config::Uplink {
+            max_age_days: 0,
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
+    let max_age = |js: jetstream::Context| async move {
+        js.get_stream(STREAM)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .config
+            .max_age
+    };
+    assert_eq!(max_age(js.clone()).await, Duration::ZERO);
+    // Not the owner: forwards, changes nothing.
+    let guest = format!(
+        "{}create_stream = false\nmax_age_days = 5\n",
+        uplink_toml(&nats.url())
+    );
+    let (broker, _dir, b) = kit::stack_with(&guest, &[]).await;
+    publish_dossiers(broker.port, "guest", 3).await;
+    wait_stream(&js, 3, Duration::from_secs(30), || b.log_text()).await;
+    assert_eq!(max_age(js.clone()).await, Duration::ZERO);
+    drop(b);
+    drop(broker);
+    // The owner: the limit is set at connect.
+    let owner = format!("{}max_age_days = 3\n", uplink_toml(&nats.url()));
+    let (_broker, _dir, b) = kit::stack_with(&owner, &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while max_age(js.clone()).await != Duration::from_secs(3 * 86_400) {
+        assert!(
+            Instant::now() < deadline,
+            "max_age not set; log:\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        b.log_text().contains("max_age set as configured"),
+        "{}",
+        b.log_text()
+    );
 }

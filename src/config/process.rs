@@ -458,6 +458,10 @@ pub struct DeliveryTarget {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Default of `max_age_days` (`[uplink]`, `[stream]`): two weeks of a
+/// province instance down before its copy has gaps.
+pub const DEFAULT_MAX_AGE_DAYS: u64 = 14;
+
 /// The uplink to the province (`[uplink]`): the journal forwarded, in
 /// `(commune, seq)` order from a durable cursor, to a NATS JetStream stream
 /// (docs/PROVINCE.md). Off without `url`.
@@ -480,6 +484,11 @@ pub struct Uplink {
     /// Duplicate window of a stream it creates, seconds (JetStream drops a
     /// re-sent `Nats-Msg-Id` within it).
     pub duplicate_window_s: u64,
+    /// How long the stream keeps an entry, days (0: no limit). The
+    /// stream is a buffer between the communes and the province's copies;
+    /// applied when the stream is created, and to an existing one when
+    /// `create_stream` is set (its owner).
+    pub max_age_days: u64,
     /// A `.creds` file (user JWT and NKey seed), as NATS accounts issue.
     pub creds_file: Option<PathBuf>,
     /// A file holding an NKey seed (`SU...`), for NKey authentication.
@@ -526,6 +535,7 @@ impl Default for Uplink {
             create_stream: true,
             stream_replicas: 1,
             duplicate_window_s: 120,
+            max_age_days: DEFAULT_MAX_AGE_DAYS,
             creds_file: None,
             nkey_seed_file: None,
             user: None,

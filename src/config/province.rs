@@ -62,6 +62,11 @@ pub struct StreamDef {
     pub stream_replicas: usize,
     /// Duplicate window of a stream it creates, seconds.
     pub duplicate_window_s: u64,
+    /// How long the stream keeps an entry, days (0: no limit). The
+    /// stream is a buffer between the communes and the province's copies;
+    /// applied when the stream is created, and to an existing one when
+    /// `create_stream` is set (its owner).
+    pub max_age_days: u64,
     /// A `.creds` file.
     pub creds_file: Option<std::path::PathBuf>,
     /// A file holding an NKey seed.
@@ -111,6 +116,7 @@ impl Default for StreamDef {
             create_stream: true,
             stream_replicas: 1,
             duplicate_window_s: 120,
+            max_age_days: super::process::DEFAULT_MAX_AGE_DAYS,
             creds_file: None,
             nkey_seed_file: None,
             user: None,
@@ -142,6 +148,7 @@ impl StreamDef {
             create_stream: self.create_stream,
             stream_replicas: self.stream_replicas,
             duplicate_window_s: self.duplicate_window_s,
+            max_age_days: self.max_age_days,
             creds_file: self.creds_file.clone(),
             nkey_seed_file: self.nkey_seed_file.clone(),
             user: self.user.clone(),

@@ -672,6 +672,12 @@ impl Validator<'_> {
         if s.site_rate == 0 {
             self.issue("stream.site_rate", "phải từ 1 (bản ghi mỗi giây) trở lên");
         }
+        if s.max_age_days > 3650 {
+            self.issue(
+                "stream.max_age_days",
+                "phải từ 0 (không giới hạn) đến 3650 ngày",
+            );
+        }
         if s.batch_wait_ms > 10_000 {
             self.issue("stream.batch_wait_ms", "phải từ 0 đến 10000 (mili giây)");
         }
@@ -806,6 +812,12 @@ impl Validator<'_> {
         }
         if u.duplicate_window_s == 0 {
             self.issue("uplink.duplicate_window_s", "phải từ 1 trở lên");
+        }
+        if u.max_age_days > 3650 {
+            self.issue(
+                "uplink.max_age_days",
+                "phải từ 0 (không giới hạn) đến 3650 ngày",
+            );
         }
         if u.batch_max == 0 {
             self.issue("uplink.batch_max", "phải từ 1 trở lên");

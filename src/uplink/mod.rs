@@ -202,8 +202,14 @@ pub fn stream_config(cfg: &Uplink) -> stream::Config {
         storage: stream::StorageType::File,
         num_replicas: cfg.stream_replicas.max(1),
         duplicate_window: Duration::from_secs(cfg.duplicate_window_s.max(1)),
+        max_age: max_age(cfg),
         ..Default::default()
     }
+}
+
+/// The stream's `max_age` for `cfg` (zero: no limit).
+fn max_age(cfg: &Uplink) -> Duration {
+    Duration::from_secs(cfg.max_age_days.saturating_mul(86_400))
 }
 
 /// Make sure the stream exists: create it when it is missing and
@@ -217,7 +223,26 @@ pub(crate) async fn ensure_stream(
         reason,
     };
     match js.get_stream(&cfg.stream).await {
-        Ok(_) => Ok(()),
+        Ok(mut s) => {
+            // The owner keeps the stream's age limit as configured.
+            let mut config = s
+                .info()
+                .await
+                .map_err(|e| err(e.to_string()))?
+                .config
+                .clone();
+            let want = max_age(cfg);
+            if cfg.create_stream && config.max_age != want {
+                let was = config.max_age;
+                config.max_age = want;
+                js.update_stream(config)
+                    .await
+                    .map_err(|e| err(format!("cannot set its max_age: {e}")))?;
+                tracing::info!(stream = %cfg.stream, was_days = was.as_secs() / 86_400, days = cfg.max_age_days,
+                    "JetStream stream: max_age set as configured");
+            }
+            Ok(())
+        }
         Err(e) => {
             let missing = matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
                 if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND);
