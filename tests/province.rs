@@ -1035,3 +1035,112 @@ async fn a_communes_alerts_are_shown_at_the_province_as_they_stand() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);
 }
+
+/// Copy directory `from` into `to` (files and folders), replacing it.
+fn copy_dir(from: &Path, to: &Path) {
+    if to.exists() {
+        std::fs::remove_dir_all(to).unwrap();
+    }
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+/// PROVINCE.md §6, "The stream's size": an instance down longer than the
+/// stream keeps entries comes back with gaps (the entries it missed aged
+/// out, simulated by a purge), shown and never filled; stopped, given a
+/// copy of its peer's `sites/` directory and started again, it holds
+/// exactly what its peer holds (same entries and digests), and both take
+/// the entries that follow exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_down_longer_than_the_stream_keeps_is_rebuilt_from_its_peer() {
+    let root = tempfile::tempdir().unwrap();
+    let nats = kit::Nats::start();
+    let js = jetstream::new(nats.client().await);
+    create_journal_stream(&js, 1).await;
+    let specs = SiteSpec::many(3);
+    let sites = root.path().join("sites");
+    write_sites(&sites, &specs, &BTreeMap::new());
+    let (mut a, mut b) = pair(root.path(), &sites, &nats.url(), 1);
+    a.wait_up().await;
+    b.wait_up().await;
+    let mut sims: Vec<SimCommune> = specs.iter().map(|s| SimCommune::new(&s.id)).collect();
+    let want = |sims: &[SimCommune]| -> BTreeMap<String, Want> {
+        sims.iter().map(|s| (s.id.clone(), Want::of(s))).collect()
+    };
+    for s in &mut sims {
+        s.publish(&js, 50).await.unwrap();
+    }
+    both_caught_up(&a, &b, &want(&sims)).await;
+
+    // A is down while 50 more entries per commune arrive and B takes
+    // them; then they age out of the stream before A is back.
+    a.kill();
+    for s in &mut sims {
+        s.publish(&js, 50).await.unwrap();
+    }
+    b.wait("B holds 100 per commune", CATCH_UP, &|v| {
+        caught_up(v, &want(&sims))
+    })
+    .await;
+    js.get_stream(STREAM).await.unwrap().purge().await.unwrap();
+    a.restart();
+    a.wait_up().await;
+    for s in &mut sims {
+        s.publish(&js, 10).await.unwrap();
+    }
+    let aged: BTreeMap<String, Want> = sims
+        .iter()
+        .map(|s| {
+            (
+                s.id.clone(),
+                Want {
+                    head: s.head(),
+                    entries: s.held() - 50,
+                    gaps: serde_json::json!([{"from": 51, "to": 100}]),
+                },
+            )
+        })
+        .collect();
+    a.wait("A shows what aged out as gaps", CATCH_UP, &|v| {
+        caught_up(v, &aged)
+    })
+    .await;
+
+    // The procedure: stop A, copy B's sites/ (B stopped too), start both.
+    a.kill();
+    b.kill();
+    copy_dir(
+        &b.dir.join("store").join("sites"),
+        &a.dir.join("store").join("sites"),
+    );
+    a.restart();
+    b.restart();
+    a.wait_up().await;
+    b.wait_up().await;
+    for s in &mut sims {
+        s.publish(&js, 10).await.unwrap();
+    }
+    let o = both_caught_up(&a, &b, &want(&sims)).await;
+    for s in &sims {
+        let site = site_of(&o, &s.id).unwrap();
+        assert_eq!(site["entries"], 120, "{site}");
+        assert_eq!(site["gaps"], serde_json::json!([]), "{site}");
+    }
+    // The indicators, rebuilt from the same events, are the same too.
+    for s in &specs {
+        assert_eq!(
+            indicator_values(&a.site_indicators(&s.id).await),
+            indicator_values(&b.site_indicators(&s.id).await),
+            "{}",
+            s.id
+        );
+    }
+}
