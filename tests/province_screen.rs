@@ -18,7 +18,8 @@ use commune_ioc::warnings::{WarningState, WarningView};
 use kit::browser::{Browser, BROWSER_SLOT};
 use kit::nats::{create_journal_stream, Nats};
 use kit::province::{
-    caught_up, site_of, write_sites, Province, ProvinceConf, SimCommune, SiteSpec, Want,
+    caught_up, closed_period, public_key, sealed_report, site_of, write_sites, Province,
+    ProvinceConf, SimCommune, SiteSpec, Want,
 };
 use serde_json::Value;
 
@@ -115,63 +116,6 @@ async fn publish_warning(js: &jetstream::Context, sim: &mut SimCommune, level: u
     sim.publish_made(js, &[seq])
         .await
         .expect("publish a warning");
-}
-
-/// Seal `period` for a commune with the library, as its box would (its
-/// site config, an empty journal, the key in `key_file`), and return the
-/// `report` entry's body as the uplink sends it (the same steps as
-/// tests/province.rs).
-fn sealed_report(spec: &SiteSpec, dir: &Path, key_file: &Path, period: &str) -> Value {
-    use commune_ioc::journal::seq::Content;
-    let config =
-        commune_ioc::config::load_str(&kit::province::site_toml(spec, None), "site.toml", &[])
-            .unwrap();
-    let engine = commune_ioc::indicators::Engine::new(&config);
-    std::fs::create_dir_all(dir).unwrap();
-    let mut store = commune_ioc::journal::Store::open(&dir.join("journal.db")).unwrap();
-    store.bind_commune(&spec.id).unwrap();
-    let key = commune_ioc::reports::keys::load_or_create(key_file).unwrap();
-    commune_ioc::reports::service::seal_label(
-        store.conn_mut(),
-        &config,
-        &engine,
-        &key,
-        period,
-        Utc::now(),
-        "cli",
-    )
-    .unwrap();
-    let entry = store
-        .entries_after(&spec.id, 0, 10, usize::MAX)
-        .unwrap()
-        .into_iter()
-        .find(|e| e.kind == "report")
-        .expect("a report entry");
-    match entry.content {
-        Content::Body(b) => serde_json::from_slice(&b).unwrap(),
-        other => panic!("{other:?}"),
-    }
-}
-
-/// The public half of the key in `key_file` (base64).
-fn public_key(key_file: &Path) -> String {
-    let key = commune_ioc::reports::keys::load_or_create(key_file).unwrap();
-    commune_ioc::reports::keys::public_b64(&key.verifying_key())
-}
-
-/// The latest month every commune can seal today (a NĐ 09 month ends on
-/// the 15th at 00:00 +07:00).
-fn closed_period() -> String {
-    use chrono::Datelike;
-    let now = Utc::now().with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap());
-    let (y, m) = if now.day() >= 16 {
-        (now.year(), now.month())
-    } else if now.month() == 1 {
-        (now.year() - 1, 12)
-    } else {
-        (now.year(), now.month() - 1)
-    };
-    format!("{y}-{m:02}")
 }
 
 async fn jetstream_of(nats: &Nats) -> jetstream::Context {

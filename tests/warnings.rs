@@ -268,7 +268,18 @@ async fn mqtt_bulletins_are_matched_chained_and_refused_with_their_reason() {
         .map(|w| w["hazard"].as_str().unwrap())
         .collect();
     assert_eq!(active.len(), 2, "{all}");
-    // The indicator: active warnings by level (landslide 2, frost 1).
+    // The indicator: active warnings by level (landslide 2, frost 1). The
+    // live state publishes it after the commit the listing reads, so it
+    // may follow a moment later.
+    b.wait_for("ioc_warnings_active to count both", WAIT, || {
+        let b = &b;
+        async move {
+            let by = b.scrape().await.by_label("ioc_warnings_active");
+            by.contains(&("level=\"1\"".to_string(), 1.0))
+                && by.contains(&("level=\"2\"".to_string(), 1.0))
+        }
+    })
+    .await;
     let by_level = b.scrape().await.by_label("ioc_warnings_active");
     for (level, n) in [("1", 1.0), ("2", 1.0), ("3", 0.0), ("none", 0.0)] {
         assert!(

@@ -1092,3 +1092,57 @@ pub fn start_commune(
     let b = super::Backend::start(dir, &toml);
     (b, key)
 }
+
+/// Seal `period` for a commune with the library (as its box would: the
+/// site's config, an empty journal, the key in `key_file`), and return the
+/// `report` entry's body as the uplink would send it.
+pub fn sealed_report(spec: &SiteSpec, dir: &Path, key_file: &Path, period: &str) -> Value {
+    let config = commune_ioc::config::load_str(&site_toml(spec, None), "site.toml", &[]).unwrap();
+    let engine = commune_ioc::indicators::Engine::new(&config);
+    std::fs::create_dir_all(dir).unwrap();
+    let mut store = commune_ioc::journal::Store::open(&dir.join("journal.db")).unwrap();
+    store.bind_commune(&spec.id).unwrap();
+    let key = commune_ioc::reports::keys::load_or_create(key_file).unwrap();
+    commune_ioc::reports::service::seal_label(
+        store.conn_mut(),
+        &config,
+        &engine,
+        &key,
+        period,
+        chrono::Utc::now(),
+        "cli",
+    )
+    .unwrap();
+    let entry = store
+        .entries_after(&spec.id, 0, 10, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "report")
+        .expect("a report entry");
+    match entry.content {
+        Content::Body(b) => serde_json::from_slice(&b).unwrap(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The public half of the key in `key_file` (base64).
+pub fn public_key(key_file: &Path) -> String {
+    let key = commune_ioc::reports::keys::load_or_create(key_file).unwrap();
+    commune_ioc::reports::keys::public_b64(&key.verifying_key())
+}
+
+/// The latest month every commune can seal today.
+pub fn closed_period() -> String {
+    use chrono::Datelike;
+    let now = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(7 * 3600).unwrap());
+    // A NĐ 09 month ends on the 15th at 00:00 +07:00 (grace 2 h): the
+    // latest closed one is this month's from the 16th, else the last.
+    let (y, m) = if now.day() >= 16 {
+        (now.year(), now.month())
+    } else if now.month() == 1 {
+        (now.year() - 1, 12)
+    } else {
+        (now.year(), now.month() - 1)
+    };
+    format!("{y}-{m:02}")
+}
