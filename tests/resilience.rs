@@ -301,3 +301,94 @@ async fn in_flight_messages_at_a_kill_are_redelivered_and_counted_once() {
     assert_eq!(r["value"], json!(total as f64), "{rounds:?}");
     eprintln!("{}", rounds.join("\n"));
 }
+
+/// One MQTT control packet from `sock`: its first byte and its body.
+async fn read_packet(sock: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let kind = sock.read_u8().await.expect("a packet");
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let b = sock.read_u8().await.expect("a length byte");
+        len |= usize::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    let mut body = vec![0; len];
+    sock.read_exact(&mut body).await.expect("the packet's body");
+    (kind, body)
+}
+
+/// `/readyz` says ready only once the broker has acknowledged the
+/// backend's subscriptions, not at its CONNACK: a message published in
+/// between is not routed to a new session, so a device or test that waits
+/// for "ready" before publishing would lose it (seen as a flaky alerts
+/// test under load). A minimal MQTT 3.1.1 broker on loopback answers the
+/// CONNECT at once (no session kept) and holds the SUBACK: the backend is
+/// connected but not ready; the SUBACK sent, it is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_once_the_broker_acknowledged_the_subscriptions() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let b = Backend::start(dir.path(), &test_config(port, &dir.path().join("store")));
+    let (mut sock, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
+        .await
+        .expect("the backend connects")
+        .unwrap();
+    let (kind, _) = read_packet(&mut sock).await;
+    assert_eq!(kind >> 4, 1, "CONNECT first");
+    sock.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap();
+    // Wait for the SUBSCRIBE (answering pings), and hold its SUBACK.
+    let (pkid, filters) = loop {
+        let (kind, body) = tokio::time::timeout(Duration::from_secs(20), read_packet(&mut sock))
+            .await
+            .expect("a SUBSCRIBE");
+        match kind >> 4 {
+            8 => {
+                let mut filters = 0u8;
+                let mut at = 2;
+                while at + 2 <= body.len() {
+                    let n = usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+                    at += 2 + n + 1;
+                    filters += 1;
+                }
+                break ([body[0], body[1]], filters);
+            }
+            12 => sock.write_all(&[0xd0, 0x00]).await.unwrap(),
+            _ => {}
+        }
+    };
+    assert!(filters >= 1);
+    let readyz = || async {
+        let r = reqwest::get(format!("{}/readyz", b.url)).await.unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    for _ in 0..10 {
+        let (status, body) = readyz().await;
+        assert_eq!(status, 503, "ready before the SUBACK: {body}");
+        assert_eq!(body["mqtt_connected"], false, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut suback = vec![0x90, 2 + filters, pkid[0], pkid[1]];
+    suback.extend(std::iter::repeat_n(0x01, usize::from(filters)));
+    sock.write_all(&suback).await.unwrap();
+    // Keep answering pings while the backend is checked.
+    let keep = tokio::spawn(async move {
+        loop {
+            let (kind, _) = read_packet(&mut sock).await;
+            if kind >> 4 == 12 {
+                sock.write_all(&[0xd0, 0x00]).await.unwrap();
+            }
+        }
+    });
+    b.wait_ready().await;
+    let (status, body) = readyz().await;
+    assert_eq!((status, body["mqtt_connected"].clone()), (200, json!(true)));
+    keep.abort();
+}

@@ -326,6 +326,10 @@ pub async fn run(
     // When the current connection started (its ConnAck), and how many
     // connections in a row the broker closed right after accepting them.
     let mut connected_at: Option<std::time::Instant> = None;
+    // A new session is ready once the broker acknowledged its
+    // subscriptions: before that, a message published to it is not routed
+    // to us (and, not retained, is lost to us).
+    let mut awaiting_suback = false;
     let mut short_sessions: u32 = 0;
     'run: loop {
         while !pending.is_empty() {
@@ -372,8 +376,13 @@ pub async fn run(
                 backoff.reset();
                 last_error = None;
                 shared.metrics.mqtt_connects.inc();
-                shared.metrics.mqtt_connected.set(1);
-                shared.mqtt_connected.store(true, Ordering::Relaxed);
+                if ack.session_present {
+                    // The broker kept the session and its subscriptions.
+                    shared.metrics.mqtt_connected.set(1);
+                    shared.mqtt_connected.store(true, Ordering::Relaxed);
+                } else {
+                    awaiting_suback = true;
+                }
                 tracing::info!(%broker, session_present = ack.session_present, epoch = gen, "connected to MQTT broker");
                 let subs: Vec<rumqttc::SubscribeFilter> = topic_filters
                     .iter()
@@ -432,8 +441,24 @@ pub async fn run(
                     ack: Some(ack),
                 });
             }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    tracing::warn!(codes = ?ack.return_codes, filters = ?topic_filters,
+                        "the broker refused a subscription (its ACL?): those topics are not received");
+                }
+                if std::mem::take(&mut awaiting_suback) {
+                    shared.metrics.mqtt_connected.set(1);
+                    shared.mqtt_connected.store(true, Ordering::Relaxed);
+                    tracing::info!(%broker, filters = topic_filters.len(), "subscribed");
+                }
+            }
             Ok(_) => {}
             Err(e) => {
+                awaiting_suback = false;
                 let was = shared.mqtt_connected.swap(false, Ordering::Relaxed);
                 shared.metrics.mqtt_connected.set(0);
                 shared.metrics.mqtt_connection_errors.inc();
