@@ -844,12 +844,17 @@ const FIRE_RULE: &str = "\n[alerts]\neval_interval = \"100ms\"\n\
     [[alerts.rule]]\nid = \"chay\"\nname = \"Phát hiện cháy\"\nkind = \"camera\"\n\
     events = [\"fire\"]\nresolve_after = \"1h\"\n";
 
-/// POST `path` on a commune box with its admin token.
+/// POST `path` on a commune box with its admin token and no body.
 async fn commune_post(b: &Backend, path: &str) -> (u16, Value) {
+    commune_post_json(b, path, serde_json::json!({})).await
+}
+
+/// POST `body` to `path` on a commune box with its admin token.
+async fn commune_post_json(b: &Backend, path: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{}{path}", b.url))
         .bearer_auth(b.token().await)
-        .json(&serde_json::json!({}))
+        .json(&body)
         .send()
         .await
         .unwrap_or_else(|e| panic!("POST {path}: {e}"));
@@ -1086,4 +1091,103 @@ async fn an_instance_down_longer_than_the_stream_keeps_is_rebuilt_from_its_peer(
             s.id
         );
     }
+}
+
+/// `GET /api/broadcasts` without the send counts (a re-send of a command
+/// takes no journal entry, so the province's count may trail).
+fn broadcasts_shown(mut v: Value) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("attempts");
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut v);
+    v
+}
+
+/// A commune's loudspeaker broadcasts reach the province as they stand at
+/// the commune: a plan drafted and approved on a real commune box (its
+/// command sent to the smart cluster of Bản 1, a task for Bản 3, served
+/// only by an FE cluster), then cancelled, is listed at the province's
+/// `/site/{commune}/api/broadcasts` as the commune lists it at each step
+/// (send counts aside).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_communes_broadcasts_are_shown_at_the_province_as_they_stand() {
+    let root = tempfile::tempdir().unwrap();
+    let specs = SiteSpec::many(1);
+    let spec = &specs[0];
+    let (nats, _js, p) = single(root.path(), &specs, &BTreeMap::new(), |_| {}).await;
+    let broker = Mosquitto::start();
+    let dir = root.path().join("commune");
+    std::fs::create_dir_all(&dir).unwrap();
+    let b = Backend::start(
+        &dir,
+        &kit::province::commune_toml(spec, broker.port, &dir.join("store"), &nats.url()),
+    );
+    b.wait_ready().await;
+    let site = format!("/site/{}/api/broadcasts", spec.id);
+    let same = |want: &'static str| {
+        let site = site.clone();
+        let (b, p) = (&b, &p);
+        async move {
+            let deadline = Instant::now() + CATCH_UP;
+            loop {
+                let here = broadcasts_shown(b.get("/api/broadcasts").await);
+                let there = p.get(&site).await.ok().map(|(_, v)| broadcasts_shown(v));
+                if here["broadcasts"][0]["state"] == want && Some(&here) == there.as_ref() {
+                    return here;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{want}: the commune shows {here}, the province {there:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let (status, v) = commune_post_json(
+        &b,
+        "/api/broadcasts",
+        serde_json::json!({
+            "villages": ["ban-1", "ban-3"],
+            "priority": "priority",
+            "text_vi": "Thông báo của Ủy ban nhân dân xã: lũ quét có thể xảy ra, bà con không qua suối.",
+            "repeats": 1,
+            "expires_in_mins": 60,
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    same("draft").await;
+    let (status, v) = commune_post(&b, &format!("/api/broadcasts/{id}/approve")).await;
+    assert_eq!(status, 200, "{v}");
+    let shown = same("approved").await;
+    let plan = &shown["broadcasts"][0];
+    let cluster = |s: &str| {
+        plan["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["speaker"] == s)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(cluster("spk-02")["state"], "manual", "{plan}");
+    assert!(
+        shown["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["village"] == "ban-3" && t["state"] == "open"),
+        "{shown}"
+    );
+    let (status, v) = commune_post(&b, &format!("/api/broadcasts/{id}/cancel")).await;
+    assert_eq!(status, 200, "{v}");
+    same("cancelled").await;
 }

@@ -12,6 +12,8 @@
 //! - [`store`]: the tables (migration 0006), approval, cancel, the due
 //!   commands, acknowledgements and sessions, tasks, coverage and
 //!   indicators;
+//! - [`mirror`]: the province's copy of a commune's plans, from its
+//!   journal entries;
 //! - [`worker`]: the serve task: on the one MQTT connection, sends due
 //!   commands, takes acks and sessions, follows warnings (Update re-plans,
 //!   Cancel stops), publishes the overview for the live `broadcasts`
@@ -20,6 +22,7 @@
 //! This room reads `config`, `warnings` (the read model) and `store`; it
 //! never uses `api` or `live`.
 
+pub mod mirror;
 pub mod plan;
 pub mod store;
 pub mod worker;

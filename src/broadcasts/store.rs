@@ -1473,11 +1473,11 @@ pub fn overview(conn: &Connection, config: &Config, _now: DateTime<Utc>) -> Resu
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::TimeDelta;
 
-    fn config() -> Config {
+    pub(crate) fn config() -> Config {
         crate::config::load_str(
             r#"
 [commune]
@@ -1518,7 +1518,7 @@ village = "ho-sao"
         .unwrap()
     }
 
-    fn draft(priority: Priority, villages: &[&str], now: DateTime<Utc>) -> Draft {
+    pub(crate) fn draft(priority: Priority, villages: &[&str], now: DateTime<Utc>) -> Draft {
         Draft {
             origin: "operator",
             warning_id: None,
@@ -1535,7 +1535,7 @@ village = "ho-sao"
         }
     }
 
-    fn open() -> (tempfile::TempDir, Connection) {
+    pub(crate) fn open() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let c =
             crate::store::open(&dir.path().join("j.db"), crate::config::SyncMode::Normal).unwrap();

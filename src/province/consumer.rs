@@ -31,8 +31,9 @@ use crate::ingest::mqtt::Backoff;
 /// the batch again this long after its restart; the copy then drops it).
 pub const ACK_WAIT: Duration = Duration::from_secs(10);
 
-/// How often a site's alert board is recomputed without new alert entries
-/// (resolved alerts leave it after an hour, silences end).
+/// How often a site's alert board and broadcasts overview are recomputed
+/// without new entries (resolved alerts leave the board after an hour,
+/// silences end).
 pub const BOARD_EVERY: Duration = Duration::from_secs(60);
 
 /// The idle heartbeat asked of the server for a site's pull: a consumer
@@ -170,8 +171,12 @@ pub async fn run(
         loop {
             if site.board_due(BOARD_EVERY) {
                 let s = Arc::clone(&site);
-                let _ =
-                    tokio::task::spawn_blocking(move || s.refresh_board(chrono::Utc::now())).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    let now = chrono::Utc::now();
+                    s.refresh_board(now);
+                    s.refresh_broadcasts(now);
+                })
+                .await;
             }
             // Wait for the first entry (up to a tick, to refresh the board
             // and notice a quiet consumer is still connected), then take

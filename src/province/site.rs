@@ -189,6 +189,7 @@ impl Site {
         }
         drop(store);
         self.refresh_board(Utc::now());
+        self.refresh_broadcasts(Utc::now());
         Ok(())
     }
 
@@ -200,6 +201,18 @@ impl Site {
         if let Err(e) = crate::alerts::engine::refresh_board(&self.alerts.lock(), &self.shared, now)
         {
             tracing::warn!(site = %self.id, error = %e, "province copy: alert board not refreshed");
+        }
+    }
+
+    /// Recompute the site's broadcasts overview (plans, coverage, tasks)
+    /// from the copy, as the commune's worker publishes it.
+    pub fn refresh_broadcasts(&self, now: DateTime<Utc>) {
+        let store = self.store.lock();
+        match crate::broadcasts::store::overview(store.conn(), &self.shared.config, now) {
+            Ok(v) => self.shared.broadcasts.set(v),
+            Err(e) => {
+                tracing::warn!(site = %self.id, error = %e, "province copy: broadcasts overview not refreshed")
+            }
         }
     }
 
@@ -334,7 +347,7 @@ impl Site {
             &new_events,
             &new_dead,
             |batch| crate::runtime::pipeline::derive(shared, &new_events, &new_dead, batch),
-            |tx, seq, kind, body| crate::alerts::mirror::apply(tx, &self.id, seq, kind, body),
+            |tx, seq, kind, body| mirror(tx, &self.id, seq, kind, body),
         )?;
         shared.store_writable.store(true, Ordering::Relaxed);
         let duplicates = entries.len() - out.new.len();
@@ -360,6 +373,7 @@ impl Site {
         // The copy, warnings and reports.
         let mut changed_warnings = Vec::new();
         let mut alerts_changed = false;
+        let mut broadcasts_changed = false;
         {
             let mut copy = self.copy.write();
             let mut contiguous = true;
@@ -381,6 +395,7 @@ impl Site {
                 };
                 *copy.kinds.entry(kind.to_owned()).or_insert(0) += 1;
                 alerts_changed |= crate::alerts::mirror::mirrors(kind);
+                broadcasts_changed |= kind == crate::journal::seq::kind::BROADCAST;
                 if list == 2 {
                     let body = &bodies[i].1;
                     match kind {
@@ -420,6 +435,9 @@ impl Site {
 
         if alerts_changed {
             self.refresh_board(now);
+        }
+        if broadcasts_changed {
+            self.refresh_broadcasts(now);
         }
         if shared.updates.receiver_count() > 0 {
             let _ = shared.updates.send(Arc::new(Committed {
@@ -467,6 +485,44 @@ impl Site {
     }
 }
 
+/// Rebuild the rows a body entry stands for in the copy (alerts,
+/// silences, broadcasts: `write_numbered`'s mirror hook), inside a
+/// savepoint: a body the copy's tables refuse (a constraint) is logged and
+/// left in the journal, never a reason to stall the site; any other error
+/// fails the batch, which is retried.
+fn mirror(
+    tx: &rusqlite::Connection,
+    commune: &str,
+    seq: i64,
+    kind: &str,
+    body: &[u8],
+) -> Result<Option<i64>, rusqlite::Error> {
+    let alerts = crate::alerts::mirror::mirrors(kind);
+    if !alerts && kind != crate::journal::seq::kind::BROADCAST {
+        return Ok(None);
+    }
+    tx.execute_batch("SAVEPOINT mirror")?;
+    let done = if alerts {
+        crate::alerts::mirror::apply(tx, commune, seq, kind, body)
+    } else {
+        crate::broadcasts::mirror::apply(tx, commune, seq, kind, body)
+    };
+    match done {
+        Ok(id) => {
+            tx.execute_batch("RELEASE mirror")?;
+            Ok(id)
+        }
+        Err(rusqlite::Error::SqliteFailure(e, msg))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            tx.execute_batch("ROLLBACK TO mirror; RELEASE mirror")?;
+            tracing::warn!(site = commune, seq, kind, error = ?msg, "journal entry not mirrored: the copy's tables refuse it; kept in the journal");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn sha2_of(a: &[u8], b: &[u8]) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
@@ -502,5 +558,75 @@ impl OwnedDead {
             received_at: self.received_at,
             size: self.size,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::journal::remote::{Item, Numbered};
+    use crate::journal::{Derived, Store};
+
+    /// A body the copy's tables refuse (here a trigger standing for any
+    /// constraint) is kept in the journal without its rows, and the batch
+    /// and the ones after it commit: one bad entry never stalls a site.
+    #[test]
+    fn a_body_the_tables_refuse_is_kept_and_the_site_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("j.db")).unwrap();
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON broadcasts WHEN NEW.id = 7 \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let plan = |id: i64| {
+            serde_json::json!({
+                "change": "drafted", "id": id, "origin": "operator", "bulletin": null,
+                "chain": null, "priority": "routine", "villages": ["a"], "text_vi": "x",
+                "text_ethnic": null, "language": null, "repeats": 1, "gap_secs": 60,
+                "issued_ms": null, "expires_ms": 9, "state": "draft", "created_ms": 1,
+                "created_by": "op", "approved_ms": null, "approved_by": null,
+                "ended_ms": null, "ended_by": null, "end_reason": null,
+                "clusters": [], "tasks": []
+            })
+            .to_string()
+            .into_bytes()
+        };
+        let (bad, good) = (plan(7), plan(8));
+        let entries = [
+            Numbered {
+                seq: Some(1),
+                at_ms: 1,
+                item: Item::Body {
+                    kind: "broadcast",
+                    body: &bad,
+                },
+            },
+            Numbered {
+                seq: Some(2),
+                at_ms: 2,
+                item: Item::Body {
+                    kind: "broadcast",
+                    body: &good,
+                },
+            },
+        ];
+        let (out, _) = store
+            .write_numbered("xa", &entries, &[], &[], |_| Derived::default(), |tx, s, k, b| {
+                super::mirror(tx, "xa", s, k, b)
+            })
+            .unwrap();
+        assert_eq!(out.new, vec![0, 1]);
+        let ids: Vec<i64> = store
+            .conn()
+            .prepare("SELECT id FROM broadcasts")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, vec![8]);
+        assert_eq!(store.bodies("xa", "broadcast").unwrap().len(), 2);
     }
 }
