@@ -613,9 +613,14 @@ mod tests {
             },
         ];
         let (out, _) = store
-            .write_numbered("xa", &entries, &[], &[], |_| Derived::default(), |tx, s, k, b| {
-                super::mirror(tx, "xa", s, k, b)
-            })
+            .write_numbered(
+                "xa",
+                &entries,
+                &[],
+                &[],
+                |_| Derived::default(),
+                |tx, s, k, b| super::mirror(tx, "xa", s, k, b),
+            )
             .unwrap();
         assert_eq!(out.new, vec![0, 1]);
         let ids: Vec<i64> = store
