@@ -134,18 +134,6 @@ async fn wait_firing(b: &Backend, fingerprint: &str) -> Value {
     }
 }
 
-async fn post(b: &Backend, path: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}{path}", b.url))
-        .bearer_auth(b.token().await)
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 fn open(store: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(store.join("journal.db")).expect("open the store");
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
@@ -243,15 +231,17 @@ async fn escalation_climbs_in_order_and_each_step_is_delivered_once_across_a_res
     assert_eq!(a["items"][0]["escalation_step"], 3, "{a}");
     let total = receiver.received().len();
     // Acknowledge: stops repeats; the alert stays firing, acknowledged.
-    let (status, acked) = post(&b, &format!("/api/alerts/{id}/ack"), json!({})).await;
+    let (status, acked) = b.post(&format!("/api/alerts/{id}/ack"), json!({})).await;
     assert_eq!(status, 200, "{acked}");
     assert_eq!(acked["status"], "firing_ack");
     assert_eq!(acked["acked_by"], "admin");
     assert!(acked["notify_at"].is_null());
-    let (_, again) = post(&b, &format!("/api/alerts/{id}/ack"), json!({})).await;
+    let (_, again) = b.post(&format!("/api/alerts/{id}/ack"), json!({})).await;
     assert_eq!(again["already"], true);
     // Resolve by hand: one resolved notification to each of the three.
-    let (status, resolved) = post(&b, &format!("/api/alerts/{id}/resolve"), json!({})).await;
+    let (status, resolved) = b
+        .post(&format!("/api/alerts/{id}/resolve"), json!({}))
+        .await;
     assert_eq!(status, 200, "{resolved}");
     assert_eq!(resolved["status"], "resolved_ack");
     // The indicators: alerts by status, time to acknowledge.
@@ -417,19 +407,17 @@ async fn a_power_outage_inhibits_the_villages_device_offline_alert() {
 async fn a_silence_holds_notifications_until_it_expires() {
     let receiver = Receiver::start().await;
     let (broker, _dir, mut b) = start(&receiver, "0s").await;
-    let (status, sil) = post(
-        &b,
-        "/api/silences",
-        json!({ "matchers": [{ "name": "village", "value": "na-da" }],
+    let (status, sil) = b
+        .post(
+            "/api/silences",
+            json!({ "matchers": [{ "name": "village", "value": "na-da" }],
                 "duration": "10s", "comment": "Bảo trì camera Bản Nà Đa" }),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, 201, "{sil}");
     assert_eq!(sil["created_by"], "admin");
     assert_eq!(sil["status"], "active");
-    let (status, bad) = post(
-        &b,
-        "/api/silences",
+    let (status, bad) = b.post("/api/silences",
         json!({ "matchers": [{ "name": "colour", "value": "x" }], "duration": "1h", "comment": "x" }),
     )
     .await;
@@ -441,13 +429,13 @@ async fn a_silence_holds_notifications_until_it_expires() {
     let list = b.get("/api/silences").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     // Another one, ended at once by DELETE (audited); twice is `already`.
-    let (_, other) = post(
-        &b,
-        "/api/silences",
-        json!({ "matchers": [{ "name": "kind", "value": "group_offline" }],
+    let (_, other) = b
+        .post(
+            "/api/silences",
+            json!({ "matchers": [{ "name": "kind", "value": "group_offline" }],
                 "duration": "1h", "comment": "Thử" }),
-    )
-    .await;
+        )
+        .await;
     let del = |id: i64| {
         let b = &b;
         async move {

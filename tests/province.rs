@@ -846,20 +846,7 @@ const FIRE_RULE: &str = "\n[alerts]\neval_interval = \"100ms\"\n\
 
 /// POST `path` on a commune box with its admin token and no body.
 async fn commune_post(b: &Backend, path: &str) -> (u16, Value) {
-    commune_post_json(b, path, serde_json::json!({})).await
-}
-
-/// POST `body` to `path` on a commune box with its admin token.
-async fn commune_post_json(b: &Backend, path: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}{path}", b.url))
-        .bearer_auth(b.token().await)
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+    b.post(path, serde_json::json!({})).await
 }
 
 /// An alert as the province and the commune both show it, without what
@@ -942,38 +929,31 @@ async fn a_communes_alerts_are_shown_at_the_province_as_they_stand() {
     let (id, there) = same("firing_unack").await;
     assert_eq!(there["items"][0]["rule"], "chay", "{there}");
     assert_eq!(there["counts"]["firing_unack"], 1, "{there}");
-    let alerts_of = |o: &Value| site_of(o, &spec.id).map(|s| s["alerts"].clone());
-    p.wait("the overview counts the alert", CATCH_UP, &|o| {
-        let a = alerts_of(o).ok_or("no site")?;
-        (a == serde_json::json!({"firing": 1, "unacked": 1}))
-            .then_some(())
-            .ok_or(format!("{a}"))
-    })
-    .await;
+    // The overview's count of the commune's alerts follows.
+    let counted = |firing: u64, unacked: u64| {
+        let (p, id) = (&p, spec.id.clone());
+        async move {
+            let want = serde_json::json!({"firing": firing, "unacked": unacked});
+            p.wait("the overview's alert counts", CATCH_UP, &|o| {
+                let a = site_of(o, &id).ok_or("no site")?["alerts"].clone();
+                (a == want).then_some(()).ok_or(format!("{a}"))
+            })
+            .await;
+        }
+    };
+    counted(1, 1).await;
 
     let (status, acked) = commune_post(&b, &format!("/api/alerts/{id}/ack")).await;
     assert_eq!(status, 200, "{acked}");
     let (_, there) = same("firing_ack").await;
     assert_eq!(alert_as_shown(&there, id).unwrap()["acked_by"], "admin");
-    p.wait("the overview counts it acknowledged", CATCH_UP, &|o| {
-        let a = alerts_of(o).ok_or("no site")?;
-        (a == serde_json::json!({"firing": 1, "unacked": 0}))
-            .then_some(())
-            .ok_or(format!("{a}"))
-    })
-    .await;
+    counted(1, 0).await;
 
     let (status, resolved) = commune_post(&b, &format!("/api/alerts/{id}/resolve")).await;
     assert_eq!(status, 200, "{resolved}");
     let (_, there) = same("resolved_ack").await;
     assert_eq!(alert_as_shown(&there, id).unwrap()["resolved_by"], "admin");
-    p.wait("the overview has no alert firing", CATCH_UP, &|o| {
-        let a = alerts_of(o).ok_or("no site")?;
-        (a == serde_json::json!({"firing": 0, "unacked": 0}))
-            .then_some(())
-            .ok_or(format!("{a}"))
-    })
-    .await;
+    counted(0, 0).await;
     // The copy is read only: the province cannot acknowledge for the commune.
     let r = reqwest::Client::new()
         .post(format!("{}{site_alerts}/{id}/ack", p.url))
@@ -1150,9 +1130,7 @@ async fn a_communes_broadcasts_are_shown_at_the_province_as_they_stand() {
             }
         }
     };
-    let (status, v) = commune_post_json(
-        &b,
-        "/api/broadcasts",
+    let (status, v) = b.post("/api/broadcasts",
         serde_json::json!({
             "villages": ["ban-1", "ban-3"],
             "priority": "priority",

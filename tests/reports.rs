@@ -533,18 +533,6 @@ fn every_kind_of_tampering_is_refused_with_its_reason() {
     assert!(commune_ioc::reports::verify(&bytes, &Default::default()).is_ok());
 }
 
-async fn post(b: &kit::Backend, path: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}{path}", b.url))
-        .bearer_auth(b.token().await)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// On a running server: seal over HTTP (audited) and over the CLI, late
 /// events to the ledger and a correction draft, revision 0 unchanged, the
 /// correction approved as revision 1 that chains to it.
@@ -582,7 +570,9 @@ async fn late_events_draft_a_correction_without_changing_the_seal() {
 
     let b = kit::Backend::start(tmp.path(), &config_text);
     b.wait_ready().await;
-    let (status, sealed) = post(&b, &format!("/api/reports/{label}/seal"), json!({})).await;
+    let (status, sealed) = b
+        .post(&format!("/api/reports/{label}/seal"), json!({}))
+        .await;
     assert_eq!(status, 200, "{sealed}");
     assert_eq!(sealed["revision"], 0);
     let digest0 = sealed["digest"].as_str().unwrap().to_owned();
@@ -657,12 +647,12 @@ async fn late_events_draft_a_correction_without_changing_the_seal() {
 
     // Sealing and corrections need the operator role.
     let id = draft["id"].as_i64().unwrap();
-    let (status, _) = post(
-        &b,
-        "/api/users",
-        json!({"username": "xem", "password": "mat-khau-xem-1", "role": "viewer"}),
-    )
-    .await;
+    let (status, _) = b
+        .post(
+            "/api/users",
+            json!({"username": "xem", "password": "mat-khau-xem-1", "role": "viewer"}),
+        )
+        .await;
     assert_eq!(status, 201);
     let viewer = b.login("xem", "mat-khau-xem-1").await;
     for path in [
@@ -681,22 +671,22 @@ async fn late_events_draft_a_correction_without_changing_the_seal() {
     }
 
     // A correction needs a reason; approved, it is revision 1.
-    let (status, e) = post(
-        &b,
-        &format!("/api/reports/{label}/corrections/{id}/approve"),
-        json!({ "reason": " " }),
-    )
-    .await;
+    let (status, e) = b
+        .post(
+            &format!("/api/reports/{label}/corrections/{id}/approve"),
+            json!({ "reason": " " }),
+        )
+        .await;
     assert_eq!(
         (status, e["error"]["code"].as_str()),
         (400, Some("reason_required"))
     );
-    let (status, rev1) = post(
-        &b,
-        &format!("/api/reports/{label}/corrections/{id}/approve"),
-        json!({ "reason": "Hồ sơ đến muộn do mất sóng 4G" }),
-    )
-    .await;
+    let (status, rev1) = b
+        .post(
+            &format!("/api/reports/{label}/corrections/{id}/approve"),
+            json!({ "reason": "Hồ sơ đến muộn do mất sóng 4G" }),
+        )
+        .await;
     assert_eq!(status, 200, "{rev1}");
     assert_eq!(rev1["revision"], 1);
     let doc1 = b

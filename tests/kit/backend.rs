@@ -472,6 +472,20 @@ impl Backend {
             .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
     }
 
+    /// POST a JSON `body` (as admin): status and JSON (`null` when the
+    /// answer is not JSON).
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(self.token().await)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// GET and return status and JSON.
     pub async fn get_status(&self, path: &str) -> (u16, Value) {
         let r = self.authed_get(path).await;
