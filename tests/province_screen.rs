@@ -124,6 +124,38 @@ async fn jetstream_of(nats: &Nats) -> jetstream::Context {
     js
 }
 
+/// `n` communes: their site files, a NATS server with the journal stream,
+/// and each commune's first `per` entries in it.
+struct Fleet {
+    dir: tempfile::TempDir,
+    sites: std::path::PathBuf,
+    nats: Nats,
+    js: jetstream::Context,
+    sims: Vec<SimCommune>,
+}
+
+async fn fleet(n: usize, per: usize) -> Fleet {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sites = dir.path().join("sites");
+    write_sites(&sites, &SiteSpec::many(n), &BTreeMap::new());
+    let nats = Nats::start();
+    let js = jetstream_of(&nats).await;
+    let mut sims: Vec<SimCommune> = SiteSpec::many(n)
+        .iter()
+        .map(|s| SimCommune::new(&s.id))
+        .collect();
+    for sim in sims.iter_mut() {
+        sim.publish(&js, per).await.unwrap();
+    }
+    Fleet {
+        dir,
+        sites,
+        nats,
+        js,
+        sims,
+    }
+}
+
 async fn wait_caught_up(p: &Province, sims: &[SimCommune]) -> Value {
     let want: BTreeMap<String, Want> = sims.iter().map(|s| (s.id.clone(), Want::of(s))).collect();
     p.wait("every commune caught up", CATCH_UP, &|v| {
@@ -393,16 +425,13 @@ fn pair(nats: &Nats, dir: &Path, sites: &Path) -> (Province, Province) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_instance_a_switches_the_page_to_b_which_keeps_it_updated() {
     let _slot = BROWSER_SLOT.lock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sites = dir.path().join("sites");
-    let specs = SiteSpec::many(3);
-    write_sites(&sites, &specs, &BTreeMap::new());
-    let nats = Nats::start();
-    let js = jetstream_of(&nats).await;
-    let mut sims: Vec<SimCommune> = specs.iter().map(|s| SimCommune::new(&s.id)).collect();
-    for sim in sims.iter_mut() {
-        sim.publish(&js, 10).await.unwrap();
-    }
+    let Fleet {
+        dir,
+        sites,
+        nats,
+        js,
+        mut sims,
+    } = fleet(3, 10).await;
     let (mut a, mut b_inst) = pair(&nats, dir.path(), &sites);
     wait_caught_up(&a, &sims).await;
     wait_caught_up(&b_inst, &sims).await;
@@ -507,17 +536,14 @@ async fn killing_instance_a_switches_the_page_to_b_which_keeps_it_updated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ninety_nine_communes_turn_in_pages_that_each_fit_the_wall() {
     let _slot = BROWSER_SLOT.lock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sites = dir.path().join("sites");
     // Lào Cai: 99 communes.
-    let specs = SiteSpec::many(99);
-    write_sites(&sites, &specs, &BTreeMap::new());
-    let nats = Nats::start();
-    let js = jetstream_of(&nats).await;
-    let mut sims: Vec<SimCommune> = specs.iter().map(|s| SimCommune::new(&s.id)).collect();
-    for sim in sims.iter_mut() {
-        sim.publish(&js, 4).await.unwrap();
-    }
+    let Fleet {
+        dir,
+        sites,
+        nats,
+        js: _,
+        sims,
+    } = fleet(99, 4).await;
     let province = Province::start(
         &dir.path().join("a"),
         &sites,
@@ -593,16 +619,13 @@ async fn ninety_nine_communes_turn_in_pages_that_each_fit_the_wall() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_cut_from_the_stream_hands_the_page_to_one_that_is_not() {
     let _slot = BROWSER_SLOT.lock().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sites = dir.path().join("sites");
-    let specs = SiteSpec::many(2);
-    write_sites(&sites, &specs, &BTreeMap::new());
-    let nats = Nats::start();
-    let js = jetstream_of(&nats).await;
-    let mut sims: Vec<SimCommune> = specs.iter().map(|s| SimCommune::new(&s.id)).collect();
-    for sim in sims.iter_mut() {
-        sim.publish(&js, 6).await.unwrap();
-    }
+    let Fleet {
+        dir,
+        sites,
+        nats,
+        js,
+        mut sims,
+    } = fleet(2, 6).await;
     // A reaches NATS through a link the test can cut; B directly.
     let link = kit::proxy::Proxy::start(nats.port);
     let mut a = ProvinceConf::new("a", &link.nats_url(), 1);
