@@ -30,20 +30,6 @@ use serde_json::Value;
 /// 2-core box, two instances and three NATS nodes).
 const CATCH_UP: Duration = Duration::from_secs(120);
 
-/// The `url` that communes get: every node of the cluster once the
-/// uplink connects to a comma-separated list (async-nats 0.46 parses a
-/// `&str` as one address: /work/cluster-findings.md §2); until then the
-/// first node's alone. Province instances get the whole list.
-const COMMUNE_URL_LISTS: bool = false;
-
-fn servers(urls: &[String]) -> String {
-    if COMMUNE_URL_LISTS {
-        urls.join(",")
-    } else {
-        urls[0].clone()
-    }
-}
-
 async fn readyz(b: &Backend) -> Value {
     reqwest::get(format!("{}/readyz", b.url))
         .await
@@ -204,12 +190,7 @@ async fn a_hundred_communes_reach_both_instances_exactly_once() {
     let mut keys = BTreeMap::new();
     let mut boxes = Vec::new();
     for s in real_specs {
-        let (b, key) = start_commune(
-            &root.path().join(&s.id),
-            s,
-            broker.port,
-            &servers(&cluster.url_list()),
-        );
+        let (b, key) = start_commune(&root.path().join(&s.id), s, broker.port, &cluster.urls());
         keys.insert(s.id.clone(), key);
         boxes.push(b);
     }
@@ -331,7 +312,7 @@ async fn a_cut_link_and_a_killed_commune_box_lose_nothing() {
         &root.path().join("x"),
         &specs[0],
         broker.port,
-        &servers(&link),
+        &link.join(","),
     );
     // The killed box forwards in small batches, so a kill lands mid-way.
     let (mut kill_box, key_y) = {
@@ -343,7 +324,7 @@ async fn a_cut_link_and_a_killed_commune_box_lose_nothing() {
                 &specs[1],
                 broker.port,
                 &dir.join("store"),
-                &servers(&cluster.url_list())
+                &cluster.urls()
             )
         );
         std::fs::write(dir.join("commune.toml"), &toml).unwrap();

@@ -1101,3 +1101,17 @@ async fn the_streams_owner_sets_its_max_age_and_the_others_leave_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `uplink.url` naming several servers (a cluster), the first one not
+/// running: the uplink connects to the next and forwards everything
+/// (async-nats reads one string as one address; the list is split).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_of_servers_reaches_the_one_that_runs() {
+    let nats = Nats::start();
+    let js = jetstream::new(nats.client().await);
+    let down = format!("nats://127.0.0.1:{}", kit::proc::free_port());
+    let list = format!("{down}, {}", nats.url());
+    let (broker, _dir, b) = kit::stack_with(&uplink_toml(&list), &[]).await;
+    publish_dossiers(broker.port, "list", 3).await;
+    wait_stream(&js, 3, Duration::from_secs(60), || b.log_text()).await;
+}

@@ -458,6 +458,13 @@ pub struct DeliveryTarget {
     pub ca_file: Option<PathBuf>,
 }
 
+/// The servers of a NATS `url` setting (`[uplink]`, `[stream]`): its
+/// comma-separated addresses, trimmed. async-nats reads one `&str` as one
+/// address, so a cluster's list is split before `connect`.
+pub fn nats_servers(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).collect()
+}
+
 /// Default of `max_age_days` (`[uplink]`, `[stream]`): two weeks of a
 /// province instance down before its copy has gaps.
 pub const DEFAULT_MAX_AGE_DAYS: u64 = 14;

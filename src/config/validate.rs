@@ -1115,7 +1115,7 @@ fn is_nats_name(s: &str) -> bool {
 /// URLs with a host (the port defaults to 4222).
 pub fn check_nats_urls(urls: &str) -> Result<(), String> {
     let mut any = false;
-    for url in urls.split(',').map(str::trim) {
+    for url in super::nats_servers(urls) {
         any = true;
         let parsed = reqwest011::Url::parse(url).map_err(|_| {
             format!("`{url}` không phải URL hợp lệ: viết dạng nats://127.0.0.1:4222 (nhiều máy chủ cách nhau bằng dấu phẩy)")

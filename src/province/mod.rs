@@ -350,7 +350,7 @@ pub async fn run(
         }
     });
     let client = opts
-        .connect(url.split(',').map(str::trim).collect::<Vec<_>>())
+        .connect(crate::config::nats_servers(&url))
         .await
         .map_err(|e| ServeError::Thread(format!("NATS {url}: {e}")))?;
     if client.connection_state() == async_nats::connection::State::Connected {

@@ -144,7 +144,11 @@ async fn base_options(cfg: &Uplink, name: &str) -> Result<async_nats::ConnectOpt
         o = o.token(t.expose().to_owned());
     }
     let url = cfg.url.as_deref().unwrap_or_default();
-    if cfg.tls || url.split(',').any(|u| u.trim().starts_with("tls://")) {
+    if cfg.tls
+        || crate::config::nats_servers(url)
+            .iter()
+            .any(|u| u.starts_with("tls://"))
+    {
         o = o.require_tls(true);
     }
     if let Some(ca) = &cfg.ca_file {
@@ -381,7 +385,7 @@ pub async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             }
         };
         let connect = tokio::select! {
-            r = opts.connect(url.as_str()) => r,
+            r = opts.connect(crate::config::nats_servers(&url)) => r,
             _ = cancel.cancelled() => return,
         };
         match connect {
