@@ -1,7 +1,8 @@
 //! The province's own HTTP routes: the overview of every commune, one
 //! commune's copy in detail, the sealed reports per period, and the
 //! probes (docs/PROVINCE.md §6). Each commune's own API and screen are
-//! served under `/site/{commune}/` (`super::run`).
+//! served under `/site/{commune}/` (`super::run`). The peers' screens read
+//! these routes across origins through `super::screen::cors`.
 
 use std::sync::Arc;
 
@@ -184,18 +185,15 @@ async fn overview(State(p): State<Arc<Province>>, method: Method, headers: Heade
         return e.into_response();
     }
     let sites: Vec<Value> = p.sites.iter().map(|s| site_json(&p, s, false)).collect();
-    cors(
-        &p,
-        &headers,
-        Json(json!({
-            "province": { "id": p.def.id, "name": p.def.name },
-            "instance": p.def.instance,
-            "peers": p.def.peers,
-            "now": Utc::now().to_rfc3339(),
-            "stream": { "connected": p.stream_connected() },
-            "sites": sites,
-        })),
-    )
+    Json(json!({
+        "province": { "id": p.def.id, "name": p.def.name },
+        "instance": p.def.instance,
+        "peers": p.def.peers,
+        "now": Utc::now().to_rfc3339(),
+        "stream": { "connected": p.stream_connected() },
+        "sites": sites,
+    }))
+    .into_response()
 }
 
 async fn site(
@@ -208,7 +206,7 @@ async fn site(
         return e.into_response();
     }
     match p.sites.iter().find(|s| s.id == id) {
-        Some(s) => cors(&p, &headers, Json(site_json(&p, s, true))),
+        Some(s) => Json(site_json(&p, s, true)).into_response(),
         None => ApiError::Status {
             status: StatusCode::NOT_FOUND,
             code: "unknown_site",
@@ -256,7 +254,7 @@ async fn report_list(
             }
         })
         .collect();
-    cors(&p, &headers, Json(json!({ "sites": sites })))
+    Json(json!({ "sites": sites })).into_response()
 }
 
 async fn readyz(State(p): State<Arc<Province>>) -> Response {
@@ -285,25 +283,4 @@ async fn metrics(State(p): State<Arc<Province>>) -> Response {
         p.render_metrics(),
     )
         .into_response()
-}
-
-/// Let the peers' screens read this instance (their failover).
-fn cors(p: &Province, headers: &HeaderMap, body: impl IntoResponse) -> Response {
-    let mut r = body.into_response();
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        let allowed = p
-            .def
-            .peers
-            .iter()
-            .any(|peer| peer.trim_end_matches('/').eq_ignore_ascii_case(origin));
-        if allowed {
-            if let Ok(v) = origin.parse() {
-                r.headers_mut()
-                    .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-                r.headers_mut()
-                    .insert(header::VARY, header::HeaderValue::from_static("Origin"));
-            }
-        }
-    }
-    r
 }
