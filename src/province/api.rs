@@ -145,12 +145,7 @@ pub fn site_json(p: &Province, entry: &super::Entry, detail: bool) -> Value {
         .load(std::sync::atomic::Ordering::Relaxed)
         .into();
     v["gaps"] = serde_json::to_value(&copy.gaps).unwrap_or_default();
-    v["missing"] = copy
-        .gaps
-        .iter()
-        .map(|g| g.to - g.from + 1)
-        .sum::<i64>()
-        .into();
+    v["missing"] = copy.missing().into();
     v["last_entry_at"] = copy
         .last_at_ms
         .and_then(chrono::DateTime::from_timestamp_millis)

@@ -34,7 +34,7 @@ pub const ACK_WAIT: Duration = Duration::from_secs(10);
 /// How often a site's alert board and broadcasts overview are recomputed
 /// without new entries (resolved alerts leave the board after an hour,
 /// silences end).
-pub const BOARD_EVERY: Duration = Duration::from_secs(60);
+pub const VIEWS_EVERY: Duration = Duration::from_secs(60);
 
 /// The idle heartbeat asked of the server for a site's pull: a consumer
 /// that hears nothing for twice this long reconnects.
@@ -169,14 +169,10 @@ pub async fn run(
             }
         };
         loop {
-            if site.board_due(BOARD_EVERY) {
+            if site.views_due(VIEWS_EVERY) {
                 let s = Arc::clone(&site);
-                let _ = tokio::task::spawn_blocking(move || {
-                    let now = chrono::Utc::now();
-                    s.refresh_board(now);
-                    s.refresh_broadcasts(now);
-                })
-                .await;
+                let _ =
+                    tokio::task::spawn_blocking(move || s.refresh_views(chrono::Utc::now())).await;
             }
             // Wait for the first entry (up to a tick, to refresh the board
             // and notice a quiet consumer is still connected), then take

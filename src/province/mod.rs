@@ -124,9 +124,7 @@ impl Province {
             g.duplicates
                 .get_or_create(&l)
                 .set(s.duplicates.load(Ordering::Relaxed) as i64);
-            g.missing
-                .get_or_create(&l)
-                .set(copy.gaps.iter().map(|x| x.to - x.from + 1).sum());
+            g.missing.get_or_create(&l).set(copy.missing());
             g.lag.get_or_create(&l).set(s.lag_s(now).unwrap_or(-1));
         }
         g.broken.set(broken);
@@ -272,10 +270,7 @@ pub async fn run(
                 tasks.spawn(live::run(Arc::clone(&hub), commits, frontend.clone()));
                 let (tx, _rx) = tokio::sync::mpsc::channel(1);
                 let state = ApiState {
-                    alerts: Arc::new(Mutex::new(
-                        crate::alerts::AlertStore::open(&path, shared.config.store.sync)
-                            .map_err(|e| ServeError::Thread(format!("alerts store: {e}")))?,
-                    )),
+                    alerts: Arc::clone(&site.alerts),
                     reader: Arc::new(Mutex::new(Store::open_reader(&path)?)),
                     actions: Arc::new(Mutex::new(Store::open_with(
                         &path,

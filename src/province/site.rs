@@ -47,6 +47,13 @@ pub struct Copy {
     pub digest: u128,
 }
 
+impl Copy {
+    /// Seqs missing below the head (the sum of the gaps).
+    pub fn missing(&self) -> i64 {
+        self.gaps.iter().map(|g| g.to - g.from + 1).sum()
+    }
+}
+
 /// One message from the stream.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -67,11 +74,12 @@ pub struct Site {
     /// stream, metrics).
     pub shared: Arc<Shared>,
     store: Mutex<Store>,
-    /// A reader of the copy's alerts (mirrored from the commune's `alert`
-    /// entries), for the site's board.
-    alerts: Mutex<crate::alerts::AlertStore>,
-    /// When the board was last recomputed.
-    board_at: Mutex<Option<Instant>>,
+    /// The copy's alerts (mirrored from the commune's `alert` entries):
+    /// the site's board and its API (`/site/{commune}/api/alerts`) read
+    /// them through this one connection.
+    pub alerts: Arc<Mutex<crate::alerts::AlertStore>>,
+    /// When the views were last recomputed ([`Site::refresh_views`]).
+    views_at: Mutex<Option<Instant>>,
     copy: RwLock<Copy>,
     /// Warnings by id, as the commune last sent them.
     warnings: RwLock<BTreeMap<String, WarningView>>,
@@ -131,8 +139,8 @@ impl Site {
             id,
             shared,
             store: Mutex::new(store),
-            alerts: Mutex::new(alerts),
-            board_at: Mutex::new(None),
+            alerts: Arc::new(Mutex::new(alerts)),
+            views_at: Mutex::new(None),
             copy: RwLock::new(Copy::default()),
             warnings: RwLock::new(BTreeMap::new()),
             reports: RwLock::new(Vec::new()),
@@ -188,16 +196,22 @@ impl Site {
             checks.push(c);
         }
         drop(store);
-        self.refresh_board(Utc::now());
-        self.refresh_broadcasts(Utc::now());
+        self.refresh_views(Utc::now());
         Ok(())
     }
 
+    /// Recompute what the site's screen shows besides the indicators: the
+    /// alert board and the broadcasts overview (at start, and now and
+    /// then: resolved alerts leave the board after an hour, silences end).
+    pub fn refresh_views(&self, now: DateTime<Utc>) {
+        *self.views_at.lock() = Some(Instant::now());
+        self.refresh_board(now);
+        self.refresh_broadcasts(now);
+    }
+
     /// Recompute the site's alert board from the copy (after alert entries
-    /// arrive, and now and then: resolved alerts leave it after an hour,
-    /// silences end).
+    /// arrive, and in [`Site::refresh_views`]).
     pub fn refresh_board(&self, now: DateTime<Utc>) {
-        *self.board_at.lock() = Some(Instant::now());
         if let Err(e) = crate::alerts::engine::refresh_board(&self.alerts.lock(), &self.shared, now)
         {
             tracing::warn!(site = %self.id, error = %e, "province copy: alert board not refreshed");
@@ -216,9 +230,9 @@ impl Site {
         }
     }
 
-    /// Whether the board is older than `every`.
-    pub fn board_due(&self, every: std::time::Duration) -> bool {
-        self.board_at.lock().is_none_or(|t| t.elapsed() >= every)
+    /// Whether the views are older than `every`.
+    pub fn views_due(&self, every: std::time::Duration) -> bool {
+        self.views_at.lock().is_none_or(|t| t.elapsed() >= every)
     }
 
     /// What the copy holds now.
