@@ -184,10 +184,7 @@ impl Store {
 
     /// A meta value.
     pub fn meta(&self, key: &str) -> Result<Option<String>, JournalError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+        meta_on(&self.conn, key)
     }
 
     /// The villages of those of `dossiers` whose `received` event named
@@ -353,6 +350,12 @@ fn insert_dead(tx: &Connection, d: &NewDeadLetter<'_>) -> Result<usize, JournalE
         ms(d.received_at),
         kept,
     ])?)
+}
+
+fn meta_on(conn: &Connection, key: &str) -> Result<Option<String>, JournalError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
 }
 
 fn upsert_meta(conn: &Connection, key: &str, value: &str) -> Result<(), JournalError> {

@@ -16,8 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::{
-    insert_dead, insert_event, upsert_meta, write_derived, BatchOutcome, Derived, JournalError,
-    NewDeadLetter, NewEvent, Store,
+    insert_dead, insert_event, meta_on, upsert_meta, write_derived, BatchOutcome, Derived,
+    JournalError, NewDeadLetter, NewEvent, Store,
 };
 
 /// `meta` key of the running digest.
@@ -76,12 +76,8 @@ pub fn entry_hash(seq: i64, kind: &str, content: &[u8]) -> u128 {
 }
 
 fn digest_on(conn: &Connection) -> Result<u128, JournalError> {
-    let v: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [DIGEST_KEY], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    Ok(v.and_then(|v| u128::from_str_radix(&v, 16).ok())
+    Ok(meta_on(conn, DIGEST_KEY)?
+        .and_then(|v| u128::from_str_radix(&v, 16).ok())
         .unwrap_or(0))
 }
 
