@@ -109,13 +109,7 @@ pub fn apply(
         );
         return Ok(None);
     };
-    let newer: bool = tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM journal_seq WHERE commune = ?1 AND seq > ?2 \
-             AND kind = ?3 AND ref_id = ?4)",
-        )?
-        .query_row(params![commune, seq, entry_kind, id], |r| r.get(0))?;
-    if newer {
+    if crate::journal::seq::newer_exists(tx, commune, seq, entry_kind, id)? {
         return Ok(Some(id));
     }
     let done = if entry_kind == kind::ALERT {

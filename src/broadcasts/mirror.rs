@@ -107,12 +107,7 @@ pub fn apply(
             return Ok(None);
         }
     };
-    let newer: bool = tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM journal_seq WHERE commune = ?1 AND seq > ?2 \
-             AND kind = ?3 AND ref_id = ?4)",
-        )?
-        .query_row(params![commune, seq, entry_kind, p.id], |r| r.get(0))?;
+    let newer = crate::journal::seq::newer_exists(tx, commune, seq, entry_kind, p.id)?;
     let villages = serde_json::to_string(&p.villages).unwrap_or_else(|_| "[]".into());
     // The plan (nonce: the copy never makes a command key).
     let plan_sql = if newer {

@@ -41,6 +41,23 @@ pub mod kind {
     pub const BROADCAST: &str = "broadcast";
 }
 
+/// Whether `commune`'s journal holds an entry of `kind` about row `ref_id`
+/// numbered after `seq` (the province's mirrors: an entry that arrives
+/// after a newer one of the same row must not undo it).
+pub fn newer_exists(
+    conn: &Connection,
+    commune: &str,
+    seq: i64,
+    kind: &str,
+    ref_id: i64,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM journal_seq WHERE commune = ?1 AND seq > ?2 \
+         AND kind = ?3 AND ref_id = ?4)",
+    )?
+    .query_row(params![commune, seq, kind, ref_id], |r| r.get(0))
+}
+
 /// One entry to number: its kind, its row in the kind's table, when it
 /// was journaled (ms UTC) and, for rows that change later, the entry as it
 /// is now.
