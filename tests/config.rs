@@ -399,7 +399,7 @@ fn province_stream_mistakes_are_refused() {
     let text = format!(
         "{MINIMAL}[stream]\nurl = \"http://127.0.0.1:4222\"\nstream = \"IOC.JOURNAL\"\n\
          stream_replicas = 7\nbatch_max = 0\nsite_rate = 0\nbatch_wait_ms = 60000\n\
-         max_age_days = 4000\n[uplink]\nmax_age_days = 9999\n"
+         max_age_days = 4000\nuser = \"tinh\"\n[uplink]\nmax_age_days = 9999\n"
     );
     let got = issues(&text, &[]);
     for w in [
@@ -411,6 +411,8 @@ fn province_stream_mistakes_are_refused() {
         "`stream.batch_wait_ms`: phải từ 0 đến 10000",
         "`stream.max_age_days`: phải từ 0 (không giới hạn) đến 3650 ngày",
         "`uplink.max_age_days`: phải từ 0 (không giới hạn) đến 3650 ngày",
+        // The connection is checked as [uplink]'s is: a user needs a password.
+        "`stream.user`: cần cả stream.password",
     ] {
         assert!(
             got.iter().any(|g| g.contains(w)),

@@ -639,62 +639,20 @@ impl Validator<'_> {
         }
     }
 
-    /// `[stream]` (province mode): the servers, the stream and the per-site
-    /// limits; logins and TLS files as `[uplink]` checks them.
+    /// `[stream]` (province mode): the servers, the stream, logins and TLS
+    /// files as `[uplink]` has them, and the per-site limits.
     fn check_stream(&mut self, c: &Config) {
         let s = &c.stream;
-        if let Some(url) = &s.url {
-            if let Err(reason) = check_nats_urls(url) {
-                self.issue("stream.url", reason);
-            }
-        }
-        if !is_nats_name(&s.stream) {
-            self.issue(
-                "stream.stream",
-                format!("`{}` không phải tên luồng hợp lệ: không để trống, không có dấu cách, '.', '*', '>', '/' hay '\\'", s.stream),
-            );
-        }
-        if s.subject_prefix.split('.').any(|t| !is_nats_name(t)) {
-            self.issue(
-                "stream.subject_prefix",
-                format!(
-                    "`{}` không phải tiền tố chủ đề NATS hợp lệ",
-                    s.subject_prefix
-                ),
-            );
-        }
-        if s.stream_replicas == 0 || s.stream_replicas > 5 {
-            self.issue("stream.stream_replicas", "phải từ 1 đến 5");
-        }
+        self.check_nats_link("stream", &s.as_uplink());
         if s.batch_max == 0 || s.batch_max > 10_000 {
             self.issue("stream.batch_max", "phải từ 1 đến 10000");
         }
         if s.site_rate == 0 {
             self.issue("stream.site_rate", "phải từ 1 (bản ghi mỗi giây) trở lên");
         }
-        if s.max_age_days > 3650 {
-            self.issue(
-                "stream.max_age_days",
-                "phải từ 0 (không giới hạn) đến 3650 ngày",
-            );
-        }
         if s.batch_wait_ms > 10_000 {
             self.issue("stream.batch_wait_ms", "phải từ 0 đến 10000 (mili giây)");
         }
-        for (key, file) in [
-            ("stream.creds_file", &s.creds_file),
-            ("stream.nkey_seed_file", &s.nkey_seed_file),
-            ("stream.ca_file", &s.ca_file),
-            ("stream.cert_file", &s.cert_file),
-            ("stream.key_file", &s.key_file),
-        ] {
-            if let Some(f) = file {
-                if !f.is_file() {
-                    self.issue(key, format!("không có tệp {}", f.display()));
-                }
-            }
-        }
-        self.check_nats_secrets("stream", &s.nkey_seed_file, &s.creds_file);
         if let Some(p) = &c.province {
             if !is_nats_name(&p.instance) {
                 self.issue(
@@ -750,75 +708,11 @@ impl Validator<'_> {
         }
     }
 
+    /// `[uplink]`: the connection (as `[stream]` has it) and the forwarding
+    /// limits.
     fn check_uplink(&mut self, c: &Config) {
         let u = &c.uplink;
-        if let Some(url) = &u.url {
-            if let Err(reason) = check_nats_urls(url) {
-                self.issue("uplink.url", reason);
-            }
-        }
-        if !is_nats_name(&u.stream) {
-            self.issue(
-                "uplink.stream",
-                format!("`{}` không phải tên luồng hợp lệ: không để trống, không có dấu cách, '.', '*', '>', '/' hay '\\'", u.stream),
-            );
-        }
-        if u.subject_prefix.split('.').any(|t| !is_nats_name(t)) {
-            self.issue(
-                "uplink.subject_prefix",
-                format!("`{}` không phải tiền tố chủ đề NATS hợp lệ: các phần cách nhau bằng '.', không để trống, không có dấu cách, '*' hay '>'", u.subject_prefix),
-            );
-        }
-        let ways = [
-            u.creds_file.is_some(),
-            u.nkey_seed_file.is_some(),
-            u.user.is_some(),
-            u.token.is_some(),
-        ];
-        if ways.iter().filter(|&&w| w).count() > 1 {
-            self.issue(
-                "uplink",
-                "chỉ chọn một cách xác thực: creds_file, nkey_seed_file, user/password hoặc token",
-            );
-        }
-        if u.password.is_some() && u.user.is_none() {
-            self.issue("uplink.password", "có mật khẩu thì cần cả uplink.user");
-        }
-        if u.user.is_some() && u.password.is_none() {
-            self.issue("uplink.user", "cần cả uplink.password");
-        }
-        for (key, file) in [
-            ("uplink.creds_file", &u.creds_file),
-            ("uplink.nkey_seed_file", &u.nkey_seed_file),
-            ("uplink.ca_file", &u.ca_file),
-            ("uplink.cert_file", &u.cert_file),
-            ("uplink.key_file", &u.key_file),
-        ] {
-            if let Some(f) = file {
-                if !f.is_file() {
-                    self.issue(key, format!("không có tệp {}", f.display()));
-                }
-            }
-        }
-        self.check_nats_secrets("uplink", &u.nkey_seed_file, &u.creds_file);
-        if u.cert_file.is_some() != u.key_file.is_some() {
-            self.issue(
-                "uplink.cert_file",
-                "chứng thư máy khách cần cả uplink.cert_file và uplink.key_file",
-            );
-        }
-        if u.stream_replicas == 0 || u.stream_replicas > 5 {
-            self.issue("uplink.stream_replicas", "phải từ 1 đến 5");
-        }
-        if u.duplicate_window_s == 0 {
-            self.issue("uplink.duplicate_window_s", "phải từ 1 trở lên");
-        }
-        if u.max_age_days > 3650 {
-            self.issue(
-                "uplink.max_age_days",
-                "phải từ 0 (không giới hạn) đến 3650 ngày",
-            );
-        }
+        self.check_nats_link("uplink", u);
         if u.batch_max == 0 {
             self.issue("uplink.batch_max", "phải từ 1 trở lên");
         }
@@ -831,10 +725,87 @@ impl Validator<'_> {
         if u.poll_ms == 0 {
             self.issue("uplink.poll_ms", "phải từ 1 trở lên");
         }
+    }
+
+    /// A NATS connection and its stream, `[uplink]` or `[stream]` (named
+    /// `section`): the servers, the stream's name, subjects, replicas,
+    /// windows, one way of logging in, the files it names, the retry delays.
+    fn check_nats_link(&mut self, section: &str, u: &crate::config::Uplink) {
+        let key = |k: &str| format!("{section}.{k}");
+        if let Some(url) = &u.url {
+            if let Err(reason) = check_nats_urls(url) {
+                self.issue(key("url"), reason);
+            }
+        }
+        if !is_nats_name(&u.stream) {
+            self.issue(
+                key("stream"),
+                format!("`{}` không phải tên luồng hợp lệ: không để trống, không có dấu cách, '.', '*', '>', '/' hay '\\'", u.stream),
+            );
+        }
+        if u.subject_prefix.split('.').any(|t| !is_nats_name(t)) {
+            self.issue(
+                key("subject_prefix"),
+                format!("`{}` không phải tiền tố chủ đề NATS hợp lệ: các phần cách nhau bằng '.', không để trống, không có dấu cách, '*' hay '>'", u.subject_prefix),
+            );
+        }
+        let ways = [
+            u.creds_file.is_some(),
+            u.nkey_seed_file.is_some(),
+            u.user.is_some(),
+            u.token.is_some(),
+        ];
+        if ways.iter().filter(|&&w| w).count() > 1 {
+            self.issue(
+                section,
+                "chỉ chọn một cách xác thực: creds_file, nkey_seed_file, user/password hoặc token",
+            );
+        }
+        if u.password.is_some() && u.user.is_none() {
+            self.issue(
+                key("password"),
+                format!("có mật khẩu thì cần cả {section}.user"),
+            );
+        }
+        if u.user.is_some() && u.password.is_none() {
+            self.issue(key("user"), format!("cần cả {section}.password"));
+        }
+        for (k, file) in [
+            ("creds_file", &u.creds_file),
+            ("nkey_seed_file", &u.nkey_seed_file),
+            ("ca_file", &u.ca_file),
+            ("cert_file", &u.cert_file),
+            ("key_file", &u.key_file),
+        ] {
+            if let Some(f) = file {
+                if !f.is_file() {
+                    self.issue(key(k), format!("không có tệp {}", f.display()));
+                }
+            }
+        }
+        self.check_nats_secrets(section, &u.nkey_seed_file, &u.creds_file);
+        if u.cert_file.is_some() != u.key_file.is_some() {
+            self.issue(
+                key("cert_file"),
+                format!("chứng thư máy khách cần cả {section}.cert_file và {section}.key_file"),
+            );
+        }
+        if u.stream_replicas == 0 || u.stream_replicas > 5 {
+            self.issue(key("stream_replicas"), "phải từ 1 đến 5");
+        }
+        if u.duplicate_window_s == 0 {
+            self.issue(key("duplicate_window_s"), "phải từ 1 trở lên");
+        }
+        if u.max_age_days > 3650 {
+            self.issue(
+                key("max_age_days"),
+                "phải từ 0 (không giới hạn) đến 3650 ngày",
+            );
+        }
         if u.backoff_initial_ms == 0 || u.backoff_initial_ms > u.backoff_max_ms {
             self.issue(
-                "uplink.backoff_initial_ms",
-                "phải từ 1 trở lên và không lớn hơn uplink.backoff_max_ms",
+                key("backoff_initial_ms"),
+                format!("phải từ 1 trở lên và không lớn hơn {section}.backoff_max_ms"),
             );
         }
     }
