@@ -559,6 +559,26 @@ async fn wait_entry(
     }
 }
 
+/// Wait until the log has a "cannot connect to the NATS servers" line
+/// holding every one of `words` (the reason and the hint).
+async fn wait_refused(b: &Backend, what: &str, words: &[&str]) {
+    b.wait_for(what, Duration::from_secs(30), || async {
+        b.log_text().lines().any(|l| {
+            l.contains("cannot connect to the NATS servers") && words.iter().all(|w| l.contains(w))
+        })
+    })
+    .await;
+}
+
+/// Wait until `/readyz` shows the uplink down with `n` entries held back.
+async fn wait_held_back(b: &Backend, n: u64) {
+    b.wait_for("the lag at /readyz", Duration::from_secs(30), || async {
+        let r = readyz(b).await;
+        r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == n
+    })
+    .await;
+}
+
 /// The `change` of each entry of `kind`, in stream order.
 fn changes(entries: &[Stored], kind: &str) -> Vec<String> {
     entries
@@ -780,11 +800,7 @@ async fn mutual_tls_without_a_client_certificate_is_refused_and_nothing_is_lost(
             && line.contains("uplink.cert_file"),
         "the error names the missing client certificate: {line}"
     );
-    b.wait_for("the lag at /readyz", Duration::from_secs(30), || async {
-        let r = readyz(&b).await;
-        r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == 5
-    })
-    .await;
+    wait_held_back(&b, 5).await;
     let js = tls_client(&url, &pki, true).await;
     assert_eq!(stream_count(&js, STREAM).await, 0, "nothing got in");
 
@@ -860,23 +876,13 @@ async fn a_wrong_nkey_seed_is_refused_with_a_clear_error() {
     .await;
     publish_dossiers(broker.port, "w", 3).await;
     wait_counted(&b, 3).await;
-    b.wait_for(
+    wait_refused(
+        &b,
         "the refused login in the log",
-        Duration::from_secs(30),
-        || async {
-            b.log_text().lines().any(|l| {
-                l.contains("cannot connect to the NATS servers")
-                    && l.contains("authorization violation")
-                    && l.contains("the server refused the login")
-            })
-        },
+        &["authorization violation", "the server refused the login"],
     )
     .await;
-    b.wait_for("the lag at /readyz", Duration::from_secs(30), || async {
-        let r = readyz(&b).await;
-        r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == 3
-    })
-    .await;
+    wait_held_back(&b, 3).await;
     let js = jetstream::new(
         async_nats::ConnectOptions::with_nkey(user.seed.clone())
             .connect(&url)
@@ -938,16 +944,10 @@ async fn the_uplink_logs_in_with_a_creds_file_in_operator_mode() {
     )
     .await;
     publish_dossiers(broker2.port, "x", 1).await;
-    b2.wait_for(
+    wait_refused(
+        &b2,
         "the refused login in the log",
-        Duration::from_secs(30),
-        || async {
-            b2.log_text().lines().any(|l| {
-                l.contains("cannot connect to the NATS servers")
-                    && l.contains("authorization violation")
-                    && l.contains("the server refused the login")
-            })
-        },
+        &["authorization violation", "the server refused the login"],
     )
     .await;
     assert_eq!(
@@ -973,23 +973,16 @@ async fn a_server_certificate_not_signed_by_ca_file_is_refused_with_the_reason()
     )
     .await;
     publish_dossiers(broker.port, "u", 2).await;
-    b.wait_for(
+    wait_refused(
+        &b,
         "the untrusted certificate in the log",
-        Duration::from_secs(30),
-        || async {
-            b.log_text().lines().any(|l| {
-                l.contains("cannot connect to the NATS servers")
-                    && l.contains("invalid peer certificate")
-                    && l.contains("certificate is not trusted: set uplink.ca_file")
-            })
-        },
+        &[
+            "invalid peer certificate",
+            "certificate is not trusted: set uplink.ca_file",
+        ],
     )
     .await;
-    b.wait_for("the lag at /readyz", Duration::from_secs(30), || async {
-        let r = readyz(&b).await;
-        r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == 2
-    })
-    .await;
+    wait_held_back(&b, 2).await;
     let js = tls_client(&url, &pki, false).await;
     assert_eq!(stream_count(&js, STREAM).await, 0);
 }
