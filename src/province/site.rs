@@ -23,7 +23,7 @@ use super::wire::{self, InContent};
 use crate::journal::remote::{Gap, Item, Numbered};
 use crate::journal::{JournalError, NewDeadLetter, NewEvent, Store};
 use crate::model::{Event, Reason};
-use crate::state::{Committed, DeadNote, Shared};
+use crate::state::Shared;
 use crate::warnings::WarningView;
 
 /// Gaps listed at most (a commune that lost more has a bigger problem than
@@ -369,12 +369,7 @@ impl Site {
             .fetch_add(duplicates as u64, Ordering::Relaxed);
 
         // Live state, as the commune's pipeline applies it.
-        let touched = derived.delta.touched();
-        shared.engine.write().apply(&derived.delta, now);
-        shared
-            .devices
-            .write()
-            .apply(derived.devices.into_iter().collect());
+        let touched = crate::runtime::pipeline::apply_derived(shared, derived, now);
         crate::runtime::pipeline::record(
             shared,
             &new_events,
@@ -453,36 +448,17 @@ impl Site {
         if broadcasts_changed {
             self.refresh_broadcasts(now);
         }
-        if shared.updates.receiver_count() > 0 {
-            let _ = shared.updates.send(Arc::new(Committed {
+        crate::runtime::pipeline::publish(shared, || {
+            crate::runtime::pipeline::committed(
+                &new_events,
+                &new_dead,
+                &out.batch,
                 touched,
-                events: out
-                    .batch
-                    .new_events
-                    .iter()
-                    .map(|&i| new_events[i].event.clone())
-                    .collect(),
-                dead: out
-                    .batch
-                    .new_dead
-                    .iter()
-                    .map(|&i| {
-                        let d = &new_dead[i];
-                        DeadNote {
-                            reason: d.reason.code(),
-                            topic: d.topic.to_owned(),
-                            source: d.source,
-                            device: d.device.map(str::to_owned),
-                            detail: d.detail.to_owned(),
-                            received_at: d.received_at,
-                        }
-                    })
-                    .collect(),
                 duplicates,
-                warnings: changed_warnings,
-                at: now,
-            }));
-        }
+                changed_warnings,
+                now,
+            )
+        });
         Ok(Applied {
             new: out.new.len(),
             duplicates,

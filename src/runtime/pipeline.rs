@@ -45,10 +45,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use crate::devices::class_of;
+use crate::indicators::Touched;
 use crate::journal::{BatchOutcome, Derived, JournalError, NewDeadLetter, NewEvent, Store};
 use crate::metrics::{ReasonLabel, SourceLabel};
 use crate::model::{Event, Raw, Reason, Source};
@@ -298,43 +299,21 @@ fn run_batch(
     let now = Utc::now();
     let duplicates = events.len() - outcome.new_events.len() + dead.len() - outcome.new_dead.len()
         + applied.duplicates;
-    let touched = derived.delta.touched();
-    shared.engine.write().apply(&derived.delta, now);
-    shared
-        .devices
-        .write()
-        .apply(derived.devices.into_iter().collect());
+    let touched = apply_derived(shared, derived, now);
     record(shared, &events, &dead, &outcome, duplicates, started);
 
     // 6. Publish to live subscribers.
-    if shared.updates.receiver_count() > 0 {
-        let _ = shared.updates.send(Arc::new(Committed {
+    publish(shared, || {
+        committed(
+            &events,
+            &dead,
+            &outcome,
             touched,
-            events: outcome
-                .new_events
-                .iter()
-                .map(|&i| events[i].event.clone())
-                .collect(),
-            dead: outcome
-                .new_dead
-                .iter()
-                .map(|&i| {
-                    let d = &dead[i];
-                    DeadNote {
-                        reason: d.reason.code(),
-                        topic: d.topic.to_owned(),
-                        source: d.source,
-                        device: d.device.map(str::to_owned),
-                        detail: d.detail.to_owned(),
-                        received_at: d.received_at,
-                    }
-                })
-                .collect(),
             duplicates,
-            warnings: applied.changed,
-            at: now,
-        }));
-    }
+            applied.changed,
+            now,
+        )
+    });
     drop(events);
     drop(dead);
     batch.clear();
@@ -422,6 +401,66 @@ pub(crate) fn derive(
         scope_names: engine.scopes().to_vec(),
         indicator_ids: engine.ids().map(str::to_owned).collect(),
         devices,
+    }
+}
+
+/// Apply a committed batch's derived rows to the live indicators and
+/// device health; what they touched (the commune's pipeline, and the
+/// province's copy of a commune, `province::site`).
+pub(crate) fn apply_derived(shared: &Shared, derived: Derived, now: DateTime<Utc>) -> Touched {
+    let touched = derived.delta.touched();
+    shared.engine.write().apply(&derived.delta, now);
+    shared
+        .devices
+        .write()
+        .apply(derived.devices.into_iter().collect());
+    touched
+}
+
+/// What live subscribers get of a committed batch: its new events and
+/// dead letters (`outcome`'s indices into `events` and `dead`).
+pub(crate) fn committed(
+    events: &[NewEvent<'_>],
+    dead: &[NewDeadLetter<'_>],
+    outcome: &BatchOutcome,
+    touched: Touched,
+    duplicates: usize,
+    warnings: Vec<crate::warnings::WarningView>,
+    at: DateTime<Utc>,
+) -> Committed {
+    Committed {
+        touched,
+        events: outcome
+            .new_events
+            .iter()
+            .map(|&i| events[i].event.clone())
+            .collect(),
+        dead: outcome
+            .new_dead
+            .iter()
+            .map(|&i| {
+                let d = &dead[i];
+                DeadNote {
+                    reason: d.reason.code(),
+                    topic: d.topic.to_owned(),
+                    source: d.source,
+                    device: d.device.map(str::to_owned),
+                    detail: d.detail.to_owned(),
+                    received_at: d.received_at,
+                }
+            })
+            .collect(),
+        duplicates,
+        warnings,
+        at,
+    }
+}
+
+/// Send a committed batch to the live subscribers, built only when there
+/// are any.
+pub(crate) fn publish(shared: &Shared, batch: impl FnOnce() -> Committed) {
+    if shared.updates.receiver_count() > 0 {
+        let _ = shared.updates.send(Arc::new(batch()));
     }
 }
 
