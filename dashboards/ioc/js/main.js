@@ -4,6 +4,7 @@
 // the trend lines, which live updates then extend. See docs/SCREEN.md.
 
 import * as fmt from "./format.js";
+import { wireFullscreen } from "./fullscreen.js";
 import { rootUrl, url } from "./base.js";
 import { Live } from "./live.js";
 import { drawMap, shortName } from "./map.js";
@@ -767,21 +768,7 @@ function tick() {
 // Kiosk mode and start.
 // ---------------------------------------------------------------------------
 
-function goFullscreen() {
-  const el = document.documentElement;
-  if (document.fullscreenElement || !el.requestFullscreen) return;
-  el.requestFullscreen().catch(() => {
-    // Not allowed without a user gesture; the kiosk browser is usually
-    // started full screen anyway (chromium --kiosk).
-  });
-}
-
-if (kiosk) {
-  document.body.classList.add("kiosk");
-  goFullscreen();
-  for (const ev of ["pointerdown", "keydown"]) document.addEventListener(ev, goFullscreen, { once: true });
-}
-$("btn-fullscreen").addEventListener("click", goFullscreen);
+wireFullscreen(kiosk, $("btn-fullscreen"));
 
 /** Reload the page with `t` as the token (kept in this browser's storage;
  * in the URL only when storage is disabled). */

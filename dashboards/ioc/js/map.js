@@ -2,14 +2,7 @@
 // tiles, no internet). Villages without coordinates are laid out in a grid
 // below the map (or as the whole map when none has coordinates).
 
-const NS = "http://www.w3.org/2000/svg";
-
-function el(name, attrs, text) {
-  const e = document.createElementNS(NS, name);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
+import { svgEl as el } from "./svg.js";
 
 /** A short label for the map: placeholders become "Bản 10*". */
 export function shortName(v) {

@@ -1,16 +1,11 @@
 // Sparklines as inline SVG: a series of {t (ms), v (number|null)} over a
 // fixed time domain, an optional dashed target line, the last point marked.
 
-const NS = "http://www.w3.org/2000/svg";
+import { svgEl as el } from "./svg.js";
+
 const W = 200;
 const H = 44;
 const PAD = 4;
-
-function el(name, attrs) {
-  const e = document.createElementNS(NS, name);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  return e;
-}
 
 /**
  * @param {{t:number, v:number|null}[]} points sorted by t

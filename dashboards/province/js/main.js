@@ -6,6 +6,7 @@
 // use; when it stops answering, from the next one (js/instances.js).
 
 import * as fmt from "../common/js/format.js";
+import { wireFullscreen } from "../common/js/fullscreen.js";
 import { Instances, displayName } from "./instances.js";
 import { drawMap } from "./map.js";
 
@@ -567,20 +568,7 @@ function tick() {
 // Kiosk mode and start.
 // ---------------------------------------------------------------------------
 
-function goFullscreen() {
-  const el = document.documentElement;
-  if (document.fullscreenElement || !el.requestFullscreen) return;
-  el.requestFullscreen().catch(() => {
-    // Not allowed without a user gesture (start the browser full screen).
-  });
-}
-
-if (kiosk) {
-  document.body.classList.add("kiosk");
-  goFullscreen();
-  for (const ev of ["pointerdown", "keydown"]) document.addEventListener(ev, goFullscreen, { once: true });
-}
-$("btn-fullscreen").addEventListener("click", goFullscreen);
+wireFullscreen(kiosk, $("btn-fullscreen"));
 window.addEventListener("resize", () => {
   mapKey = "";
   render();

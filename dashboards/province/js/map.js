@@ -5,14 +5,7 @@
 // down gets a red ring and "!". Communes without coordinates are laid out
 // in a grid below. A dot is a link to the commune's own screen.
 
-const NS = "http://www.w3.org/2000/svg";
-
-function el(name, attrs, text) {
-  const e = document.createElementNS(NS, name);
-  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
+import { svgEl as el } from "../common/js/svg.js";
 
 /** "Xã Bình Lư" → "Bình Lư" (the map has no room for the prefix). */
 export function shortName(name) {
