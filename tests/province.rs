@@ -30,32 +30,15 @@ use serde_json::Value;
 /// 2-core box, two instances and three NATS nodes).
 const CATCH_UP: Duration = Duration::from_secs(120);
 
-async fn readyz(b: &Backend) -> Value {
-    reqwest::get(format!("{}/readyz", b.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Wait until a commune box has journaled `n` dossiers and its uplink has
 /// forwarded everything; its head (the cursor, then equal to it).
 async fn commune_forwarded(b: &Backend, n: usize) -> i64 {
-    b.wait_for(
-        &format!("{n} dossiers counted"),
-        Duration::from_secs(120),
-        || async {
-            b.indicator("dossiers_received", "month", "commune").await["value"].as_f64()
-                == Some(n as f64)
-        },
-    )
-    .await;
+    b.wait_dossiers(n).await;
     kit::wait_until(
         "the commune's uplink to catch up",
         Duration::from_secs(120),
         || async {
-            let r = readyz(b).await;
+            let r = b.readyz().await;
             let head = r["uplink"]["cursor"].as_i64()?;
             (r["uplink"]["lag_entries"] == 0 && r["uplink"]["up"] == true && head > 0)
                 .then_some(head)
@@ -377,7 +360,7 @@ async fn a_cut_link_and_a_killed_commune_box_lose_nothing() {
             "the lag shown while cut off",
             Duration::from_secs(60),
             || async {
-                let r = readyz(&cut_box).await;
+                let r = cut_box.readyz().await;
                 r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == 300
             },
         )
@@ -399,7 +382,7 @@ async fn a_cut_link_and_a_killed_commune_box_lose_nothing() {
     dossiers(&publisher, &specs[1], 50, BURST).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let cursor = readyz(&kill_box).await["uplink"]["cursor"]
+        let cursor = kill_box.readyz().await["uplink"]["cursor"]
             .as_i64()
             .unwrap_or(0);
         if cursor > y_head && cursor < y_head + BURST as i64 {

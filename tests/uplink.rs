@@ -71,29 +71,6 @@ fn check_contract(entries: &[Stored], n: usize) -> BTreeSet<String> {
     dossiers
 }
 
-/// Wait (generously: a debug build on a shared box) until `n` dossiers
-/// are counted.
-async fn wait_counted(b: &Backend, n: usize) {
-    b.wait_for(
-        &format!("{n} dossiers counted"),
-        Duration::from_secs(120),
-        || async {
-            b.indicator("dossiers_received", "month", "commune").await["value"].as_f64()
-                == Some(n as f64)
-        },
-    )
-    .await;
-}
-
-async fn readyz(b: &Backend) -> Value {
-    reqwest::get(format!("{}/readyz", b.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Events and dead letters arrive in the stream once each, in journal
 /// order, with `Nats-Msg-Id = commune:seq`; the stream is created by the
 /// uplink on its first connect; `/readyz` and the metrics show no lag.
@@ -137,7 +114,7 @@ async fn every_entry_arrives_once_and_in_order() {
         "uplink caught up at /readyz",
         Duration::from_secs(20),
         || async {
-            let r = readyz(&b).await;
+            let r = b.readyz().await;
             r["uplink"]["lag_entries"] == 0
                 && r["uplink"]["cursor"] == N
                 && r["uplink"]["up"] == true
@@ -180,12 +157,12 @@ async fn an_outage_loses_nothing_and_catches_up() {
             .unwrap();
     }
     // The commune works alone: every message committed, still ready.
-    wait_counted(&b, 100 + MORE).await;
-    let r = readyz(&b).await;
+    b.wait_dossiers(100 + MORE).await;
+    let r = b.readyz().await;
     assert_eq!(r["ready"], true, "{r}");
     // The lag is shown while the province is away.
     b.wait_for("uplink lag at /readyz", Duration::from_secs(30), || async {
-        let r = readyz(&b).await;
+        let r = b.readyz().await;
         r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == MORE
     })
     .await;
@@ -228,7 +205,7 @@ async fn an_outage_loses_nothing_and_catches_up() {
     let dossiers = check_contract(&entries, 100 + MORE);
     assert_eq!(dossiers.len(), 100 + MORE);
     b.wait_for("uplink caught up", Duration::from_secs(20), || async {
-        readyz(&b).await["uplink"]["lag_entries"] == 0
+        b.readyz().await["uplink"]["lag_entries"] == 0
     })
     .await;
     browser.open(&screen).await;
@@ -308,13 +285,13 @@ async fn kill_9_mid_forward_sends_nothing_twice_and_loses_nothing() {
     };
     b.restart();
     b.wait_ready().await;
-    wait_counted(&b, N).await;
+    b.wait_dossiers(N).await;
     wait_stream(&js, N as u64, Duration::from_secs(120), || b.log_text()).await;
     let entries = stream_entries(&js, STREAM).await.unwrap();
     let dossiers = check_contract(&entries, N);
     assert_eq!(dossiers.len(), N, "killed at {at_kill} in the stream");
     b.wait_for("uplink caught up", Duration::from_secs(20), || async {
-        readyz(&b).await["uplink"]["lag_entries"] == 0
+        b.readyz().await["uplink"]["lag_entries"] == 0
     })
     .await;
     // The re-sent entries were acknowledged as duplicates, not stored.
@@ -573,7 +550,7 @@ async fn wait_refused(b: &Backend, what: &str, words: &[&str]) {
 /// Wait until `/readyz` shows the uplink down with `n` entries held back.
 async fn wait_held_back(b: &Backend, n: u64) {
     b.wait_for("the lag at /readyz", Duration::from_secs(30), || async {
-        let r = readyz(b).await;
+        let r = b.readyz().await;
         r["uplink"]["up"] == false && r["uplink"]["lag_entries"] == n
     })
     .await;
@@ -782,7 +759,7 @@ async fn mutual_tls_without_a_client_certificate_is_refused_and_nothing_is_lost(
     )
     .await;
     publish_dossiers(broker.port, "m", 5).await;
-    wait_counted(&b, 5).await;
+    b.wait_dossiers(5).await;
     b.wait_for(
         "the refused connection in the log",
         Duration::from_secs(30),
@@ -875,7 +852,7 @@ async fn a_wrong_nkey_seed_is_refused_with_a_clear_error() {
     )
     .await;
     publish_dossiers(broker.port, "w", 3).await;
-    wait_counted(&b, 3).await;
+    b.wait_dossiers(3).await;
     wait_refused(
         &b,
         "the refused login in the log",

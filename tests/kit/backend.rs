@@ -486,6 +486,32 @@ impl Backend {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `/readyz` (public), its JSON whatever the status.
+    pub async fn readyz(&self) -> Value {
+        reqwest::get(format!("{}/readyz", self.url))
+            .await
+            .unwrap_or_else(|e| panic!("GET /readyz: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET /readyz: not JSON: {e}"))
+    }
+
+    /// Wait (up to 120 s) until the commune counts `n` dossiers received
+    /// this month (`dossiers_received` of the test configs).
+    pub async fn wait_dossiers(&self, n: usize) {
+        self.wait_for(
+            &format!("{n} dossiers counted"),
+            Duration::from_secs(120),
+            || async {
+                self.indicator("dossiers_received", "month", "commune")
+                    .await["value"]
+                    .as_f64()
+                    == Some(n as f64)
+            },
+        )
+        .await;
+    }
+
     /// GET and return status and JSON.
     pub async fn get_status(&self, path: &str) -> (u16, Value) {
         let r = self.authed_get(path).await;
