@@ -252,22 +252,7 @@ fn run_batch(
             let tx = cap.conn.transaction()?;
             let applied = warnings::store::apply(&tx, &bulletins, Utc::now())?;
             // Each change is a journal entry (the province's copy).
-            let at = Utc::now().timestamp_millis();
-            let bodies: Vec<Vec<u8>> = applied
-                .changed
-                .iter()
-                .map(|w| serde_json::to_vec(w).unwrap_or_default())
-                .collect();
-            let entries: Vec<_> = bodies
-                .iter()
-                .map(|b| crate::journal::seq::NewEntry {
-                    kind: crate::journal::seq::kind::WARNING,
-                    ref_id: 0,
-                    at_ms: at,
-                    body: Some(b),
-                })
-                .collect();
-            crate::journal::seq::append_bound(&tx, &entries)?;
+            warnings::store::journal_changes(&tx, &applied.changed, Utc::now().timestamp_millis())?;
             tx.commit()?;
             Ok(applied)
         }) else {

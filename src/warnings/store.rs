@@ -211,8 +211,24 @@ pub fn expire(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<War
             out.push(v);
         }
     }
-    // The same body as a stored bulletin's change (runtime::pipeline).
-    let bodies: Vec<Vec<u8>> = out
+    // Numbering only fails in SQLite (the other errors cannot come from it).
+    journal_changes(&tx, &out, ms(now)).map_err(|e| match e {
+        crate::journal::JournalError::Sqlite(e) => e,
+        other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+    })?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Number each of `changed` as a `warning` journal entry (the warning as
+/// it now stands) in the caller's transaction: a stored bulletin's change
+/// (`runtime::pipeline`) and an expiry by the sweep alike.
+pub(crate) fn journal_changes(
+    tx: &Connection,
+    changed: &[WarningView],
+    at_ms: i64,
+) -> Result<(), crate::journal::JournalError> {
+    let bodies: Vec<Vec<u8>> = changed
         .iter()
         .map(|w| serde_json::to_vec(w).unwrap_or_default())
         .collect();
@@ -221,17 +237,12 @@ pub fn expire(conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<Vec<War
         .map(|b| crate::journal::seq::NewEntry {
             kind: crate::journal::seq::kind::WARNING,
             ref_id: 0,
-            at_ms: ms(now),
+            at_ms,
             body: Some(b),
         })
         .collect();
-    // Numbering only fails in SQLite (the other errors cannot come from it).
-    crate::journal::seq::append_bound(&tx, &entries).map_err(|e| match e {
-        crate::journal::JournalError::Sqlite(e) => e,
-        other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
-    })?;
-    tx.commit()?;
-    Ok(out)
+    crate::journal::seq::append_bound(tx, &entries)?;
+    Ok(())
 }
 
 fn fixed(s: Option<String>) -> Option<DateTime<FixedOffset>> {
