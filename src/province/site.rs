@@ -19,10 +19,10 @@ use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
 
 use super::reports::{self, ReportCheck};
-use super::wire::{self, InContent};
+use super::wire::{self, InContent, OwnedDead};
 use crate::journal::remote::{Gap, Item, Numbered};
 use crate::journal::{JournalError, NewDeadLetter, NewEvent, Store};
-use crate::model::{Event, Reason};
+use crate::model::Event;
 use crate::state::Shared;
 use crate::warnings::WarningView;
 
@@ -279,29 +279,9 @@ impl Site {
                         order.push((Some(inc.seq), inc.at_ms, 0, events.len()));
                         events.push((*event, topic, payload));
                     }
-                    InContent::Dead {
-                        dedup_key,
-                        reason,
-                        detail,
-                        topic,
-                        source,
-                        device,
-                        size,
-                        received_at,
-                        payload,
-                    } => {
+                    InContent::Dead(d) => {
                         order.push((Some(inc.seq), inc.at_ms, 1, dead.len()));
-                        dead.push(OwnedDead {
-                            dedup_key,
-                            reason,
-                            detail,
-                            topic,
-                            source,
-                            device,
-                            size: Some(size),
-                            received_at,
-                            payload,
-                        });
+                        dead.push(d);
                     }
                     InContent::Body { kind, body } => {
                         order.push((Some(inc.seq), inc.at_ms, 2, bodies.len()));
@@ -520,35 +500,6 @@ fn sha2_of(a: &[u8], b: &[u8]) -> Vec<u8> {
     h.update([0]);
     h.update(b);
     h.finalize().to_vec()
-}
-
-/// A dead letter owned until its batch is written.
-struct OwnedDead {
-    dedup_key: String,
-    reason: Reason,
-    detail: String,
-    topic: String,
-    source: Option<crate::model::Source>,
-    device: Option<String>,
-    size: Option<usize>,
-    received_at: DateTime<Utc>,
-    payload: Vec<u8>,
-}
-
-impl OwnedDead {
-    fn as_new(&self) -> NewDeadLetter<'_> {
-        NewDeadLetter {
-            dedup_key: self.dedup_key.clone(),
-            reason: self.reason,
-            detail: &self.detail,
-            topic: &self.topic,
-            source: self.source,
-            device: self.device.as_deref(),
-            payload: &self.payload,
-            received_at: self.received_at,
-            size: self.size,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -35,26 +35,7 @@ pub enum InContent {
         payload: Vec<u8>,
     },
     /// A dead letter of the commune.
-    Dead {
-        /// Dedup key.
-        dedup_key: String,
-        /// Reason.
-        reason: Reason,
-        /// Detail.
-        detail: String,
-        /// Topic.
-        topic: String,
-        /// Source family.
-        source: Option<Source>,
-        /// Device.
-        device: Option<String>,
-        /// Size of the whole payload.
-        size: usize,
-        /// Receive time.
-        received_at: DateTime<Utc>,
-        /// The payload as kept.
-        payload: Vec<u8>,
-    },
+    Dead(OwnedDead),
     /// Another kind (warning, report, alert, broadcast, ...), with its
     /// body re-serialized.
     Body {
@@ -63,6 +44,47 @@ pub enum InContent {
         /// Body (JSON).
         body: Vec<u8>,
     },
+}
+
+/// A dead letter, owned until its batch is written: one of the commune's,
+/// or the province's own for a message it could not read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedDead {
+    /// Dedup key.
+    pub dedup_key: String,
+    /// Reason.
+    pub reason: Reason,
+    /// Detail.
+    pub detail: String,
+    /// Topic.
+    pub topic: String,
+    /// Source family.
+    pub source: Option<Source>,
+    /// Device.
+    pub device: Option<String>,
+    /// Size of the whole payload (`None`: the payload's own length).
+    pub size: Option<usize>,
+    /// Receive time.
+    pub received_at: DateTime<Utc>,
+    /// The payload as kept.
+    pub payload: Vec<u8>,
+}
+
+impl OwnedDead {
+    /// As the journal writes it.
+    pub fn as_new(&self) -> crate::journal::NewDeadLetter<'_> {
+        crate::journal::NewDeadLetter {
+            dedup_key: self.dedup_key.clone(),
+            reason: self.reason,
+            detail: &self.detail,
+            topic: &self.topic,
+            source: self.source,
+            device: self.device.as_deref(),
+            payload: &self.payload,
+            received_at: self.received_at,
+            size: self.size,
+        }
+    }
 }
 
 /// A message that is not a readable entry of this commune.
@@ -223,7 +245,7 @@ pub fn parse(commune: &str, header_seq: Option<i64>, body: &[u8]) -> Result<Inco
                     )
                 })?;
             let payload = payload_of(&m);
-            InContent::Dead {
+            InContent::Dead(OwnedDead {
                 dedup_key,
                 reason: text(&m, "reason")
                     .and_then(|r| Reason::parse(&r))
@@ -232,16 +254,17 @@ pub fn parse(commune: &str, header_seq: Option<i64>, body: &[u8]) -> Result<Inco
                 topic: text(&m, "topic").unwrap_or_default(),
                 source: text(&m, "source").and_then(|s| Source::parse(&s)),
                 device: text(&m, "device"),
-                size: m
-                    .get("size")
-                    .and_then(Value::as_u64)
-                    .map_or(payload.len(), |s| s as usize),
+                size: Some(
+                    m.get("size")
+                        .and_then(Value::as_u64)
+                        .map_or(payload.len(), |s| s as usize),
+                ),
                 received_at: ms(m
                     .get("received_at_ms")
                     .and_then(Value::as_i64)
                     .unwrap_or(at_ms)),
                 payload,
-            }
+            })
         }
         _ => InContent::Body {
             body: serde_json::to_vec(&inner).unwrap_or_default(),
